@@ -1,0 +1,187 @@
+//! Callbacks when a manager's token changes: [`TokenListener`], [`TokenEvent`], the
+//! built-in [`TracingListener`], and the dispatcher that keeps slow or panicking
+//! listeners away from refreshes.
+
+use crate::{Token, TokenInfo};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::mpsc;
+
+/// What happened to the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenEventKind {
+    /// A new token came from a full [`fetch`](crate::TokenSource::fetch) (a login).
+    Fetched,
+    /// A new token came from a [`refresh`](crate::TokenSource::refresh).
+    Refreshed,
+    /// A token was given with [`set_tokens`](crate::TokenManager::set_tokens).
+    Set,
+    /// The token was removed by [`logout`](crate::TokenManager::logout).
+    Cleared,
+}
+
+/// One change of a manager's token, after the new token was stored.
+///
+/// Carries [`TokenInfo`] (no secret). A listener that must persist or forward the
+/// token itself asks for it with [`TokenEvent::token`].
+#[derive(Clone)]
+pub struct TokenEvent {
+    kind: TokenEventKind,
+    info: TokenInfo,
+    token: Option<Arc<Token>>,
+}
+
+impl TokenEvent {
+    pub(crate) fn new(kind: TokenEventKind, info: TokenInfo, token: Option<Arc<Token>>) -> Self {
+        Self { kind, info, token }
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> TokenEventKind {
+        self.kind
+    }
+
+    /// The new token's public description (for `Cleared`, the state after clearing).
+    pub fn info(&self) -> &TokenInfo {
+        &self.info
+    }
+
+    /// The new token itself, secrets included (`None` for `Cleared`).
+    ///
+    /// # Security Warning
+    ///
+    /// This gives the listener the access and refresh tokens: store them encrypted
+    /// and never log them.
+    pub fn token(&self) -> Option<&Token> {
+        self.token.as_deref()
+    }
+}
+
+impl std::fmt::Debug for TokenEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEvent")
+            .field("kind", &self.kind)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Told once about each new token (fetched, refreshed, set) and each logout.
+///
+/// Closures `Fn(&TokenEvent)` are listeners too.
+///
+/// Listeners run one event at a time, in order, on Tokio's blocking pool, after the
+/// token was stored: a slow listener delays only later events, never a refresh or
+/// a caller, and a panicking one is logged and skipped.
+///
+/// ```
+/// use tokenwarden::{TokenEvent, TokenListener};
+///
+/// #[derive(Debug)]
+/// struct Audit;
+///
+/// impl TokenListener for Audit {
+///     fn on_event(&self, event: &TokenEvent) {
+///         println!("{:?}: expires in {:?}", event.kind(), event.info().expires_in);
+///     }
+/// }
+/// ```
+pub trait TokenListener: Send + Sync + 'static {
+    /// Called with each event.
+    fn on_event(&self, event: &TokenEvent);
+}
+
+impl<F> TokenListener for F
+where
+    F: Fn(&TokenEvent) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &TokenEvent) {
+        self(event)
+    }
+}
+
+/// Logs each event with `tracing` at INFO (fingerprint, expiry, source; no secret).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingListener;
+
+impl TokenListener for TracingListener {
+    fn on_event(&self, event: &TokenEvent) {
+        let info = event.info();
+        tracing::info!(
+            kind = ?event.kind(),
+            source = %info.source,
+            key = %info.key,
+            fingerprint = info.fingerprint.as_deref().unwrap_or("-"),
+            expires_in_secs = info.expires_in.map(|d| d.as_secs()),
+            has_refresh_token = info.has_refresh_token,
+            "token changed"
+        );
+    }
+}
+
+/// Sends events to the listeners from one task per manager, started with the first
+/// event (so a manager can be built outside a Tokio runtime).
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    listeners: Vec<Arc<dyn TokenListener>>,
+    queue: OnceLock<mpsc::UnboundedSender<TokenEvent>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("listeners", &self.listeners.len())
+            .field("started", &self.queue.get().is_some())
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(listeners: Vec<Arc<dyn TokenListener>>) -> Self {
+        Self {
+            listeners,
+            queue: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.listeners.is_empty()
+    }
+
+    pub(crate) fn emit(&self, event: TokenEvent) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(deliver(self.listeners.clone(), rx));
+            tx
+        });
+        // Fails only if the delivery task is gone, i.e. the runtime is shutting down.
+        let _ = queue.send(event);
+    }
+}
+
+/// Ends when the manager (which owns the sender) is dropped.
+async fn deliver(
+    listeners: Vec<Arc<dyn TokenListener>>,
+    mut rx: mpsc::UnboundedReceiver<TokenEvent>,
+) {
+    while let Some(event) = rx.recv().await {
+        let listeners = listeners.clone();
+        let kind = event.kind();
+        let delivered = tokio::task::spawn_blocking(move || {
+            for listener in &listeners {
+                let call = std::panic::catch_unwind(AssertUnwindSafe(|| listener.on_event(&event)));
+                if call.is_err() {
+                    tracing::warn!(?kind, "a token listener panicked; event skipped for it");
+                }
+            }
+        })
+        .await;
+        if delivered.is_err() {
+            return; // the runtime is shutting down
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! # tokenwarden
+//!
+//! Gets, caches, stores and refreshes access tokens for HTTP API clients, so that
+//! every request carries a valid token, the token endpoint sees one refresh per
+//! expiry however many tasks share the token, and no token leaks.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenwarden::{source::from_fn, Token, TokenManager, TracingListener};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tokenwarden::Result<()> {
+//! let manager = TokenManager::builder(from_fn("my-api", || async {
+//!     // Log in to your API here.
+//!     Ok(Token::new("secret-token").with_expires_in(Duration::from_secs(3600)))
+//! }))
+//! .listener(TracingListener)
+//! .build()?;
+//!
+//! let header = manager.header().await?; // "Bearer secret-token", marked sensitive
+//! assert!(header.is_sensitive());
+//! println!("{:?}", manager.info().await); // no secret in there
+//! # Ok(()) }
+//! ```
+//!
+//! ## Pieces
+//!
+//! - [`TokenManager`]: the cache, the refresh windows, single-flight refreshes,
+//!   backoff, the recovery chain (cached → stored → refresh → login → error).
+//! - [`TokenSource`]: where tokens come from; [`source::StaticSource`] for given
+//!   tokens, [`source::from_fn`] for your own login code.
+//! - [`TokenStore`]: where tokens are kept and how processes elect one refresher;
+//!   [`store::MemoryStore`] built in.
+//! - [`TokenListener`]: told about every new token ([`TracingListener`] built in).
+//! - [`TokenRegistry`]: one manager per key, for many services or many users.
+//! - [`Clock`]: all time goes through it; `ManualClock` (feature `test-util`) for tests.
+//!
+//! ## Feature flags
+//!
+//! - `test-util`: [`ManualClock`](crate::ManualClock), a clock tests move by hand.
+//!
+//! ## Security
+//!
+//! Secrets live in [`AccessToken`], [`RefreshToken`], [`ClientSecret`] and
+//! [`IdToken`]: their `Debug` and `Display` print `[redacted]`, they are zeroized on
+//! drop and compared in constant time. Logs carry token fingerprints (8 hex digits of
+//! a SHA-256), never tokens. The `Authorization` value is marked sensitive.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod clock;
+mod error;
+mod events;
+mod key;
+mod manager;
+mod registry;
+mod secret;
+pub mod source;
+pub mod store;
+mod token;
+
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+pub use error::{Cause, Error, ErrorKind, OAuthError, Result};
+pub use events::{TokenEvent, TokenEventKind, TokenListener, TracingListener};
+pub use key::TokenKey;
+pub use manager::{
+    HeaderRef, Stats, TokenManager, TokenManagerBuilder, TokenRef, DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL, DEFAULT_LIFETIME, DEFAULT_MIN_VALID,
+    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
+};
+pub use registry::{TokenRegistry, TokenRegistryBuilder, DEFAULT_IDLE_TIMEOUT};
+pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken, REDACTED};
+pub use source::TokenSource;
+pub use store::TokenStore;
+pub use token::{Token, TokenInfo, DEFAULT_TOKEN_TYPE};

@@ -1,0 +1,51 @@
+//! The optional background task that keeps a manager's token fresh without calls.
+//! It holds the manager only weakly and ends when the last handle is dropped.
+
+use super::cached::State;
+use super::flight::{join_or_start, Mode, Start};
+use super::Shared;
+use crate::clock::from_unix_millis;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Weak};
+
+/// Starts the task once per manager (needs a Tokio runtime).
+pub(super) fn ensure_started(shared: &Arc<Shared>) {
+    if !shared.background_started.swap(true, SeqCst) {
+        tokio::spawn(keep_fresh(Arc::downgrade(shared)));
+    }
+}
+
+async fn keep_fresh(manager: Weak<Shared>) {
+    let Some(shared) = manager.upgrade() else {
+        return;
+    };
+    let (wake, clock) = (shared.wake.clone(), shared.settings.clock.clone());
+    drop(shared);
+    loop {
+        let wait_until = {
+            let Some(shared) = manager.upgrade() else {
+                return;
+            };
+            let now = clock.now_millis();
+            let cached = shared.current.load_full();
+            match cached.state(now) {
+                State::Fresh => Some(cached.stale_at()),
+                _ => match join_or_start(&shared, Mode::Due) {
+                    Start::Joined(flight) | Start::Started(flight) => {
+                        drop(shared);
+                        // Errors are recorded (and logged) by the flight itself.
+                        let _ = flight.await;
+                        continue;
+                    }
+                    Start::Done(_) => continue,
+                    Start::BackingOff => shared.backoff.retry_at(),
+                },
+            }
+        };
+        let sleep = clock.sleep_until(from_unix_millis(wait_until.unwrap_or(u64::MAX / 4)));
+        tokio::select! {
+            () = sleep => {}
+            () = wake.notified() => {}
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! [`TokenManagerBuilder`] and the documented defaults of every setting.
+
+use super::{background, Shared, TokenManager, Windows};
+use crate::events::Dispatcher;
+use crate::{Clock, Error, Result, SystemClock, TokenKey, TokenListener, TokenSource, TokenStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long before expiry a token becomes stale and one background refresh starts
+/// (at most half the token's lifetime).
+pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
+/// How long before expiry callers stop being served the cached token and wait for
+/// the refresh (at most a tenth of the token's lifetime).
+pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(30);
+/// The share of the stale window by which its start is moved later at random.
+pub const DEFAULT_REFRESH_JITTER: f64 = 0.2;
+/// The lifetime given to a token that came without `expires_in` or a JWT `exp`.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// The first wait after a failed refresh; it doubles with each failure.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// The longest wait between failed refreshes.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a store lease lives if its holder dies mid-refresh.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Builds a [`TokenManager`]. Made by [`TokenManager::builder`].
+pub struct TokenManagerBuilder {
+    source: Arc<dyn TokenSource>,
+    store: Option<Arc<dyn TokenStore>>,
+    key: Option<TokenKey>,
+    clock: Option<Arc<dyn Clock>>,
+    listeners: Vec<Arc<dyn TokenListener>>,
+    refresh_ahead: Option<Duration>,
+    min_valid: Option<Duration>,
+    jitter: Option<f64>,
+    default_lifetime: Option<Duration>,
+    backoff: Option<(Duration, Duration)>,
+    lease_ttl: Option<Duration>,
+    background_refresh: bool,
+}
+
+impl std::fmt::Debug for TokenManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManagerBuilder")
+            .field("source", &self.source.name())
+            .field("store", &self.store.as_ref().map(|s| s.name()))
+            .field("key", &self.key)
+            .field("listeners", &self.listeners.len())
+            .field("background_refresh", &self.background_refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManagerBuilder {
+    pub(super) fn new(source: Arc<dyn TokenSource>) -> Self {
+        Self {
+            source,
+            store: None,
+            key: None,
+            clock: None,
+            listeners: Vec::new(),
+            refresh_ahead: None,
+            min_valid: None,
+            jitter: None,
+            default_lifetime: None,
+            backoff: None,
+            lease_ttl: None,
+            background_refresh: false,
+        }
+    }
+
+    /// Keeps tokens in `store` too, and coordinates refreshes through its leases.
+    /// Defaults to no store: tokens live in this manager only.
+    pub fn store(mut self, store: impl TokenStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The key the token is cached and stored under. Defaults to the source's
+    /// [`key`](TokenSource::key).
+    pub fn key(mut self, key: TokenKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The clock for every time decision. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Adds a listener told about every new token and logout. Defaults to none.
+    pub fn listener(mut self, listener: impl TokenListener) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// How long before expiry a token turns stale and one background refresh starts;
+    /// capped at half the token's lifetime. Defaults to [`DEFAULT_REFRESH_AHEAD`].
+    pub fn refresh_ahead(mut self, refresh_ahead: Duration) -> Self {
+        self.refresh_ahead = Some(refresh_ahead);
+        self
+    }
+
+    /// How long before expiry callers wait for the refresh instead of getting the
+    /// cached token; capped at a tenth of the token's lifetime. Defaults to
+    /// [`DEFAULT_MIN_VALID`].
+    pub fn min_valid(mut self, min_valid: Duration) -> Self {
+        self.min_valid = Some(min_valid);
+        self
+    }
+
+    /// The share (0.0 to 1.0) of the stale window by which its start is delayed at
+    /// random. Defaults to [`DEFAULT_REFRESH_JITTER`].
+    pub fn refresh_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// The lifetime of a token that came without an expiry and is not a JWT with
+    /// `exp`. Such a token is never taken as valid forever. Defaults to
+    /// [`DEFAULT_LIFETIME`].
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The wait after the first failed refresh, doubling up to `max`. Defaults to
+    /// [`DEFAULT_BACKOFF_INITIAL`] and [`DEFAULT_BACKOFF_MAX`].
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Some((initial, max));
+        self
+    }
+
+    /// How long a store lease lasts if its holder dies. Defaults to [`DEFAULT_LEASE_TTL`].
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self
+    }
+
+    /// Whether a background task keeps the token fresh even when nobody asks for it
+    /// (fetching the first one at once, refreshing at the start of each stale
+    /// window, retrying after failures). The task ends when the last handle to the
+    /// manager is dropped. Defaults to `false`: refreshes start from calls.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.background_refresh = enabled;
+        self
+    }
+
+    /// Builds the manager. Fails with [`Error::Config`] on windows that cannot work.
+    pub fn build(self) -> Result<TokenManager> {
+        let windows = Windows {
+            refresh_ahead: self.refresh_ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
+            min_valid: self.min_valid.unwrap_or(DEFAULT_MIN_VALID),
+            jitter: self.jitter.unwrap_or(DEFAULT_REFRESH_JITTER),
+        };
+        if !(0.0..=1.0).contains(&windows.jitter) {
+            return Err(Error::config(format!(
+                "refresh_jitter must be between 0.0 and 1.0, got {}",
+                windows.jitter
+            )));
+        }
+        if windows.min_valid > windows.refresh_ahead {
+            return Err(Error::config(format!(
+                "min_valid ({:?}) must not be longer than refresh_ahead ({:?})",
+                windows.min_valid, windows.refresh_ahead
+            )));
+        }
+        let default_lifetime = self.default_lifetime.unwrap_or(DEFAULT_LIFETIME);
+        if default_lifetime.is_zero() {
+            return Err(Error::config("default_lifetime must be longer than zero"));
+        }
+        let (backoff_initial, backoff_max) = self
+            .backoff
+            .unwrap_or((DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX));
+        if backoff_initial.is_zero() || backoff_max < backoff_initial {
+            return Err(Error::config(
+                "backoff needs initial > 0 and max >= initial",
+            ));
+        }
+        let key = self.key.unwrap_or_else(|| self.source.key());
+        let shared = Arc::new(Shared::new(super::Settings {
+            source_name: self.source.name().to_owned(),
+            source: self.source,
+            store_name: self.store.as_ref().map(|s| s.name().to_owned()),
+            store: self.store,
+            key,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            events: Dispatcher::new(self.listeners),
+            windows,
+            default_lifetime,
+            backoff_initial,
+            backoff_max,
+            lease_ttl: self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            background_refresh: self.background_refresh,
+        }));
+        if shared.settings.background_refresh && tokio::runtime::Handle::try_current().is_ok() {
+            background::ensure_started(&shared);
+        }
+        Ok(TokenManager { shared })
+    }
+}

@@ -1,0 +1,220 @@
+//! The cached token with its precomputed header and refresh windows, and the state
+//! (fresh, stale, expiring, expired) it is in at a given time.
+
+use super::Windows;
+use crate::clock::unix_millis;
+use crate::{Error, Result, Token};
+use http::HeaderValue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::SystemTime;
+
+/// Where a cached token stands at a given time (DESIGN.md, refresh windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Served from the cache, nothing else to do.
+    Fresh,
+    /// Served from the cache; one background refresh should start.
+    Stale,
+    /// Still valid, but callers wait for the refresh.
+    Expiring,
+    /// Expired, invalidated, or no token at all.
+    Expired,
+}
+
+/// One token as the manager serves it. Replaced whole on every change; only the
+/// invalidation marks are mutable.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) token: Token,
+    pub(crate) header: HeaderValue,
+    /// Unix ms. Atomic so that `invalidate` can end the fresh state in place.
+    stale_at: AtomicU64,
+    expiring_at: u64,
+    expires_at: u64,
+    invalidated: AtomicBool,
+    /// 0 for the empty placeholder, then 1, 2... for each token the manager holds.
+    pub(crate) generation: u64,
+}
+
+impl Cached {
+    /// The placeholder held before the first token and after a logout.
+    pub(crate) fn empty() -> Self {
+        Self {
+            token: Token::new(""),
+            header: HeaderValue::from_static(""),
+            stale_at: AtomicU64::new(0),
+            expiring_at: 0,
+            expires_at: 0,
+            invalidated: AtomicBool::new(false),
+            generation: 0,
+        }
+    }
+
+    /// Prepares `token` (which must have `expires_at`) for serving at `now`.
+    pub(crate) fn new(
+        token: Token,
+        now: SystemTime,
+        windows: &Windows,
+        generation: u64,
+    ) -> Result<Self> {
+        let header = authorization_value(&token)?;
+        let now_ms = unix_millis(now);
+        let expires_at = token.expires_at.map_or(now_ms, unix_millis);
+        let lifetime = expires_at.saturating_sub(now_ms);
+        let min_valid = ms(windows.min_valid).min(lifetime / 10);
+        let ahead = ms(windows.refresh_ahead).min(lifetime / 2).max(min_valid);
+        // Jitter moves the start of the stale window later by up to `jitter * ahead`,
+        // so processes sharing a store do not all refresh at the same instant.
+        let jitter = (ahead as f64 * windows.jitter * fastrand::f64()) as u64;
+        let expiring_at = expires_at - min_valid;
+        let stale_at = (expires_at - ahead + jitter).min(expiring_at);
+        Ok(Self {
+            token,
+            header,
+            stale_at: AtomicU64::new(stale_at),
+            expiring_at,
+            expires_at,
+            invalidated: AtomicBool::new(false),
+            generation,
+        })
+    }
+
+    /// Whether `now` (Unix ms) is before the stale window: the hit path's one check.
+    #[inline]
+    pub(crate) fn is_fresh(&self, now: u64) -> bool {
+        now < self.stale_at.load(Relaxed)
+    }
+
+    pub(crate) fn state(&self, now: u64) -> State {
+        if self.generation == 0 || self.invalidated.load(Relaxed) || now >= self.expires_at {
+            State::Expired
+        } else if now >= self.expiring_at {
+            State::Expiring
+        } else if now >= self.stale_at.load(Relaxed) {
+            State::Stale
+        } else {
+            State::Fresh
+        }
+    }
+
+    /// The start of the stale window (Unix ms), when a background refresh is due.
+    pub(crate) fn stale_at(&self) -> u64 {
+        self.stale_at.load(Relaxed)
+    }
+
+    /// Whether this is a real token the server has not rejected (it may be expired).
+    pub(crate) fn is_held(&self) -> bool {
+        self.generation != 0 && !self.invalidated.load(Relaxed)
+    }
+
+    /// Marks the token as rejected by the server: no caller gets it again.
+    pub(crate) fn invalidate(&self) {
+        self.invalidated.store(true, Relaxed);
+        self.stale_at.store(0, Relaxed);
+    }
+
+    /// The token if there is one (even expired or invalidated), e.g. to refresh it.
+    pub(crate) fn token(&self) -> Option<&Token> {
+        (self.generation != 0).then_some(&self.token)
+    }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `<type> <token>`, marked sensitive so that HTTP libraries never log it.
+fn authorization_value(token: &Token) -> Result<HeaderValue> {
+    let scheme = if token.token_type.eq_ignore_ascii_case("bearer") || token.token_type.is_empty() {
+        "Bearer"
+    } else {
+        token.token_type.as_str()
+    };
+    let mut value = HeaderValue::try_from(format!("{scheme} {}", token.access_token.secret()))
+        .map_err(|_| Error::InvalidResponse {
+            source_name: String::new(),
+            status: None,
+            message: "the access token or token type contains characters that are not \
+                      allowed in an HTTP header"
+                .into(),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn windows(jitter: f64) -> Windows {
+        Windows {
+            refresh_ahead: Duration::from_secs(300),
+            min_valid: Duration::from_secs(30),
+            jitter,
+        }
+    }
+
+    #[test]
+    fn long_token_uses_the_configured_windows() {
+        let token = Token::new("a").with_expires_at(at(1_000 + 3_600));
+        let cached = Cached::new(token, at(1_000), &windows(0.0), 1).unwrap();
+        let s = |secs: u64| secs * 1000;
+        assert_eq!(cached.state(s(1_000)), State::Fresh);
+        assert_eq!(cached.state(s(4_600 - 300) - 1), State::Fresh);
+        assert_eq!(cached.state(s(4_600 - 300)), State::Stale);
+        assert_eq!(cached.state(s(4_600 - 30)), State::Expiring);
+        assert_eq!(cached.state(s(4_600)), State::Expired);
+    }
+
+    #[test]
+    fn short_token_windows_scale_with_its_lifetime() {
+        let token = Token::new("a").with_expires_at(at(5));
+        let cached = Cached::new(token, at(0), &windows(0.0), 1).unwrap();
+        assert_eq!(cached.state(2_499), State::Fresh);
+        assert_eq!(cached.state(2_500), State::Stale);
+        assert_eq!(cached.state(4_499), State::Stale);
+        assert_eq!(cached.state(4_500), State::Expiring);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        for _ in 0..200 {
+            let token = Token::new("a").with_expires_at(at(3_600));
+            let cached = Cached::new(token, at(0), &windows(0.2), 1).unwrap();
+            let stale = cached.stale_at();
+            assert!((3_300_000..=3_360_000).contains(&stale), "{stale}");
+        }
+    }
+
+    #[test]
+    fn header_is_sensitive_and_normalises_the_scheme() {
+        let token = Token::new("abc")
+            .with_token_type("bearer")
+            .with_expires_at(at(10));
+        let cached = Cached::new(token, at(0), &windows(0.0), 1).unwrap();
+        assert_eq!(cached.header, "Bearer abc");
+        assert!(cached.header.is_sensitive());
+        let bad = Token::new("a\nb").with_expires_at(at(10));
+        assert!(Cached::new(bad, at(0), &windows(0.0), 1).is_err());
+    }
+
+    #[test]
+    fn invalidated_and_empty_are_expired() {
+        assert_eq!(Cached::empty().state(0), State::Expired);
+        let cached = Cached::new(
+            Token::new("a").with_expires_at(at(100)),
+            at(0),
+            &windows(0.0),
+            1,
+        )
+        .unwrap();
+        cached.invalidate();
+        assert!(!cached.is_fresh(0));
+        assert_eq!(cached.state(0), State::Expired);
+    }
+}

@@ -1,0 +1,312 @@
+//! [`TokenManager`]: serves a valid token from its cache, refreshing it once per
+//! expiry however many callers ask, and keeping it in a store if it has one.
+//!
+//! The hit path is one atomic pointer load (arc-swap, no shared write), one coarse
+//! clock read and one comparison. Everything else (waiting, refreshing, backing
+//! off) happens in [`flight`], which runs each refresh as one spawned task that all
+//! waiting callers share.
+
+mod background;
+mod backoff;
+mod builder;
+mod cached;
+mod flight;
+mod stats;
+
+pub use builder::{
+    TokenManagerBuilder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL,
+    DEFAULT_LIFETIME, DEFAULT_MIN_VALID, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
+};
+pub use stats::Stats;
+
+use crate::events::{Dispatcher, TokenEvent, TokenEventKind};
+use crate::{Clock, Result, Token, TokenInfo, TokenKey, TokenSource, TokenStore};
+use arc_swap::{ArcSwap, Guard};
+use cached::Cached;
+use http::HeaderValue;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Gets, caches, stores and refreshes the token of one [`TokenSource`].
+///
+/// Cheap to clone (clones share everything) and safe to share between tasks and
+/// threads. Needs a Tokio runtime for its refreshes.
+///
+/// | token state | when | what [`token`](Self::token) does |
+/// |---|---|---|
+/// | fresh | before the stale window | returns the cached token: no lock, no allocation |
+/// | stale | within `refresh_ahead` of expiry | returns the cached token, starts one background refresh |
+/// | expiring | within `min_valid` of expiry | waits for the one refresh in flight |
+/// | expired | past expiry, or rejected | waits for the refresh; error if it fails |
+///
+/// A refresh goes: store (a token another process saved) → refresh with the refresh
+/// token → full fetch if the refresh token was rejected (`invalid_grant`) → a clear
+/// error. While refreshes fail, a still-valid token keeps being served and further
+/// attempts back off with jitter.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{source::from_fn, Token, TokenManager};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokenwarden::Result<()> {
+/// let manager = TokenManager::builder(from_fn("login", || async {
+///     Ok(Token::new("abc").with_expires_in(Duration::from_secs(3600)))
+/// }))
+/// .build()?;
+///
+/// let token = manager.token().await?; // fetched
+/// assert_eq!(token.access_token.secret(), "abc");
+/// let header = manager.header().await?; // from the cache
+/// assert_eq!(*header, "Bearer abc");
+/// assert_eq!(manager.stats().fetches, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenManager {
+    shared: Arc<Shared>,
+}
+
+/// Settings fixed at build time.
+#[derive(Debug)]
+struct Settings {
+    source: Arc<dyn TokenSource>,
+    source_name: String,
+    store: Option<Arc<dyn TokenStore>>,
+    store_name: Option<String>,
+    key: TokenKey,
+    clock: Arc<dyn Clock>,
+    events: Dispatcher,
+    windows: Windows,
+    default_lifetime: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    lease_ttl: Duration,
+    background_refresh: bool,
+}
+
+/// The refresh windows (DESIGN.md), before they are scaled to a token's lifetime.
+#[derive(Debug, Clone)]
+pub(crate) struct Windows {
+    pub(crate) refresh_ahead: Duration,
+    pub(crate) min_valid: Duration,
+    pub(crate) jitter: f64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    settings: Settings,
+    current: ArcSwap<Cached>,
+    /// The refresh in flight, if any; see [`flight`].
+    flight: Mutex<Option<flight::Flight>>,
+    backoff: backoff::Backoff,
+    counters: stats::Counters,
+    /// Wakes the background task: new token, invalidation, or the manager dropped.
+    wake: Arc<Notify>,
+    background_started: AtomicBool,
+    /// Bumped by `set_tokens` and `logout`: a flight that started before drops its result.
+    epoch: AtomicU64,
+    /// The last generation given to a token.
+    generations: AtomicU64,
+}
+
+impl Shared {
+    fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            current: ArcSwap::from_pointee(Cached::empty()),
+            flight: Mutex::new(None),
+            backoff: backoff::Backoff::default(),
+            counters: stats::Counters::default(),
+            wake: Arc::new(Notify::new()),
+            background_started: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
+        }
+    }
+
+    fn info(&self, token: Option<&Token>) -> TokenInfo {
+        let s = &self.settings;
+        TokenInfo::describe(
+            token,
+            s.clock.now(),
+            &s.source_name,
+            s.store_name.as_deref(),
+            s.key.as_str(),
+        )
+    }
+
+    fn emit(&self, kind: TokenEventKind, token: Option<&Token>) {
+        if !self.settings.events.is_empty() {
+            let event = TokenEvent::new(kind, self.info(token), token.cloned().map(Arc::new));
+            self.settings.events.emit(event);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Lets the background task see that the manager is gone and end.
+        self.wake.notify_one();
+    }
+}
+
+impl TokenManager {
+    /// Starts building a manager for `source` (any [`TokenSource`], including an
+    /// `Arc<dyn TokenSource>`).
+    pub fn builder(source: impl TokenSource + 'static) -> TokenManagerBuilder {
+        TokenManagerBuilder::new(Arc::new(source))
+    }
+
+    /// A valid token: the cached one, or a new one if it is expiring or gone.
+    ///
+    /// The returned handle is cheap and borrows nothing; keep it briefly (it pins
+    /// this token in memory) and use [`TokenRef::to_token`] to keep a copy.
+    pub async fn token(&self) -> Result<TokenRef> {
+        self.current().await.map(TokenRef)
+    }
+
+    /// The `Authorization` header value (`<type> <token>`) for a valid token,
+    /// precomputed and marked sensitive.
+    pub async fn header(&self) -> Result<HeaderRef> {
+        self.current().await.map(HeaderRef)
+    }
+
+    #[inline]
+    async fn current(&self) -> Result<Guard<Arc<Cached>>> {
+        let shared = &*self.shared;
+        let cached = shared.current.load();
+        if cached.is_fresh(shared.settings.clock.now_millis()) {
+            shared.counters.hit();
+            return Ok(cached);
+        }
+        flight::slow_path(&self.shared, cached).await
+    }
+
+    /// Drops `token` if it is still the current one, typically after the API
+    /// answered 401 with it; the next [`token`](Self::token) call refreshes.
+    /// Returns whether it was dropped. Many callers invalidating the same token
+    /// cause one refresh, not one each.
+    pub fn invalidate(&self, token: &Token) -> bool {
+        let cached = self.shared.current.load();
+        let current = cached.is_held() && cached.token.access_token.ct_eq(&token.access_token);
+        if current {
+            cached.invalidate();
+            tracing::debug!(fingerprint = %token.fingerprint(), source = %self.shared.settings.source_name, "token invalidated");
+            self.shared.wake.notify_one();
+        }
+        current
+    }
+
+    /// Gets a new token now, whatever the state of the cached one (a refresh if a
+    /// refresh token is held, else a fetch). Joins a refresh already in flight.
+    pub async fn force_refresh(&self) -> Result<TokenRef> {
+        flight::forced(&self.shared)
+            .await
+            .map(|c| TokenRef(Guard::from_inner(c)))
+    }
+
+    /// Uses `token` from now on: tokens given by hand or from the environment
+    /// ([`Token::from_env`]). It is stored first, if the manager has a store. A token
+    /// that is already expired is accepted if it has a refresh token: the next call
+    /// refreshes it.
+    pub async fn set_tokens(&self, token: Token) -> Result<()> {
+        flight::set(&self.shared, token).await
+    }
+
+    /// What may be shown about the current token (from the store if nothing is
+    /// cached yet); never a secret. Does not fetch.
+    pub async fn info(&self) -> TokenInfo {
+        let cached = self.shared.current.load_full();
+        if let Some(token) = cached.token() {
+            return self.shared.info(Some(token));
+        }
+        let stored = match &self.shared.settings.store {
+            Some(store) => store.load(&self.shared.settings.key).await.ok().flatten(),
+            None => None,
+        };
+        self.shared.info(stored.as_ref())
+    }
+
+    /// Logs out: revokes the token where the source can, then removes it from the
+    /// cache and the store. Everything is cleared even if revocation fails; the
+    /// first error is returned.
+    pub async fn logout(&self) -> Result<()> {
+        flight::logout(&self.shared).await
+    }
+
+    /// Counters of what the manager has done.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The key the token is cached and stored under.
+    pub fn key(&self) -> &TokenKey {
+        &self.shared.settings.key
+    }
+
+    /// The source's name.
+    pub fn source_name(&self) -> &str {
+        &self.shared.settings.source_name
+    }
+}
+
+/// A valid token held by the manager: dereferences to [`Token`].
+///
+/// Getting one costs no allocation and no shared write. It keeps this token alive
+/// while held, so keep it for the length of a request, not longer.
+pub struct TokenRef(Guard<Arc<Cached>>);
+
+impl TokenRef {
+    /// The precomputed, sensitive `Authorization` header value for this token.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0.header
+    }
+
+    /// A copy of the token to keep.
+    pub fn to_token(&self) -> Token {
+        self.0.token.clone()
+    }
+}
+
+impl Deref for TokenRef {
+    type Target = Token;
+
+    fn deref(&self) -> &Token {
+        &self.0.token
+    }
+}
+
+impl std::fmt::Debug for TokenRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0.token, f)
+    }
+}
+
+/// The sensitive `Authorization` header value of a valid token: dereferences to
+/// [`HeaderValue`]. Same cost and lifetime notes as [`TokenRef`].
+pub struct HeaderRef(Guard<Arc<Cached>>);
+
+impl HeaderRef {
+    /// The token this header carries.
+    pub fn token(&self) -> &Token {
+        &self.0.token
+    }
+}
+
+impl Deref for HeaderRef {
+    type Target = HeaderValue;
+
+    fn deref(&self) -> &HeaderValue {
+        &self.0.header
+    }
+}
+
+impl std::fmt::Debug for HeaderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A sensitive HeaderValue prints as `Sensitive`.
+        std::fmt::Debug::fmt(&self.0.header, f)
+    }
+}

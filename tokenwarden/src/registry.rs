@@ -1,0 +1,191 @@
+//! [`TokenRegistry`]: one [`TokenManager`] per key (per service, per user, per
+//! tenant), created on first use and evicted when idle.
+
+use crate::{Clock, Result, SystemClock, TokenManager, TokenRef};
+use dashmap::DashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a registry keeps a manager nobody has asked for.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+type Factory<K> = dyn Fn(&K) -> Result<TokenManager> + Send + Sync;
+
+/// Keyed token managers: a backend acting for many users, or a client of many
+/// services. Lookups are O(1) on a sharded map; each key has its own manager and
+/// so its own single-flight refresh.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{source::from_fn, Token, TokenManager, TokenRegistry};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokenwarden::Result<()> {
+/// let registry = TokenRegistry::builder(|user: &String| {
+///     let user = user.clone();
+///     TokenManager::builder(from_fn(format!("user-{user}"), move || {
+///         let user = user.clone();
+///         async move { Ok(Token::new(format!("token-of-{user}")).with_expires_in(Duration::from_secs(600))) }
+///     }))
+///     .build()
+/// })
+/// .idle_timeout(Duration::from_secs(600))
+/// .build();
+///
+/// let token = registry.token(&"alice".to_string()).await?;
+/// assert_eq!(token.access_token.secret(), "token-of-alice");
+/// assert_eq!(registry.len(), 1);
+/// # Ok(()) }
+/// ```
+pub struct TokenRegistry<K> {
+    managers: DashMap<K, Entry>,
+    factory: Box<Factory<K>>,
+    clock: Arc<dyn Clock>,
+    idle_timeout_ms: u64,
+    next_sweep: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    manager: TokenManager,
+    last_used: AtomicU64,
+}
+
+/// Builds a [`TokenRegistry`]. Made by [`TokenRegistry::builder`].
+pub struct TokenRegistryBuilder<K> {
+    factory: Box<Factory<K>>,
+    clock: Option<Arc<dyn Clock>>,
+    idle_timeout: Duration,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
+    /// Starts building a registry whose managers `factory` makes, one per key.
+    /// The factory runs once per key while that key's entry is locked, so keep it
+    /// quick (build a manager; do not fetch a token in it).
+    pub fn builder(
+        factory: impl Fn(&K) -> Result<TokenManager> + Send + Sync + 'static,
+    ) -> TokenRegistryBuilder<K> {
+        TokenRegistryBuilder {
+            factory: Box::new(factory),
+            clock: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// The manager for `key`, made by the factory on first use.
+    pub fn get(&self, key: &K) -> Result<TokenManager> {
+        let now = self.clock.now_millis();
+        self.sweep_if_due(now);
+        if let Some(entry) = self.managers.get(key) {
+            entry.last_used.store(now, Relaxed);
+            return Ok(entry.manager.clone());
+        }
+        let entry = match self.managers.entry(key.clone()) {
+            dashmap::Entry::Occupied(entry) => entry.into_ref(),
+            dashmap::Entry::Vacant(entry) => entry.insert(Entry {
+                manager: (self.factory)(key)?,
+                last_used: AtomicU64::new(now),
+            }),
+        };
+        entry.last_used.store(now, Relaxed);
+        Ok(entry.manager.clone())
+    }
+
+    /// A valid token for `key` (see [`TokenManager::token`]).
+    pub async fn token(&self, key: &K) -> Result<TokenRef> {
+        self.get(key)?.token().await
+    }
+
+    /// Removes the manager for `key`; returns whether there was one. Handles already
+    /// given out keep working.
+    pub fn remove(&self, key: &K) -> bool {
+        self.managers.remove(key).is_some()
+    }
+
+    /// How many managers the registry holds.
+    pub fn len(&self) -> usize {
+        self.managers.len()
+    }
+
+    /// Whether the registry holds no manager.
+    pub fn is_empty(&self) -> bool {
+        self.managers.is_empty()
+    }
+
+    /// Removes the managers unused for longer than the idle timeout and returns how
+    /// many. Also runs by itself from [`get`](Self::get), every half idle timeout.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.clock.now_millis();
+        let before = self.managers.len();
+        self.managers.retain(|_, entry| {
+            now.saturating_sub(entry.last_used.load(Relaxed)) <= self.idle_timeout_ms
+        });
+        before.saturating_sub(self.managers.len())
+    }
+
+    fn sweep_if_due(&self, now: u64) {
+        let due = self.next_sweep.load(Relaxed);
+        let next = now.saturating_add(self.idle_timeout_ms / 2);
+        if now >= due
+            && self
+                .next_sweep
+                .compare_exchange(due, next, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let evicted = self.evict_idle();
+            if evicted > 0 {
+                tracing::debug!(evicted, "evicted idle token managers");
+            }
+        }
+    }
+}
+
+impl<K> TokenRegistryBuilder<K> {
+    /// The clock for idle times. Defaults to [`SystemClock`]; the managers have
+    /// their own clocks, set in the factory.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How long an unused manager is kept. Defaults to [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> TokenRegistry<K>
+    where
+        K: Hash + Eq,
+    {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let idle_timeout_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let next_sweep = AtomicU64::new(clock.now_millis().saturating_add(idle_timeout_ms / 2));
+        TokenRegistry {
+            managers: DashMap::new(),
+            factory: self.factory,
+            clock,
+            idle_timeout_ms,
+            next_sweep,
+        }
+    }
+}
+
+impl<K: Hash + Eq> std::fmt::Debug for TokenRegistry<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRegistry")
+            .field("len", &self.managers.len())
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> std::fmt::Debug for TokenRegistryBuilder<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRegistryBuilder")
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
