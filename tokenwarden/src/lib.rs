@@ -38,7 +38,7 @@
 //!
 //! ## Feature flags
 //!
-//! - `test-util`: [`ManualClock`](crate::ManualClock), a clock tests move by hand.
+//! - `test-util`: [`ManualClock`], a clock tests move by hand.
 //!
 //! ## Security
 //!
@@ -82,3 +82,8 @@ pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken, REDACTED};
 pub use source::TokenSource;
 pub use store::TokenStore;
 pub use token::{Token, TokenInfo, DEFAULT_TOKEN_TYPE};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

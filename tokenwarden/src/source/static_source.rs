@@ -7,6 +7,9 @@ use async_trait::async_trait;
 /// A source that hands out one token it was given, for tokens obtained elsewhere
 /// (a CI secret, `ACCESS_TOKEN`/`REFRESH_TOKEN` in the environment, a test).
 ///
+/// Give the token an absolute expiry ([`Token::with_expires_at`]) if you know it: a
+/// relative one ([`Token::with_expires_in`]) counts again from every fetch.
+///
 /// It cannot get a new token: once its token expires the manager reports
 /// [`Error::NoValidToken`]. To start from given tokens but refresh them with a real
 /// source, build the manager over that source and call

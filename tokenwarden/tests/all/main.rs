@@ -1,1 +1,15 @@
-fn main() {}
+//! Behaviour of tokenwarden through its public API. One test binary (tests/all/).
+//!
+//! Every test secret contains `TOPSECRET`; all tracing output of the whole binary
+//! is captured at TRACE level and any line containing it fails the tests.
+
+mod common;
+
+mod background;
+mod contention;
+mod listener;
+mod recovery;
+mod registry;
+mod secrets;
+mod sources;
+mod windows;

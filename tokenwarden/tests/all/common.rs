@@ -1,0 +1,239 @@
+//! Shared test helpers: the log capture that fails tests on a leaked secret, and a
+//! scriptable counting token source.
+
+use async_trait::async_trait;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+use tokenwarden::{
+    Error, ManualClock, OAuthError, Result, Token, TokenEvent, TokenEventKind, TokenSource,
+};
+use tokio::sync::{mpsc, watch};
+
+/// The marker every test secret carries.
+pub const MARKER: &str = "TOPSECRET";
+
+static CAPTURED: Mutex<String> = Mutex::new(String::new());
+static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        for line in text.lines().filter(|l| l.contains(MARKER)) {
+            LEAKS.lock().unwrap().push(line.to_owned());
+        }
+        CAPTURED.lock().unwrap().push_str(&text);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the TRACE capture once; the returned guard fails the test if any
+/// captured line so far contained a secret.
+pub fn harness() -> LeakCheck {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| CaptureWriter)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+    });
+    LeakCheck
+}
+
+/// Everything captured so far.
+pub fn captured() -> String {
+    CAPTURED.lock().unwrap().clone()
+}
+
+pub struct LeakCheck;
+
+impl Drop for LeakCheck {
+    fn drop(&mut self) {
+        let leaks = LEAKS.lock().unwrap().clone();
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!("secrets reached the logs:\n{}", leaks.join("\n"));
+        }
+    }
+}
+
+/// Asserts that `text` (a Debug string, an error message...) holds no secret.
+pub fn assert_clean(what: &str, text: &str) {
+    assert!(!text.contains(MARKER), "{what} shows a secret: {text}");
+}
+
+/// A manual clock at a round time.
+pub fn clock() -> ManualClock {
+    ManualClock::default()
+}
+
+/// What [`CountingSource`] does on its next calls.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// Errors for `fetch` (and `refresh` unless `refresh_error` is set).
+    pub fail: Option<Error>,
+    /// An error for `refresh` only.
+    pub refresh_error: Option<Error>,
+    /// Whether new tokens come with a refresh token.
+    pub issue_refresh_tokens: bool,
+}
+
+/// A token source that counts its calls, issues `TOPSECRET-at-<n>` tokens with a
+/// fixed lifetime, and can be told to fail or to hold every call at a gate.
+#[derive(Debug)]
+pub struct CountingSource {
+    pub name: String,
+    pub lifetime: Duration,
+    pub fetches: AtomicUsize,
+    pub refreshes: AtomicUsize,
+    pub script: Mutex<Script>,
+    issued: AtomicUsize,
+    gate: watch::Sender<bool>,
+}
+
+impl CountingSource {
+    pub fn new(lifetime: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            name: "counting".into(),
+            lifetime,
+            fetches: AtomicUsize::new(0),
+            refreshes: AtomicUsize::new(0),
+            script: Mutex::new(Script {
+                issue_refresh_tokens: true,
+                ..Script::default()
+            }),
+            issued: AtomicUsize::new(0),
+            gate: watch::channel(true).0,
+        })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.fetches.load(SeqCst) + self.refreshes.load(SeqCst)
+    }
+
+    pub fn fail_with(&self, error: Option<Error>) {
+        self.script.lock().unwrap().fail = error;
+    }
+
+    pub fn fail_refresh_with(&self, error: Option<Error>) {
+        self.script.lock().unwrap().refresh_error = error;
+    }
+
+    /// Holds every call until [`open`](Self::open).
+    pub fn close(&self) {
+        self.gate.send_replace(false);
+    }
+
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    async fn pass_gate(&self) {
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+    }
+
+    fn issue(&self) -> Result<Token> {
+        let script = self.script.lock().unwrap().clone();
+        if let Some(error) = script.fail {
+            return Err(error);
+        }
+        let n = self.issued.fetch_add(1, SeqCst) + 1;
+        let token = Token::new(format!("{MARKER}-at-{n}")).with_expires_in(self.lifetime);
+        Ok(if script.issue_refresh_tokens {
+            token.with_refresh_token(format!("{MARKER}-rt-{n}"))
+        } else {
+            token
+        })
+    }
+}
+
+#[async_trait]
+impl TokenSource for CountingSource {
+    async fn fetch(&self) -> Result<Token> {
+        self.fetches.fetch_add(1, SeqCst);
+        self.pass_gate().await;
+        self.issue()
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        assert!(
+            current.refresh_token.is_some(),
+            "refresh called without a refresh token"
+        );
+        self.refreshes.fetch_add(1, SeqCst);
+        self.pass_gate().await;
+        if let Some(error) = self.script.lock().unwrap().refresh_error.clone() {
+            return Err(error);
+        }
+        self.issue()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A transient failure of the kind a token endpoint that is down produces.
+pub fn unavailable() -> Error {
+    Error::Transport {
+        source_name: "counting".into(),
+        status: Some(503),
+        retry_after: None,
+        transient: true,
+        message: "HTTP 503 Service Unavailable".into(),
+        cause: None,
+    }
+}
+
+/// The server's answer to a spent or revoked refresh token.
+pub fn invalid_grant() -> Error {
+    Error::OAuth {
+        source_name: "counting".into(),
+        status: Some(400),
+        error: OAuthError::new("invalid_grant").with_description("refresh token expired"),
+    }
+}
+
+/// A listener that forwards events to a channel, and the receiving end.
+pub fn event_channel() -> (
+    impl Fn(&TokenEvent) + Send + Sync + 'static,
+    mpsc::UnboundedReceiver<TokenEvent>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (move |event: &TokenEvent| drop(tx.send(event.clone())), rx)
+}
+
+/// Waits for the next event of `kind`, failing after 10 s of real time (a hang,
+/// not a timing assertion).
+pub async fn next_event(
+    rx: &mut mpsc::UnboundedReceiver<TokenEvent>,
+    kind: TokenEventKind,
+) -> TokenEvent {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = rx.recv().await.expect("listener channel open");
+            if event.kind() == kind {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind:?} event within 10 s"))
+}
+
+/// Lets spawned tasks (a background refresh) run to completion on a
+/// current-thread runtime.
+pub async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}

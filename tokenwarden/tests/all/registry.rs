@@ -1,0 +1,106 @@
+//! Keyed managers: one single-flight per key, and idle eviction.
+
+use crate::common::*;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::{source::from_fn, Error, ErrorKind, Token, TokenManager, TokenRegistry};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn counting_registry(calls: &Arc<AtomicUsize>) -> TokenRegistry<u32> {
+    let calls = calls.clone();
+    TokenRegistry::builder(move |user: &u32| {
+        let (user, calls) = (*user, calls.clone());
+        TokenManager::builder(from_fn(format!("user-{user}"), move || {
+            calls.fetch_add(1, SeqCst);
+            async move {
+                tokio::task::yield_now().await; // let the other caller for this key join
+                Ok(Token::new(format!("{MARKER}-{user}")).with_expires_in(HOUR))
+            }
+        }))
+        .build()
+    })
+    .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_keys_each_with_its_own_single_flight() {
+    let _h = harness();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(counting_registry(&calls));
+    let keys = 100_000u32;
+    let tasks: Vec<_> = (0..keys * 2)
+        .map(|i| {
+            let registry = registry.clone();
+            let user = i % keys;
+            tokio::spawn(async move {
+                let token = registry.token(&user).await.unwrap();
+                assert_eq!(token.access_token.secret(), format!("{MARKER}-{user}"));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(registry.len(), keys as usize);
+    assert_eq!(
+        calls.load(SeqCst),
+        keys as usize,
+        "one token request per key"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idle_managers_are_evicted_and_busy_ones_kept() {
+    let _h = harness();
+    let clock = clock();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let registry = TokenRegistry::builder(move |user: &u32| {
+        let (user, counted) = (*user, counted.clone());
+        TokenManager::builder(from_fn(format!("user-{user}"), move || {
+            counted.fetch_add(1, SeqCst);
+            async { Ok(Token::new("t").with_expires_in(HOUR)) }
+        }))
+        .build()
+    })
+    .clock(clock.clone())
+    .idle_timeout(Duration::from_secs(60))
+    .build();
+    for user in 0..10 {
+        registry.token(&user).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(40));
+    registry.get(&0).unwrap(); // user 0 stays busy
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(registry.evict_idle(), 9);
+    assert_eq!(registry.len(), 1);
+    registry.token(&0).await.unwrap();
+    assert_eq!(
+        calls.load(SeqCst),
+        10,
+        "the kept manager still had its token"
+    );
+
+    // Eviction also happens by itself as the registry is used.
+    clock.advance(Duration::from_secs(120));
+    registry.get(&42).unwrap();
+    assert_eq!(registry.len(), 1, "user 0 evicted during a lookup");
+    assert!(registry.remove(&42) && registry.is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn factory_errors_reach_the_caller_and_create_nothing() {
+    let _h = harness();
+    let registry = TokenRegistry::builder(|user: &String| -> tokenwarden::Result<TokenManager> {
+        Err(Error::config(format!(
+            "no credentials configured for user {user}"
+        )))
+    })
+    .build();
+    let error = registry.token(&"bob".to_owned()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.to_string().contains("bob"));
+    assert!(registry.is_empty());
+}
