@@ -11,13 +11,14 @@ pub(crate) struct Backoff {
     /// When the next attempt may start (Unix ms; 0 = no backoff). Read without the
     /// lock by callers deciding whether to start a refresh.
     retry_at: AtomicU64,
+    /// When the last failure happened (Unix ms).
+    failed_at: AtomicU64,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     failures: u32,
-    failed_at: u64,
     last_error: Option<Arc<Error>>,
 }
 
@@ -30,7 +31,7 @@ impl Backoff {
     /// failure ends the wait, so a step backwards never stalls refreshes.
     pub(crate) fn is_waiting(&self, now: u64) -> bool {
         let retry_at = self.retry_at.load(Relaxed);
-        retry_at != 0 && now < retry_at && now >= self.state().failed_at
+        retry_at != 0 && now < retry_at && now >= self.failed_at.load(Relaxed)
     }
 
     /// When the current wait ends (Unix ms), if there is one.
@@ -62,8 +63,8 @@ impl Backoff {
             let asked_ms = u64::try_from(asked.min(max).as_millis()).unwrap_or(u64::MAX);
             delay_ms = delay_ms.max(asked_ms);
         }
-        state.failed_at = now;
         state.last_error = Some(error);
+        self.failed_at.store(now, Relaxed);
         self.retry_at
             .store(now.saturating_add(delay_ms.max(1)), Relaxed);
         Duration::from_millis(delay_ms)
@@ -73,6 +74,7 @@ impl Backoff {
         let mut state = self.state();
         *state = State::default();
         self.retry_at.store(0, Relaxed);
+        self.failed_at.store(0, Relaxed);
     }
 }
 

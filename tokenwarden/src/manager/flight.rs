@@ -75,11 +75,20 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
     .boxed()
     .shared();
     *slot = Some(flight.clone());
+    shared.in_flight.store(true, SeqCst);
     Start::Started(flight)
 }
 
-/// Everything `token()` and `header()` do when the cached token is not fresh.
-/// Boxed so that the hit path's future stays small.
+/// In the stale window: starts the one background refresh unless it is running
+/// or backing off. Never waits.
+pub(super) fn refresh_in_background(shared: &Arc<Shared>) {
+    if !shared.in_flight.load(SeqCst) {
+        let _ = join_or_start(shared, Mode::Due);
+    }
+}
+
+/// What `token()` and `header()` do when the cached token is expiring or gone:
+/// wait for the refresh. Boxed so that the hit path's future stays small.
 pub(super) fn slow_path(
     shared: &Arc<Shared>,
     cached: Guard<Arc<Cached>>,
@@ -90,10 +99,7 @@ pub(super) fn slow_path(
         }
         let state = cached.state(shared.settings.clock.now_millis());
         if matches!(state, State::Fresh | State::Stale) {
-            if state == State::Stale {
-                // Starts the background refresh (or finds it running, or backing off).
-                let _ = join_or_start(shared, Mode::Due);
-            }
+            // The clock moved back between the caller's check and this one.
             shared.counters.hit();
             return Ok(cached);
         }
@@ -141,9 +147,19 @@ pub(super) fn slow_path(
 pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
     match join_or_start(shared, Mode::Forced) {
         Start::Joined(flight) | Start::Started(flight) => flight.await,
+        // Neither happens in forced mode; answered sensibly all the same.
         Start::Done(cached) => Ok(cached),
-        Start::BackingOff => unreachable!("forced refreshes do not back off"),
+        Start::BackingOff => Err(no_valid_token(shared, last_error(shared))),
     }
+}
+
+fn last_error(shared: &Shared) -> Arc<Error> {
+    shared.backoff.last_error().unwrap_or_else(|| {
+        Arc::new(Error::source_failed(
+            &shared.settings.source_name,
+            "a recent attempt failed",
+        ))
+    })
 }
 
 fn no_valid_token(shared: &Shared, cause: Arc<Error>) -> Error {
@@ -190,7 +206,10 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "getting a token failed; backing off");
         }
     }
-    *shared.flight.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    let mut slot = shared.flight.lock().unwrap_or_else(PoisonError::into_inner);
+    *slot = None;
+    shared.in_flight.store(false, SeqCst);
+    drop(slot);
     outcome
 }
 

@@ -101,6 +101,8 @@ struct Shared {
     current: ArcSwap<Cached>,
     /// The refresh in flight, if any; see [`flight`].
     flight: Mutex<Option<flight::Flight>>,
+    /// Whether `flight` holds a refresh, readable without the lock.
+    in_flight: AtomicBool,
     backoff: backoff::Backoff,
     counters: stats::Counters,
     /// Wakes the background task: new token, invalidation, or the manager dropped.
@@ -118,6 +120,7 @@ impl Shared {
             settings,
             current: ArcSwap::from_pointee(Cached::empty()),
             flight: Mutex::new(None),
+            in_flight: AtomicBool::new(false),
             backoff: backoff::Backoff::default(),
             counters: stats::Counters::default(),
             wake: Arc::new(Notify::new()),
@@ -178,7 +181,13 @@ impl TokenManager {
     async fn current(&self) -> Result<Guard<Arc<Cached>>> {
         let shared = &*self.shared;
         let cached = shared.current.load();
-        if cached.is_fresh(shared.settings.clock.now_millis()) {
+        let now = shared.settings.clock.now_millis();
+        if cached.is_fresh(now) {
+            shared.counters.hit();
+            return Ok(cached);
+        }
+        if cached.state(now) == cached::State::Stale {
+            flight::refresh_in_background(&self.shared);
             shared.counters.hit();
             return Ok(cached);
         }
@@ -221,7 +230,9 @@ impl TokenManager {
     pub async fn info(&self) -> TokenInfo {
         let cached = self.shared.current.load_full();
         if let Some(token) = cached.token() {
-            return self.shared.info(Some(token));
+            let mut info = self.shared.info(Some(token));
+            info.authenticated &= cached.is_held(); // not once the server rejected it
+            return info;
         }
         let stored = match &self.shared.settings.store {
             Some(store) => store.load(&self.shared.settings.key).await.ok().flatten(),
