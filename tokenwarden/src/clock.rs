@@ -57,6 +57,7 @@ impl Clock for SystemClock {
     }
 
     #[cfg(target_os = "linux")]
+    #[inline]
     fn now_millis(&self) -> u64 {
         // CLOCK_REALTIME_COARSE is read from the vDSO in a few nanoseconds, against
         // ~20 ns for the precise clock; its few milliseconds of lag are harmless for

@@ -1,17 +1,22 @@
-//! The crate's one error type, [`Error`], with [`ErrorKind`] for matching on categories.
+//! The crate's one error type, [`Error`], and [`ErrorKind`] for matching on it.
 //!
 //! Messages never contain a secret: sources and stores build them from status codes,
 //! OAuth2 error codes and short descriptions, never from token text.
+//!
+//! `Error` is one pointer wide (its details sit behind an `Arc`), so that
+//! `Result<TokenRef>` stays as small as the token handle itself: the hit path moves
+//! it on every call. Clones are cheap, and one failed refresh is reported to every
+//! caller that waited for it.
 
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The underlying cause of an error, shared so that [`Error`] is `Clone` (one failed
-/// refresh is reported to every caller that waited for it).
+/// The underlying cause of an error.
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An OAuth2 error response (RFC 6749 §5.2), kept as the server sent it.
@@ -45,8 +50,8 @@ impl OAuthError {
     }
 }
 
-impl std::fmt::Display for OAuthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.error)?;
         if let Some(description) = &self.error_description {
             write!(f, " ({description})")?;
@@ -55,99 +60,211 @@ impl std::fmt::Display for OAuthError {
     }
 }
 
-/// Everything that can go wrong getting, storing or refreshing a token.
-#[derive(Debug, Clone, thiserror::Error)]
+/// The category of an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Error {
-    /// The authorization server refused the request with an OAuth2 error.
-    #[error("token source `{source_name}`: the server answered {}error `{error}`{}",
-        status.map(|s| format!("HTTP {s} with ")).unwrap_or_default(),
-        hint_for(&error.error))]
-    OAuth {
-        /// The source's name.
-        source_name: String,
-        /// The HTTP status, when the error came over HTTP.
-        status: Option<u16>,
-        /// The error as the server sent it.
-        error: OAuthError,
-    },
-
+pub enum ErrorKind {
+    /// The authorization server refused the request with an OAuth2 error
+    /// ([`Error::oauth_error`] has it).
+    OAuth,
     /// The token endpoint could not be reached, timed out, or answered with an
     /// unexpected status.
-    #[error("token source `{source_name}`: {message}{}",
-        if *transient { "; this is usually temporary and will be retried" } else { "" })]
-    Transport {
-        /// The source's name.
-        source_name: String,
-        /// The HTTP status, if the server answered.
-        status: Option<u16>,
-        /// How long the server asked us to wait (`Retry-After`).
-        retry_after: Option<Duration>,
-        /// Whether trying again later may work (connection errors, timeouts, 429, 5xx).
-        transient: bool,
-        /// What happened, without any secret.
-        message: String,
-        /// The underlying error.
-        #[source]
-        cause: Option<Cause>,
-    },
-
+    Transport,
     /// The server answered, but not with a token this crate can use.
-    #[error("token source `{source_name}`: invalid token response{}: {message}",
-        status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-    InvalidResponse {
-        /// The source's name.
-        source_name: String,
-        /// The HTTP status of the response.
-        status: Option<u16>,
-        /// What was wrong with it, and a short excerpt of it where that is safe.
-        message: String,
-    },
-
+    InvalidResponse,
     /// The source could not produce a token (missing credentials, a failed custom
     /// login, a user who denied access...).
-    #[error("token source `{source_name}`: {message}")]
-    Source {
-        /// The source's name.
-        source_name: String,
-        /// What went wrong and what to do about it.
-        message: String,
-        /// Whether trying again later may work.
-        transient: bool,
-        /// The underlying error.
-        #[source]
-        cause: Option<Cause>,
-    },
-
+    Source,
     /// A token store failed to load, save, delete or lease.
-    #[error("token store `{store}`: {message}")]
-    Store {
-        /// The store's name (and location, where it has one).
-        store: String,
-        /// What went wrong and what to do about it.
-        message: String,
-        /// The underlying error.
-        #[source]
-        cause: Option<Cause>,
-    },
-
+    Store,
     /// The configuration is invalid.
-    #[error("invalid configuration: {message}")]
-    Config {
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-
+    Config,
     /// No valid token is left: the last one expired (or there was none) and getting
-    /// a new one failed with `cause`.
-    #[error("no valid token from source `{source_name}`: {cause}")]
-    NoValidToken {
-        /// The source's name.
-        source_name: String,
-        /// Why the last attempt to get a token failed.
-        #[source]
-        cause: Arc<Error>,
-    },
+    /// a new one failed ([`Error::last_attempt`] says why).
+    NoValidToken,
+}
+
+/// Everything that can go wrong getting, storing or refreshing a token.
+///
+/// Match on [`kind`](Self::kind); read the details with the accessors. Build one in
+/// your own [`TokenSource`](crate::TokenSource) or [`TokenStore`](crate::TokenStore)
+/// with the constructors, e.g. [`Error::transport`], then the `with_*` methods.
+#[derive(Clone)]
+pub struct Error(Arc<Details>);
+
+#[derive(Debug, Clone)]
+struct Details {
+    kind: ErrorKind,
+    /// The source's name, or for store errors the store's.
+    origin: String,
+    message: String,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    transient: bool,
+    oauth: Option<OAuthError>,
+    last_attempt: Option<Error>,
+    cause: Option<Cause>,
+}
+
+impl Error {
+    fn new(
+        kind: ErrorKind,
+        origin: impl Into<String>,
+        message: impl Into<String>,
+        transient: bool,
+    ) -> Self {
+        Error(Arc::new(Details {
+            kind,
+            origin: origin.into(),
+            message: message.into(),
+            status: None,
+            retry_after: None,
+            transient,
+            oauth: None,
+            last_attempt: None,
+            cause: None,
+        }))
+    }
+
+    /// The server answered with an OAuth2 error (over HTTP with `status`, if any).
+    /// Transient for `temporarily_unavailable`, `server_error`, 429 and 5xx.
+    pub fn oauth(source_name: impl Into<String>, status: Option<u16>, error: OAuthError) -> Self {
+        let transient = matches!(
+            error.error.as_str(),
+            "temporarily_unavailable" | "server_error"
+        ) || status.is_some_and(|s| s == 429 || s >= 500);
+        let mut this = Self::new(ErrorKind::OAuth, source_name, String::new(), transient);
+        let details = this.details();
+        details.status = status;
+        details.oauth = Some(error);
+        this
+    }
+
+    /// The token endpoint could not be reached or answered unexpectedly. Transient
+    /// by default (connection errors, timeouts); say otherwise with
+    /// [`with_transient`](Self::with_transient).
+    pub fn transport(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transport, source_name, message, true)
+    }
+
+    /// The server's answer is not a usable token.
+    pub fn invalid_response(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidResponse, source_name, message, false)
+    }
+
+    /// The source could not produce a token, and trying again will not help
+    /// unless [`with_transient`](Self::with_transient) says so.
+    pub fn source_failed(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Source, source_name, message, false)
+    }
+
+    /// A store failed. Transient: the next attempt may work.
+    pub fn store(store: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Store, store, message, true)
+    }
+
+    /// The configuration is invalid; `message` says what to fix.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, String::new(), message, false)
+    }
+
+    /// No valid token is left for `source_name`; `last_attempt` says why.
+    pub fn no_valid_token(source_name: impl Into<String>, last_attempt: Error) -> Self {
+        if last_attempt.kind() == ErrorKind::NoValidToken {
+            return last_attempt;
+        }
+        let mut this = Self::new(ErrorKind::NoValidToken, source_name, String::new(), false);
+        this.details().last_attempt = Some(last_attempt);
+        this
+    }
+
+    fn details(&mut self) -> &mut Details {
+        Arc::make_mut(&mut self.0)
+    }
+
+    /// Adds the HTTP status of the response.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.details().status = Some(status);
+        self
+    }
+
+    /// Adds how long the server asked callers to wait (`Retry-After`).
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.details().retry_after = Some(retry_after);
+        self
+    }
+
+    /// Sets whether trying again later may work.
+    pub fn with_transient(mut self, transient: bool) -> Self {
+        self.details().transient = transient;
+        self
+    }
+
+    /// Adds the underlying error (its text must hold no secret).
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.details().cause = Some(Arc::new(cause));
+        self
+    }
+
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// Whether trying again later may succeed (connection errors, timeouts, 429,
+    /// 5xx, `temporarily_unavailable`); `false` for rejected credentials and bad
+    /// configuration, which need a person to act.
+    pub fn is_transient(&self) -> bool {
+        match &self.0.last_attempt {
+            Some(last) => last.is_transient(),
+            None => self.0.transient,
+        }
+    }
+
+    /// Whether the server rejected the grant (`invalid_grant`): the refresh token is
+    /// spent, revoked or expired, and only a new login helps.
+    pub fn is_invalid_grant(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|e| e.error == "invalid_grant")
+    }
+
+    /// The OAuth2 error the server sent, if this error (or its last attempt) is one.
+    pub fn oauth_error(&self) -> Option<&OAuthError> {
+        self.0
+            .oauth
+            .as_ref()
+            .or_else(|| self.last_attempt()?.oauth_error())
+    }
+
+    /// The name of the token source involved, if any.
+    pub fn source_name(&self) -> Option<&str> {
+        match self.0.kind {
+            ErrorKind::Store | ErrorKind::Config => None,
+            _ => Some(&self.0.origin),
+        }
+    }
+
+    /// The name of the store involved, for [`ErrorKind::Store`].
+    pub fn store_name(&self) -> Option<&str> {
+        (self.0.kind == ErrorKind::Store).then_some(self.0.origin.as_str())
+    }
+
+    /// The HTTP status, when the error came over HTTP.
+    pub fn status(&self) -> Option<u16> {
+        self.0.status.or_else(|| self.last_attempt()?.status())
+    }
+
+    /// How long the server asked callers to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.0
+            .retry_after
+            .or_else(|| self.last_attempt()?.retry_after())
+    }
+
+    /// For [`ErrorKind::NoValidToken`], why the last attempt to get a token failed.
+    pub fn last_attempt(&self) -> Option<&Error> {
+        self.0.last_attempt.as_ref()
+    }
 }
 
 fn hint_for(code: &str) -> &'static str {
@@ -161,123 +278,92 @@ fn hint_for(code: &str) -> &'static str {
     }
 }
 
-/// The category of an [`Error`], for matching without destructuring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// [`Error::OAuth`].
-    OAuth,
-    /// [`Error::Transport`].
-    Transport,
-    /// [`Error::InvalidResponse`].
-    InvalidResponse,
-    /// [`Error::Source`].
-    Source,
-    /// [`Error::Store`].
-    Store,
-    /// [`Error::Config`].
-    Config,
-    /// [`Error::NoValidToken`].
-    NoValidToken,
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &*self.0;
+        let status = |f: &mut fmt::Formatter<'_>| match d.status {
+            Some(status) => write!(f, " (HTTP {status})"),
+            None => Ok(()),
+        };
+        match d.kind {
+            ErrorKind::OAuth => {
+                let oauth = d
+                    .oauth
+                    .as_ref()
+                    .map(|e| (e.to_string(), hint_for(&e.error)));
+                let (error, hint) = oauth.unwrap_or_default();
+                write!(
+                    f,
+                    "token source `{}`: the server answered error `{error}`",
+                    d.origin
+                )?;
+                status(f)?;
+                f.write_str(hint)
+            }
+            ErrorKind::Transport => {
+                write!(f, "token source `{}`: {}", d.origin, d.message)?;
+                status(f)?;
+                if d.transient {
+                    f.write_str("; this is usually temporary and will be retried")?;
+                }
+                Ok(())
+            }
+            ErrorKind::InvalidResponse => {
+                write!(f, "token source `{}`: invalid token response", d.origin)?;
+                status(f)?;
+                write!(f, ": {}", d.message)
+            }
+            ErrorKind::Source => write!(f, "token source `{}`: {}", d.origin, d.message),
+            ErrorKind::Store => write!(f, "token store `{}`: {}", d.origin, d.message),
+            ErrorKind::Config => write!(f, "invalid configuration: {}", d.message),
+            ErrorKind::NoValidToken => {
+                write!(f, "no valid token from source `{}`", d.origin)?;
+                match &d.last_attempt {
+                    Some(last) => write!(f, ": {last}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
-impl Error {
-    /// The category of this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::OAuth { .. } => ErrorKind::OAuth,
-            Error::Transport { .. } => ErrorKind::Transport,
-            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
-            Error::Source { .. } => ErrorKind::Source,
-            Error::Store { .. } => ErrorKind::Store,
-            Error::Config { .. } => ErrorKind::Config,
-            Error::NoValidToken { .. } => ErrorKind::NoValidToken,
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &*self.0;
+        let mut s = f.debug_struct("Error");
+        s.field("kind", &d.kind).field("origin", &d.origin);
+        if !d.message.is_empty() {
+            s.field("message", &d.message);
         }
-    }
-
-    /// Whether trying again later may succeed (connection errors, timeouts, 429,
-    /// 5xx, `temporarily_unavailable`); `false` for rejected credentials and bad
-    /// configuration, which need a person to act.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::OAuth { status, error, .. } => {
-                matches!(
-                    error.error.as_str(),
-                    "temporarily_unavailable" | "server_error"
-                ) || status.is_some_and(|s| s == 429 || s >= 500)
-            }
-            Error::Transport { transient, .. } | Error::Source { transient, .. } => *transient,
-            Error::InvalidResponse { status, .. } => status.is_some_and(|s| s >= 500),
-            Error::Store { .. } => true,
-            Error::Config { .. } => false,
-            Error::NoValidToken { cause, .. } => cause.is_transient(),
+        if let Some(status) = d.status {
+            s.field("status", &status);
         }
-    }
-
-    /// Whether the server rejected the grant (`invalid_grant`): the refresh token is
-    /// spent, revoked or expired, and only a new login helps.
-    pub fn is_invalid_grant(&self) -> bool {
-        self.oauth_error()
-            .is_some_and(|e| e.error == "invalid_grant")
-    }
-
-    /// The OAuth2 error the server sent, if this error (or its cause) is one.
-    pub fn oauth_error(&self) -> Option<&OAuthError> {
-        match self {
-            Error::OAuth { error, .. } => Some(error),
-            Error::NoValidToken { cause, .. } => cause.oauth_error(),
-            _ => None,
+        if let Some(oauth) = &d.oauth {
+            s.field("oauth", oauth);
         }
-    }
-
-    /// The name of the token source involved, if any.
-    pub fn source_name(&self) -> Option<&str> {
-        match self {
-            Error::OAuth { source_name, .. }
-            | Error::Transport { source_name, .. }
-            | Error::InvalidResponse { source_name, .. }
-            | Error::Source { source_name, .. }
-            | Error::NoValidToken { source_name, .. } => Some(source_name),
-            Error::Store { .. } | Error::Config { .. } => None,
+        if let Some(retry_after) = d.retry_after {
+            s.field("retry_after", &retry_after);
         }
-    }
-
-    /// How long the server asked callers to wait before trying again, if it said.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::Transport { retry_after, .. } => *retry_after,
-            Error::NoValidToken { cause, .. } => cause.retry_after(),
-            _ => None,
+        s.field("transient", &self.is_transient());
+        if let Some(last) = &d.last_attempt {
+            s.field("last_attempt", last);
         }
-    }
-
-    /// A [`Error::Source`] error that trying again will not fix.
-    pub fn source_failed(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Source {
-            source_name: source_name.into(),
-            message: message.into(),
-            transient: false,
-            cause: None,
+        if let Some(cause) = &d.cause {
+            s.field("cause", cause);
         }
+        s.finish()
     }
+}
 
-    /// A [`Error::Store`] error.
-    pub fn store(
-        store: impl Into<String>,
-        message: impl Into<String>,
-        cause: Option<Cause>,
-    ) -> Self {
-        Error::Store {
-            store: store.into(),
-            message: message.into(),
-            cause,
-        }
-    }
-
-    /// A [`Error::Config`] error.
-    pub fn config(message: impl Into<String>) -> Self {
-        Error::Config {
-            message: message.into(),
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0.last_attempt {
+            Some(last) => Some(last),
+            None => self
+                .0
+                .cause
+                .as_deref()
+                .map(|c| c as &(dyn std::error::Error + 'static)),
         }
     }
 }
@@ -289,20 +375,22 @@ mod tests {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
 
     #[test]
-    fn error_is_send_sync_static() {
+    fn error_is_small_send_sync_static() {
         assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 
     #[test]
     fn invalid_grant_is_permanent_and_says_what_to_do() {
-        let err = Error::OAuth {
-            source_name: "api".into(),
-            status: Some(400),
-            error: OAuthError::new("invalid_grant").with_description("token revoked"),
-        };
+        let err = Error::oauth(
+            "api",
+            Some(400),
+            OAuthError::new("invalid_grant").with_description("token revoked"),
+        );
         assert!(err.is_invalid_grant());
         assert!(!err.is_transient());
         assert_eq!(err.kind(), ErrorKind::OAuth);
+        assert_eq!(err.status(), Some(400));
         let text = err.to_string();
         assert!(
             text.contains("`api`") && text.contains("invalid_grant (token revoked)"),
@@ -312,22 +400,36 @@ mod tests {
     }
 
     #[test]
-    fn no_valid_token_names_source_and_cause() {
-        let cause = Error::Transport {
-            source_name: "api".into(),
-            status: Some(503),
-            retry_after: Some(Duration::from_secs(3)),
-            transient: true,
-            message: "HTTP 503 Service Unavailable".into(),
-            cause: None,
-        };
-        let err = Error::NoValidToken {
-            source_name: "api".into(),
-            cause: Arc::new(cause),
-        };
+    fn no_valid_token_names_source_and_last_attempt() {
+        let last = Error::transport("api", "connection refused")
+            .with_status(503)
+            .with_retry_after(Duration::from_secs(3));
+        let err = Error::no_valid_token("api", last);
+        assert_eq!(err.kind(), ErrorKind::NoValidToken);
         assert!(err.is_transient());
         assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(err.source_name(), Some("api"));
-        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        assert!(
+            err.to_string().contains("connection refused (HTTP 503)"),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        let again = Error::no_valid_token("api", err.clone());
+        assert_eq!(
+            again.last_attempt().unwrap().kind(),
+            ErrorKind::Transport,
+            "not nested twice"
+        );
+    }
+
+    #[test]
+    fn oauth_errors_from_overloaded_servers_are_transient() {
+        assert!(
+            Error::oauth("a", Some(400), OAuthError::new("temporarily_unavailable")).is_transient()
+        );
+        assert!(Error::oauth("a", Some(503), OAuthError::new("whatever")).is_transient());
+        assert!(!Error::oauth("a", Some(401), OAuthError::new("invalid_client")).is_transient());
+        assert_eq!(Error::store("file", "disk full").store_name(), Some("file"));
+        assert_eq!(Error::config("x").source_name(), None);
     }
 }

@@ -52,6 +52,16 @@ struct Entry {
     last_used: AtomicU64,
 }
 
+impl Entry {
+    /// Records a use. Writes at most once a second, so that threads looking up the
+    /// same hot key do not keep taking its cache line from each other.
+    fn touch(&self, now: u64) {
+        if now.saturating_sub(self.last_used.load(Relaxed)) >= 1_000 {
+            self.last_used.store(now, Relaxed);
+        }
+    }
+}
+
 /// Builds a [`TokenRegistry`]. Made by [`TokenRegistry::builder`].
 pub struct TokenRegistryBuilder<K> {
     factory: Box<Factory<K>>,
@@ -78,7 +88,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
         let now = self.clock.now_millis();
         self.sweep_if_due(now);
         if let Some(entry) = self.managers.get(key) {
-            entry.last_used.store(now, Relaxed);
+            entry.touch(now);
             return Ok(entry.manager.clone());
         }
         let entry = match self.managers.entry(key.clone()) {
@@ -88,7 +98,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
                 last_used: AtomicU64::new(now),
             }),
         };
-        entry.last_used.store(now, Relaxed);
+        entry.touch(now);
         Ok(entry.manager.clone())
     }
 

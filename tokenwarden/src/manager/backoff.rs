@@ -3,7 +3,7 @@
 
 use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -19,7 +19,7 @@ pub(crate) struct Backoff {
 #[derive(Debug, Default)]
 struct State {
     failures: u32,
-    last_error: Option<Arc<Error>>,
+    last_error: Option<Error>,
 }
 
 impl Backoff {
@@ -39,7 +39,7 @@ impl Backoff {
         Some(self.retry_at.load(Relaxed)).filter(|&t| t != 0)
     }
 
-    pub(crate) fn last_error(&self) -> Option<Arc<Error>> {
+    pub(crate) fn last_error(&self) -> Option<Error> {
         self.state().last_error.clone()
     }
 
@@ -49,7 +49,7 @@ impl Backoff {
     pub(crate) fn record_failure(
         &self,
         now: u64,
-        error: Arc<Error>,
+        error: Error,
         initial: Duration,
         max: Duration,
     ) -> Duration {
@@ -82,8 +82,8 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    fn failure() -> Arc<Error> {
-        Arc::new(Error::source_failed("s", "down"))
+    fn failure() -> Error {
+        Error::source_failed("s", "down")
     }
 
     #[test]
@@ -124,14 +124,9 @@ mod tests {
     #[test]
     fn honours_retry_after_up_to_the_cap() {
         let backoff = Backoff::default();
-        let error = Arc::new(Error::Transport {
-            source_name: "s".into(),
-            status: Some(429),
-            retry_after: Some(Duration::from_secs(20)),
-            transient: true,
-            message: "HTTP 429".into(),
-            cause: None,
-        });
+        let error = Error::transport("s", "HTTP 429")
+            .with_status(429)
+            .with_retry_after(Duration::from_secs(20));
         let delay = backoff.record_failure(
             0,
             error.clone(),

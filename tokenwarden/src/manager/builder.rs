@@ -147,7 +147,7 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// Builds the manager. Fails with [`Error::Config`] on windows that cannot work.
+    /// Builds the manager. Fails with an [`ErrorKind::Config`](crate::ErrorKind::Config) error on windows that cannot work.
     pub fn build(self) -> Result<TokenManager> {
         let windows = Windows {
             refresh_ahead: self.refresh_ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
@@ -185,6 +185,7 @@ impl TokenManagerBuilder {
             store_name: self.store.as_ref().map(|s| s.name().to_owned()),
             store: self.store,
             key,
+            system_clock: self.clock.is_none(),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             events: Dispatcher::new(self.listeners),
             windows,

@@ -6,6 +6,7 @@ use crate::clock::unix_millis;
 use crate::{Error, Result, Token};
 use http::HeaderValue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 /// Where a cached token stands at a given time (DESIGN.md, refresh windows).
@@ -37,17 +38,23 @@ pub(crate) struct Cached {
 }
 
 impl Cached {
-    /// The placeholder held before the first token and after a logout.
-    pub(crate) fn empty() -> Self {
-        Self {
-            token: Token::new(""),
-            header: HeaderValue::from_static(""),
-            stale_at: AtomicU64::new(0),
-            expiring_at: 0,
-            expires_at: 0,
-            invalidated: AtomicBool::new(false),
-            generation: 0,
-        }
+    /// The placeholder held before the first token and after a logout, one for the
+    /// whole process (it is never modified: only held tokens are invalidated).
+    pub(crate) fn empty() -> Arc<Self> {
+        static EMPTY: OnceLock<Arc<Cached>> = OnceLock::new();
+        EMPTY
+            .get_or_init(|| {
+                Arc::new(Self {
+                    token: Token::new(""),
+                    header: HeaderValue::from_static(""),
+                    stale_at: AtomicU64::new(0),
+                    expiring_at: 0,
+                    expires_at: 0,
+                    invalidated: AtomicBool::new(false),
+                    generation: 0,
+                })
+            })
+            .clone()
     }
 
     /// Prepares `token` (which must have `expires_at`) for serving at `now`.
@@ -56,8 +63,14 @@ impl Cached {
         now: SystemTime,
         windows: &Windows,
         generation: u64,
+        source_name: &str,
     ) -> Result<Self> {
-        let header = authorization_value(&token)?;
+        let header = authorization_value(&token).ok_or_else(|| {
+            Error::invalid_response(
+                source_name,
+                "the access token or token type contains characters that are not allowed in an HTTP header",
+            )
+        })?;
         let now_ms = unix_millis(now);
         let expires_at = token.expires_at.map_or(now_ms, unix_millis);
         let lifetime = expires_at.saturating_sub(now_ms);
@@ -124,22 +137,16 @@ fn ms(d: std::time::Duration) -> u64 {
 }
 
 /// `<type> <token>`, marked sensitive so that HTTP libraries never log it.
-fn authorization_value(token: &Token) -> Result<HeaderValue> {
+fn authorization_value(token: &Token) -> Option<HeaderValue> {
     let scheme = if token.token_type.eq_ignore_ascii_case("bearer") || token.token_type.is_empty() {
         "Bearer"
     } else {
         token.token_type.as_str()
     };
-    let mut value = HeaderValue::try_from(format!("{scheme} {}", token.access_token.secret()))
-        .map_err(|_| Error::InvalidResponse {
-            source_name: String::new(),
-            status: None,
-            message: "the access token or token type contains characters that are not \
-                      allowed in an HTTP header"
-                .into(),
-        })?;
+    let mut value =
+        HeaderValue::try_from(format!("{scheme} {}", token.access_token.secret())).ok()?;
     value.set_sensitive(true);
-    Ok(value)
+    Some(value)
 }
 
 #[cfg(test)]
@@ -162,7 +169,7 @@ mod tests {
     #[test]
     fn long_token_uses_the_configured_windows() {
         let token = Token::new("a").with_expires_at(at(1_000 + 3_600));
-        let cached = Cached::new(token, at(1_000), &windows(0.0), 1).unwrap();
+        let cached = Cached::new(token, at(1_000), &windows(0.0), 1, "t").unwrap();
         let s = |secs: u64| secs * 1000;
         assert_eq!(cached.state(s(1_000)), State::Fresh);
         assert_eq!(cached.state(s(4_600 - 300) - 1), State::Fresh);
@@ -174,7 +181,7 @@ mod tests {
     #[test]
     fn short_token_windows_scale_with_its_lifetime() {
         let token = Token::new("a").with_expires_at(at(5));
-        let cached = Cached::new(token, at(0), &windows(0.0), 1).unwrap();
+        let cached = Cached::new(token, at(0), &windows(0.0), 1, "t").unwrap();
         assert_eq!(cached.state(2_499), State::Fresh);
         assert_eq!(cached.state(2_500), State::Stale);
         assert_eq!(cached.state(4_499), State::Stale);
@@ -185,7 +192,7 @@ mod tests {
     fn jitter_stays_within_its_bound() {
         for _ in 0..200 {
             let token = Token::new("a").with_expires_at(at(3_600));
-            let cached = Cached::new(token, at(0), &windows(0.2), 1).unwrap();
+            let cached = Cached::new(token, at(0), &windows(0.2), 1, "t").unwrap();
             let stale = cached.stale_at();
             assert!((3_300_000..=3_360_000).contains(&stale), "{stale}");
         }
@@ -196,11 +203,11 @@ mod tests {
         let token = Token::new("abc")
             .with_token_type("bearer")
             .with_expires_at(at(10));
-        let cached = Cached::new(token, at(0), &windows(0.0), 1).unwrap();
+        let cached = Cached::new(token, at(0), &windows(0.0), 1, "t").unwrap();
         assert_eq!(cached.header, "Bearer abc");
         assert!(cached.header.is_sensitive());
         let bad = Token::new("a\nb").with_expires_at(at(10));
-        assert!(Cached::new(bad, at(0), &windows(0.0), 1).is_err());
+        assert!(Cached::new(bad, at(0), &windows(0.0), 1, "t").is_err());
     }
 
     #[test]
@@ -211,6 +218,7 @@ mod tests {
             at(0),
             &windows(0.0),
             1,
+            "t",
         )
         .unwrap();
         cached.invalidate();

@@ -64,12 +64,11 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
     let task = tokio::spawn(run(shared.clone(), mode));
     let flight = async move {
         task.await.unwrap_or_else(|_| {
-            Err(Error::Source {
+            Err(Error::source_failed(
                 source_name,
-                message: "the refresh task was cancelled (is the runtime shutting down?)".into(),
-                transient: true,
-                cause: None,
-            })
+                "the refresh task was cancelled (is the runtime shutting down?)",
+            )
+            .with_transient(true))
         })
     }
     .boxed()
@@ -112,15 +111,7 @@ pub(super) fn slow_path(
                 shared.counters.hit();
                 return Ok(cached);
             }
-            Start::BackingOff => {
-                let cause = shared.backoff.last_error().unwrap_or_else(|| {
-                    Arc::new(Error::source_failed(
-                        &shared.settings.source_name,
-                        "a recent attempt failed",
-                    ))
-                });
-                return Err(no_valid_token(shared, cause));
-            }
+            Start::BackingOff => return Err(no_valid_token(shared, last_error(shared))),
             Start::Joined(flight) => {
                 Counters::add(&shared.counters.waits);
                 flight
@@ -134,7 +125,7 @@ pub(super) fn slow_path(
                 // Static stability: a token that is still valid beats an error.
                 let current = shared.current.load();
                 match current.state(shared.settings.clock.now_millis()) {
-                    State::Expired => Err(no_valid_token(shared, Arc::new(error))),
+                    State::Expired => Err(no_valid_token(shared, error)),
                     _ => Ok(current),
                 }
             }
@@ -153,23 +144,14 @@ pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
     }
 }
 
-fn last_error(shared: &Shared) -> Arc<Error> {
+fn last_error(shared: &Shared) -> Error {
     shared.backoff.last_error().unwrap_or_else(|| {
-        Arc::new(Error::source_failed(
-            &shared.settings.source_name,
-            "a recent attempt failed",
-        ))
+        Error::source_failed(&shared.settings.source_name, "a recent attempt failed")
     })
 }
 
-fn no_valid_token(shared: &Shared, cause: Arc<Error>) -> Error {
-    match &*cause {
-        Error::NoValidToken { .. } => (*cause).clone(),
-        _ => Error::NoValidToken {
-            source_name: shared.settings.source_name.clone(),
-            cause,
-        },
-    }
+fn no_valid_token(shared: &Shared, last_attempt: Error) -> Error {
+    Error::no_valid_token(&shared.settings.source_name, last_attempt)
 }
 
 /// The flight task: runs the chain, records the outcome, and frees the slot.
@@ -197,12 +179,10 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
             Counters::add(&shared.counters.failures);
             let s = &shared.settings;
             let now = s.clock.now_millis();
-            let delay = shared.backoff.record_failure(
-                now,
-                Arc::new(error.clone()),
-                s.backoff_initial,
-                s.backoff_max,
-            );
+            let delay =
+                shared
+                    .backoff
+                    .record_failure(now, error.clone(), s.backoff_initial, s.backoff_max);
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "getting a token failed; backing off");
         }
     }
@@ -296,15 +276,7 @@ fn adopt(
     }
     let mut token = stored.clone();
     token.expires_at = expires_at;
-    let cached = Arc::new(
-        Cached::new(
-            token,
-            now,
-            &shared.settings.windows,
-            next_generation(shared),
-        )
-        .map_err(|e| named(shared, e))?,
-    );
+    let cached = Arc::new(prepare(shared, token, now)?);
     Counters::add(&shared.counters.store_loads);
     tracing::debug!(fingerprint = %cached.token.fingerprint(), "using the token found in the store");
     publish(shared, cached.clone());
@@ -357,8 +329,7 @@ async fn accept(
     let s = &shared.settings;
     let now = s.clock.now();
     let token = complete(shared, token, now, false)?;
-    let cached = Cached::new(token, now, &s.windows, next_generation(shared))
-        .map_err(|e| named(shared, e))?;
+    let cached = prepare(shared, token, now)?;
     if shared.epoch.load(SeqCst) != epoch {
         // A logout or set_tokens happened meanwhile: theirs wins.
         let current = shared.current.load_full();
@@ -403,11 +374,7 @@ fn complete(
     if token.expires_at.is_none() {
         token.expires_at = Some(token.jwt_expiry().unwrap_or(now + s.default_lifetime));
     }
-    let invalid = |message: String| Error::InvalidResponse {
-        source_name: s.source_name.clone(),
-        status: None,
-        message,
-    };
+    let invalid = |message: String| Error::invalid_response(&s.source_name, message);
     let refreshable = allow_expired && token.refresh_token.is_some();
     if token.access_token.is_empty() && !refreshable {
         return Err(invalid("the access token is empty".into()));
@@ -425,20 +392,16 @@ fn complete(
     Ok(token)
 }
 
-/// Fills in the source's name on errors made without one.
-fn named(shared: &Shared, error: Error) -> Error {
-    match error {
-        Error::InvalidResponse {
-            source_name,
-            status,
-            message,
-        } if source_name.is_empty() => Error::InvalidResponse {
-            source_name: shared.settings.source_name.clone(),
-            status,
-            message,
-        },
-        other => other,
-    }
+/// The cached form of a completed token, with the next generation number.
+fn prepare(shared: &Shared, token: Token, now: SystemTime) -> Result<Cached> {
+    let s = &shared.settings;
+    Cached::new(
+        token,
+        now,
+        &s.windows,
+        next_generation(shared),
+        &s.source_name,
+    )
 }
 
 fn next_generation(shared: &Shared) -> u64 {
@@ -455,8 +418,7 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     let s = &shared.settings;
     let now = s.clock.now();
     let token = complete(shared, token, now, true)?;
-    let cached = Cached::new(token, now, &s.windows, next_generation(shared))
-        .map_err(|e| named(shared, e))?;
+    let cached = prepare(shared, token, now)?;
     if let Some(store) = &s.store {
         store.save(&s.key, &cached.token).await?;
     }
@@ -484,7 +446,7 @@ pub(super) async fn logout(shared: &Shared) -> Result<()> {
         }
     }
     shared.epoch.fetch_add(1, SeqCst);
-    publish(shared, Arc::new(Cached::empty()));
+    publish(shared, Cached::empty());
     shared.backoff.reset();
     if let Some(store) = &s.store {
         if let Err(error) = store.delete(&s.key).await {

@@ -10,6 +10,7 @@ mod background;
 mod backoff;
 mod builder;
 mod cached;
+mod current;
 mod flight;
 mod stats;
 
@@ -17,14 +18,14 @@ pub use builder::{
     TokenManagerBuilder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL,
     DEFAULT_LIFETIME, DEFAULT_MIN_VALID, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
 };
+pub use current::{HeaderRef, TokenRef};
 pub use stats::Stats;
 
 use crate::events::{Dispatcher, TokenEvent, TokenEventKind};
 use crate::{Clock, Result, Token, TokenInfo, TokenKey, TokenSource, TokenStore};
 use arc_swap::{ArcSwap, Guard};
 use cached::Cached;
-use http::HeaderValue;
-use std::ops::Deref;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,6 +79,9 @@ struct Settings {
     store_name: Option<String>,
     key: TokenKey,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` is the [`SystemClock`](crate::SystemClock), read directly on
+    /// the hit path (no virtual call).
+    system_clock: bool,
     events: Dispatcher,
     windows: Windows,
     default_lifetime: Duration,
@@ -118,11 +122,11 @@ impl Shared {
     fn new(settings: Settings) -> Self {
         Self {
             settings,
-            current: ArcSwap::from_pointee(Cached::empty()),
+            current: ArcSwap::new(Cached::empty()),
             flight: Mutex::new(None),
             in_flight: AtomicBool::new(false),
             backoff: backoff::Backoff::default(),
-            counters: stats::Counters::default(),
+            counters: stats::Counters::new(),
             wake: Arc::new(Notify::new()),
             background_started: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -165,33 +169,20 @@ impl TokenManager {
 
     /// A valid token: the cached one, or a new one if it is expiring or gone.
     ///
-    /// The returned handle is cheap and borrows nothing; keep it briefly (it pins
-    /// this token in memory) and use [`TokenRef::to_token`] to keep a copy.
-    pub async fn token(&self) -> Result<TokenRef> {
-        self.current().await.map(TokenRef)
+    /// On the hit path (a fresh cached token) this takes no lock, allocates
+    /// nothing and writes no shared memory. The returned handle borrows nothing;
+    /// keep it briefly (it pins this token in memory) and use
+    /// [`TokenRef::to_token`] to keep a copy.
+    #[inline]
+    pub fn token(&self) -> impl Future<Output = Result<TokenRef>> + Send + '_ {
+        current::Current::new(&self.shared)
     }
 
     /// The `Authorization` header value (`<type> <token>`) for a valid token,
-    /// precomputed and marked sensitive.
-    pub async fn header(&self) -> Result<HeaderRef> {
-        self.current().await.map(HeaderRef)
-    }
-
+    /// precomputed and marked sensitive. Same path and costs as [`token`](Self::token).
     #[inline]
-    async fn current(&self) -> Result<Guard<Arc<Cached>>> {
-        let shared = &*self.shared;
-        let cached = shared.current.load();
-        let now = shared.settings.clock.now_millis();
-        if cached.is_fresh(now) {
-            shared.counters.hit();
-            return Ok(cached);
-        }
-        if cached.state(now) == cached::State::Stale {
-            flight::refresh_in_background(&self.shared);
-            shared.counters.hit();
-            return Ok(cached);
-        }
-        flight::slow_path(&self.shared, cached).await
+    pub fn header(&self) -> impl Future<Output = Result<HeaderRef>> + Send + '_ {
+        current::Current::new(&self.shared)
     }
 
     /// Drops `token` if it is still the current one, typically after the API
@@ -214,7 +205,7 @@ impl TokenManager {
     pub async fn force_refresh(&self) -> Result<TokenRef> {
         flight::forced(&self.shared)
             .await
-            .map(|c| TokenRef(Guard::from_inner(c)))
+            .map(|c| current::FromCached::from_cached(Guard::from_inner(c)))
     }
 
     /// Uses `token` from now on: tokens given by hand or from the environment
@@ -261,63 +252,5 @@ impl TokenManager {
     /// The source's name.
     pub fn source_name(&self) -> &str {
         &self.shared.settings.source_name
-    }
-}
-
-/// A valid token held by the manager: dereferences to [`Token`].
-///
-/// Getting one costs no allocation and no shared write. It keeps this token alive
-/// while held, so keep it for the length of a request, not longer.
-pub struct TokenRef(Guard<Arc<Cached>>);
-
-impl TokenRef {
-    /// The precomputed, sensitive `Authorization` header value for this token.
-    pub fn header(&self) -> &HeaderValue {
-        &self.0.header
-    }
-
-    /// A copy of the token to keep.
-    pub fn to_token(&self) -> Token {
-        self.0.token.clone()
-    }
-}
-
-impl Deref for TokenRef {
-    type Target = Token;
-
-    fn deref(&self) -> &Token {
-        &self.0.token
-    }
-}
-
-impl std::fmt::Debug for TokenRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&self.0.token, f)
-    }
-}
-
-/// The sensitive `Authorization` header value of a valid token: dereferences to
-/// [`HeaderValue`]. Same cost and lifetime notes as [`TokenRef`].
-pub struct HeaderRef(Guard<Arc<Cached>>);
-
-impl HeaderRef {
-    /// The token this header carries.
-    pub fn token(&self) -> &Token {
-        &self.0.token
-    }
-}
-
-impl Deref for HeaderRef {
-    type Target = HeaderValue;
-
-    fn deref(&self) -> &HeaderValue {
-        &self.0.header
-    }
-}
-
-impl std::fmt::Debug for HeaderRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // A sensitive HeaderValue prints as `Sensitive`.
-        std::fmt::Debug::fmt(&self.0.header, f)
     }
 }

@@ -1,8 +1,9 @@
 //! The manager's counters: [`Stats`], and the striped hit counter that keeps the
-//! hit path free of shared writes.
+//! hit path free of shared writes and of locked instructions.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// What a manager has done since it was built. Taken by
 /// [`TokenManager::stats`](crate::TokenManager::stats).
@@ -23,17 +24,18 @@ pub struct Stats {
     pub waits: u64,
 }
 
-/// Stripes for the hit counter: each thread increments its own cache line, so two
-/// threads reading the same token never write the same line.
-const HIT_STRIPES: usize = 4;
-
+/// One cache line per stripe, so stripes of different threads never share a line.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 struct Stripe(AtomicU64);
 
+/// Hits are counted in stripes. A thread that owns a stripe is its only writer and
+/// adds with a plain load and store (no locked instruction, no shared line); the
+/// threads beyond the owned stripes share the last one with atomic adds. Slots are
+/// handed back when a thread ends, so thread pools that churn keep their stripes.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    hits: [Stripe; HIT_STRIPES],
+    hits: Box<[Stripe]>,
     pub(crate) fetches: AtomicU64,
     pub(crate) refreshes: AtomicU64,
     pub(crate) store_loads: AtomicU64,
@@ -41,26 +43,80 @@ pub(crate) struct Counters {
     pub(crate) waits: AtomicU64,
 }
 
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn stripe_of_this_thread() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    STRIPE.with(|stripe| {
-        let mut index = stripe.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, Relaxed) % HIT_STRIPES;
-            stripe.set(index);
-        }
-        index
+/// Stripes per manager: twice the parallelism (threads outnumber cores), at least
+/// 4, at most 32.
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores * 2).next_power_of_two().clamp(4, 32)
     })
 }
 
+static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// No slot claimed yet on this thread.
+const UNCLAIMED: usize = usize::MAX;
+/// The thread is ending and gave its slot back: count in the shared stripe.
+const RELEASED: usize = usize::MAX - 1;
+
+thread_local! {
+    // Const-initialised and without a destructor, so reading it is one load.
+    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    // Touched once, at claim time, only to hand the slot back when the thread ends.
+    static RELEASE: Release = const { Release };
+}
+
+struct Release;
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let slot = SLOT.with(|s| s.replace(RELEASED));
+        if slot < RELEASED {
+            FREE_SLOTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(slot);
+        }
+    }
+}
+
+#[cold]
+fn claim_slot() -> usize {
+    if RELEASE.try_with(|_| ()).is_err() {
+        return RELEASED; // the thread is already ending
+    }
+    let free = FREE_SLOTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let slot = free.unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Relaxed));
+    SLOT.with(|s| s.set(slot));
+    slot
+}
+
 impl Counters {
+    pub(crate) fn new() -> Self {
+        Self {
+            hits: (0..stripe_count()).map(|_| Stripe::default()).collect(),
+            ..Self::default()
+        }
+    }
+
     #[inline]
     pub(crate) fn hit(&self) {
-        self.hits[stripe_of_this_thread()].0.fetch_add(1, Relaxed);
+        let owned = self.hits.len() - 1;
+        let mut slot = SLOT.with(Cell::get);
+        if slot == UNCLAIMED {
+            slot = claim_slot();
+        }
+        if slot < owned {
+            let stripe = &self.hits[slot].0;
+            stripe.store(stripe.load(Relaxed) + 1, Relaxed);
+        } else {
+            self.hits[owned].0.fetch_add(1, Relaxed);
+        }
     }
 
     pub(crate) fn add(counter: &AtomicU64) {
@@ -76,5 +132,31 @@ impl Counters {
             failures: self.failures.load(Relaxed),
             waits: self.waits.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn hits_are_exact_with_more_threads_than_stripes() {
+        let counters = Arc::new(Counters::new());
+        let threads = stripe_count() * 3;
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        counters.hit();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(counters.snapshot().hits, threads as u64 * 10_000);
     }
 }

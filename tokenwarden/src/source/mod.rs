@@ -46,7 +46,7 @@ pub trait TokenSource: std::fmt::Debug + Send + Sync {
     /// Defaults to [`fetch`](Self::fetch).
     ///
     /// Report a rejected refresh token as an OAuth2 `invalid_grant` error
-    /// ([`Error::OAuth`](crate::Error::OAuth)) so the manager falls back to `fetch`.
+    /// ([`Error::oauth`](crate::Error::oauth)) so the manager falls back to `fetch`.
     /// A returned token without a refresh token keeps the current one.
     async fn refresh(&self, current: &Token) -> Result<Token> {
         let _ = current;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 /// relative one ([`Token::with_expires_in`]) counts again from every fetch.
 ///
 /// It cannot get a new token: once its token expires the manager reports
-/// [`Error::NoValidToken`]. To start from given tokens but refresh them with a real
+/// [`ErrorKind::NoValidToken`](crate::ErrorKind::NoValidToken). To start from given tokens but refresh them with a real
 /// source, build the manager over that source and call
 /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens) instead.
 ///

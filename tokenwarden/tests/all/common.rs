@@ -184,23 +184,16 @@ impl TokenSource for CountingSource {
 
 /// A transient failure of the kind a token endpoint that is down produces.
 pub fn unavailable() -> Error {
-    Error::Transport {
-        source_name: "counting".into(),
-        status: Some(503),
-        retry_after: None,
-        transient: true,
-        message: "HTTP 503 Service Unavailable".into(),
-        cause: None,
-    }
+    Error::transport("counting", "HTTP 503 Service Unavailable").with_status(503)
 }
 
 /// The server's answer to a spent or revoked refresh token.
 pub fn invalid_grant() -> Error {
-    Error::OAuth {
-        source_name: "counting".into(),
-        status: Some(400),
-        error: OAuthError::new("invalid_grant").with_description("refresh token expired"),
-    }
+    Error::oauth(
+        "counting",
+        Some(400),
+        OAuthError::new("invalid_grant").with_description("refresh token expired"),
+    )
 }
 
 /// A listener that forwards events to a channel, and the receiving end.
