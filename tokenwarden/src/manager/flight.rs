@@ -162,7 +162,8 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
         key = %shared.settings.key,
         ?mode
     );
-    let outcome = AssertUnwindSafe(obtain(&shared, mode))
+    let epoch = shared.epoch.load(SeqCst);
+    let outcome = AssertUnwindSafe(obtain(&shared, mode, epoch))
         .catch_unwind()
         .instrument(span.clone())
         .await
@@ -175,6 +176,8 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
     let _entered = span.enter();
     match &outcome {
         Ok(_) => shared.backoff.reset(),
+        // Superseded by a logout or set_tokens: not a failure of the source.
+        Err(_) if shared.epoch.load(SeqCst) != epoch => {}
         Err(error) => {
             Counters::add(&shared.counters.failures);
             let s = &shared.settings;
@@ -194,16 +197,15 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
 }
 
 /// The recovery chain, under the store's lease when there is a store.
-async fn obtain(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
+async fn obtain(shared: &Shared, mode: Mode, epoch: u64) -> Result<Arc<Cached>> {
     let s = &shared.settings;
-    let epoch = shared.epoch.load(SeqCst);
     let current = shared.current.load_full();
     let mut stored = None;
     let mut lease = Lease::none();
     if let Some(store) = &s.store {
         if mode == Mode::Due {
             stored = load_stored(shared).await;
-            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch)? {
+            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
                 return Ok(adopted);
             }
         }
@@ -217,7 +219,7 @@ async fn obtain(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
         if mode == Mode::Due && lease.is_held() {
             // Whoever held the lease before us may have stored a new token.
             stored = load_stored(shared).await;
-            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch)? {
+            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
                 release(lease).await;
                 return Ok(adopted);
             }
@@ -250,7 +252,7 @@ async fn load_stored(shared: &Shared) -> Option<Token> {
 
 /// Uses the stored token if it is another one than ours (another process got it),
 /// still valid, and expires later than ours.
-fn adopt(
+async fn adopt(
     shared: &Shared,
     current: &Cached,
     stored: Option<&Token>,
@@ -271,6 +273,7 @@ fn adopt(
     if !newer || stored.access_token.is_empty() || expires_at.is_none_or(|at| at <= now) {
         return Ok(None);
     }
+    let _writing = shared.writes.lock().await;
     if shared.epoch.load(SeqCst) != epoch {
         return Ok(None);
     }
@@ -330,6 +333,7 @@ async fn accept(
     let now = s.clock.now();
     let token = complete(shared, token, now, false)?;
     let cached = prepare(shared, token, now)?;
+    let _writing = shared.writes.lock().await;
     if shared.epoch.load(SeqCst) != epoch {
         // A logout or set_tokens happened meanwhile: theirs wins.
         let current = shared.current.load_full();
@@ -419,6 +423,7 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     let now = s.clock.now();
     let token = complete(shared, token, now, true)?;
     let cached = prepare(shared, token, now)?;
+    let _writing = shared.writes.lock().await;
     if let Some(store) = &s.store {
         store.save(&s.key, &cached.token).await?;
     }
@@ -445,6 +450,7 @@ pub(super) async fn logout(shared: &Shared) -> Result<()> {
             first_error = Some(error);
         }
     }
+    let writing = shared.writes.lock().await;
     shared.epoch.fetch_add(1, SeqCst);
     publish(shared, Cached::empty());
     shared.backoff.reset();
@@ -453,6 +459,7 @@ pub(super) async fn logout(shared: &Shared) -> Result<()> {
             first_error.get_or_insert(error);
         }
     }
+    drop(writing);
     tracing::info!(source = %s.source_name, "logged out");
     shared.emit(TokenEventKind::Cleared, None);
     first_error.map_or(Ok(()), Err)

@@ -114,6 +114,9 @@ struct Shared {
     background_started: AtomicBool,
     /// Bumped by `set_tokens` and `logout`: a flight that started before drops its result.
     epoch: AtomicU64,
+    /// Held while a token is written to the store and the cache (by a flight,
+    /// `set_tokens` or `logout`), so that the epoch check and the write are one step.
+    writes: tokio::sync::Mutex<()>,
     /// The last generation given to a token.
     generations: AtomicU64,
 }
@@ -130,6 +133,7 @@ impl Shared {
             wake: Arc::new(Notify::new()),
             background_started: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            writes: tokio::sync::Mutex::new(()),
             generations: AtomicU64::new(0),
         }
     }

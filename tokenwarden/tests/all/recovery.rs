@@ -410,3 +410,47 @@ fn invalid_settings_are_config_errors_that_say_what_to_fix() {
         assert!(error.to_string().contains(field), "{error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_refresh_wins_over_it() {
+    let _h = harness();
+    let source = CountingSource::new(HOUR);
+    let store = MemoryStore::new();
+    let manager = TokenManager::builder(source.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    source.close();
+    let in_flight = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while source.calls() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the fetch started");
+    manager.logout().await.unwrap();
+    source.open();
+    let error = in_flight.await.unwrap().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("cleared while a refresh was in flight"),
+        "{error}"
+    );
+    assert!(store.is_empty(), "the late token was not stored");
+    assert!(!manager.info().await.authenticated, "nor served");
+    manager.token().await.expect("a new login works");
+}
+
+#[test]
+fn handles_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<tokenwarden::TokenRef>();
+    assert_send_sync::<tokenwarden::HeaderRef>();
+    assert_send_sync::<TokenManager>();
+    assert_send_sync::<tokenwarden::TokenRegistry<String>>();
+}
