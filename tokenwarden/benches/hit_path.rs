@@ -16,26 +16,25 @@
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use arc_swap::ArcSwap;
-use criterion::measurement::WallTime;
-use criterion::{black_box, BenchmarkGroup, Criterion};
+use criterion::black_box;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Barrier, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
+use support::{measure, ns, ratio, SAMPLES};
 use tokenwarden::{source::from_fn, Clock, SystemClock, Token, TokenManager};
 use tokio::runtime::Handle;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Criterion samples per benchmark; the printed figures are medians over them.
-const SAMPLES: usize = 100;
 /// Calls per allocation count.
 const ALLOC_CALLS: u64 = 1_000_000;
 
@@ -43,16 +42,9 @@ const TARGET_1_THREAD_NS: f64 = 20.0;
 const TARGET_2_THREADS_NS: f64 = 25.0;
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(SAMPLES)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
+    let mut c = support::criterion(SAMPLES);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = support::current_thread_runtime();
     let _entered = rt.enter();
     let handle = rt.handle().clone();
 
@@ -182,43 +174,6 @@ fn main() {
     }
 }
 
-/// Runs a benchmark whose routine times `iters` calls itself, and returns the median
-/// ns per call over the measurement samples (`None` if it did not run, e.g. filtered
-/// out).
-fn measure(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    id: &str,
-    mut routine: impl FnMut(u64) -> Duration,
-) -> Option<f64> {
-    let samples = RefCell::new(Vec::new());
-    group.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let elapsed = routine(iters);
-            samples
-                .borrow_mut()
-                .push(elapsed.as_nanos() as f64 / iters.max(1) as f64);
-            elapsed
-        })
-    });
-    let samples = samples.into_inner();
-    // The warm-up calls come first; the last SAMPLES calls are the measurement.
-    let mut measured = samples[samples.len().saturating_sub(SAMPLES)..].to_vec();
-    median(&mut measured)
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
-}
-
 /// `iters` calls of `f` on this thread; each result is dropped inside the loop.
 fn time_loop<O>(iters: u64, mut f: impl FnMut() -> O) -> Duration {
     let start = Instant::now();
@@ -266,17 +221,6 @@ fn allocations_per_call<O>(mut f: impl FnMut() -> O) -> f64 {
         black_box(f());
     }
     region.change().allocations as f64 / ALLOC_CALLS as f64
-}
-
-fn ns(value: Option<f64>) -> String {
-    value.map_or_else(|| "not measured".into(), |v| format!("{v:.1} ns/call"))
-}
-
-fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
-    match (ours, base) {
-        (Some(o), Some(b)) if b > 0.0 => format!("{:.2}x", o / b),
-        _ => "n/a".into(),
-    }
 }
 
 fn verdict(what: &str, value: Option<f64>, target: f64) -> String {

@@ -9,22 +9,22 @@
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
-use criterion::measurement::WallTime;
-use criterion::{black_box, BenchmarkGroup, Criterion};
+mod support;
+
+use criterion::black_box;
 use dashmap::DashMap;
 use stats_alloc::{Region, Stats, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
-use std::cell::RefCell;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{measure, ns, SAMPLES};
 use tokenwarden::{source::from_fn, Token, TokenManager, TokenRegistry};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const KEYS: u64 = 1_000_000;
-const SAMPLES: usize = 100;
 /// Random keys looked up, cycled through by the benchmark loops.
 const LOOKUP_KEYS: usize = 1 << 20;
 
@@ -34,16 +34,9 @@ fn main() {
     } else {
         10_000
     };
-    let mut c = Criterion::default()
-        .sample_size(SAMPLES)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
+    let mut c = support::criterion(SAMPLES);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = support::current_thread_runtime();
     let _entered = rt.enter();
 
     // One manager alone, for comparison with the per-entry figure.
@@ -168,33 +161,6 @@ fn random_keys(keys: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Runs a benchmark whose routine times `iters` calls itself; returns the median ns
-/// per call over the measurement samples (`None` if it did not run).
-fn measure(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    id: &str,
-    mut routine: impl FnMut(u64) -> Duration,
-) -> Option<f64> {
-    let samples = RefCell::new(Vec::new());
-    group.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let elapsed = routine(iters);
-            samples
-                .borrow_mut()
-                .push(elapsed.as_nanos() as f64 / iters.max(1) as f64);
-            elapsed
-        })
-    });
-    let mut samples = samples.into_inner();
-    let from = samples.len().saturating_sub(SAMPLES);
-    let measured = &mut samples[from..];
-    if measured.is_empty() {
-        return None;
-    }
-    measured.sort_by(f64::total_cmp);
-    Some(measured[measured.len() / 2])
-}
-
 /// `iters` lookups of the keys in `keys`, cycling from `offset`; each result is
 /// dropped inside the loop.
 fn time_loop<O>(iters: u64, keys: &[u64], offset: usize, f: impl Fn(&u64) -> O) -> Duration {
@@ -225,8 +191,4 @@ fn two_threads<O>(iters: u64, keys: &[u64], f: impl Fn(&u64) -> O + Sync) -> Dur
         let b = b.join().expect("bench thread");
         a.max(b)
     })
-}
-
-fn ns(value: Option<f64>) -> String {
-    value.map_or_else(|| "not measured".into(), |v| format!("{v:.1} ns/call"))
 }

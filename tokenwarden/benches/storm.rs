@@ -14,7 +14,8 @@
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
-use criterion::Criterion;
+mod support;
+
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -32,11 +33,7 @@ const SOURCE_LATENCY: Duration = Duration::from_millis(5);
 const LIFETIME: Duration = Duration::from_secs(3600);
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .configure_from_args();
+    let mut c = support::criterion(10);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

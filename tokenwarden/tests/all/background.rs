@@ -10,14 +10,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_the_token_fresh_without_any_call() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let (listener, mut events) = event_channel();
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .listener(listener)
-        .background_refresh(true)
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.background_refresh(true));
     next_event(&mut events, TokenEventKind::Fetched).await; // fetched at start
     for round in 1..=3 {
         clock.advance(HOUR - Duration::from_secs(60)); // into the stale window
@@ -33,14 +27,8 @@ async fn keeps_the_token_fresh_without_any_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_ends_when_the_last_handle_is_dropped() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let (listener, mut events) = event_channel();
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .listener(listener)
-        .background_refresh(true)
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.background_refresh(true));
     next_event(&mut events, TokenEventKind::Fetched).await;
     let clone = manager.clone();
     drop(manager);

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 use tokenwarden::{
-    Error, ManualClock, OAuthError, Result, Token, TokenEvent, TokenEventKind, TokenSource,
+    Error, ManualClock, OAuthError, Result, Token, TokenEvent, TokenEventKind, TokenManager,
+    TokenManagerBuilder, TokenSource,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -229,4 +230,23 @@ pub async fn settle() {
     for _ in 0..20 {
         tokio::task::yield_now().await;
     }
+}
+
+/// A counting source of tokens living `lifetime`, a manual clock, and a manager
+/// builder that uses both.
+pub fn counting(lifetime: Duration) -> (Arc<CountingSource>, ManualClock, TokenManagerBuilder) {
+    let (source, clock) = (CountingSource::new(lifetime), clock());
+    let builder = TokenManager::builder(source.clone()).clock(clock.clone());
+    (source, clock, builder)
+}
+
+/// Builds with a listener that forwards every event to the returned channel.
+pub fn observed(
+    builder: TokenManagerBuilder,
+) -> (TokenManager, mpsc::UnboundedReceiver<TokenEvent>) {
+    let (listener, events) = event_channel();
+    (
+        builder.listener(listener).build().expect("valid settings"),
+        events,
+    )
 }

@@ -21,11 +21,8 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_callers_at_expiry_cause_one_token_request() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder.build().unwrap();
     let first = manager.token().await.unwrap().fingerprint();
     clock.advance(HOUR);
 

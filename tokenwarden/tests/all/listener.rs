@@ -11,14 +11,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_new_token_is_announced_once_in_order() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let (listener, mut events) = event_channel();
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .listener(listener)
-        .listener(TracingListener)
-        .build()
-        .unwrap();
+    let (_source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.listener(TracingListener));
     for _ in 0..5 {
         manager.token().await.unwrap(); // one fetch, four hits
     }
@@ -59,14 +53,8 @@ async fn each_new_token_is_announced_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_listener_does_not_break_the_manager_or_other_listeners() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let (listener, mut events) = event_channel();
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .listener(|_: &TokenEvent| panic!("listener bug"))
-        .listener(listener)
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.listener(|_: &TokenEvent| panic!("listener bug")));
     for _ in 0..3 {
         manager.token().await.unwrap();
         clock.advance(HOUR);

@@ -17,11 +17,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "current_thread")]
 async fn rejected_refresh_token_falls_back_to_a_full_fetch() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder.build().unwrap();
     manager.token().await.unwrap();
     source.fail_refresh_with(Some(invalid_grant()));
     clock.advance(HOUR);
@@ -38,11 +35,8 @@ async fn rejected_refresh_token_falls_back_to_a_full_fetch() {
 #[tokio::test(flavor = "current_thread")]
 async fn other_refresh_errors_do_not_log_in_again() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder.build().unwrap();
     manager.token().await.unwrap();
     source.fail_refresh_with(Some(unavailable()));
     clock.advance(HOUR);

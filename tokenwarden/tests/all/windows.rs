@@ -38,14 +38,8 @@ async fn fresh_token_is_served_from_cache() {
 #[tokio::test(flavor = "current_thread")]
 async fn stale_window_serves_the_cached_token_and_refreshes_once_in_background() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let (listener, mut events) = event_channel();
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .refresh_jitter(0.0)
-        .listener(listener)
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.refresh_jitter(0.0));
     let first = manager.token().await.unwrap().fingerprint();
     next_event(&mut events, TokenEventKind::Fetched).await;
 
@@ -103,9 +97,8 @@ async fn expiring_window_waits_for_the_refresh() {
 #[tokio::test(flavor = "current_thread")]
 async fn failed_refresh_keeps_serving_a_valid_token_then_errors_once_expired() {
     let _h = harness();
-    let (source, clock) = (CountingSource::new(HOUR), clock());
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder
         .backoff(Duration::from_secs(2), Duration::from_secs(10))
         .build()
         .unwrap();
@@ -185,11 +178,8 @@ async fn short_tokens_are_served_from_cache_for_most_of_their_life() {
     let _h = harness();
     // Peers with a fixed 30-60 s margin turn every call for a 5 s token into a
     // token request; windows that scale with the lifetime do not.
-    let (source, clock) = (CountingSource::new(Duration::from_secs(5)), clock());
-    let manager = TokenManager::builder(source.clone())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (source, clock, builder) = counting(Duration::from_secs(5));
+    let manager = builder.build().unwrap();
     let calls = 600; // one call every 100 ms for 60 s
     for _ in 0..calls {
         manager.token().await.expect("always a valid token");
