@@ -37,9 +37,11 @@ pub fn unix_millis(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The time `millis` milliseconds after the Unix epoch.
+/// The time `millis` milliseconds after the Unix epoch, capped at about the year
+/// 2500 (beyond what some platforms' `SystemTime` can hold).
 pub fn from_unix_millis(millis: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(millis)
+    const CAP_MS: u64 = 16_725_225_600_000; // 2500-01-01T00:00:00Z
+    UNIX_EPOCH + Duration::from_millis(millis.min(CAP_MS))
 }
 
 /// The operating system's clock. The default everywhere.

@@ -72,8 +72,11 @@ impl std::fmt::Debug for TokenEvent {
 /// Closures `Fn(&TokenEvent)` are listeners too.
 ///
 /// Listeners run one event at a time, in order, on Tokio's blocking pool, after the
-/// token was stored: a slow listener delays only later events, never a refresh or
-/// a caller, and a panicking one is logged and skipped.
+/// manager tried to store the token (a failed save is logged, and the token is still
+/// served and announced): a slow listener delays only later events, never a refresh
+/// or a caller, and a panicking one is logged and skipped. A token the manager finds
+/// in its store (saved by another process, or an earlier run) is not announced: it
+/// was announced where it was obtained.
 ///
 /// ```
 /// use tokenwarden::{TokenEvent, TokenListener};

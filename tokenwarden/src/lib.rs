@@ -45,7 +45,17 @@
 //! Secrets live in [`AccessToken`], [`RefreshToken`], [`ClientSecret`] and
 //! [`IdToken`]: their `Debug` and `Display` print `[redacted]`, they are zeroized on
 //! drop and compared in constant time. Logs carry token fingerprints (8 hex digits of
-//! a SHA-256), never tokens. The `Authorization` value is marked sensitive.
+//! a SHA-256), never tokens. The `Authorization` value is marked sensitive; it is an
+//! `http::HeaderValue`, which is not zeroized when dropped. `TokenManager`'s `Debug`
+//! shows names and state only, never the source's own fields.
+//!
+//! ## Durability
+//!
+//! A new token is saved to the store before any caller sees it, so a rotated
+//! refresh token is never lost to a crash. If the save fails, the token is still
+//! served from memory (the refresh token was already spent at the server, so
+//! dropping the new one would lose both), the failure is logged, and the next
+//! refresh saves again.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -75,7 +85,7 @@ pub use key::TokenKey;
 pub use manager::{
     HeaderRef, Stats, TokenManager, TokenManagerBuilder, TokenRef, DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL, DEFAULT_LIFETIME, DEFAULT_MIN_VALID,
-    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_TIMEOUT,
 };
 pub use registry::{TokenRegistry, TokenRegistryBuilder, DEFAULT_IDLE_TIMEOUT};
 pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken, REDACTED};

@@ -71,8 +71,9 @@ pub struct TokenRegistryBuilder<K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
     /// Starts building a registry whose managers `factory` makes, one per key.
-    /// The factory runs once per key while that key's entry is locked, so keep it
-    /// quick (build a manager; do not fetch a token in it).
+    /// The factory runs once per key while that key's shard of the map is locked, so
+    /// keep it quick (build a manager; do not fetch a token in it) and never call
+    /// the registry from it: that would deadlock.
     pub fn builder(
         factory: impl Fn(&K) -> Result<TokenManager> + Send + Sync + 'static,
     ) -> TokenRegistryBuilder<K> {
@@ -124,12 +125,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
     }
 
     /// Removes the managers unused for longer than the idle timeout and returns how
-    /// many. Also runs by itself from [`get`](Self::get), every half idle timeout.
+    /// many. A manager whose handle is still held elsewhere (a client built on it)
+    /// counts as used. Also runs by itself from [`get`](Self::get), every half idle
+    /// timeout, on the calling thread (a pass over all entries).
     pub fn evict_idle(&self) -> usize {
         let now = self.clock.now_millis();
         let before = self.managers.len();
+        // A manager whose handles are held outside (a client built on it) is in use.
         self.managers.retain(|_, entry| {
             now.saturating_sub(entry.last_used.load(Relaxed)) <= self.idle_timeout_ms
+                || entry.manager.handles() > 1
         });
         before.saturating_sub(self.managers.len())
     }

@@ -15,6 +15,8 @@ pub(super) fn ensure_started(shared: &Arc<Shared>) {
     }
 }
 
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 async fn keep_fresh(manager: Weak<Shared>) {
     let Some(shared) = manager.upgrade() else {
         return;
@@ -28,21 +30,28 @@ async fn keep_fresh(manager: Weak<Shared>) {
             };
             let now = clock.now_millis();
             let cached = shared.current.load_full();
-            match cached.state(now) {
-                State::Fresh => Some(cached.stale_at()),
-                _ => match join_or_start(&shared, Mode::Due) {
-                    Start::Joined(flight) | Start::Started(flight) => {
-                        drop(shared);
-                        // Errors are recorded (and logged) by the flight itself.
-                        let _ = flight.await;
-                        continue;
-                    }
-                    Start::Done(_) => continue,
-                    Start::BackingOff => shared.backoff.retry_at(),
-                },
+            if shared.logged_out.load(SeqCst) {
+                // Logged out: no new login until someone asks for a token again.
+                None
+            } else {
+                match cached.state(now) {
+                    State::Fresh => Some(cached.stale_at()),
+                    _ => match join_or_start(&shared, Mode::Due) {
+                        Start::Joined(flight) | Start::Started(flight) => {
+                            drop(shared);
+                            // Errors are recorded (and logged) by the flight itself.
+                            let _ = flight.await;
+                            continue;
+                        }
+                        Start::Done(_) => continue,
+                        Start::BackingOff => shared.backoff.retry_at(),
+                    },
+                }
             }
         };
-        let sleep = clock.sleep_until(from_unix_millis(wait_until.unwrap_or(u64::MAX / 4)));
+        // Without a deadline, wake once a day anyway (a bounded time on every platform).
+        let deadline = wait_until.unwrap_or_else(|| clock.now_millis().saturating_add(DAY_MS));
+        let sleep = clock.sleep_until(from_unix_millis(deadline));
         tokio::select! {
             () = sleep => {}
             () = wake.notified() => {}

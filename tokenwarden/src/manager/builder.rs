@@ -22,6 +22,9 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a store lease lives if its holder dies mid-refresh.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// The longest one attempt to get a token (store, lease, source) may take before it
+/// counts as failed.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds a [`TokenManager`]. Made by [`TokenManager::builder`].
 pub struct TokenManagerBuilder {
@@ -36,6 +39,7 @@ pub struct TokenManagerBuilder {
     default_lifetime: Option<Duration>,
     backoff: Option<(Duration, Duration)>,
     lease_ttl: Option<Duration>,
+    refresh_timeout: Option<Duration>,
     background_refresh: bool,
 }
 
@@ -65,6 +69,7 @@ impl TokenManagerBuilder {
             default_lifetime: None,
             backoff: None,
             lease_ttl: None,
+            refresh_timeout: None,
             background_refresh: false,
         }
     }
@@ -138,6 +143,15 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// The longest one attempt to get a token may take (reading the store, taking
+    /// the lease, calling the source, saving). A hung endpoint or store then counts
+    /// as a transient failure, with backoff, instead of holding every caller.
+    /// Defaults to [`DEFAULT_REFRESH_TIMEOUT`].
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = Some(timeout);
+        self
+    }
+
     /// Whether a background task keeps the token fresh even when nobody asks for it
     /// (fetching the first one at once, refreshing at the start of each stale
     /// window, retrying after failures). The task ends when the last handle to the
@@ -178,6 +192,10 @@ impl TokenManagerBuilder {
                 "backoff needs initial > 0 and max >= initial",
             ));
         }
+        let refresh_timeout = self.refresh_timeout.unwrap_or(DEFAULT_REFRESH_TIMEOUT);
+        if refresh_timeout.is_zero() {
+            return Err(Error::config("refresh_timeout must be longer than zero"));
+        }
         let key = self.key.unwrap_or_else(|| self.source.key());
         let shared = Arc::new(Shared::new(super::Settings {
             source_name: self.source.name().to_owned(),
@@ -193,6 +211,7 @@ impl TokenManagerBuilder {
             backoff_initial,
             backoff_max,
             lease_ttl: self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            refresh_timeout,
             background_refresh: self.background_refresh,
         }));
         if shared.settings.background_refresh && tokio::runtime::Handle::try_current().is_ok() {

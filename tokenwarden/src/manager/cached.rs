@@ -5,7 +5,10 @@ use super::Windows;
 use crate::clock::unix_millis;
 use crate::{Error, Result, Token};
 use http::HeaderValue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -99,11 +102,14 @@ impl Cached {
     }
 
     pub(crate) fn state(&self, now: u64) -> State {
+        // Acquire pairs with `invalidate`: whoever sees the stale mark cleared also
+        // sees the token marked invalid, and never serves it as merely stale.
+        let stale_at = self.stale_at.load(Acquire);
         if self.generation == 0 || self.invalidated.load(Relaxed) || now >= self.expires_at {
             State::Expired
         } else if now >= self.expiring_at {
             State::Expiring
-        } else if now >= self.stale_at.load(Relaxed) {
+        } else if now >= stale_at {
             State::Stale
         } else {
             State::Fresh
@@ -123,7 +129,7 @@ impl Cached {
     /// Marks the token as rejected by the server: no caller gets it again.
     pub(crate) fn invalidate(&self) {
         self.invalidated.store(true, Relaxed);
-        self.stale_at.store(0, Relaxed);
+        self.stale_at.store(0, Release);
     }
 
     /// The token if there is one (even expired or invalidated), e.g. to refresh it.

@@ -55,12 +55,14 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
         shared.counters.hit();
         return Ok(cached);
     }
-    if cached.state(now) == State::Stale {
-        flight::refresh_in_background(shared);
-        shared.counters.hit();
-        return Ok(cached);
+    match cached.state(now) {
+        State::Stale => flight::refresh_in_background(shared, now),
+        // Still valid while a failed refresh backs off: served without waiting.
+        State::Expiring if shared.backoff.is_waiting(now) => {}
+        _ => return Err(cached),
     }
-    Err(cached)
+    shared.counters.hit();
+    Ok(cached)
 }
 
 impl<T: FromCached> Future for Current<'_, T> {

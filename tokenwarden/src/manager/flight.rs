@@ -61,7 +61,13 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
         }
     }
     let source_name = shared.settings.source_name.clone();
-    let task = tokio::spawn(run(shared.clone(), mode));
+    // Moved into the task, so the slot is freed however the task ends: finished,
+    // panicked, or dropped unpolled by a runtime shutting down.
+    let slot_guard = FreeSlot(shared.clone());
+    let task = tokio::spawn(async move {
+        let slot_guard = slot_guard;
+        run(&slot_guard.0, mode).await
+    });
     let flight = async move {
         task.await.unwrap_or_else(|_| {
             Err(Error::source_failed(
@@ -78,10 +84,21 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
     Start::Started(flight)
 }
 
+/// Empties the flight slot when the flight task ends, however it ends.
+struct FreeSlot(Arc<Shared>);
+
+impl Drop for FreeSlot {
+    fn drop(&mut self) {
+        let mut slot = self.0.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = None;
+        self.0.in_flight.store(false, SeqCst);
+    }
+}
+
 /// In the stale window: starts the one background refresh unless it is running
-/// or backing off. Never waits.
-pub(super) fn refresh_in_background(shared: &Arc<Shared>) {
-    if !shared.in_flight.load(SeqCst) {
+/// or backing off. Never waits, and takes no lock unless it starts one.
+pub(super) fn refresh_in_background(shared: &Arc<Shared>, now: u64) {
+    if !shared.in_flight.load(SeqCst) && !shared.backoff.is_waiting(now) {
         let _ = join_or_start(shared, Mode::Due);
     }
 }
@@ -95,6 +112,10 @@ pub(super) fn slow_path(
     async move {
         if shared.settings.background_refresh {
             super::background::ensure_started(shared);
+        }
+        // A caller asking for a token after a logout means: log in again.
+        if shared.logged_out.swap(false, SeqCst) {
+            shared.wake.notify_one();
         }
         let state = cached.state(shared.settings.clock.now_millis());
         if matches!(state, State::Fresh | State::Stale) {
@@ -155,7 +176,7 @@ fn no_valid_token(shared: &Shared, last_attempt: Error) -> Error {
 }
 
 /// The flight task: runs the chain, records the outcome, and frees the slot.
-async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
+async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
     let span = tracing::debug_span!(
         "tokenwarden.refresh",
         source = %shared.settings.source_name,
@@ -163,16 +184,24 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
         ?mode
     );
     let epoch = shared.epoch.load(SeqCst);
-    let outcome = AssertUnwindSafe(obtain(&shared, mode, epoch))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|_| {
+    let s = &shared.settings;
+    let attempt = AssertUnwindSafe(obtain(shared, mode, epoch)).catch_unwind();
+    let deadline = s.clock.sleep_until(s.clock.now() + s.refresh_timeout);
+    let outcome = tokio::select! {
+        outcome = attempt.instrument(span.clone()) => outcome.unwrap_or_else(|_| {
             Err(Error::source_failed(
-                &shared.settings.source_name,
+                &s.source_name,
                 "the token source panicked; see the panic message above",
             ))
-        });
+        }),
+        () = deadline => Err(Error::transport(
+            &s.source_name,
+            format!(
+                "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
+                s.refresh_timeout
+            ),
+        )),
+    };
     let _entered = span.enter();
     match &outcome {
         Ok(_) => shared.backoff.reset(),
@@ -180,7 +209,6 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
         Err(_) if shared.epoch.load(SeqCst) != epoch => {}
         Err(error) => {
             Counters::add(&shared.counters.failures);
-            let s = &shared.settings;
             let now = s.clock.now_millis();
             let delay =
                 shared
@@ -189,10 +217,6 @@ async fn run(shared: Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "getting a token failed; backing off");
         }
     }
-    let mut slot = shared.flight.lock().unwrap_or_else(PoisonError::into_inner);
-    *slot = None;
-    shared.in_flight.store(false, SeqCst);
-    drop(slot);
     outcome
 }
 
@@ -428,6 +452,7 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
         store.save(&s.key, &cached.token).await?;
     }
     shared.epoch.fetch_add(1, SeqCst);
+    shared.logged_out.store(false, SeqCst);
     shared.backoff.reset();
     let cached = Arc::new(cached);
     publish(shared, cached.clone());
@@ -438,11 +463,18 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
 /// [`TokenManager::logout`](crate::TokenManager::logout).
 pub(super) async fn logout(shared: &Shared) -> Result<()> {
     let s = &shared.settings;
+    // Under the write lock, a refresh cannot land between reading the token to
+    // revoke and clearing it; the epoch bump makes any refresh in flight drop its result.
+    let writing = shared.writes.lock().await;
+    shared.epoch.fetch_add(1, SeqCst);
+    shared.logged_out.store(true, SeqCst);
     let cached = shared.current.load_full();
     let token = match cached.token() {
         Some(token) => Some(token.clone()),
         None => load_stored(shared).await,
     };
+    publish(shared, Cached::empty());
+    shared.backoff.reset();
     let mut first_error = None;
     if let Some(token) = token.filter(|t| !t.access_token.is_empty()) {
         if let Err(error) = s.source.revoke(&token).await {
@@ -450,10 +482,6 @@ pub(super) async fn logout(shared: &Shared) -> Result<()> {
             first_error = Some(error);
         }
     }
-    let writing = shared.writes.lock().await;
-    shared.epoch.fetch_add(1, SeqCst);
-    publish(shared, Cached::empty());
-    shared.backoff.reset();
     if let Some(store) = &s.store {
         if let Err(error) = store.delete(&s.key).await {
             first_error.get_or_insert(error);

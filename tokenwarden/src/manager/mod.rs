@@ -17,6 +17,7 @@ mod stats;
 pub use builder::{
     TokenManagerBuilder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL,
     DEFAULT_LIFETIME, DEFAULT_MIN_VALID, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_TIMEOUT,
 };
 pub use current::{HeaderRef, TokenRef};
 pub use stats::Stats;
@@ -65,9 +66,24 @@ use tokio::sync::Notify;
 /// assert_eq!(manager.stats().fetches, 1);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenManager {
     shared: Arc<Shared>,
+}
+
+/// Names and state only: a source's own `Debug` may show its credentials.
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.shared.settings;
+        let cached = self.shared.current.load();
+        f.debug_struct("TokenManager")
+            .field("source", &s.source_name)
+            .field("store", &s.store_name)
+            .field("key", &s.key)
+            .field("fingerprint", &cached.token().map(Token::fingerprint))
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Settings fixed at build time.
@@ -88,6 +104,7 @@ struct Settings {
     backoff_initial: Duration,
     backoff_max: Duration,
     lease_ttl: Duration,
+    refresh_timeout: Duration,
     background_refresh: bool,
 }
 
@@ -119,6 +136,9 @@ struct Shared {
     writes: tokio::sync::Mutex<()>,
     /// The last generation given to a token.
     generations: AtomicU64,
+    /// Set by `logout`, cleared by `set_tokens` or the next caller: keeps the
+    /// background task from logging in again on its own.
+    logged_out: AtomicBool,
 }
 
 impl Shared {
@@ -134,6 +154,7 @@ impl Shared {
             background_started: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             writes: tokio::sync::Mutex::new(()),
+            logged_out: AtomicBool::new(false),
             generations: AtomicU64::new(0),
         }
     }
@@ -174,7 +195,8 @@ impl TokenManager {
     /// A valid token: the cached one, or a new one if it is expiring or gone.
     ///
     /// On the hit path (a fresh cached token) this takes no lock, allocates
-    /// nothing and writes no shared memory. The returned handle borrows nothing;
+    /// nothing and writes only this thread's own hit counter (threads beyond the
+    /// counter's stripes share one). The returned handle borrows nothing;
     /// keep it briefly (it pins this token in memory) and use
     /// [`TokenRef::to_token`] to keep a copy.
     #[inline]
@@ -256,5 +278,10 @@ impl TokenManager {
     /// The source's name.
     pub fn source_name(&self) -> &str {
         &self.shared.settings.source_name
+    }
+
+    /// How many handles to this manager exist (clones, and refreshes in flight).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
     }
 }

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 /// Give the token an absolute expiry ([`Token::with_expires_at`]) if you know it: a
 /// relative one ([`Token::with_expires_in`]) counts again from every fetch.
 ///
-/// It cannot get a new token: once its token expires the manager reports
-/// [`ErrorKind::NoValidToken`](crate::ErrorKind::NoValidToken). To start from given tokens but refresh them with a real
-/// source, build the manager over that source and call
+/// It cannot get a new token: once a token with a known expiry expires, the manager
+/// reports [`ErrorKind::NoValidToken`](crate::ErrorKind::NoValidToken). A token
+/// without any expiry gets the manager's default lifetime from each fetch, so it is
+/// served until the API rejects it. To start from given tokens but refresh them
+/// with a real source, build the manager over that source and call
 /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens) instead.
 ///
 /// ```

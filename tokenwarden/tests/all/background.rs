@@ -72,3 +72,21 @@ async fn retries_with_backoff_when_the_source_fails() {
     next_event(&mut events, TokenEventKind::Fetched).await;
     assert!(manager.token().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_is_not_undone_by_the_background_task() {
+    let _h = harness();
+    let (source, clock, builder) = counting(HOUR);
+    let (manager, mut events) = observed(builder.background_refresh(true));
+    next_event(&mut events, TokenEventKind::Fetched).await;
+    manager.logout().await.unwrap();
+    next_event(&mut events, TokenEventKind::Cleared).await;
+    clock.advance(2 * HOUR); // the task wakes up more than once meanwhile
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(source.calls(), 1, "no login behind the user's back");
+    assert!(!manager.info().await.authenticated);
+    manager.token().await.expect("asking again logs in again");
+    assert_eq!(source.calls(), 2);
+}

@@ -117,3 +117,49 @@ async fn a_caller_that_gives_up_does_not_cancel_the_refresh() {
     waiting.await.unwrap().unwrap();
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_source_times_out_into_a_transient_error() {
+    let _h = harness();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder
+        .refresh_timeout(Duration::from_secs(10))
+        .backoff(Duration::from_secs(1), Duration::from_secs(1))
+        .build()
+        .unwrap();
+    source.close(); // the endpoint never answers
+    let waiting = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    until("the fetch started", || source.calls() == 1).await;
+    clock.advance(Duration::from_secs(10));
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(error.to_string().contains("refresh timeout"), "{error}");
+    source.open();
+    clock.advance(Duration::from_secs(1)); // past the backoff
+    manager.token().await.expect("the endpoint answers again");
+    assert_eq!(source.calls(), 2);
+}
+
+#[test]
+fn a_runtime_shut_down_mid_refresh_does_not_block_the_manager() {
+    let _h = harness();
+    let source = CountingSource::new(HOUR);
+    let manager = TokenManager::builder(source.clone()).build().unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    source.close();
+    first.spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|_| ()) }
+    });
+    first.block_on(until("the fetch started", || source.calls() == 1));
+    drop(first); // cancels the refresh task
+    source.open();
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second
+        .block_on(manager.token())
+        .expect("a new runtime refreshes again");
+    assert_eq!(source.calls(), 2);
+}

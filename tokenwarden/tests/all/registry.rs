@@ -104,3 +104,28 @@ async fn factory_errors_reach_the_caller_and_create_nothing() {
     assert!(error.to_string().contains("bob"));
     assert!(registry.is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_manager_held_outside_the_registry_is_not_evicted() {
+    let _h = harness();
+    let clock = clock();
+    let registry = TokenRegistry::builder(|user: &u32| {
+        TokenManager::builder(from_fn(format!("user-{user}"), || async {
+            Ok(Token::new("t").with_expires_in(HOUR))
+        }))
+        .build()
+    })
+    .clock(clock.clone())
+    .idle_timeout(Duration::from_secs(60))
+    .build();
+    let held = registry.get(&1).unwrap(); // e.g. an HTTP client built on it
+    registry.get(&2).unwrap();
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(registry.evict_idle(), 1);
+    held.token().await.unwrap();
+    assert_eq!(
+        registry.len(),
+        1,
+        "the held manager stays, so its key keeps one single-flight"
+    );
+}

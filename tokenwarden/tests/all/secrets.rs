@@ -86,6 +86,36 @@ async fn debug_of_every_type_that_holds_a_secret_is_redacted() {
     );
 }
 
+/// A user's source that derives `Debug` over its credentials.
+#[derive(Debug)]
+struct CarelessSource {
+    client_secret: String,
+}
+
+#[async_trait::async_trait]
+impl tokenwarden::TokenSource for CarelessSource {
+    async fn fetch(&self) -> tokenwarden::Result<Token> {
+        Ok(Token::new(format!("{MARKER}-{}", self.client_secret.len())))
+    }
+    fn name(&self) -> &str {
+        "careless"
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_manager_does_not_show_its_sources_fields() {
+    let _h = harness();
+    let manager = TokenManager::builder(CarelessSource {
+        client_secret: format!("{MARKER}-client-secret"),
+    })
+    .build()
+    .unwrap();
+    manager.token().await.unwrap();
+    let debug = format!("{manager:?}");
+    assert_clean("TokenManager", &debug);
+    assert!(debug.contains("careless"), "{debug}");
+}
+
 #[test]
 fn the_log_capture_is_live() {
     let _h = harness();
