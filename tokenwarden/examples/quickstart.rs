@@ -13,27 +13,32 @@ use tokenwarden::{Clock, SystemClock, Token, TokenEvent, TokenManager};
 
 /// Each token lives 4 seconds, so the demo sees several expiries.
 const LIFETIME: Duration = Duration::from_secs(4);
+const WORKERS: usize = 8;
+const CALLS_PER_WORKER: usize = 1_200;
 
 #[tokio::main]
 async fn main() -> tokenwarden::Result<()> {
-    // A login that counts its calls. In real code this is an OAuth2 source or your
-    // API's login endpoint.
-    let logins = Arc::new(AtomicUsize::new(0));
-    let source = {
-        let logins = logins.clone();
-        from_fn("demo-api", move || {
-            let n = logins.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await; // the token endpoint
-                Ok(Token::new(format!("demo-token-{n}"))
-                    .with_refresh_token(format!("demo-refresh-{n}"))
-                    .with_expires_in(LIFETIME))
-            }
-        })
-        .with_refresh(move |_current: Token| async move {
-            Ok(Token::new(format!("demo-token-r{}", fastrand::u32(..))).with_expires_in(LIFETIME))
-        })
-    };
+    // A login and a refresh that count their calls. In real code these are an
+    // OAuth2 source or your API's login and refresh endpoints.
+    let issued = Arc::new(AtomicUsize::new(0));
+    let next = move || issued.fetch_add(1, Ordering::SeqCst) + 1;
+    let login = next.clone();
+    let source = from_fn("demo-api", move || {
+        let n = login();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await; // the token endpoint
+            Ok(Token::new(format!("demo-token-{n}"))
+                .with_refresh_token(format!("demo-refresh-{n}"))
+                .with_expires_in(LIFETIME))
+        }
+    })
+    .with_refresh(move |_current: Token| {
+        let n = next();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Token::new(format!("demo-token-{n}")).with_expires_in(LIFETIME))
+        }
+    });
 
     let started = SystemClock.now();
     let elapsed = move || {
@@ -47,7 +52,7 @@ async fn main() -> tokenwarden::Result<()> {
         .listener(move |event: &TokenEvent| {
             let info = event.info();
             println!(
-                "{:>6.2}s  event {:<9} token {}  expires in {:.1}s",
+                "{:>6.2}s  {:<9}  fingerprint={}  expires in {:.1}s",
                 elapsed(),
                 format!("{:?}", event.kind()),
                 info.fingerprint.as_deref().unwrap_or("-"),
@@ -56,48 +61,59 @@ async fn main() -> tokenwarden::Result<()> {
         })
         .build()?;
 
-    println!("tokenwarden quickstart: 8 workers asking for a token every 10 ms for 12 s,");
     println!(
-        "tokens live {}s; watch one refresh per expiry, in the background.\n",
+        "tokenwarden quickstart: {WORKERS} workers each ask for the token {CALLS_PER_WORKER} times, every 10 ms."
+    );
+    println!(
+        "Tokens live {}s. Each is refreshed once, in the background, at about half its life",
         LIFETIME.as_secs()
     );
-    let workers: Vec<_> = (0..8)
+    println!(
+        "(the refresh window is capped at half the lifetime), so no worker waits for a refresh."
+    );
+    println!("Fingerprints are 8 hex digits of a SHA-256 of the token, never the token.\n");
+
+    let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let manager = manager.clone();
             tokio::spawn(async move {
-                let mut calls = 0u64;
-                for _ in 0..1_200 {
-                    let header = manager.header().await?;
+                for _ in 0..CALLS_PER_WORKER {
+                    let header = manager.header().await?; // "Bearer demo-token-N"
                     assert!(header.is_sensitive());
-                    calls += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok::<_, tokenwarden::Error>(calls)
+                Ok::<_, tokenwarden::Error>(())
             })
         })
         .collect();
-    let mut calls = 0;
     for worker in workers {
-        calls += worker.await.expect("worker panicked")?;
+        worker.await.expect("worker panicked")?;
     }
 
     let stats = manager.stats();
     let info = manager.info().await;
-    println!("\n{calls} token() calls in {:.1}s", elapsed());
     println!(
-        "  served from cache: {}   waited for a refresh: {}",
+        "\n{} token calls in {:.1}s:",
+        WORKERS * CALLS_PER_WORKER,
+        elapsed()
+    );
+    println!(
+        "  {} served from the cache, {} waited (for the first login only)",
         stats.hits, stats.waits
     );
     println!(
-        "  token requests: {} login(s), {} refresh(es), {} failure(s)",
-        stats.fetches, stats.refreshes, stats.failures
+        "  {} token request(s) to the endpoint: {} login, {} refreshes, {} failures",
+        stats.fetches + stats.refreshes,
+        stats.fetches,
+        stats.refreshes,
+        stats.failures
     );
     println!(
-        "  now: authenticated={} expires_in={:.1}s has_refresh_token={} (info never holds a secret: {:?})",
+        "  info(): authenticated={} expires_in={:.1}s has_refresh_token={} fingerprint={} (never a secret)",
         info.authenticated,
         info.expires_in.unwrap_or_default().as_secs_f64(),
         info.has_refresh_token,
-        info.fingerprint
+        info.fingerprint.as_deref().unwrap_or("-")
     );
     Ok(())
 }
