@@ -156,9 +156,13 @@ impl Dispatcher {
         if self.listeners.is_empty() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(kind = ?event.kind(), "no Tokio runtime here: token listeners not told");
+            return;
+        };
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(deliver(self.listeners.clone(), rx));
+            runtime.spawn(deliver(self.listeners.clone(), rx));
             tx
         });
         // Fails only if the delivery task is gone, i.e. the runtime is shutting down.

@@ -10,8 +10,10 @@ use std::sync::{Arc, Weak};
 
 /// Starts the task once per manager (needs a Tokio runtime).
 pub(super) fn ensure_started(shared: &Arc<Shared>) {
-    if !shared.background_started.swap(true, SeqCst) {
-        tokio::spawn(keep_fresh(Arc::downgrade(shared)));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if !shared.background_started.swap(true, SeqCst) {
+            runtime.spawn(keep_fresh(Arc::downgrade(shared)));
+        }
     }
 }
 
@@ -45,6 +47,7 @@ async fn keep_fresh(manager: Weak<Shared>) {
                         }
                         Start::Done(_) => continue,
                         Start::BackingOff => shared.backoff.retry_at(),
+                        Start::NoRuntime(_) => return,
                     },
                 }
             }

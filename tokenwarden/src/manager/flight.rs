@@ -42,6 +42,8 @@ pub(super) enum Start {
     Done(Arc<Cached>),
     /// A recent failure says to wait before trying again.
     BackingOff,
+    /// No refresh can start here: there is no Tokio runtime.
+    NoRuntime(Error),
 }
 
 /// Joins the flight in progress or starts one.
@@ -60,11 +62,16 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
             return Start::BackingOff;
         }
     }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Start::NoRuntime(Error::config(
+            "tokenwarden refreshes tokens on a Tokio runtime: call it from within one",
+        ));
+    };
     let source_name = shared.settings.source_name.clone();
     // Moved into the task, so the slot is freed however the task ends: finished,
     // panicked, or dropped unpolled by a runtime shutting down.
     let slot_guard = FreeSlot(shared.clone());
-    let task = tokio::spawn(async move {
+    let task = runtime.spawn(async move {
         let slot_guard = slot_guard;
         run(&slot_guard.0, mode).await
     });
@@ -133,6 +140,7 @@ pub(super) fn slow_path(
                 return Ok(cached);
             }
             Start::BackingOff => return Err(no_valid_token(shared, last_error(shared))),
+            Start::NoRuntime(error) => return Err(error),
             Start::Joined(flight) => {
                 Counters::add(&shared.counters.waits);
                 flight
@@ -162,6 +170,7 @@ pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
         // Neither happens in forced mode; answered sensibly all the same.
         Start::Done(cached) => Ok(cached),
         Start::BackingOff => Err(no_valid_token(shared, last_error(shared))),
+        Start::NoRuntime(error) => Err(error),
     }
 }
 

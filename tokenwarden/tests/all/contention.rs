@@ -163,3 +163,21 @@ fn a_runtime_shut_down_mid_refresh_does_not_block_the_manager() {
         .expect("a new runtime refreshes again");
     assert_eq!(source.calls(), 2);
 }
+
+#[test]
+fn outside_a_tokio_runtime_the_error_says_so() {
+    let _h = harness();
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let manager = TokenManager::builder(CountingSource::new(HOUR))
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let token = std::pin::pin!(manager.token());
+    let Poll::Ready(result) = token.poll(&mut cx) else {
+        panic!("no runtime: answered at once");
+    };
+    let error = result.unwrap_err();
+    assert_eq!(error.kind(), tokenwarden::ErrorKind::Config);
+    assert!(error.to_string().contains("Tokio runtime"), "{error}");
+}
