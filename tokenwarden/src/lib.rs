@@ -38,6 +38,8 @@
 //!
 //! ## Feature flags
 //!
+//! - `oauth2`: OAuth2 and OpenID Connect sources ([`source::oauth2`]): client
+//!   credentials, refresh token, password; discovery and revocation.
 //! - `test-util`: [`ManualClock`], a clock tests move by hand.
 //!
 //! ## Security

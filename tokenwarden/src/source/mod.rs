@@ -3,6 +3,8 @@
 //! and [`FnSource`] (your own login code, see [`from_fn`]).
 
 mod func;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod static_source;
 
 pub use func::{from_fn, FnSource};

@@ -4,10 +4,12 @@
 //! is captured at TRACE level and any line containing it fails the tests.
 
 mod common;
+mod oidc;
 
 mod background;
 mod contention;
 mod listener;
+mod oauth2_server;
 mod recovery;
 mod registry;
 mod secrets;

@@ -1,0 +1,591 @@
+//! [`OAuth2Client`]: one client registration at one authorization server: its
+//! endpoints (given, or discovered from the issuer), its authentication, and the
+//! HTTP calls every grant makes, with timeouts, retries and strict parsing.
+
+use super::auth::{ClientAuth, JwtSigner};
+use super::discovery::{self, ProviderMetadata};
+use super::response::{self, Answer};
+use crate::{ClientSecret, Clock, Error, Result, SystemClock, Token, TokenKey};
+use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::OnceCell;
+use url::Url;
+
+/// The default timeout of one request to the authorization server.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default timeout for connecting to the authorization server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest response body read from the authorization server.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// How a request that failed for a passing reason (connection refused or reset,
+/// timeout, 429, 5xx, `temporarily_unavailable`) is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. `1` means no retry.
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles, with jitter, for each next one.
+    pub initial_delay: Duration,
+    /// The longest wait. A server asking (`Retry-After`) for longer is not retried
+    /// here: the error carries its `retry_after` and the manager backs off.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 200 ms then 400 ms (jittered), at most 5 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: one attempt.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+}
+
+/// A client registered at an authorization server. Cheap to clone; its grants
+/// ([`client_credentials`](Self::client_credentials), [`password`](Self::password),
+/// [`refresh_token`](Self::refresh_token)) are token sources for a
+/// [`TokenManager`](crate::TokenManager).
+///
+/// ```no_run
+/// use tokenwarden::source::oauth2::OAuth2Client;
+/// use tokenwarden::TokenManager;
+///
+/// # fn main() -> tokenwarden::Result<()> {
+/// let client = OAuth2Client::builder()
+///     .issuer("https://auth.example.com") // endpoints from /.well-known/openid-configuration
+///     .client_id("billing-service")
+///     .client_secret(std::env::var("BILLING_SECRET").unwrap_or_default())
+///     .build()?;
+/// let manager = TokenManager::builder(client.client_credentials().scope("invoices:read")).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OAuth2Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    client_id: String,
+    auth: ClientAuth,
+    issuer: Option<Url>,
+    token_url: Option<Url>,
+    revocation_url: Option<Url>,
+    device_authorization_url: Option<Url>,
+    http: reqwest::Client,
+    timeout: Duration,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    metadata: OnceCell<ProviderMetadata>,
+}
+
+/// Builds an [`OAuth2Client`]. Made by [`OAuth2Client::builder`].
+#[derive(Default)]
+pub struct OAuth2ClientBuilder {
+    name: Option<String>,
+    client_id: Option<String>,
+    auth: Option<ClientAuth>,
+    issuer: Option<String>,
+    token_url: Option<String>,
+    revocation_url: Option<String>,
+    device_authorization_url: Option<String>,
+    http: Option<reqwest::Client>,
+    timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl OAuth2Client {
+    /// Starts building a client.
+    pub fn builder() -> OAuth2ClientBuilder {
+        OAuth2ClientBuilder::default()
+    }
+
+    /// The name used in logs, errors and token keys (defaults to the client id).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The server's metadata, fetched once from the issuer (OpenID discovery, or
+    /// RFC 8414 metadata) and cached. `None` when the client was given endpoints
+    /// and no issuer.
+    pub async fn metadata(&self) -> Result<Option<&ProviderMetadata>> {
+        let Some(issuer) = &self.inner.issuer else {
+            return Ok(None);
+        };
+        let metadata = self
+            .inner
+            .metadata
+            .get_or_try_init(|| discovery::fetch(self, issuer))
+            .await?;
+        Ok(Some(metadata))
+    }
+
+    /// The token endpoint: given, or discovered.
+    pub async fn token_url(&self) -> Result<Url> {
+        if let Some(url) = &self.inner.token_url {
+            return Ok(url.clone());
+        }
+        match self.metadata().await? {
+            Some(metadata) => Ok(metadata.token_endpoint.clone()),
+            None => Err(Error::config(
+                "the client has neither a token_url nor an issuer",
+            )),
+        }
+    }
+
+    /// The revocation endpoint (RFC 7009), if given or advertised.
+    pub async fn revocation_url(&self) -> Result<Option<Url>> {
+        if let Some(url) = &self.inner.revocation_url {
+            return Ok(Some(url.clone()));
+        }
+        Ok(self
+            .metadata()
+            .await?
+            .and_then(|m| m.revocation_endpoint.clone()))
+    }
+
+    /// The device authorization endpoint (RFC 8628), if given or advertised.
+    pub async fn device_authorization_url(&self) -> Result<Option<Url>> {
+        if let Some(url) = &self.inner.device_authorization_url {
+            return Ok(Some(url.clone()));
+        }
+        Ok(self
+            .metadata()
+            .await?
+            .and_then(|m| m.device_authorization_endpoint.clone()))
+    }
+
+    /// The key of tokens from `grant` with `parts` (scope, audience...): the
+    /// server, the client and the grant are always in it.
+    pub(crate) fn key(&self, grant: &str, parts: &[(&str, Option<&str>)]) -> TokenKey {
+        let server = self.inner.issuer.as_ref().or(self.inner.token_url.as_ref());
+        let mut key = TokenKey::new(&self.inner.name)
+            .with("server", server.map(Url::as_str).unwrap_or_default())
+            .with("client_id", &self.inner.client_id)
+            .with("grant", grant);
+        for (part, value) in parts {
+            key = key.with(*part, value.unwrap_or_default());
+        }
+        key
+    }
+
+    /// A token request with the client's authentication and `params`.
+    pub(crate) async fn token_request(&self, params: &[(String, String)]) -> Result<Token> {
+        let url = self.token_url().await?;
+        self.with_retries(|| async {
+            let answer = self.post_form(&url, params).await?;
+            response::token_from(&self.inner.name, &answer)
+        })
+        .await
+    }
+
+    /// The refresh grant (RFC 6749 §6) with `refresh_token`, asking for `scope`.
+    pub(crate) async fn refresh(&self, refresh_token: &str, scope: Option<&str>) -> Result<Token> {
+        let mut params = form([
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ]);
+        params.extend(scope.map(|s| ("scope".to_owned(), s.to_owned())));
+        self.token_request(&params).await
+    }
+
+    /// Revokes the token's refresh token and access token (RFC 7009), if the
+    /// server has a revocation endpoint; does nothing otherwise.
+    pub async fn revoke(&self, token: &Token) -> Result<()> {
+        let Some(url) = self.revocation_url().await? else {
+            tracing::debug!(client = %self.inner.name, "no revocation endpoint: nothing to revoke");
+            return Ok(());
+        };
+        let refresh = token
+            .refresh_token
+            .as_ref()
+            .map(|r| (r.secret(), "refresh_token"));
+        let access =
+            Some((token.access_token.secret(), "access_token")).filter(|(t, _)| !t.is_empty());
+        for (secret, hint) in refresh.into_iter().chain(access) {
+            let params = form([("token", secret), ("token_type_hint", hint)]);
+            self.with_retries(|| async {
+                let answer = self.post_form(&url, &params).await?;
+                match answer.status {
+                    200..=299 => Ok(()),
+                    _ => match serde_json::from_slice(&answer.body)
+                        .ok()
+                        .as_ref()
+                        .and_then(response::oauth_error)
+                    {
+                        Some(error) => {
+                            Err(Error::oauth(&self.inner.name, Some(answer.status), error))
+                        }
+                        None => Err(response::status_error(&self.inner.name, &answer)),
+                    },
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// POSTs a form with the client's authentication.
+    pub(crate) async fn post_form(&self, url: &Url, params: &[(String, String)]) -> Result<Answer> {
+        let inner = &self.inner;
+        let (authorization, credentials) =
+            inner
+                .auth
+                .credentials(&inner.client_id, url.as_str(), &*inner.clock)?;
+        let mut form: Vec<(String, String)> = credentials
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        form.extend_from_slice(params);
+        let mut request = inner
+            .http
+            .post(url.clone())
+            .timeout(inner.timeout)
+            .header(ACCEPT, "application/json")
+            .form(&form);
+        if let Some(authorization) = authorization {
+            let mut value = reqwest::header::HeaderValue::try_from(authorization)
+                .map_err(|_| Error::config("the client id or secret cannot be sent in a header"))?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        self.send(request).await
+    }
+
+    /// GETs `url` (discovery).
+    pub(crate) async fn get(&self, url: &Url) -> Result<Answer> {
+        let request = self
+            .inner
+            .http
+            .get(url.clone())
+            .timeout(self.inner.timeout)
+            .header(ACCEPT, "application/json");
+        self.send(request).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer> {
+        let name = &self.inner.name;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(name, &e, self.inner.timeout))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, self.inner.clock.now()));
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(name, &e, self.inner.timeout))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Error::invalid_response(
+                    name,
+                    format!(
+                        "the response is larger than {} KiB; refusing to read it",
+                        MAX_BODY_BYTES / 1024
+                    ),
+                )
+                .with_status(status));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retry policy ends.
+    pub(crate) async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let policy = self.inner.retry;
+        let mut delay = policy.initial_delay;
+        for tried in 1.. {
+            match attempt().await {
+                Err(error) if error.is_transient() && tried < policy.max_attempts => {
+                    let wait = match error.retry_after() {
+                        Some(asked) if asked > policy.max_delay => return Err(error),
+                        Some(asked) => asked,
+                        None => delay / 2 + delay.mul_f64(fastrand::f64() / 2.0),
+                    };
+                    tracing::debug!(%error, attempt = tried, wait_ms = wait.as_millis() as u64, "retrying the token request");
+                    let clock = &self.inner.clock;
+                    clock.sleep_until(clock.now() + wait).await;
+                    delay = (delay * 2).min(policy.max_delay);
+                }
+                outcome => return outcome,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Form fields from name/value pairs.
+pub(crate) fn form<const N: usize>(pairs: [(&str, &str); N]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn transport_error(source: &str, error: &reqwest::Error, timeout: Duration) -> Error {
+    let message = if error.is_timeout() {
+        format!("no answer within {timeout:?}")
+    } else if error.is_connect() {
+        "could not connect to the authorization server".to_owned()
+    } else {
+        format!("the request failed: {}", error_chain(error))
+    };
+    Error::transport(source, message)
+}
+
+/// The error and its causes, without the URL (reqwest puts it first).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// Checks that `url` parses and is https, or http on a loopback host.
+pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {
+    let parsed =
+        Url::parse(url).map_err(|e| Error::config(format!("{what} `{url}` is not a URL: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(Error::config(format!(
+            "{what} `{url}` must use https (plain http is allowed only on loopback hosts), \
+             or tokens and secrets would travel in clear"
+        ))),
+    }
+}
+
+impl OAuth2ClientBuilder {
+    /// The client id. Required.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Authenticates with this secret by HTTP Basic (`client_secret_basic`).
+    /// Use [`auth`](Self::auth) for `client_secret_post`.
+    pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
+        self.auth = Some(ClientAuth::SecretBasic(secret.into()));
+        self
+    }
+
+    /// Authenticates with a JWT signed by this key (`private_key_jwt`).
+    pub fn private_key_jwt(mut self, signer: JwtSigner) -> Self {
+        self.auth = Some(ClientAuth::PrivateKeyJwt(signer));
+        self
+    }
+
+    /// How the client authenticates. Defaults to [`ClientAuth::None`] (a public
+    /// client) unless a secret or key was given.
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The issuer, whose endpoints are discovered from its metadata. Either this or
+    /// [`token_url`](Self::token_url) is required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The token endpoint (takes precedence over a discovered one).
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// The revocation endpoint (RFC 7009), if not discovered.
+    pub fn revocation_url(mut self, url: impl Into<String>) -> Self {
+        self.revocation_url = Some(url.into());
+        self
+    }
+
+    /// The device authorization endpoint (RFC 8628), if not discovered.
+    pub fn device_authorization_url(mut self, url: impl Into<String>) -> Self {
+        self.device_authorization_url = Some(url.into());
+        self
+    }
+
+    /// The name in logs, errors and token keys. Defaults to the client id.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The HTTP client, with your proxy and TLS settings. Defaults to one with
+    /// rustls, a [`DEFAULT_CONNECT_TIMEOUT`] and no redirects (a token endpoint
+    /// that redirects is refused rather than followed with credentials).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// The timeout of each request. Defaults to [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How transient failures are retried. Defaults to [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The clock for assertions and retry waits. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the client; fails with a configuration error on a missing client id,
+    /// no endpoint, or an endpoint that is not https (loopback aside).
+    pub fn build(self) -> Result<OAuth2Client> {
+        let client_id = self
+            .client_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::config("an OAuth2 client needs a client_id"))?;
+        let optional =
+            |url: Option<String>, what: &str| url.map(|u| secure_url(&u, what)).transpose();
+        let issuer = optional(self.issuer, "the issuer")?;
+        let token_url = optional(self.token_url, "the token_url")?;
+        if issuer.is_none() && token_url.is_none() {
+            return Err(Error::config(
+                "an OAuth2 client needs an issuer (for discovery) or a token_url",
+            ));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
+        };
+        Ok(OAuth2Client {
+            inner: Arc::new(Inner {
+                name: self.name.unwrap_or_else(|| client_id.clone()),
+                client_id,
+                auth: self.auth.unwrap_or(ClientAuth::None),
+                issuer,
+                token_url,
+                revocation_url: optional(self.revocation_url, "the revocation_url")?,
+                device_authorization_url: optional(
+                    self.device_authorization_url,
+                    "the device_authorization_url",
+                )?,
+                http,
+                timeout: self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+                retry: self.retry.unwrap_or_default(),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                metadata: OnceCell::new(),
+            }),
+        })
+    }
+}
+
+impl std::fmt::Debug for OAuth2Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("OAuth2Client")
+            .field("name", &inner.name)
+            .field("client_id", &inner.client_id)
+            .field("auth", &inner.auth)
+            .field("issuer", &inner.issuer.as_ref().map(Url::as_str))
+            .field("token_url", &inner.token_url.as_ref().map(Url::as_str))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OAuth2ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2ClientBuilder")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("issuer", &self.issuer)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback() {
+        assert!(secure_url("https://auth.example.com/token", "x").is_ok());
+        assert!(secure_url("http://127.0.0.1:8080/token", "x").is_ok());
+        assert!(secure_url("http://[::1]/token", "x").is_ok());
+        assert!(secure_url("http://localhost/token", "x").is_ok());
+        let error = secure_url("http://auth.example.com/token", "the token_url").unwrap_err();
+        assert!(error.to_string().contains("must use https"), "{error}");
+        assert!(secure_url("ftp://127.0.0.1/x", "x").is_err());
+        assert!(secure_url("not a url", "x").is_err());
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! Authorization server metadata: OpenID Connect discovery
+//! (`/.well-known/openid-configuration`), or RFC 8414
+//! (`/.well-known/oauth-authorization-server`) where that is all the server has.
+
+use super::client::{secure_url, OAuth2Client};
+use super::response::excerpt;
+use crate::{Error, Result};
+use serde::Deserialize;
+use url::Url;
+
+/// What a server says about itself: the endpoints tokenwarden uses.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct ProviderMetadata {
+    /// The issuer identifier; must equal the configured issuer.
+    pub issuer: String,
+    /// The token endpoint.
+    pub token_endpoint: Url,
+    /// The authorization endpoint (authorization code grant).
+    #[serde(default)]
+    pub authorization_endpoint: Option<Url>,
+    /// The device authorization endpoint (RFC 8628).
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<Url>,
+    /// The revocation endpoint (RFC 7009).
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
+    /// The grant types the server supports, if it says.
+    #[serde(default)]
+    pub grant_types_supported: Vec<String>,
+}
+
+const OPENID: &str = ".well-known/openid-configuration";
+const OAUTH: &str = ".well-known/oauth-authorization-server";
+
+/// Fetches the metadata of `issuer`: OpenID discovery first, RFC 8414 on a 404.
+pub(crate) async fn fetch(client: &OAuth2Client, issuer: &Url) -> Result<ProviderMetadata> {
+    let name = client.name();
+    let mut last = None;
+    for well_known in [OPENID, OAUTH] {
+        let url = metadata_url(issuer, well_known)?;
+        let answer = client.with_retries(|| client.get(&url)).await?;
+        if answer.status == 404 {
+            last = Some(answer.status);
+            continue;
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(super::response::status_error(name, &answer));
+        }
+        let metadata: ProviderMetadata = serde_json::from_slice(&answer.body).map_err(|e| {
+            Error::invalid_response(
+                name,
+                format!("the discovery document at {url} is not valid metadata: {e}"),
+            )
+            .with_status(answer.status)
+        })?;
+        check(name, issuer, &metadata)?;
+        tracing::debug!(issuer = %metadata.issuer, token_endpoint = %metadata.token_endpoint, "discovered the authorization server");
+        return Ok(metadata);
+    }
+    Err(Error::config(format!(
+        "`{issuer}` publishes no metadata (HTTP {} at both {OPENID} and {OAUTH}); \
+         is it the issuer? Otherwise configure the token_url",
+        last.unwrap_or_default()
+    )))
+}
+
+/// RFC 8414 §3: the well-known part goes between the host and the issuer's path.
+fn metadata_url(issuer: &Url, well_known: &str) -> Result<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut url = issuer.clone();
+    if well_known == OPENID {
+        url.set_path(&format!("{path}/{well_known}"));
+    } else {
+        url.set_path(&format!("/{well_known}{path}"));
+    }
+    Ok(url)
+}
+
+/// The issuer must match (mix-up protection), and every endpoint must be secure.
+fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Result<()> {
+    if metadata.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+        return Err(Error::invalid_response(
+            name,
+            format!(
+                "the discovery document names issuer {} instead of {issuer}; refusing it",
+                excerpt(metadata.issuer.as_bytes())
+            ),
+        ));
+    }
+    let endpoints = [
+        Some(&metadata.token_endpoint),
+        metadata.authorization_endpoint.as_ref(),
+        metadata.device_authorization_endpoint.as_ref(),
+        metadata.revocation_endpoint.as_ref(),
+    ];
+    for endpoint in endpoints.into_iter().flatten() {
+        secure_url(endpoint.as_str(), "a discovered endpoint")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_urls_follow_the_specs() {
+        let issuer = Url::parse("https://auth.example.com/tenant1").unwrap();
+        assert_eq!(
+            metadata_url(&issuer, OPENID).unwrap().as_str(),
+            "https://auth.example.com/tenant1/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            metadata_url(&issuer, OAUTH).unwrap().as_str(),
+            "https://auth.example.com/.well-known/oauth-authorization-server/tenant1"
+        );
+        let root = Url::parse("https://auth.example.com").unwrap();
+        assert_eq!(
+            metadata_url(&root, OPENID).unwrap().as_str(),
+            "https://auth.example.com/.well-known/openid-configuration"
+        );
+    }
+}

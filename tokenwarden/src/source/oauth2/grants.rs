@@ -1,0 +1,281 @@
+//! The grants that need no user at the keyboard: client credentials (RFC 6749
+//! §4.4), resource owner password (§4.3, legacy), and a refresh token given up
+//! front (§6). Each is a [`TokenSource`].
+
+use super::client::OAuth2Client;
+use crate::{ClientSecret, RefreshToken, Result, Token, TokenKey, TokenSource};
+use async_trait::async_trait;
+use std::sync::Mutex;
+
+/// Parameters every grant may add: scope, audience, resources (RFC 8707), extras.
+#[derive(Debug, Clone, Default)]
+struct Request {
+    scope: Option<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The form of a `grant_type` request: the grant's own fields, then scope,
+    /// audience, resources and extras.
+    fn form(&self, grant_type: &str, own: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut form = vec![("grant_type".to_owned(), grant_type.to_owned())];
+        form.extend(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        form.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
+        form.extend(
+            self.audience
+                .iter()
+                .map(|a| ("audience".to_owned(), a.clone())),
+        );
+        form.extend(
+            self.resources
+                .iter()
+                .map(|r| ("resource".to_owned(), r.clone())),
+        );
+        form.extend(self.extra.iter().cloned());
+        form
+    }
+
+    /// The token key of this request from `client` with `grant` and `more` parts.
+    fn key(&self, client: &OAuth2Client, grant: &str, more: &[(&str, Option<&str>)]) -> TokenKey {
+        let resources = self.resources.join(" ");
+        let mut parts = vec![
+            ("scope", self.scope.as_deref()),
+            ("audience", self.audience.as_deref()),
+            (
+                "resource",
+                Some(resources.as_str()).filter(|r| !r.is_empty()),
+            ),
+        ];
+        parts.extend_from_slice(more);
+        client.key(grant, &parts)
+    }
+}
+
+macro_rules! request_setters {
+    () => {
+        /// Asks for this scope (space-separated).
+        pub fn scope(mut self, scope: impl Into<String>) -> Self {
+            self.request.scope = Some(scope.into());
+            self
+        }
+
+        /// Asks for a token for this audience (the `audience` parameter many
+        /// servers use).
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.request.audience = Some(audience.into());
+            self
+        }
+
+        /// Asks for a token for this resource (RFC 8707); may be given several times.
+        pub fn resource(mut self, resource: impl Into<String>) -> Self {
+            self.request.resources.push(resource.into());
+            self
+        }
+
+        /// Adds a parameter to the token request.
+        pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.request.extra.push((name.into(), value.into()));
+            self
+        }
+    };
+}
+
+/// The client credentials grant (RFC 6749 §4.4): a service's own token. Made by
+/// [`OAuth2Client::client_credentials`].
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    client: OAuth2Client,
+    request: Request,
+}
+
+impl OAuth2Client {
+    /// The client credentials grant for this client.
+    pub fn client_credentials(&self) -> ClientCredentials {
+        ClientCredentials {
+            client: self.clone(),
+            request: Request::default(),
+        }
+    }
+
+    /// The resource owner password grant (RFC 6749 §4.3).
+    ///
+    /// **Legacy**: the OAuth 2.0 Security BCP forbids it; use it only for servers
+    /// that offer nothing else.
+    pub fn password(
+        &self,
+        username: impl Into<String>,
+        password: impl Into<ClientSecret>,
+    ) -> PasswordGrant {
+        PasswordGrant {
+            client: self.clone(),
+            request: Request::default(),
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A source that starts from a refresh token obtained elsewhere (a previous
+    /// login, `REFRESH_TOKEN`, a CLI profile), and follows its rotations.
+    pub fn refresh_token(&self, refresh_token: impl Into<RefreshToken>) -> RefreshTokenGrant {
+        RefreshTokenGrant {
+            client: self.clone(),
+            request: Request::default(),
+            latest: Mutex::new(refresh_token.into()),
+        }
+    }
+}
+
+impl ClientCredentials {
+    request_setters!();
+}
+
+#[async_trait]
+impl TokenSource for ClientCredentials {
+    async fn fetch(&self) -> Result<Token> {
+        let form = self.request.form("client_credentials", &[]);
+        self.client.token_request(&form).await
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => {
+                self.client
+                    .refresh(refresh.secret(), self.request.scope.as_deref())
+                    .await
+            }
+            None => self.fetch().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.request.key(&self.client, "client_credentials", &[])
+    }
+}
+
+/// The resource owner password grant. Made by [`OAuth2Client::password`].
+#[derive(Debug, Clone)]
+pub struct PasswordGrant {
+    client: OAuth2Client,
+    request: Request,
+    username: String,
+    password: ClientSecret,
+}
+
+impl PasswordGrant {
+    request_setters!();
+}
+
+#[async_trait]
+impl TokenSource for PasswordGrant {
+    async fn fetch(&self) -> Result<Token> {
+        let own = [
+            ("username", self.username.as_str()),
+            ("password", self.password.secret()),
+        ];
+        let form = self.request.form("password", &own);
+        self.client.token_request(&form).await
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => {
+                self.client
+                    .refresh(refresh.secret(), self.request.scope.as_deref())
+                    .await
+            }
+            None => self.fetch().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.request.key(
+            &self.client,
+            "password",
+            &[("subject", Some(&self.username))],
+        )
+    }
+}
+
+/// A source that only refreshes, starting from a given refresh token. Made by
+/// [`OAuth2Client::refresh_token`].
+///
+/// It remembers the newest refresh token it received, so after a rotation a
+/// [`fetch`](TokenSource::fetch) (the manager's fallback) uses the live one. When
+/// the server rejects it (`invalid_grant`), only a new login helps.
+#[derive(Debug)]
+pub struct RefreshTokenGrant {
+    client: OAuth2Client,
+    request: Request,
+    latest: Mutex<RefreshToken>,
+}
+
+impl RefreshTokenGrant {
+    request_setters!();
+
+    async fn refresh_with(&self, refresh_token: &RefreshToken) -> Result<Token> {
+        let form = self.request.form(
+            "refresh_token",
+            &[("refresh_token", refresh_token.secret())],
+        );
+        let mut token = self.client.token_request(&form).await?;
+        if token.refresh_token.is_none() {
+            token.refresh_token = Some(refresh_token.clone());
+        }
+        if let Some(rotated) = &token.refresh_token {
+            *self
+                .latest
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = rotated.clone();
+        }
+        Ok(token)
+    }
+}
+
+#[async_trait]
+impl TokenSource for RefreshTokenGrant {
+    async fn fetch(&self) -> Result<Token> {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.refresh_with(&latest).await
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => self.refresh_with(refresh).await,
+            None => self.fetch().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.request.key(&self.client, "refresh_token", &[])
+    }
+}

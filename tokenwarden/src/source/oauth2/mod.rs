@@ -1,0 +1,88 @@
+//! OAuth2 and OpenID Connect token sources (feature `oauth2`).
+//!
+//! An [`OAuth2Client`] is one client registration at one authorization server; its
+//! grants are [`TokenSource`](crate::TokenSource)s for a
+//! [`TokenManager`](crate::TokenManager). Every request has a timeout, transient
+//! failures (connection errors, timeouts, 429, 5xx, `temporarily_unavailable`) are
+//! retried with jittered backoff honouring `Retry-After`, rejected credentials are
+//! not, endpoints must be https (loopback aside), and responses are parsed strictly
+//! where it matters and tolerantly where real servers differ.
+//!
+//! ## Client credentials (RFC 6749 §4.4)
+//!
+//! ```no_run
+//! use tokenwarden::source::oauth2::{ClientAuth, OAuth2Client};
+//! use tokenwarden::{ClientSecret, TokenManager};
+//!
+//! # async fn run() -> tokenwarden::Result<()> {
+//! let client = OAuth2Client::builder()
+//!     .token_url("https://auth.example.com/oauth/token")
+//!     .client_id("svc")
+//!     .auth(ClientAuth::SecretPost(ClientSecret::new("s3cret"))) // or .client_secret(..) for Basic
+//!     .build()?;
+//! let source = client
+//!     .client_credentials()
+//!     .scope("read write")
+//!     .audience("https://api.example.com");
+//! let manager = TokenManager::builder(source).build()?;
+//! let header = manager.header().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## `private_key_jwt` (RFC 7523 §2.2)
+//!
+//! ```no_run
+//! use tokenwarden::source::oauth2::{JwtSigner, OAuth2Client, SigningAlgorithm};
+//!
+//! # fn run() -> tokenwarden::Result<()> {
+//! let pem = std::fs::read("keys/svc.pem").expect("the key file");
+//! let client = OAuth2Client::builder()
+//!     .issuer("https://auth.example.com")
+//!     .client_id("svc")
+//!     .private_key_jwt(JwtSigner::from_pem(&pem, SigningAlgorithm::Es256)?.with_key_id("key-1"))
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Refresh token (RFC 6749 §6)
+//!
+//! Every source refreshes with the refresh token when it has one; a rotated refresh
+//! token replaces the old one, a response without one keeps it, and a rejected one
+//! (`invalid_grant`) makes the manager log in again. To start from a refresh token
+//! obtained elsewhere:
+//!
+//! ```no_run
+//! # fn run(client: tokenwarden::source::oauth2::OAuth2Client) -> tokenwarden::Result<()> {
+//! let source = client.refresh_token(std::env::var("REFRESH_TOKEN").unwrap_or_default());
+//! let manager = tokenwarden::TokenManager::builder(source).build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Resource owner password (RFC 6749 §4.3) — legacy
+//!
+//! ```no_run
+//! # fn run(client: tokenwarden::source::oauth2::OAuth2Client) -> tokenwarden::Result<()> {
+//! let source = client.password("user@example.com", "hunter2").scope("profile");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Discovery and revocation
+//!
+//! With [`issuer`](OAuth2ClientBuilder::issuer), the endpoints come from the
+//! server's metadata ([`ProviderMetadata`]), fetched once. When the server has a
+//! revocation endpoint, [`TokenManager::logout`](crate::TokenManager::logout)
+//! revokes the refresh and access tokens there (RFC 7009).
+
+mod auth;
+mod client;
+mod discovery;
+mod grants;
+mod response;
+
+pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
+pub use client::{
+    OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+};
+pub use discovery::ProviderMetadata;
+pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};

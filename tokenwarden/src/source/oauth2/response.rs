@@ -1,0 +1,249 @@
+//! Reading token endpoint answers: token responses (RFC 6749 §5.1), parsed
+//! strictly but tolerant of what real servers vary on, and error responses (§5.2).
+
+use crate::{Error, OAuthError, Result, Token};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// The most of an unreadable body quoted in an error.
+const EXCERPT_CHARS: usize = 80;
+
+/// What a token endpoint answered: its status, `Retry-After`, and body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Turns an answer into a token, or into the error it is.
+pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
+    let json = serde_json::from_slice::<Value>(&answer.body).ok();
+    if let Some(error) = json.as_ref().and_then(oauth_error) {
+        let mut error = Error::oauth(source, Some(answer.status), error);
+        if let Some(retry_after) = answer.retry_after {
+            error = error.with_retry_after(retry_after);
+        }
+        return Err(error);
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(status_error(source, answer));
+    }
+    match json {
+        Some(Value::Object(fields)) => {
+            parse_token(source, fields).map_err(|e| e.with_status(answer.status))
+        }
+        Some(_) => Err(
+            Error::invalid_response(source, "the body is JSON but not an object")
+                .with_status(answer.status),
+        ),
+        None => Err(Error::invalid_response(
+            source,
+            format!("the body is not JSON: {}", excerpt(&answer.body)),
+        )
+        .with_status(answer.status)),
+    }
+}
+
+/// An error for a non-2xx answer without an OAuth2 error body.
+pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
+    let transient = answer.status == 429 || answer.status >= 500;
+    let mut error = Error::transport(
+        source,
+        format!(
+            "unexpected HTTP status {}: {}",
+            answer.status,
+            excerpt(&answer.body)
+        ),
+    )
+    .with_status(answer.status)
+    .with_transient(transient);
+    if let Some(retry_after) = answer.retry_after {
+        error = error.with_retry_after(retry_after);
+    }
+    error
+}
+
+/// The RFC 6749 §5.2 error in a JSON body, if it is one.
+pub(crate) fn oauth_error(json: &Value) -> Option<OAuthError> {
+    let code = json.get("error")?.as_str()?;
+    let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
+    let mut error = OAuthError::new(code);
+    error.error_description = text("error_description");
+    error.error_uri = text("error_uri");
+    Some(error)
+}
+
+fn parse_token(source: &str, mut fields: Map<String, Value>) -> Result<Token> {
+    let invalid = |message: String| Error::invalid_response(source, message);
+    let access_token = match fields.remove("access_token") {
+        Some(Value::String(token)) if !token.is_empty() => token,
+        Some(Value::String(_)) => return Err(invalid("`access_token` is empty".into())),
+        Some(_) => return Err(invalid("`access_token` is not a string".into())),
+        None => return Err(invalid("the response has no `access_token`".into())),
+    };
+    let mut token = Token::new(access_token);
+    match fields.remove("token_type") {
+        // Servers vary in case ("bearer", "Bearer"); RFC 6749 says it is case-insensitive.
+        Some(Value::String(kind)) if kind.is_empty() || kind.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(kind)) => token.token_type = kind,
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("`token_type` is not a string".into())),
+    }
+    if let Some(value) = fields.remove("expires_in") {
+        match seconds(&value) {
+            Some(secs) => token = token.with_expires_in(Duration::from_secs(secs)),
+            None if value.is_null() => {}
+            None => {
+                return Err(invalid(format!(
+                    "`expires_in` is not a number of seconds: {value}"
+                )))
+            }
+        }
+    }
+    match fields.remove("refresh_token") {
+        Some(Value::String(refresh)) if !refresh.is_empty() => {
+            token = token.with_refresh_token(refresh)
+        }
+        Some(Value::String(_)) | Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("`refresh_token` is not a string".into())),
+    }
+    match fields.remove("scope") {
+        Some(Value::String(scope)) => token.scope = Some(scope),
+        // Some servers send the scope as a list.
+        Some(Value::Array(items)) => {
+            let scopes: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            token.scope = Some(scopes.join(" "));
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("`scope` is not a string".into())),
+    }
+    match fields.remove("id_token") {
+        Some(Value::String(id)) => token = token.with_id_token(id),
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("`id_token` is not a string".into())),
+    }
+    token.extra = fields;
+    Ok(token)
+}
+
+/// `expires_in` as a whole number of seconds: a number, or a numeric string.
+fn seconds(value: &Value) -> Option<u64> {
+    let secs = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (0.0..1e10).contains(&secs).then_some(secs as u64)
+}
+
+/// The start of an unreadable body, printable, for an error message. Never used on
+/// a body that parsed as a token response, so it cannot quote a token.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty body)".into();
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > EXCERPT_CHARS {
+        out.push('…');
+    }
+    format!("{:?}", out.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn tolerant_where_servers_differ() {
+        let token = token_from(
+            "s",
+            &answer(
+                200,
+                r#"{"access_token":"a","token_type":"bearer","expires_in":"3600","scope":["read","write"],"ext":1}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(token.token_type, "Bearer");
+        assert_eq!(token.lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(token.scope.as_deref(), Some("read write"));
+        assert_eq!(token.extra.get("ext"), Some(&serde_json::json!(1)));
+        let dpop = token_from(
+            "s",
+            &answer(200, r#"{"access_token":"a","token_type":"DPoP"}"#),
+        )
+        .unwrap();
+        assert_eq!(dpop.token_type, "DPoP");
+    }
+
+    #[test]
+    fn strict_on_what_matters() {
+        for (body, expected) in [
+            (r#"{"token_type":"Bearer"}"#, "no `access_token`"),
+            (r#"{"access_token":42}"#, "not a string"),
+            (r#"{"access_token":""}"#, "empty"),
+            (
+                r#"{"access_token":"a","expires_in":"soon"}"#,
+                "not a number of seconds",
+            ),
+            (
+                r#"{"access_token":"a","expires_in":-5}"#,
+                "not a number of seconds",
+            ),
+            (r#"["a"]"#, "not an object"),
+            (
+                "<html>Bad gateway</html>",
+                "not JSON: \"<html>Bad gateway</html>\"",
+            ),
+            ("", "(empty body)"),
+        ] {
+            let error = token_from("s", &answer(200, body)).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{body}");
+            assert!(error.to_string().contains(expected), "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn oauth_errors_on_any_status() {
+        for status in [200, 400, 401] {
+            let error = token_from(
+                "s",
+                &answer(
+                    status,
+                    r#"{"error":"invalid_grant","error_description":"spent"}"#,
+                ),
+            )
+            .unwrap_err();
+            assert!(error.is_invalid_grant(), "{status}");
+            assert_eq!(error.status(), Some(status));
+        }
+    }
+
+    #[test]
+    fn server_trouble_is_transient_with_retry_after() {
+        let mut busy = answer(503, "upstream down");
+        busy.retry_after = Some(Duration::from_secs(7));
+        let error = token_from("s", &busy).unwrap_err();
+        assert!(error.is_transient());
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+        assert!(!token_from("s", &answer(404, "not found"))
+            .unwrap_err()
+            .is_transient());
+        let long = "x".repeat(500);
+        assert!(excerpt(long.as_bytes()).chars().count() < 90);
+    }
+}

@@ -1,0 +1,180 @@
+//! OAuth2 sources end to end against a real authorization server (see `oidc.rs`),
+//! through `TokenManager`.
+
+use crate::common::*;
+use crate::oidc;
+use std::time::Duration;
+use tokenwarden::source::oauth2::{ClientAuth, JwtSigner, OAuth2Client, SigningAlgorithm};
+use tokenwarden::{ClientSecret, ErrorKind, TokenManager, TokenSource};
+
+fn client(oidc: &oidc::Oidc, client_id: &str, auth: ClientAuth) -> OAuth2Client {
+    OAuth2Client::builder()
+        .issuer(&oidc.issuer)
+        .client_id(client_id)
+        .auth(auth)
+        .build()
+        .unwrap()
+}
+
+fn secret(client_id: &str) -> ClientSecret {
+    ClientSecret::new(format!("{client_id}-secret"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_each_client_authentication_method() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let signer = |alg: &str, kind| JwtSigner::from_pem(oidc.keys[alg].as_bytes(), kind).unwrap();
+    let clients = [
+        client(
+            oidc,
+            "cc-basic",
+            ClientAuth::SecretBasic(secret("cc-basic")),
+        ),
+        client(oidc, "cc-post", ClientAuth::SecretPost(secret("cc-post"))),
+        client(
+            oidc,
+            "cc-jwt",
+            ClientAuth::PrivateKeyJwt(signer("RS256", SigningAlgorithm::Rs256)),
+        ),
+        client(
+            oidc,
+            "cc-jwt",
+            ClientAuth::PrivateKeyJwt(
+                signer("ES256", SigningAlgorithm::Es256).with_key_id("ES256-key"),
+            ),
+        ),
+    ];
+    for client in clients {
+        let clock = clock();
+        let manager = TokenManager::builder(client.client_credentials().scope("read"))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let first = manager
+            .token()
+            .await
+            .unwrap_or_else(|e| panic!("{client:?}: {e}"));
+        assert_eq!(first.scope.as_deref(), Some("read"));
+        assert_eq!(first.token_type, "Bearer");
+        // The server's 5 s lifetime, read from expires_in, drives the manager.
+        clock.advance(Duration::from_secs(5));
+        let second = manager.token().await.unwrap();
+        assert_ne!(
+            first.fingerprint(),
+            second.fingerprint(),
+            "{client:?}: a new token after expiry"
+        );
+        assert_eq!(manager.stats().fetches, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_finds_the_endpoints_and_the_key_names_everything() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let client = client(
+        oidc,
+        "cc-basic",
+        ClientAuth::SecretBasic(secret("cc-basic")),
+    );
+    let metadata = client.metadata().await.unwrap().expect("discovered");
+    assert_eq!(metadata.issuer, oidc.issuer);
+    assert_eq!(client.token_url().await.unwrap().as_str(), oidc.token_url());
+    assert!(client.revocation_url().await.unwrap().is_some());
+    assert!(client.device_authorization_url().await.unwrap().is_some());
+    let read = client.client_credentials().scope("read").key();
+    let write = client.client_credentials().scope("write").key();
+    assert_ne!(read, write, "another scope, another token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_at_the_server() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let client = client(oidc, "cc-post", ClientAuth::SecretPost(secret("cc-post")));
+    let manager = TokenManager::builder(client.client_credentials().scope("read"))
+        .build()
+        .unwrap();
+    let token = manager.token().await.unwrap().to_token();
+    assert!(
+        introspect(oidc, token.access_token.secret()).await,
+        "active before logout"
+    );
+    manager.logout().await.unwrap();
+    assert!(
+        !introspect(oidc, token.access_token.secret()).await,
+        "revoked by logout"
+    );
+}
+
+/// Asks the server (RFC 7662) whether `token` is active.
+async fn introspect(oidc: &oidc::Oidc, token: &str) -> bool {
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token/introspection", oidc.issuer))
+        .basic_auth("cc-basic", Some("cc-basic-secret"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["active"].as_bool().unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_typed() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let wrong_secret = client(
+        oidc,
+        "cc-basic",
+        ClientAuth::SecretBasic(ClientSecret::new(format!("{MARKER}-wrong"))),
+    );
+    let error = wrong_secret.client_credentials().fetch().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::OAuth);
+    assert_eq!(error.oauth_error().unwrap().error, "invalid_client");
+    assert!(!error.is_transient());
+    assert!(
+        error
+            .to_string()
+            .contains("check the client id, secret or key"),
+        "{error}"
+    );
+    assert_clean("error", &format!("{error} {error:?}"));
+
+    let right = client(
+        oidc,
+        "cc-basic",
+        ClientAuth::SecretBasic(secret("cc-basic")),
+    );
+    let error = right
+        .client_credentials()
+        .scope("offline_access")
+        .fetch()
+        .await
+        .unwrap_err();
+    assert_eq!(error.oauth_error().unwrap().error, "invalid_scope");
+
+    // Through a manager: the error names the source and the cause.
+    let manager = TokenManager::builder(wrong_secret.client_credentials())
+        .build()
+        .unwrap();
+    let error = manager.token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoValidToken);
+    assert_eq!(error.oauth_error().unwrap().error, "invalid_client");
+    assert!(error.to_string().contains("`cc-basic`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_remote_host_is_refused() {
+    let _h = harness();
+    let error = OAuth2Client::builder()
+        .token_url("http://auth.example.com/token")
+        .client_id("svc")
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.to_string().contains("must use https"), "{error}");
+}

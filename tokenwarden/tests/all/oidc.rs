@@ -1,0 +1,85 @@
+//! The real authorization server the OAuth2 tests talk to: panva's oidc-provider
+//! (a certified OpenID provider, from npm) in `tests/oidc/`, started once per test
+//! binary on 127.0.0.1. `.ci/run` installs it; on a machine without Node.js or
+//! without `npm ci --prefix tokenwarden/tests/oidc`, the tests that need it skip
+//! with the reason, except under `CI`, where they fail.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+/// A running server.
+pub struct Oidc {
+    pub issuer: String,
+    /// PKCS#8 PEM private keys registered for the `cc-jwt` client, by algorithm.
+    pub keys: HashMap<String, String>,
+    _process: Mutex<Child>,
+}
+
+/// The server, started on first use; `None` (after printing why) when it cannot
+/// run here and `CI` is not set.
+pub fn server() -> Option<&'static Oidc> {
+    static SERVER: OnceLock<Result<Oidc, String>> = OnceLock::new();
+    match SERVER.get_or_init(start) {
+        Ok(server) => Some(server),
+        Err(reason) if std::env::var_os("CI").is_some() => {
+            panic!("the OpenID provider is required under CI: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            None
+        }
+    }
+}
+
+fn start() -> Result<Oidc, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+    if !dir.join("node_modules/oidc-provider").exists() {
+        return Err(format!(
+            "oidc-provider is not installed; run `npm ci --prefix {}`",
+            dir.display()
+        ));
+    }
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped()) // the server exits when this process ends and closes it
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start `node` ({e}); install Node.js 20 or later"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .ok_or("the server exited before it was ready")?
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|e| format!("unexpected server output {line:?}: {e}"))?;
+    let issuer = ready["issuer"]
+        .as_str()
+        .ok_or("no issuer in the server's output")?
+        .to_owned();
+    // Keep draining its output, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let keys = ready["keys"]
+        .as_object()
+        .ok_or("no keys in the server's output")?
+        .iter()
+        .map(|(alg, pem)| (alg.clone(), pem.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    Ok(Oidc {
+        issuer,
+        keys,
+        _process: Mutex::new(child),
+    })
+}
+
+impl Oidc {
+    /// The token endpoint (oidc-provider's default path).
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+}

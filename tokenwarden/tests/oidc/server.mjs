@@ -1,0 +1,94 @@
+// A real, independently written OpenID provider (oidc-provider, a certified
+// implementation) for tokenwarden's conformance tests. Listens on 127.0.0.1 on
+// an ephemeral port and prints one JSON line: {"issuer": ..., "keys": {...}}.
+// The client keys for private_key_jwt are made fresh at every start, so no key
+// is committed. Short lifetimes make refreshes happen within a test.
+import { generateKeyPair, exportJWK, exportPKCS8 } from 'jose';
+import Provider from 'oidc-provider';
+import http from 'node:http';
+
+const ACCESS_TOKEN_TTL = Number(process.env.TW_ACCESS_TOKEN_TTL ?? 5);
+
+async function clientKey(alg) {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), alg, use: 'sig', kid: `${alg}-key` };
+  return { jwk, pem: await exportPKCS8(privateKey) };
+}
+
+const rs256 = await clientKey('RS256');
+const es256 = await clientKey('ES256');
+
+const secretClient = (client_id, method, extra = {}) => ({
+  client_id,
+  client_secret: `${client_id}-secret`,
+  token_endpoint_auth_method: method,
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+  scope: 'read write',
+  ...extra,
+});
+
+const clients = [
+  secretClient('cc-basic', 'client_secret_basic'),
+  secretClient('cc-post', 'client_secret_post'),
+  {
+    client_id: 'cc-jwt',
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [rs256.jwk, es256.jwk] },
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read write',
+  },
+  {
+    // A user-facing app: authorization code (+PKCE), device code, refresh tokens.
+    client_id: 'app',
+    client_secret: 'app-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+    response_types: ['code'],
+    scope: 'openid offline_access read write',
+  },
+];
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients,
+  scopes: ['openid', 'offline_access', 'read', 'write'],
+  features: {
+    clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
+    devInteractions: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+  },
+  pkce: { required: () => true },
+  rotateRefreshToken: true,
+  // Refresh tokens for every code grant that asked for offline_access.
+  issueRefreshToken: async (ctx, client, code) =>
+    client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+  ttl: {
+    AccessToken: ACCESS_TOKEN_TTL,
+    ClientCredentials: ACCESS_TOKEN_TTL,
+    AuthorizationCode: 60,
+    DeviceCode: 600,
+    IdToken: 3600,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 3600,
+    RefreshToken: 3600,
+  },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+});
+provider.proxy = false;
+server.on('request', provider.callback());
+
+process.stdout.write(`${JSON.stringify({ issuer, keys: { RS256: rs256.pem, ES256: es256.pem } })}\n`);
+// Ends with the test process: it closes our stdin.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
