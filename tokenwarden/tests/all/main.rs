@@ -9,6 +9,7 @@ mod oidc;
 mod background;
 mod contention;
 mod listener;
+mod oauth2_edges;
 mod oauth2_server;
 mod recovery;
 mod registry;
