@@ -3,6 +3,7 @@
 //! Every test secret contains `TOPSECRET`; all tracing output of the whole binary
 //! is captured at TRACE level and any line containing it fails the tests.
 
+mod browser;
 mod common;
 mod oidc;
 

@@ -1,6 +1,7 @@
 //! OAuth2 sources end to end against a real authorization server (see `oidc.rs`),
 //! through `TokenManager`.
 
+use crate::browser;
 use crate::common::*;
 use crate::oidc;
 use std::time::Duration;
@@ -177,4 +178,100 @@ async fn plain_http_to_a_remote_host_is_refused() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.to_string().contains("must use https"), "{error}");
+}
+
+/// The `app` client, a device-code source for it that reports its prompt, and a
+/// task that approves the prompt in the headless browser.
+fn device_login(oidc: &oidc::Oidc) -> (OAuth2Client, tokenwarden::source::oauth2::DeviceCode) {
+    let client = client(oidc, "app", ClientAuth::SecretBasic(secret("app")));
+    let source = client
+        .device_code()
+        .scope("openid offline_access read")
+        .on_prompt(|prompt| {
+            let page = prompt
+                .verification_uri_complete
+                .clone()
+                .expect("oidc-provider gives it");
+            tokio::spawn(async move { browser::approve(&page).await });
+        });
+    (client, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_login_then_twenty_rotations_with_concurrent_callers() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let (client, source) = device_login(oidc);
+    let clock = clock();
+    let manager = TokenManager::builder(source)
+        .clock(clock.clone())
+        .store(tokenwarden::store::MemoryStore::new())
+        .build()
+        .unwrap();
+    let first = manager
+        .token()
+        .await
+        .expect("approved in the headless browser")
+        .to_token();
+    assert!(first
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .contains("offline_access"));
+    assert!(first.id_token.is_some());
+    let mut refresh_tokens = vec![first
+        .refresh_token
+        .clone()
+        .expect("a refresh token")
+        .secret()
+        .to_owned()];
+
+    for round in 1..=20 {
+        clock.advance(Duration::from_secs(5)); // the server's access token lifetime
+        let callers: Vec<_> = (0..10)
+            .map(|_| {
+                let manager = manager.clone();
+                tokio::spawn(async move { manager.token().await.map(|t| t.to_token()) })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut latest = None;
+        for caller in callers {
+            let token = caller
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            seen.insert(token.fingerprint());
+            latest = Some(token);
+        }
+        assert_eq!(seen.len(), 1, "round {round}: one refresh for ten callers");
+        let rotated = latest
+            .unwrap()
+            .refresh_token
+            .expect("kept")
+            .secret()
+            .to_owned();
+        assert!(
+            !refresh_tokens.contains(&rotated),
+            "round {round}: the server rotated it"
+        );
+        refresh_tokens.push(rotated);
+    }
+    let stats = manager.stats();
+    assert_eq!((stats.fetches, stats.refreshes, stats.failures), (1, 20, 0));
+
+    // A spent refresh token is refused by the server, with a typed error.
+    let spent = client.refresh_token(refresh_tokens[0].clone());
+    let error = spent.fetch().await.unwrap_err();
+    assert!(error.is_invalid_grant(), "{error}");
+
+    // So is a revoked one, through a manager: the error names the cause.
+    let live = refresh_tokens.last().unwrap().clone();
+    manager.logout().await.unwrap(); // revokes at the server
+    let after_logout = TokenManager::builder(client.refresh_token(live))
+        .build()
+        .unwrap();
+    let error = after_logout.token().await.unwrap_err();
+    assert!(error.is_invalid_grant(), "{error}");
+    assert_clean("error", &format!("{error} {error:?}"));
 }

@@ -174,6 +174,10 @@ impl OAuth2Client {
             .and_then(|m| m.device_authorization_endpoint.clone()))
     }
 
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
     /// The key of tokens from `grant` with `parts` (scope, audience...): the
     /// server, the client and the grant are always in it.
     pub(crate) fn key(&self, grant: &str, parts: &[(&str, Option<&str>)]) -> TokenKey {

@@ -58,6 +58,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Device authorization grant (RFC 8628)
+//!
+//! For command-line tools: the user approves on another device; the source shows
+//! the code and polls.
+//!
+//! ```no_run
+//! # async fn run(client: tokenwarden::source::oauth2::OAuth2Client) -> tokenwarden::Result<()> {
+//! use std::time::Duration;
+//! let source = client.device_code().scope("openid offline_access").on_prompt(|prompt| {
+//!     println!("Open {} and enter {}", prompt.verification_uri, prompt.user_code);
+//! });
+//! let manager = tokenwarden::TokenManager::builder(source)
+//!     .refresh_timeout(Duration::from_secs(600)) // the user takes their time
+//!     .build()?;
+//! let token = manager.token().await?; // returns once the user approved
+//! # Ok(()) }
+//! ```
+//!
 //! ## Resource owner password (RFC 6749 §4.3) — legacy
 //!
 //! ```no_run
@@ -75,6 +93,7 @@
 
 mod auth;
 mod client;
+mod device;
 mod discovery;
 mod grants;
 mod response;
@@ -84,5 +103,6 @@ pub use client::{
     OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 };
+pub use device::{DeviceCode, DevicePrompt};
 pub use discovery::ProviderMetadata;
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};

@@ -1,0 +1,188 @@
+//! The device authorization grant (RFC 8628), for CLIs and devices without a
+//! browser: the user approves on another device while the source polls.
+
+use super::client::{form, OAuth2Client};
+use super::response;
+use crate::{Error, Result, Token, TokenKey, TokenSource};
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 8628 §3.2: the polling interval when the server does not give one.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// RFC 8628 §3.5: `slow_down` adds five seconds to the interval.
+const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+
+/// What the user must do: open `verification_uri` and enter `user_code`.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct DevicePrompt {
+    /// The code the user enters.
+    pub user_code: String,
+    /// Where the user enters it.
+    pub verification_uri: String,
+    /// The same page with the code filled in, if the server offers it (for a QR code).
+    #[serde(default)]
+    pub verification_uri_complete: Option<String>,
+    /// How long the code is valid, in seconds.
+    pub expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct Authorization {
+    device_code: String,
+    #[serde(flatten)]
+    prompt: DevicePrompt,
+    #[serde(default)]
+    interval: Option<u64>,
+}
+
+type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
+
+/// The device authorization grant. Made by [`OAuth2Client::device_code`].
+///
+/// [`fetch`](TokenSource::fetch) asks the server for a user code, shows it through
+/// the prompt callback (by default, printed to stderr), then polls at the server's
+/// interval, slowing down when told to, until the user approves, denies, or the
+/// code expires. A fetch takes as long as the user does: give the manager a
+/// [`refresh_timeout`](crate::TokenManagerBuilder::refresh_timeout) of minutes.
+#[derive(Clone)]
+pub struct DeviceCode {
+    client: OAuth2Client,
+    scope: Option<String>,
+    prompt: Prompt,
+}
+
+impl OAuth2Client {
+    /// The device authorization grant for this client.
+    pub fn device_code(&self) -> DeviceCode {
+        DeviceCode {
+            client: self.clone(),
+            scope: None,
+            prompt: Arc::new(|prompt: &DevicePrompt| {
+                eprintln!(
+                    "To sign in, open {} and enter the code {}",
+                    prompt.verification_uri, prompt.user_code
+                );
+            }),
+        }
+    }
+}
+
+impl DeviceCode {
+    /// Asks for this scope (add `offline_access` for a refresh token on OpenID servers).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Shows the user code with `prompt` instead of printing it to stderr.
+    pub fn on_prompt(mut self, prompt: impl Fn(&DevicePrompt) + Send + Sync + 'static) -> Self {
+        self.prompt = Arc::new(prompt);
+        self
+    }
+
+    async fn authorize(&self) -> Result<Authorization> {
+        let name = self.client.name();
+        let url = self
+            .client
+            .device_authorization_url()
+            .await?
+            .ok_or_else(|| {
+                Error::config(format!(
+                "`{name}` has no device authorization endpoint: configure device_authorization_url \
+                 or an issuer that advertises one"
+            ))
+            })?;
+        let mut params = Vec::new();
+        params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
+        let answer = self
+            .client
+            .with_retries(|| self.client.post_form(&url, &params))
+            .await?;
+        let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
+        if let Some(error) = json.as_ref().and_then(response::oauth_error) {
+            return Err(Error::oauth(name, Some(answer.status), error));
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(response::status_error(name, &answer));
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            Error::invalid_response(
+                name,
+                format!("the device authorization response is incomplete: {e}"),
+            )
+            .with_status(answer.status)
+        })
+    }
+}
+
+#[async_trait]
+impl TokenSource for DeviceCode {
+    async fn fetch(&self) -> Result<Token> {
+        let authorization = self.authorize().await?;
+        (self.prompt)(&authorization.prompt);
+        let clock = self.client.clock();
+        let deadline = clock.now() + Duration::from_secs(authorization.prompt.expires_in);
+        let mut interval = authorization
+            .interval
+            .map_or(DEFAULT_INTERVAL, Duration::from_secs);
+        let params = form([
+            ("grant_type", GRANT_TYPE),
+            ("device_code", &authorization.device_code),
+        ]);
+        loop {
+            clock.sleep_until(clock.now() + interval).await;
+            match self.client.token_request(&params).await {
+                Ok(token) => return Ok(token),
+                Err(error) => match error.oauth_error().map(|e| e.error.as_str()) {
+                    Some("authorization_pending") => {}
+                    Some("slow_down") => interval += SLOW_DOWN_STEP,
+                    // access_denied, expired_token, and everything else end the wait.
+                    _ => return Err(error),
+                },
+            }
+            if clock.now() >= deadline {
+                return Err(Error::source_failed(
+                    self.client.name(),
+                    "the user code expired before the user approved it; run the login again",
+                ));
+            }
+        }
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => {
+                self.client
+                    .refresh(refresh.secret(), self.scope.as_deref())
+                    .await
+            }
+            None => self.fetch().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.client
+            .key("device_code", &[("scope", self.scope.as_deref())])
+    }
+}
+
+impl std::fmt::Debug for DeviceCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCode")
+            .field("client", &self.client)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
