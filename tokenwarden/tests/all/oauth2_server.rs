@@ -275,3 +275,62 @@ async fn device_login_then_twenty_rotations_with_concurrent_callers() {
     assert!(error.is_invalid_grant(), "{error}");
     assert_clean("error", &format!("{error} {error:?}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_code_with_pkce_signed_in_headlessly() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let client = client(oidc, "cli", ClientAuth::None);
+    let opened = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = opened.clone();
+    let source = client
+        .authorization_code()
+        .scope("openid offline_access read")
+        .auth_param("prompt", "consent")
+        .on_open(move |url| {
+            *seen.lock().unwrap() = Some(url.clone());
+            let page = url.to_string();
+            tokio::spawn(async move { browser::approve(&page).await });
+        });
+    let manager = TokenManager::builder(source).build().unwrap();
+    let token = manager
+        .token()
+        .await
+        .expect("signed in through the browser pages");
+    assert!(token.refresh_token.is_some() && token.id_token.is_some());
+    let url = opened
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the browser was opened");
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
+    assert!(query["redirect_uri"].starts_with("http://127.0.0.1:"));
+    // And it refreshes like any other.
+    let refreshed = manager.force_refresh().await.unwrap();
+    assert_ne!(refreshed.fingerprint(), token.fingerprint());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_redirect_is_refused() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    let client = client(oidc, "cli", ClientAuth::None);
+    let source = client.authorization_code().scope("openid").on_open(|url| {
+        // An attacker's redirect to our listener, with another state.
+        let redirect: String = url
+            .query_pairs()
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = reqwest::get(format!("{redirect}?code=stolen&state=forged")).await;
+        });
+    });
+    let error = source.fetch().await.unwrap_err();
+    assert!(
+        error.to_string().contains("`state` does not match"),
+        "{error}"
+    );
+}

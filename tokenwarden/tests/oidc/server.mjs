@@ -51,6 +51,16 @@ const clients = [
     response_types: ['code'],
     scope: 'openid offline_access read write',
   },
+  {
+    // A native app (RFC 8252): public, PKCE, any port on the loopback redirect.
+    client_id: 'cli',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+    response_types: ['code'],
+    scope: 'openid offline_access read write',
+  },
 ];
 
 const server = http.createServer();

@@ -76,6 +76,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Authorization code with PKCE (RFC 7636, RFC 8252)
+//!
+//! For desktop apps and CLIs: the browser signs the user in and redirects to a
+//! loopback listener; `state` is checked and the code exchanged with the verifier.
+//!
+//! ```no_run
+//! # async fn run(client: tokenwarden::source::oauth2::OAuth2Client) -> tokenwarden::Result<()> {
+//! let source = client.authorization_code().scope("openid offline_access");
+//! let manager = tokenwarden::TokenManager::builder(source)
+//!     .refresh_timeout(std::time::Duration::from_secs(300))
+//!     .build()?;
+//! let token = manager.token().await?; // opens the browser (or prints the URL)
+//! # Ok(()) }
+//! ```
+//!
 //! ## Resource owner password (RFC 6749 §4.3) — legacy
 //!
 //! ```no_run
@@ -92,6 +107,7 @@
 //! revokes the refresh and access tokens there (RFC 7009).
 
 mod auth;
+mod authorization_code;
 mod client;
 mod device;
 mod discovery;
@@ -99,6 +115,7 @@ mod grants;
 mod response;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
+pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
 pub use client::{
     OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,

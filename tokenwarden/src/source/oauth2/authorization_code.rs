@@ -1,0 +1,291 @@
+//! The authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636) for native
+//! apps and CLIs (RFC 8252): the browser signs the user in and redirects to a
+//! listener on a loopback port this source opens for the purpose.
+
+use super::client::{form, OAuth2Client};
+use crate::{Error, Result, Token, TokenKey, TokenSource};
+use async_trait::async_trait;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+/// How long the user has to sign in, by default.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+const CALLBACK_PATH: &str = "/callback";
+
+type OpenBrowser = Arc<dyn Fn(&Url) + Send + Sync>;
+
+/// The authorization code grant with PKCE (S256). Made by
+/// [`OAuth2Client::authorization_code`].
+///
+/// [`fetch`](TokenSource::fetch) listens on `127.0.0.1` on a free port, opens the
+/// authorization URL in the user's browser (or prints it when no browser can be
+/// opened), checks the `state` of the redirect, and exchanges the code with the
+/// PKCE verifier. Register `http://127.0.0.1/callback` as a redirect URI; the
+/// server must allow any port on loopback redirect URIs (RFC 8252 §7.3).
+#[derive(Clone)]
+pub struct AuthorizationCode {
+    client: OAuth2Client,
+    scope: Option<String>,
+    port: u16,
+    timeout: Duration,
+    open: OpenBrowser,
+    extra: Vec<(String, String)>,
+}
+
+impl OAuth2Client {
+    /// The authorization code grant with PKCE for this client.
+    pub fn authorization_code(&self) -> AuthorizationCode {
+        AuthorizationCode {
+            client: self.clone(),
+            scope: None,
+            port: 0,
+            timeout: DEFAULT_LOGIN_TIMEOUT,
+            open: Arc::new(open_browser),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Opens `url` in the browser, and prints it either way (the browser may be on
+/// another screen, or there may be none).
+fn open_browser(url: &Url) {
+    eprintln!("To sign in, open this page in your browser:\n\n    {url}\n");
+    if let Err(error) = open::that_detached(url.as_str()) {
+        tracing::debug!(%error, "could not open a browser");
+    }
+}
+
+impl AuthorizationCode {
+    /// Asks for this scope.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Adds a parameter to the authorization request (`prompt=consent`,
+    /// `login_hint`, `audience`...). OpenID providers issue a refresh token for
+    /// `offline_access` only with `prompt=consent`.
+    pub fn auth_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.push((name.into(), value.into()));
+        self
+    }
+
+    /// Listens on this loopback port instead of a free one, for servers that
+    /// require an exact redirect URI.
+    pub fn redirect_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How long the user has to sign in. Defaults to [`DEFAULT_LOGIN_TIMEOUT`].
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Shows the authorization URL with `open` instead of opening the browser.
+    pub fn on_open(mut self, open: impl Fn(&Url) + Send + Sync + 'static) -> Self {
+        self.open = Arc::new(open);
+        self
+    }
+
+    async fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+    ) -> Result<Url> {
+        let name = self.client.name();
+        let endpoint = self
+            .client
+            .metadata()
+            .await?
+            .and_then(|m| m.authorization_endpoint.clone())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "`{name}` has no authorization endpoint: configure an issuer that advertises one"
+                ))
+            })?;
+        let mut url = endpoint;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", self.client.client_id())
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256");
+        if let Some(scope) = &self.scope {
+            url.query_pairs_mut().append_pair("scope", scope);
+        }
+        for (name, value) in &self.extra {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        Ok(url)
+    }
+
+    /// Waits for the browser's redirect and returns the code.
+    async fn callback(&self, listener: TcpListener, state: &str) -> Result<String> {
+        let name = self.client.name();
+        let clock = self.client.clock();
+        let deadline = clock.sleep_until(clock.now() + self.timeout);
+        tokio::pin!(deadline);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => accepted.map_err(|e| {
+                    Error::source_failed(name, format!("the loopback listener failed: {e}")).with_transient(true)
+                })?,
+                () = &mut deadline => {
+                    return Err(Error::source_failed(
+                        name,
+                        format!("nobody signed in within {:?}; run the login again", self.timeout),
+                    ));
+                }
+            };
+            // Anything that is not our callback (a favicon request...) is answered and ignored.
+            if let Some(outcome) = answer_callback(stream, state, name).await {
+                return outcome;
+            }
+        }
+    }
+}
+
+/// Reads one request; `None` if it is not the callback.
+async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Option<Result<String>> {
+    // One request line is all we need: a hand-written read beats a server framework here.
+    let mut buffer = vec![0; 8192];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    let request = String::from_utf8_lossy(&buffer[..read]);
+    let target = request
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .to_owned();
+    let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
+    if url.path() != CALLBACK_PATH {
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+        return None;
+    }
+    let param = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let outcome = if param("state").as_deref() != Some(state) {
+        Err(Error::source_failed(
+            name,
+            "the redirect's `state` does not match this login (a forged or stale redirect); run the login again",
+        ))
+    } else if let Some(error) = param("error") {
+        let mut oauth = crate::OAuthError::new(error);
+        oauth.error_description = param("error_description");
+        Err(Error::oauth(name, None, oauth))
+    } else {
+        param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
+    };
+    let page = match &outcome {
+        Ok(_) => "Signed in. You can close this window.",
+        Err(_) => "Sign-in failed. Return to the application for details.",
+    };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    Some(outcome)
+}
+
+/// `bytes` random bytes from the operating system, base64url-encoded.
+fn random(bytes: usize, name: &str) -> Result<String> {
+    let mut buffer = vec![0; bytes];
+    getrandom::fill(&mut buffer).map_err(|e| {
+        Error::source_failed(
+            name,
+            format!("no randomness from the operating system: {e}"),
+        )
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
+}
+
+#[async_trait]
+impl TokenSource for AuthorizationCode {
+    async fn fetch(&self) -> Result<Token> {
+        let name = self.client.name();
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| {
+                Error::source_failed(
+                    name,
+                    format!(
+                        "could not listen on 127.0.0.1:{} for the redirect: {e}",
+                        self.port
+                    ),
+                )
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::source_failed(name, e.to_string()))?
+            .port();
+        let redirect_uri = format!("http://127.0.0.1:{port}{CALLBACK_PATH}");
+        let state = random(16, name)?;
+        let verifier = random(32, name)?; // 43 characters, RFC 7636 §4.1
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes()));
+        let url = self
+            .authorization_url(&redirect_uri, &state, &challenge)
+            .await?;
+        (self.open)(&url);
+        let code = self.callback(listener, &state).await?;
+        let params = form([
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect_uri),
+            ("code_verifier", &verifier),
+        ]);
+        self.client.token_request(&params).await
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => {
+                self.client
+                    .refresh(refresh.secret(), self.scope.as_deref())
+                    .await
+            }
+            None => self.fetch().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.client
+            .key("authorization_code", &[("scope", self.scope.as_deref())])
+    }
+}
+
+impl std::fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationCode")
+            .field("client", &self.client)
+            .field("scope", &self.scope)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
