@@ -99,6 +99,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## JWT bearer assertion (RFC 7523 §2.1) and token exchange (RFC 8693)
+//!
+//! ```no_run
+//! # fn run(client: tokenwarden::source::oauth2::OAuth2Client, users_manager: tokenwarden::TokenManager) -> tokenwarden::Result<()> {
+//! use tokenwarden::source::oauth2::{JwtSigner, SigningAlgorithm};
+//! let pem = std::fs::read("keys/trusted-issuer.pem").expect("the key file");
+//! let signer = JwtSigner::from_pem(&pem, SigningAlgorithm::Rs256)?;
+//! // A token for user 42, vouched for by a signed assertion:
+//! let as_user = client.jwt_bearer(signer, "my-service", "user-42").scope("read");
+//! // The current token of another manager, exchanged for one for a downstream API:
+//! let downstream = client.token_exchange_from(users_manager).audience("https://billing.example.com");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Discovery and revocation
 //!
 //! With [`issuer`](OAuth2ClientBuilder::issuer), the endpoints come from the
@@ -111,6 +125,7 @@ mod authorization_code;
 mod client;
 mod device;
 mod discovery;
+mod exchange;
 mod grants;
 mod response;
 
@@ -122,4 +137,5 @@ pub use client::{
 };
 pub use device::{DeviceCode, DevicePrompt};
 pub use discovery::ProviderMetadata;
+pub use exchange::{JwtBearer, TokenExchange, ACCESS_TOKEN_TYPE};
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};
