@@ -4,6 +4,8 @@
 
 mod func;
 #[cfg(feature = "oauth2")]
+pub mod login;
+#[cfg(feature = "oauth2")]
 pub mod oauth2;
 mod static_source;
 

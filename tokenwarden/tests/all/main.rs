@@ -10,6 +10,7 @@ mod oidc;
 mod background;
 mod contention;
 mod listener;
+mod login_source;
 mod oauth2_assertions;
 mod oauth2_edges;
 mod oauth2_server;

@@ -275,6 +275,32 @@ impl OAuth2Client {
         self.send(request).await
     }
 
+    /// POSTs `body` (content type, text) with `headers` and no client
+    /// authentication, retrying transient failures: for non-OAuth2 login APIs.
+    pub(crate) async fn post_raw(
+        &self,
+        url: &Url,
+        headers: reqwest::header::HeaderMap,
+        body: Option<(&'static str, String)>,
+    ) -> Result<Answer> {
+        self.with_retries(|| {
+            let mut request = self
+                .inner
+                .http
+                .post(url.clone())
+                .timeout(self.inner.timeout)
+                .header(ACCEPT, "application/json")
+                .headers(headers.clone());
+            if let Some((content_type, text)) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(text.clone());
+            }
+            self.send(request)
+        })
+        .await
+    }
+
     /// GETs `url` (discovery).
     pub(crate) async fn get(&self, url: &Url) -> Result<Answer> {
         let request = self
@@ -298,6 +324,7 @@ impl OAuth2Client {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.inner.clock.now()));
+        let headers = response.headers().clone();
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -318,6 +345,7 @@ impl OAuth2Client {
         }
         Ok(Answer {
             status,
+            headers,
             retry_after,
             body,
         })

@@ -131,6 +131,7 @@ mod response;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
+pub(crate) use client::secure_url;
 pub use client::{
     OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
@@ -139,3 +140,4 @@ pub use device::{DeviceCode, DevicePrompt};
 pub use discovery::ProviderMetadata;
 pub use exchange::{JwtBearer, TokenExchange, ACCESS_TOKEN_TYPE};
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};
+pub(crate) use response::status_error;

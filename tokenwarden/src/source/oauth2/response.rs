@@ -12,6 +12,7 @@ const EXCERPT_CHARS: usize = 80;
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) body: Vec<u8>,
 }
@@ -163,6 +164,7 @@ mod tests {
     fn answer(status: u16, body: &str) -> Answer {
         Answer {
             status,
+            headers: Default::default(),
             retry_after: None,
             body: body.as_bytes().to_vec(),
         }
