@@ -3,7 +3,8 @@
 //! listener on a loopback port this source opens for the purpose.
 
 use super::client::{form, OAuth2Client};
-use crate::{Error, Result, Token, TokenKey, TokenSource};
+use super::grant::Grant;
+use crate::{Error, Result, Token, TokenKey};
 use async_trait::async_trait;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -22,7 +23,7 @@ type OpenBrowser = Arc<dyn Fn(&Url) + Send + Sync>;
 /// The authorization code grant with PKCE (S256). Made by
 /// [`OAuth2Client::authorization_code`].
 ///
-/// [`fetch`](TokenSource::fetch) listens on `127.0.0.1` on a free port, opens the
+/// [`fetch`](crate::TokenSource::fetch) listens on `127.0.0.1` on a free port, opens the
 /// authorization URL in the user's browser (or prints it when no browser can be
 /// opened), checks the `state` of the redirect, and exchanges the code with the
 /// PKCE verifier. Register `http://127.0.0.1/callback` as a redirect URI; the
@@ -218,8 +219,21 @@ fn random(bytes: usize, name: &str) -> Result<String> {
 }
 
 #[async_trait]
-impl TokenSource for AuthorizationCode {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for AuthorizationCode {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        self.client
+            .key("authorization_code", &[("scope", self.scope.as_deref())])
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let name = self.client.name();
         let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
@@ -253,30 +267,6 @@ impl TokenSource for AuthorizationCode {
             ("code_verifier", &verifier),
         ]);
         self.client.token_request(&params).await
-    }
-
-    async fn refresh(&self, current: &Token) -> Result<Token> {
-        match &current.refresh_token {
-            Some(refresh) => {
-                self.client
-                    .refresh(refresh.secret(), self.scope.as_deref())
-                    .await
-            }
-            None => self.fetch().await,
-        }
-    }
-
-    async fn revoke(&self, token: &Token) -> Result<()> {
-        self.client.revoke(token).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        self.client
-            .key("authorization_code", &[("scope", self.scope.as_deref())])
     }
 }
 

@@ -2,8 +2,9 @@
 //! browser: the user approves on another device while the source polls.
 
 use super::client::{form, OAuth2Client};
+use super::grant::Grant;
 use super::response;
-use crate::{Error, Result, Token, TokenKey, TokenSource};
+use crate::{Error, Result, Token, TokenKey};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 
 /// The device authorization grant. Made by [`OAuth2Client::device_code`].
 ///
-/// [`fetch`](TokenSource::fetch) asks the server for a user code, shows it through
+/// [`fetch`](crate::TokenSource::fetch) asks the server for a user code, shows it through
 /// the prompt callback (by default, printed to stderr), then polls at the server's
 /// interval, slowing down when told to, until the user approves, denies, or the
 /// code expires. A fetch takes as long as the user does: give the manager a
@@ -120,8 +121,21 @@ impl DeviceCode {
 }
 
 #[async_trait]
-impl TokenSource for DeviceCode {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for DeviceCode {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        self.client
+            .key("device_code", &[("scope", self.scope.as_deref())])
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let authorization = self.authorize().await?;
         (self.prompt)(&authorization.prompt);
         let clock = self.client.clock();
@@ -151,30 +165,6 @@ impl TokenSource for DeviceCode {
                 ));
             }
         }
-    }
-
-    async fn refresh(&self, current: &Token) -> Result<Token> {
-        match &current.refresh_token {
-            Some(refresh) => {
-                self.client
-                    .refresh(refresh.secret(), self.scope.as_deref())
-                    .await
-            }
-            None => self.fetch().await,
-        }
-    }
-
-    async fn revoke(&self, token: &Token) -> Result<()> {
-        self.client.revoke(token).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        self.client
-            .key("device_code", &[("scope", self.scope.as_deref())])
     }
 }
 

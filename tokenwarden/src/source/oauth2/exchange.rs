@@ -3,7 +3,8 @@
 
 use super::auth::JwtSigner;
 use super::client::OAuth2Client;
-use crate::{AccessToken, Result, Token, TokenKey, TokenManager, TokenSource};
+use super::grant::Grant;
+use crate::{AccessToken, Result, Token, TokenKey, TokenManager};
 use async_trait::async_trait;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -97,8 +98,27 @@ impl JwtBearer {
 }
 
 #[async_trait]
-impl TokenSource for JwtBearer {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for JwtBearer {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        self.client.key(
+            "jwt_bearer",
+            &[
+                ("issuer", Some(&self.issuer)),
+                ("subject", Some(&self.subject)),
+                ("scope", self.scope.as_deref()),
+            ],
+        )
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let audience = self.client.token_url().await?;
         let assertion = self.signer.assertion(
             &self.issuer,
@@ -112,21 +132,6 @@ impl TokenSource for JwtBearer {
         ];
         params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
         self.client.token_request(&params).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        self.client.key(
-            "jwt_bearer",
-            &[
-                ("issuer", Some(&self.issuer)),
-                ("subject", Some(&self.subject)),
-                ("scope", self.scope.as_deref()),
-            ],
-        )
     }
 }
 
@@ -173,8 +178,35 @@ impl TokenExchange {
 }
 
 #[async_trait]
-impl TokenSource for TokenExchange {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for TokenExchange {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        // The subject is part of what shaped the token: a manager's key, or the
+        // fingerprint of a fixed token (never the token).
+        let subject = match &self.subject {
+            Subject::Fixed(token) => crate::token::fingerprint(token.secret()),
+            Subject::Manager(manager) => manager.key().to_string(),
+        };
+        self.client.key(
+            "token_exchange",
+            &[
+                ("subject", Some(&subject)),
+                ("audience", self.audience.as_deref()),
+                ("resource", self.resource.as_deref()),
+                ("scope", self.scope.as_deref()),
+                ("requested_token_type", self.requested_token_type.as_deref()),
+            ],
+        )
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let subject = match &self.subject {
             Subject::Fixed(token) => token.secret().to_owned(),
             Subject::Manager(manager) => manager.token().await?.access_token.secret().to_owned(),
@@ -203,28 +235,5 @@ impl TokenSource for TokenExchange {
                 .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v))),
         );
         self.client.token_request(&params).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        // The subject is part of what shaped the token: a manager's key, or the
-        // fingerprint of a fixed token (never the token).
-        let subject = match &self.subject {
-            Subject::Fixed(token) => crate::token::fingerprint(token.secret()),
-            Subject::Manager(manager) => manager.key().to_string(),
-        };
-        self.client.key(
-            "token_exchange",
-            &[
-                ("subject", Some(&subject)),
-                ("audience", self.audience.as_deref()),
-                ("resource", self.resource.as_deref()),
-                ("scope", self.scope.as_deref()),
-                ("requested_token_type", self.requested_token_type.as_deref()),
-            ],
-        )
     }
 }

@@ -3,6 +3,7 @@
 //! front (§6). Each is a [`TokenSource`].
 
 use super::client::OAuth2Client;
+use super::grant::Grant;
 use crate::{ClientSecret, RefreshToken, Result, Token, TokenKey, TokenSource};
 use async_trait::async_trait;
 use std::sync::Mutex;
@@ -132,33 +133,22 @@ impl ClientCredentials {
 }
 
 #[async_trait]
-impl TokenSource for ClientCredentials {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for ClientCredentials {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.request.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        self.request.key(&self.client, "client_credentials", &[])
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let form = self.request.form("client_credentials", &[]);
         self.client.token_request(&form).await
-    }
-
-    async fn refresh(&self, current: &Token) -> Result<Token> {
-        match &current.refresh_token {
-            Some(refresh) => {
-                self.client
-                    .refresh(refresh.secret(), self.request.scope.as_deref())
-                    .await
-            }
-            None => self.fetch().await,
-        }
-    }
-
-    async fn revoke(&self, token: &Token) -> Result<()> {
-        self.client.revoke(token).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        self.request.key(&self.client, "client_credentials", &[])
     }
 }
 
@@ -176,8 +166,24 @@ impl PasswordGrant {
 }
 
 #[async_trait]
-impl TokenSource for PasswordGrant {
-    async fn fetch(&self) -> Result<Token> {
+impl Grant for PasswordGrant {
+    fn client(&self) -> &OAuth2Client {
+        &self.client
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.request.scope.as_deref()
+    }
+
+    fn grant_key(&self) -> TokenKey {
+        self.request.key(
+            &self.client,
+            "password",
+            &[("subject", Some(&self.username))],
+        )
+    }
+
+    async fn new_token(&self) -> Result<Token> {
         let own = [
             ("username", self.username.as_str()),
             ("password", self.password.secret()),
@@ -185,40 +191,13 @@ impl TokenSource for PasswordGrant {
         let form = self.request.form("password", &own);
         self.client.token_request(&form).await
     }
-
-    async fn refresh(&self, current: &Token) -> Result<Token> {
-        match &current.refresh_token {
-            Some(refresh) => {
-                self.client
-                    .refresh(refresh.secret(), self.request.scope.as_deref())
-                    .await
-            }
-            None => self.fetch().await,
-        }
-    }
-
-    async fn revoke(&self, token: &Token) -> Result<()> {
-        self.client.revoke(token).await
-    }
-
-    fn name(&self) -> &str {
-        self.client.name()
-    }
-
-    fn key(&self) -> TokenKey {
-        self.request.key(
-            &self.client,
-            "password",
-            &[("subject", Some(&self.username))],
-        )
-    }
 }
 
 /// A source that only refreshes, starting from a given refresh token. Made by
 /// [`OAuth2Client::refresh_token`].
 ///
 /// It remembers the newest refresh token it received, so after a rotation a
-/// [`fetch`](TokenSource::fetch) (the manager's fallback) uses the live one. When
+/// [`fetch`](crate::TokenSource::fetch) (the manager's fallback) uses the live one. When
 /// the server rejects it (`invalid_grant`), only a new login helps.
 #[derive(Debug)]
 pub struct RefreshTokenGrant {

@@ -126,6 +126,7 @@ mod client;
 mod device;
 mod discovery;
 mod exchange;
+mod grant;
 mod grants;
 mod response;
 

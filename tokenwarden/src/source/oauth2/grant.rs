@@ -1,0 +1,49 @@
+//! What every OAuth2 grant source shares (refreshing with the refresh token,
+//! revoking at the server, its name): each grant only says how it gets a new token.
+
+use super::client::OAuth2Client;
+use crate::{Result, Token, TokenKey, TokenSource};
+use async_trait::async_trait;
+
+/// A grant: how a new token is obtained. Every `Grant` is a [`TokenSource`].
+/// Sealed: public in a private module, so only this crate implements it.
+#[async_trait]
+pub trait Grant: std::fmt::Debug + Send + Sync {
+    /// The client the grant runs as.
+    fn client(&self) -> &OAuth2Client;
+
+    /// The scope asked for, also on refresh.
+    fn scope(&self) -> Option<&str>;
+
+    /// The token key: the grant and everything that shaped the token.
+    fn grant_key(&self) -> TokenKey;
+
+    /// A new token by this grant.
+    async fn new_token(&self) -> Result<Token>;
+}
+
+#[async_trait]
+impl<G: Grant> TokenSource for G {
+    async fn fetch(&self) -> Result<Token> {
+        self.new_token().await
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        match &current.refresh_token {
+            Some(refresh) => self.client().refresh(refresh.secret(), self.scope()).await,
+            None => self.new_token().await,
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.client().revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.client().name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.grant_key()
+    }
+}
