@@ -79,6 +79,7 @@ pub struct LoginSource {
     expires_in: Option<Field>,
     refresh: Option<(url::Url, Placement)>,
     rejected: Vec<u16>,
+    subject: Option<String>,
 }
 
 /// Builds a [`LoginSource`].
@@ -93,6 +94,7 @@ pub struct LoginSourceBuilder {
     refresh_url: Option<String>,
     placement: Option<Placement>,
     rejected: Option<Vec<u16>>,
+    subject: Option<String>,
     http: Option<reqwest::Client>,
     timeout: Option<Duration>,
 }
@@ -254,13 +256,11 @@ impl TokenSource for LoginSource {
     }
 
     fn key(&self) -> TokenKey {
-        // The credentials decide whose token it is: their fingerprint is in the key.
-        let who = match &self.credentials {
-            Credentials::Json(c) | Credentials::Form(c) => crate::token::fingerprint(c.secret()),
-        };
+        // Never a hash of the credentials: a key name is no place for a password,
+        // even hashed. Who logs in is the subject the caller names.
         TokenKey::new(&self.name)
             .with("login_url", self.login_url.as_str())
-            .with("credentials", who)
+            .with("subject", self.subject.clone().unwrap_or_default())
     }
 }
 
@@ -268,6 +268,13 @@ impl LoginSourceBuilder {
     /// Where credentials are POSTed. Required.
     pub fn login_url(mut self, url: impl Into<String>) -> Self {
         self.login_url = Some(url.into());
+        self
+    }
+
+    /// Who logs in (a user name or account id, never a password): part of the
+    /// token key, so that sources for different users never share a token.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
         self
     }
 
@@ -383,6 +390,7 @@ impl LoginSourceBuilder {
             expires_in: self.expires_in,
             refresh,
             rejected: self.rejected.unwrap_or_else(|| vec![400, 401, 403]),
+            subject: self.subject,
         })
     }
 }

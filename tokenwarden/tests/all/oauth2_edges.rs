@@ -41,7 +41,7 @@ async fn malformed_bodies_are_typed_errors_without_secrets() {
     let _h = harness();
     for (status, body, expected) in [
         (200, "<html>maintenance</html>", "not JSON"),
-        (200, "", "(empty body)"),
+        (200, "", "not JSON (0 bytes"),
         (200, r#"{"token_type":"bearer"}"#, "no `access_token`"),
         (
             200,
@@ -223,4 +223,75 @@ async fn connection_refused_is_transient() {
     let error = client.client_credentials().fetch().await.unwrap_err();
     assert!(error.is_transient());
     assert!(error.to_string().contains("could not connect"), "{error}");
+}
+
+#[tokio::test]
+async fn a_user_client_that_follows_redirects_is_caught() {
+    let _h = harness();
+    let elsewhere = answering(
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "x"})),
+    )
+    .await;
+    let server = answering(
+        ResponseTemplate::new(307)
+            .insert_header("location", format!("{}/token", elsewhere.uri()).as_str()),
+    )
+    .await;
+    let client = OAuth2Client::builder()
+        .token_url(format!("{}/token", server.uri()))
+        .client_id("svc")
+        .http_client(reqwest::Client::new()) // follows redirects
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let error = client.client_credentials().fetch().await.unwrap_err();
+    assert!(error.to_string().contains("redirected to"), "{error}");
+    assert!(!error.is_transient());
+}
+
+#[tokio::test]
+async fn a_refresh_asks_for_the_same_audience_and_resource() {
+    let _h = harness();
+    let server = answering(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "access_token": "a", "refresh_token": "r", "expires_in": 60
+    })))
+    .await;
+    let source = client(&server, RetryPolicy::none())
+        .client_credentials()
+        .audience("api")
+        .resource("https://a.example.com");
+    let token = source.fetch().await.unwrap();
+    source.refresh(&token).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&requests[1].body)
+            .into_owned()
+            .collect();
+    assert_eq!(form["grant_type"], "refresh_token");
+    assert_eq!(form["audience"], "api");
+    assert_eq!(form["resource"], "https://a.example.com");
+}
+
+#[tokio::test]
+async fn transport_errors_do_not_quote_the_url() {
+    let _h = harness();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = OAuth2Client::builder()
+        .token_url(format!("http://127.0.0.1:{port}/token?api_key={MARKER}"))
+        .client_id("svc")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let error = client.client_credentials().fetch().await.unwrap_err();
+    assert_clean("error", &format!("{error} {error:?}"));
+    let bad = OAuth2Client::builder()
+        .token_url(format!("http://user:{MARKER}@auth.example.com/token"))
+        .client_id("svc")
+        .build()
+        .unwrap_err();
+    assert_clean("error", &format!("{bad} {bad:?}"));
 }

@@ -266,3 +266,45 @@ async fn device_polling_waits_slows_down_and_stops_on_denial() {
         "expired_token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_or_zero_device_numbers_neither_panic_nor_spin() {
+    let _h = harness();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dc", "user_code": "U", "verification_uri": "https://example.com/d",
+            "expires_in": u64::MAX, "interval": 0
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(oauth_error("access_denied"))
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let client = OAuth2Client::builder()
+        .token_url(format!("{}/token", server.uri()))
+        .device_authorization_url(format!("{}/device", server.uri()))
+        .client_id("tv")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let fetch = tokio::spawn(async move { client.device_code().on_prompt(|_| {}).fetch().await });
+    while !fetch.is_finished() {
+        clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        fetch
+            .await
+            .unwrap()
+            .unwrap_err()
+            .oauth_error()
+            .unwrap()
+            .error,
+        "access_denied"
+    );
+}

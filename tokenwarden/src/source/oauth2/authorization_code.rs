@@ -104,12 +104,11 @@ impl AuthorizationCode {
         let name = self.client.name();
         let endpoint = self
             .client
-            .metadata()
+            .authorization_url()
             .await?
-            .and_then(|m| m.authorization_endpoint.clone())
             .ok_or_else(|| {
                 Error::config(format!(
-                    "`{name}` has no authorization endpoint: configure an issuer that advertises one"
+                    "`{name}` has no authorization endpoint: configure authorization_url, or an issuer that advertises one"
                 ))
             })?;
         let mut url = endpoint;
@@ -155,11 +154,14 @@ impl AuthorizationCode {
     }
 }
 
-/// Reads one request; `None` if it is not the callback.
+/// Reads one request; `None` if it is not the callback of this login (another
+/// path, or a redirect with another `state`, which anyone on this machine could
+/// send: it is refused, and the real one still awaited).
 async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Option<Result<String>> {
-    // One request line is all we need: a hand-written read beats a server framework here.
+    // One request line is all we need: a hand-written read beats a server framework
+    // here. The short timeout keeps an idle browser preconnect from holding us up.
     let mut buffer = vec![0; 8192];
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer))
         .await
         .ok()?
         .ok()?;
@@ -171,23 +173,20 @@ async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Opti
         .nth(1)?
         .to_owned();
     let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
-    if url.path() != CALLBACK_PATH {
-        let _ = stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
-        return None;
-    }
     let param = |key: &str| {
         url.query_pairs()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     };
-    let outcome = if param("state").as_deref() != Some(state) {
-        Err(Error::source_failed(
-            name,
-            "the redirect's `state` does not match this login (a forged or stale redirect); run the login again",
-        ))
-    } else if let Some(error) = param("error") {
+    if url.path() != CALLBACK_PATH || param("state").as_deref() != Some(state) {
+        let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = stream.write_all(refusal.as_bytes()).await;
+        if url.path() == CALLBACK_PATH {
+            tracing::warn!("refused a redirect whose `state` is not this login's");
+        }
+        return None;
+    }
+    let outcome = if let Some(error) = param("error") {
         let mut oauth = crate::OAuthError::new(error);
         oauth.error_description = param("error_description");
         Err(Error::oauth(name, None, oauth))
@@ -224,8 +223,11 @@ impl Grant for AuthorizationCode {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        self.scope
+            .iter()
+            .map(|s| ("scope".to_owned(), s.clone()))
+            .collect()
     }
 
     fn grant_key(&self) -> TokenKey {

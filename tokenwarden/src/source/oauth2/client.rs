@@ -84,6 +84,7 @@ struct Inner {
     issuer: Option<Url>,
     token_url: Option<Url>,
     revocation_url: Option<Url>,
+    authorization_url: Option<Url>,
     device_authorization_url: Option<Url>,
     http: reqwest::Client,
     timeout: Duration,
@@ -101,6 +102,7 @@ pub struct OAuth2ClientBuilder {
     issuer: Option<String>,
     token_url: Option<String>,
     revocation_url: Option<String>,
+    authorization_url: Option<String>,
     device_authorization_url: Option<String>,
     http: Option<reqwest::Client>,
     timeout: Option<Duration>,
@@ -163,6 +165,17 @@ impl OAuth2Client {
             .and_then(|m| m.revocation_endpoint.clone()))
     }
 
+    /// The authorization endpoint (authorization code grant), if given or advertised.
+    pub async fn authorization_url(&self) -> Result<Option<Url>> {
+        if let Some(url) = &self.inner.authorization_url {
+            return Ok(Some(url.clone()));
+        }
+        Ok(self
+            .metadata()
+            .await?
+            .and_then(|m| m.authorization_endpoint.clone()))
+    }
+
     /// The device authorization endpoint (RFC 8628), if given or advertised.
     pub async fn device_authorization_url(&self) -> Result<Option<Url>> {
         if let Some(url) = &self.inner.device_authorization_url {
@@ -202,13 +215,19 @@ impl OAuth2Client {
         .await
     }
 
-    /// The refresh grant (RFC 6749 §6) with `refresh_token`, asking for `scope`.
-    pub(crate) async fn refresh(&self, refresh_token: &str, scope: Option<&str>) -> Result<Token> {
+    /// The refresh grant (RFC 6749 §6) with `refresh_token`, repeating the grant's
+    /// own parameters (scope, audience, resources...) so that the new token is for
+    /// the same thing as the old one.
+    pub(crate) async fn refresh(
+        &self,
+        refresh_token: &str,
+        same_as: &[(String, String)],
+    ) -> Result<Token> {
         let mut params = form([
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ]);
-        params.extend(scope.map(|s| ("scope".to_owned(), s.to_owned())));
+        params.extend_from_slice(same_as);
         self.token_request(&params).await
     }
 
@@ -225,36 +244,50 @@ impl OAuth2Client {
             .map(|r| (r.secret(), "refresh_token"));
         let access =
             Some((token.access_token.secret(), "access_token")).filter(|(t, _)| !t.is_empty());
+        let mut first_error = None;
         for (secret, hint) in refresh.into_iter().chain(access) {
             let params = form([("token", secret), ("token_type_hint", hint)]);
-            self.with_retries(|| async {
-                let answer = self.post_form(&url, &params).await?;
-                match answer.status {
-                    200..=299 => Ok(()),
-                    _ => match serde_json::from_slice(&answer.body)
-                        .ok()
-                        .as_ref()
-                        .and_then(response::oauth_error)
-                    {
-                        Some(error) => {
-                            Err(Error::oauth(&self.inner.name, Some(answer.status), error))
-                        }
-                        None => Err(response::status_error(&self.inner.name, &answer)),
-                    },
-                }
-            })
-            .await?;
+            let outcome = self
+                .with_retries(|| async {
+                    let answer = self.post_form(&url, &params).await?;
+                    match answer.status {
+                        200..=299 => Ok(()),
+                        _ => match serde_json::from_slice(&answer.body)
+                            .ok()
+                            .as_ref()
+                            .and_then(response::oauth_error)
+                        {
+                            // RFC 7009 §2.2.1: the server cannot revoke this kind of token.
+                            Some(error) if error.error == "unsupported_token_type" => Ok(()),
+                            Some(error) => Err(response::with_retry_after(
+                                Error::oauth(&self.inner.name, Some(answer.status), error),
+                                &answer,
+                            )),
+                            None => Err(response::status_error(&self.inner.name, &answer)),
+                        },
+                    }
+                })
+                .await;
+            if let Err(error) = outcome {
+                first_error.get_or_insert(error);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// POSTs a form with the client's authentication.
     pub(crate) async fn post_form(&self, url: &Url, params: &[(String, String)]) -> Result<Answer> {
         let inner = &self.inner;
+        // A client assertion is addressed to the token endpoint, whichever endpoint
+        // it is sent to (revocation, device authorization): what servers expect.
+        let audience = match &inner.auth {
+            ClientAuth::PrivateKeyJwt(_) => self.token_url().await?,
+            _ => url.clone(),
+        };
         let (authorization, credentials) =
             inner
                 .auth
-                .credentials(&inner.client_id, url.as_str(), &*inner.clock)?;
+                .credentials(&inner.client_id, audience.as_str(), &*inner.clock)?;
         let mut form: Vec<(String, String)> = credentials
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -314,10 +347,24 @@ impl OAuth2Client {
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer> {
         let name = &self.inner.name;
-        let mut response = request
-            .send()
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| transport_error(name, e, self.inner.timeout))?;
+        let asked = request.url().clone();
+        let mut response = client
+            .execute(request)
             .await
-            .map_err(|e| transport_error(name, &e, self.inner.timeout))?;
+            .map_err(|e| transport_error(name, e, self.inner.timeout))?;
+        if response.url() != &asked {
+            // Only a user-supplied client follows redirects, and credentials went along.
+            return Err(Error::transport(
+                name,
+                format!(
+                    "the server redirected to {}; configure an HTTP client that does not follow redirects",
+                    display_url(response.url())
+                ),
+            )
+            .with_transient(false));
+        }
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -329,7 +376,7 @@ impl OAuth2Client {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| transport_error(name, &e, self.inner.timeout))?
+            .map_err(|e| transport_error(name, e, self.inner.timeout))?
         {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(Error::invalid_response(
@@ -387,18 +434,20 @@ pub(crate) fn form<const N: usize>(pairs: [(&str, &str); N]) -> Vec<(String, Str
         .collect()
 }
 
-fn transport_error(source: &str, error: &reqwest::Error, timeout: Duration) -> Error {
+fn transport_error(source: &str, error: reqwest::Error, timeout: Duration) -> Error {
+    // The URL may hold a query with secrets: it stays out of messages.
+    let error = error.without_url();
     let message = if error.is_timeout() {
         format!("no answer within {timeout:?}")
     } else if error.is_connect() {
         "could not connect to the authorization server".to_owned()
     } else {
-        format!("the request failed: {}", error_chain(error))
+        format!("the request failed: {}", error_chain(&error))
     };
     Error::transport(source, message)
 }
 
-/// The error and its causes, without the URL (reqwest puts it first).
+/// The error and its causes.
 fn error_chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(error);
@@ -420,9 +469,20 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Checks that `url` parses and is https, or http on a loopback host.
+/// `url` for messages: scheme, host, port and path; no user, password or query.
+pub(crate) fn display_url(url: &Url) -> String {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!(
+        "{}://{}{port}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.path()
+    )
+}
+
 pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {
     let parsed =
-        Url::parse(url).map_err(|e| Error::config(format!("{what} `{url}` is not a URL: {e}")))?;
+        Url::parse(url).map_err(|e| Error::config(format!("{what} is not a valid URL: {e}")))?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -433,8 +493,9 @@ pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {
         "https" => Ok(parsed),
         "http" if loopback => Ok(parsed),
         _ => Err(Error::config(format!(
-            "{what} `{url}` must use https (plain http is allowed only on loopback hosts), \
-             or tokens and secrets would travel in clear"
+            "{what} `{}` must use https (plain http is allowed only on loopback hosts), \
+             or tokens and secrets would travel in clear",
+            display_url(&parsed)
         ))),
     }
 }
@@ -485,6 +546,12 @@ impl OAuth2ClientBuilder {
         self
     }
 
+    /// The authorization endpoint (authorization code grant), if not discovered.
+    pub fn authorization_url(mut self, url: impl Into<String>) -> Self {
+        self.authorization_url = Some(url.into());
+        self
+    }
+
     /// The device authorization endpoint (RFC 8628), if not discovered.
     pub fn device_authorization_url(mut self, url: impl Into<String>) -> Self {
         self.device_authorization_url = Some(url.into());
@@ -498,8 +565,9 @@ impl OAuth2ClientBuilder {
     }
 
     /// The HTTP client, with your proxy and TLS settings. Defaults to one with
-    /// rustls, a [`DEFAULT_CONNECT_TIMEOUT`] and no redirects (a token endpoint
-    /// that redirects is refused rather than followed with credentials).
+    /// rustls, a [`DEFAULT_CONNECT_TIMEOUT`] and no redirects. Give yours
+    /// `redirect(Policy::none())` too: an answer that comes from a redirect is
+    /// refused, since the credentials went along with it.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -555,6 +623,7 @@ impl OAuth2ClientBuilder {
                 issuer,
                 token_url,
                 revocation_url: optional(self.revocation_url, "the revocation_url")?,
+                authorization_url: optional(self.authorization_url, "the authorization_url")?,
                 device_authorization_url: optional(
                     self.device_authorization_url,
                     "the device_authorization_url",

@@ -15,6 +15,11 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// RFC 8628 §3.5: `slow_down` adds five seconds to the interval.
 const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+/// The longest wait between polls, whatever the server says.
+const MAX_INTERVAL_SECS: u64 = 60;
+const MAX_INTERVAL: Duration = Duration::from_secs(MAX_INTERVAL_SECS);
+/// The longest a user code is waited for (a day), whatever the server says.
+const MAX_CODE_LIFETIME_SECS: u64 = 24 * 60 * 60;
 
 /// What the user must do: open `verification_uri` and enter `user_code`.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,8 +131,11 @@ impl Grant for DeviceCode {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        self.scope
+            .iter()
+            .map(|s| ("scope".to_owned(), s.clone()))
+            .collect()
     }
 
     fn grant_key(&self) -> TokenKey {
@@ -139,10 +147,14 @@ impl Grant for DeviceCode {
         let authorization = self.authorize().await?;
         (self.prompt)(&authorization.prompt);
         let clock = self.client.clock();
-        let deadline = clock.now() + Duration::from_secs(authorization.prompt.expires_in);
-        let mut interval = authorization
-            .interval
-            .map_or(DEFAULT_INTERVAL, Duration::from_secs);
+        // Server numbers are bounded, so that no arithmetic on them can overflow
+        // and a zero interval cannot make a busy loop.
+        let lifetime =
+            Duration::from_secs(authorization.prompt.expires_in.min(MAX_CODE_LIFETIME_SECS));
+        let deadline = clock.now() + lifetime;
+        let mut interval = authorization.interval.map_or(DEFAULT_INTERVAL, |secs| {
+            Duration::from_secs(secs.clamp(1, MAX_INTERVAL_SECS))
+        });
         let params = form([
             ("grant_type", GRANT_TYPE),
             ("device_code", &authorization.device_code),
@@ -153,7 +165,12 @@ impl Grant for DeviceCode {
                 Ok(token) => return Ok(token),
                 Err(error) => match error.oauth_error().map(|e| e.error.as_str()) {
                     Some("authorization_pending") => {}
-                    Some("slow_down") => interval += SLOW_DOWN_STEP,
+                    Some("slow_down") => interval = (interval + SLOW_DOWN_STEP).min(MAX_INTERVAL),
+                    // RFC 8628 §3.5: on a connection problem, back off and keep polling.
+                    _ if error.is_transient() => {
+                        tracing::debug!(%error, "device polling failed for now; slowing down");
+                        interval = (interval * 2).min(MAX_INTERVAL);
+                    }
                     // access_denied, expired_token, and everything else end the wait.
                     _ => return Err(error),
                 },

@@ -103,8 +103,11 @@ impl Grant for JwtBearer {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        self.scope
+            .iter()
+            .map(|s| ("scope".to_owned(), s.clone()))
+            .collect()
     }
 
     fn grant_key(&self) -> TokenKey {
@@ -183,8 +186,16 @@ impl Grant for TokenExchange {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        let repeated = [
+            ("audience", &self.audience),
+            ("resource", &self.resource),
+            ("scope", &self.scope),
+        ];
+        repeated
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+            .collect()
     }
 
     fn grant_key(&self) -> TokenKey {
@@ -194,10 +205,15 @@ impl Grant for TokenExchange {
             Subject::Fixed(token) => crate::token::fingerprint(token.secret()),
             Subject::Manager(manager) => manager.key().to_string(),
         };
+        let actor = self
+            .actor
+            .as_ref()
+            .map(|(token, _)| crate::token::fingerprint(token.secret()));
         self.client.key(
             "token_exchange",
             &[
                 ("subject", Some(&subject)),
+                ("actor", actor.as_deref()),
                 ("audience", self.audience.as_deref()),
                 ("resource", self.resource.as_deref()),
                 ("scope", self.scope.as_deref()),

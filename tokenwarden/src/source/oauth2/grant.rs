@@ -12,8 +12,9 @@ pub trait Grant: std::fmt::Debug + Send + Sync {
     /// The client the grant runs as.
     fn client(&self) -> &OAuth2Client;
 
-    /// The scope asked for, also on refresh.
-    fn scope(&self) -> Option<&str>;
+    /// The parameters a refresh repeats (scope, audience, resources...), so that
+    /// the refreshed token is for the same thing.
+    fn refresh_params(&self) -> Vec<(String, String)>;
 
     /// The token key: the grant and everything that shaped the token.
     fn grant_key(&self) -> TokenKey;
@@ -30,7 +31,11 @@ impl<G: Grant> TokenSource for G {
 
     async fn refresh(&self, current: &Token) -> Result<Token> {
         match &current.refresh_token {
-            Some(refresh) => self.client().refresh(refresh.secret(), self.scope()).await,
+            Some(refresh) => {
+                self.client()
+                    .refresh(refresh.secret(), &self.refresh_params())
+                    .await
+            }
             None => self.new_token().await,
         }
     }

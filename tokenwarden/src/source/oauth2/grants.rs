@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::sync::Mutex;
 
 /// Parameters every grant may add: scope, audience, resources (RFC 8707), extras.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct Request {
     scope: Option<String>,
     audience: Option<String>,
@@ -17,23 +17,39 @@ struct Request {
     extra: Vec<(String, String)>,
 }
 
+/// Extra parameters may be secrets: only their names are shown.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .field("resources", &self.resources)
+            .field(
+                "extra",
+                &self.extra.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 impl Request {
-    /// The form of a `grant_type` request: the grant's own fields, then scope,
-    /// audience, resources and extras.
+    /// The form of a `grant_type` request: the grant's own fields, then what every
+    /// request of the grant repeats.
     fn form(&self, grant_type: &str, own: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut form = vec![("grant_type".to_owned(), grant_type.to_owned())];
         form.extend(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        form.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
-        form.extend(
-            self.audience
-                .iter()
-                .map(|a| ("audience".to_owned(), a.clone())),
-        );
-        form.extend(
-            self.resources
-                .iter()
-                .map(|r| ("resource".to_owned(), r.clone())),
-        );
+        form.extend(self.repeated());
+        form
+    }
+
+    /// Scope, audience, resources and extras: what every request of the grant
+    /// carries, refreshes included.
+    fn repeated(&self) -> Vec<(String, String)> {
+        let named = |name: &str, value: &String| (name.to_owned(), value.clone());
+        let mut form: Vec<(String, String)> =
+            self.scope.iter().map(|s| named("scope", s)).collect();
+        form.extend(self.audience.iter().map(|a| named("audience", a)));
+        form.extend(self.resources.iter().map(|r| named("resource", r)));
         form.extend(self.extra.iter().cloned());
         form
     }
@@ -41,6 +57,9 @@ impl Request {
     /// The token key of this request from `client` with `grant` and `more` parts.
     fn key(&self, client: &OAuth2Client, grant: &str, more: &[(&str, Option<&str>)]) -> TokenKey {
         let resources = self.resources.join(" ");
+        // Extras shape the token too; the key hashes them, so no value shows.
+        let extras: Vec<String> = self.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let extras = extras.join("&");
         let mut parts = vec![
             ("scope", self.scope.as_deref()),
             ("audience", self.audience.as_deref()),
@@ -48,6 +67,7 @@ impl Request {
                 "resource",
                 Some(resources.as_str()).filter(|r| !r.is_empty()),
             ),
+            ("extra", Some(extras.as_str()).filter(|e| !e.is_empty())),
         ];
         parts.extend_from_slice(more);
         client.key(grant, &parts)
@@ -138,8 +158,8 @@ impl Grant for ClientCredentials {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.request.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        self.request.repeated()
     }
 
     fn grant_key(&self) -> TokenKey {
@@ -171,8 +191,8 @@ impl Grant for PasswordGrant {
         &self.client
     }
 
-    fn scope(&self) -> Option<&str> {
-        self.request.scope.as_deref()
+    fn refresh_params(&self) -> Vec<(String, String)> {
+        self.request.repeated()
     }
 
     fn grant_key(&self) -> TokenKey {

@@ -21,11 +21,10 @@ pub(crate) struct Answer {
 pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
     let json = serde_json::from_slice::<Value>(&answer.body).ok();
     if let Some(error) = json.as_ref().and_then(oauth_error) {
-        let mut error = Error::oauth(source, Some(answer.status), error);
-        if let Some(retry_after) = answer.retry_after {
-            error = error.with_retry_after(retry_after);
-        }
-        return Err(error);
+        return Err(with_retry_after(
+            Error::oauth(source, Some(answer.status), error),
+            answer,
+        ));
     }
     if !(200..300).contains(&answer.status) {
         return Err(status_error(source, answer));
@@ -38,18 +37,40 @@ pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
             Error::invalid_response(source, "the body is JSON but not an object")
                 .with_status(answer.status),
         ),
+        // A 2xx body may hold a token in another format: it is never quoted.
         None => Err(Error::invalid_response(
             source,
-            format!("the body is not JSON: {}", excerpt(&answer.body)),
+            format!(
+                "the body is not JSON ({} bytes{})",
+                answer.body.len(),
+                content_type(answer)
+            ),
         )
         .with_status(answer.status)),
     }
 }
 
+/// `error` with the answer's `Retry-After`, if it had one.
+pub(crate) fn with_retry_after(error: Error, answer: &Answer) -> Error {
+    match answer.retry_after {
+        Some(retry_after) => error.with_retry_after(retry_after),
+        None => error,
+    }
+}
+
+fn content_type(answer: &Answer) -> String {
+    answer
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!(", {v}"))
+        .unwrap_or_default()
+}
+
 /// An error for a non-2xx answer without an OAuth2 error body.
 pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
     let transient = answer.status == 429 || answer.status >= 500;
-    let mut error = Error::transport(
+    let error = Error::transport(
         source,
         format!(
             "unexpected HTTP status {}: {}",
@@ -59,10 +80,7 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
     )
     .with_status(answer.status)
     .with_transient(transient);
-    if let Some(retry_after) = answer.retry_after {
-        error = error.with_retry_after(retry_after);
-    }
-    error
+    with_retry_after(error, answer)
 }
 
 /// The RFC 6749 §5.2 error in a JSON body, if it is one.
@@ -145,6 +163,12 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
         return "(empty body)".into();
     }
     let text = String::from_utf8_lossy(body);
+    if ["access_token", "refresh_token", "id_token", "assertion"]
+        .iter()
+        .any(|f| text.contains(f))
+    {
+        return format!("({} bytes, not quoted: they may hold a token)", body.len());
+    }
     let mut out: String = text
         .chars()
         .take(EXCERPT_CHARS)
@@ -207,11 +231,12 @@ mod tests {
                 "not a number of seconds",
             ),
             (r#"["a"]"#, "not an object"),
+            ("<html>Bad gateway</html>", "not JSON (24 bytes)"),
+            ("", "not JSON (0 bytes)"),
             (
-                "<html>Bad gateway</html>",
-                "not JSON: \"<html>Bad gateway</html>\"",
+                "access_token=TOPSECRET&token_type=bearer",
+                "not JSON (40 bytes)",
             ),
-            ("", "(empty body)"),
         ] {
             let error = token_from("s", &answer(200, body)).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{body}");
