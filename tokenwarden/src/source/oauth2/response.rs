@@ -37,13 +37,14 @@ pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
             Error::invalid_response(source, "the body is JSON but not an object")
                 .with_status(answer.status),
         ),
-        // A 2xx body may hold a token in another format: it is never quoted.
+        // `excerpt` refuses to quote a body that may hold a token in another format.
         None => Err(Error::invalid_response(
             source,
             format!(
-                "the body is not JSON ({} bytes{})",
+                "the body is not JSON ({} bytes{}): {}",
                 answer.body.len(),
-                content_type(answer)
+                content_type(answer),
+                excerpt(&answer.body)
             ),
         )
         .with_status(answer.status)),
