@@ -206,21 +206,25 @@ async fn redirects_are_not_followed_with_credentials() {
     );
 }
 
-#[tokio::test]
-async fn connection_refused_is_transient() {
-    let _h = harness();
+/// A client whose token endpoint (with `query`) is a loopback port nobody listens on.
+fn refused(query: &str) -> OAuth2Client {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let client = OAuth2Client::builder()
-        .token_url(format!("http://127.0.0.1:{port}/token"))
+    OAuth2Client::builder()
+        .token_url(format!("http://127.0.0.1:{port}/token{query}"))
         .client_id("svc")
         .retry(RetryPolicy::none())
         .build()
-        .unwrap();
-    let error = client.client_credentials().fetch().await.unwrap_err();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connection_refused_is_transient() {
+    let _h = harness();
+    let error = refused("").client_credentials().fetch().await.unwrap_err();
     assert!(error.is_transient());
     assert!(error.to_string().contains("could not connect"), "{error}");
 }
@@ -275,17 +279,7 @@ async fn a_refresh_asks_for_the_same_audience_and_resource() {
 #[tokio::test]
 async fn transport_errors_do_not_quote_the_url() {
     let _h = harness();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let client = OAuth2Client::builder()
-        .token_url(format!("http://127.0.0.1:{port}/token?api_key={MARKER}"))
-        .client_id("svc")
-        .retry(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let client = refused(&format!("?api_key={MARKER}"));
     let error = client.client_credentials().fetch().await.unwrap_err();
     assert_clean("error", &format!("{error} {error:?}"));
     let bad = OAuth2Client::builder()

@@ -191,13 +191,29 @@ async fn metadata_falls_back_to_rfc_8414() {
 /// A device flow at a mock server that answers the polls with `answers`, on a
 /// manual clock moved by the test.
 async fn device_flow(answers: Vec<ResponseTemplate>) -> (tokenwarden::Result<Token>, usize) {
+    device_flow_with(
+        serde_json::json!({"expires_in": 600, "interval": 1}),
+        answers,
+    )
+    .await
+}
+
+/// [`device_flow`] with these `expires_in` and `interval`.
+async fn device_flow_with(
+    timing: serde_json::Value,
+    answers: Vec<ResponseTemplate>,
+) -> (tokenwarden::Result<Token>, usize) {
     let server = MockServer::start().await;
+    let mut authorization = serde_json::json!({
+        "device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "https://example.com/device"
+    });
+    authorization
+        .as_object_mut()
+        .unwrap()
+        .extend(timing.as_object().unwrap().clone());
     Mock::given(method("POST"))
         .and(path("/device"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "https://example.com/device",
-            "expires_in": 600, "interval": 1
-        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(authorization))
         .mount(&server)
         .await;
     for answer in answers {
@@ -270,41 +286,11 @@ async fn device_polling_waits_slows_down_and_stops_on_denial() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_or_zero_device_numbers_neither_panic_nor_spin() {
     let _h = harness();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/device"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "device_code": "dc", "user_code": "U", "verification_uri": "https://example.com/d",
-            "expires_in": u64::MAX, "interval": 0
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(oauth_error("access_denied"))
-        .mount(&server)
-        .await;
-    let clock = clock();
-    let client = OAuth2Client::builder()
-        .token_url(format!("{}/token", server.uri()))
-        .device_authorization_url(format!("{}/device", server.uri()))
-        .client_id("tv")
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let fetch = tokio::spawn(async move { client.device_code().on_prompt(|_| {}).fetch().await });
-    while !fetch.is_finished() {
-        clock.advance(Duration::from_millis(500));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let timing = serde_json::json!({"expires_in": u64::MAX, "interval": 0});
+    let (denied, polls) = device_flow_with(timing, vec![oauth_error("access_denied")]).await;
     assert_eq!(
-        fetch
-            .await
-            .unwrap()
-            .unwrap_err()
-            .oauth_error()
-            .unwrap()
-            .error,
+        denied.unwrap_err().oauth_error().unwrap().error,
         "access_denied"
     );
+    assert_eq!(polls, 1);
 }
