@@ -70,6 +70,7 @@
 pub mod clock;
 mod error;
 mod events;
+pub mod http;
 mod key;
 mod manager;
 mod registry;

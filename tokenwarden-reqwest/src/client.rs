@@ -1,0 +1,156 @@
+//! [`AuthClient`]: a reqwest client with a base URL whose requests carry the token.
+
+use crate::TokenMiddleware;
+use reqwest::Method;
+use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
+use tokenwarden::http::{AllowedOrigins, TokenPlacement};
+use tokenwarden::{Error, Result, TokenManager};
+use url::Url;
+
+/// A client for one API: relative paths resolve against its base URL, and its
+/// requests carry a valid token (see [`TokenMiddleware`]). Cheap to clone.
+///
+/// ```no_run
+/// use tokenwarden::{source::from_fn, Token, TokenManager};
+/// use tokenwarden_reqwest::AuthClient;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = TokenManager::builder(from_fn("api", || async { Ok(Token::new("t")) })).build()?;
+/// let client = AuthClient::builder()
+///     .base_url("https://api.example.com/v1/")
+///     .token_manager(manager)
+///     .build()?;
+/// let users: serde_json::Value = client.get("users").send().await?.json().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthClient {
+    http: ClientWithMiddleware,
+    base_url: Url,
+}
+
+/// Builds an [`AuthClient`]. Made by [`AuthClient::builder`].
+#[derive(Debug, Default)]
+pub struct AuthClientBuilder {
+    base_url: Option<String>,
+    manager: Option<TokenManager>,
+    origins: Option<AllowedOrigins>,
+    placement: TokenPlacement,
+    max_replays: Option<u32>,
+    http: Option<reqwest::Client>,
+}
+
+impl AuthClient {
+    /// Starts building a client.
+    pub fn builder() -> AuthClientBuilder {
+        AuthClientBuilder::default()
+    }
+
+    /// The base URL relative paths resolve against.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// A request to `path`: relative to the base URL, or absolute (which gets the
+    /// token only if its origin is allowed).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        match self.base_url.join(path) {
+            Ok(url) => self.http.request(method, url),
+            // reqwest reports the bad URL when the request is sent.
+            Err(_) => self.http.request(method, path),
+        }
+    }
+
+    /// A GET to `path`.
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    /// A POST to `path`.
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.request(Method::POST, path)
+    }
+
+    /// A PUT to `path`.
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.request(Method::PUT, path)
+    }
+
+    /// A PATCH to `path`.
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A DELETE to `path`.
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.request(Method::DELETE, path)
+    }
+
+    /// The underlying client with the middleware, for anything else.
+    pub fn inner(&self) -> &ClientWithMiddleware {
+        &self.http
+    }
+}
+
+impl AuthClientBuilder {
+    /// The API's base URL. Required. Keep the trailing `/` of a base path
+    /// (`https://host/v1/`), or relative paths replace its last segment.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The manager whose tokens the requests carry. Required.
+    pub fn token_manager(mut self, manager: TokenManager) -> Self {
+        self.manager = Some(manager);
+        self
+    }
+
+    /// The origins that get the token. Defaults to the base URL's origin only.
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.origins = Some(origins);
+        self
+    }
+
+    /// Where the token goes. Defaults to `Authorization: <type> <token>`.
+    pub fn placement(mut self, placement: TokenPlacement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Replays after a rejected token. Defaults to 1.
+    pub fn max_replays(mut self, max_replays: u32) -> Self {
+        self.max_replays = Some(max_replays);
+        self
+    }
+
+    /// The reqwest client (proxies, TLS, timeouts). Defaults to `reqwest::Client::new()`.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<AuthClient> {
+        let base = self
+            .base_url
+            .ok_or_else(|| Error::config("an AuthClient needs a base_url"))?;
+        let base_url = Url::parse(&base)
+            .map_err(|e| Error::config(format!("the base_url is not a URL: {e}")))?;
+        let manager = self
+            .manager
+            .ok_or_else(|| Error::config("an AuthClient needs a token_manager"))?;
+        let origins = match self.origins {
+            Some(origins) => origins,
+            None => AllowedOrigins::of(base_url.as_str())?,
+        };
+        let mut middleware = TokenMiddleware::new(manager, origins).placement(self.placement);
+        if let Some(max_replays) = self.max_replays {
+            middleware = middleware.max_replays(max_replays);
+        }
+        let http = reqwest_middleware::ClientBuilder::new(self.http.unwrap_or_default())
+            .with(middleware)
+            .build();
+        Ok(AuthClient { http, base_url })
+    }
+}

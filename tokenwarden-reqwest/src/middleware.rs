@@ -1,0 +1,127 @@
+//! [`TokenMiddleware`]: attaches the token to requests for allowed origins, and on
+//! a rejected token refreshes once and replays the request.
+
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use tokenwarden::http::{rejects_token, AllowedOrigins, TokenPlacement};
+use tokenwarden::TokenManager;
+use tracing::Instrument as _;
+
+/// How many times a request is replayed after a rejected token, by default.
+pub const DEFAULT_MAX_REPLAYS: u32 = 1;
+
+/// A `reqwest_middleware` middleware that puts a valid token on every request to an
+/// allowed origin.
+///
+/// On a 401 (or a 403 with `WWW-Authenticate: Bearer error="invalid_token"`) it
+/// invalidates the token it sent (only if still current, so that many concurrent
+/// 401s cause one refresh), gets a fresh one, and replays the request when its
+/// body can be cloned; a streaming body is not replayed and the 401 is returned as
+/// it is. Requests to other origins go out untouched. reqwest drops the
+/// `Authorization` and `Cookie` headers itself when a redirect leaves the origin.
+#[derive(Debug, Clone)]
+pub struct TokenMiddleware {
+    manager: TokenManager,
+    origins: AllowedOrigins,
+    placement: TokenPlacement,
+    max_replays: u32,
+}
+
+impl TokenMiddleware {
+    /// Tokens from `manager`, for the `origins` given.
+    pub fn new(manager: TokenManager, origins: AllowedOrigins) -> Self {
+        Self {
+            manager,
+            origins,
+            placement: TokenPlacement::default(),
+            max_replays: DEFAULT_MAX_REPLAYS,
+        }
+    }
+
+    /// Where the token goes. Defaults to `Authorization: <type> <token>`.
+    pub fn placement(mut self, placement: TokenPlacement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// How many replays after a rejected token. Defaults to [`DEFAULT_MAX_REPLAYS`].
+    pub fn max_replays(mut self, max_replays: u32) -> Self {
+        self.max_replays = max_replays;
+        self
+    }
+
+    /// Attaches a valid token; returns it, to invalidate it if it is rejected.
+    async fn authorize(
+        &self,
+        request: &mut Request,
+    ) -> reqwest_middleware::Result<tokenwarden::Token> {
+        let header = self
+            .manager
+            .header()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        self.placement
+            .apply(request.headers_mut(), &header)
+            .map_err(reqwest_middleware::Error::middleware)?;
+        Ok(header.token().clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for TokenMiddleware {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if !self.origins.allows(request.url()) {
+            tracing::debug!(origin = %request.url().origin().ascii_serialization(), "not an allowed origin: sent without the token");
+            return next.run(request, extensions).await;
+        }
+        let span = tracing::debug_span!(
+            "tokenwarden.request",
+            method = %request.method(),
+            path = request.url().path(),
+            fingerprint = tracing::field::Empty,
+            replays = 0u32,
+        );
+        async move {
+            let mut sent = self.authorize(&mut request).await?;
+            tracing::Span::current().record("fingerprint", sent.fingerprint());
+            let mut replays = 0;
+            loop {
+                let replay = if replays < self.max_replays {
+                    request.try_clone()
+                } else {
+                    None
+                };
+                let response = next.clone().run(request, extensions).await?;
+                if !rejects_token(response.status(), response.headers()) {
+                    return Ok(response);
+                }
+                self.manager.invalidate(&sent);
+                let Some(again) = replay else {
+                    tracing::debug!(
+                        status = response.status().as_u16(),
+                        "token rejected; not replayed (streaming body or replays used up)"
+                    );
+                    return Ok(response);
+                };
+                request = again;
+                replays += 1;
+                sent = self.authorize(&mut request).await?;
+                let span = tracing::Span::current();
+                span.record("replays", replays);
+                span.record("fingerprint", sent.fingerprint());
+                tracing::debug!(
+                    status = response.status().as_u16(),
+                    "token rejected; refreshed and replaying"
+                );
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,196 @@
+//! A local API on 127.0.0.1 (axum): `/data` and `/echo` need a current bearer
+//! token; `/redirect` sends the caller to a second origin, which records what
+//! arrives. Tokens come from a counting login that registers each new token.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+use tokenwarden::{source::from_fn, Token, TokenManager};
+
+/// The marker in every test token; a captured log line with it fails the tests.
+pub const MARKER: &str = "TOPSECRET";
+
+#[derive(Default)]
+pub struct Api {
+    valid: Mutex<HashSet<String>>,
+    pub requests: Mutex<HashMap<String, usize>>,
+    pub unauthorized: AtomicUsize,
+    /// What the second origin received: the Authorization header of each request.
+    pub captured: Mutex<Vec<Option<String>>>,
+    pub logins: AtomicUsize,
+}
+
+impl Api {
+    pub fn revoke_all(&self) {
+        self.valid.lock().unwrap().clear();
+    }
+}
+
+pub struct Servers {
+    pub api: Arc<Api>,
+    pub base: String,
+    pub other: String,
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::to_owned)
+}
+
+async fn guarded(api: &Api, headers: &HeaderMap, body: String) -> Response {
+    let token = bearer(headers);
+    if let Some(token) = &token {
+        *api.requests
+            .lock()
+            .unwrap()
+            .entry(token.clone())
+            .or_default() += 1;
+    }
+    match token {
+        Some(token) if api.valid.lock().unwrap().contains(&token) => {
+            (StatusCode::OK, body).into_response()
+        }
+        _ => {
+            api.unauthorized.fetch_add(1, SeqCst);
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Bearer error="invalid_token""#)],
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Starts the API and the second origin.
+pub async fn start() -> Servers {
+    harness();
+    let api = Arc::new(Api::default());
+    let other = serve(
+        Router::new()
+            .route(
+                "/capture",
+                any(
+                    |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
+                        let auth = headers
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap_or("?").to_owned());
+                        api.captured.lock().unwrap().push(auth);
+                        "captured"
+                    },
+                ),
+            )
+            .with_state(api.clone()),
+    )
+    .await;
+    let to_other = format!("{other}/capture");
+    let base = serve(
+        Router::new()
+            .route(
+                "/data",
+                get(
+                    |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
+                        guarded(&api, &headers, "data".into()).await
+                    },
+                ),
+            )
+            .route(
+                "/echo",
+                post(
+                    |State(api): State<Arc<Api>>, headers: HeaderMap, body: String| async move {
+                        guarded(&api, &headers, body).await
+                    },
+                ),
+            )
+            .route(
+                "/always-401",
+                get(|State(api): State<Arc<Api>>| async move {
+                    api.unauthorized.fetch_add(1, SeqCst);
+                    StatusCode::UNAUTHORIZED
+                }),
+            )
+            .route(
+                "/redirect",
+                get(move || async move { Redirect::temporary(&to_other) }),
+            )
+            .with_state(api.clone()),
+    )
+    .await;
+    Servers {
+        api,
+        base: format!("{base}/"),
+        other,
+    }
+}
+
+/// A manager whose login registers a new valid token at the API each time.
+pub fn manager(api: &Arc<Api>) -> TokenManager {
+    let api = api.clone();
+    TokenManager::builder(from_fn("local-api", move || {
+        let api = api.clone();
+        async move {
+            let n = api.logins.fetch_add(1, SeqCst) + 1;
+            let token = format!("{MARKER}-{n}");
+            api.valid.lock().unwrap().insert(token.clone());
+            Ok(Token::new(token).with_expires_in(Duration::from_secs(3600)))
+        }
+    }))
+    .build()
+    .unwrap()
+}
+
+static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        LEAKS.lock().unwrap().extend(
+            text.lines()
+                .filter(|l| l.contains(MARKER))
+                .map(str::to_owned),
+        );
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures all tracing output at TRACE (reqwest's and hyper's included).
+fn harness() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+}
+
+/// Fails if any captured log line so far held a token.
+pub fn assert_no_leaks() {
+    let leaks = LEAKS.lock().unwrap();
+    assert!(
+        leaks.is_empty(),
+        "tokens reached the logs:\n{}",
+        leaks.join("\n")
+    );
+}

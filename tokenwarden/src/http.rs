@@ -1,0 +1,153 @@
+//! What every HTTP integration shares (the reqwest middleware, the tower layer):
+//! which origins may receive the token, how it is attached, and which responses
+//! mean "this token was rejected".
+
+use crate::{Error, HeaderRef, Result};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, WWW_AUTHENTICATE};
+use http::HeaderMap;
+use url::Url;
+
+/// The origins (scheme, host, port) a token may be sent to. A request to any other
+/// origin goes out without it; so does a request over plain http to a host that is
+/// not loopback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins {
+    origins: Vec<url::Origin>,
+}
+
+impl AllowedOrigins {
+    /// Only the origin of `url` (e.g. the API's base URL).
+    pub fn of(url: &str) -> Result<Self> {
+        Self::default().with(url)
+    }
+
+    /// Adds the origin of `url`.
+    pub fn with(mut self, url: &str) -> Result<Self> {
+        let parsed =
+            Url::parse(url).map_err(|e| Error::config(format!("`{url}` is not a URL: {e}")))?;
+        let origin = parsed.origin();
+        if !origin.is_tuple() {
+            return Err(Error::config(format!(
+                "`{url}` has no origin (scheme, host and port)"
+            )));
+        }
+        self.origins.push(origin);
+        Ok(self)
+    }
+
+    /// Whether a request to `url` may carry the token.
+    pub fn allows(&self, url: &Url) -> bool {
+        let origin = url.origin();
+        let secure = url.scheme() == "https" || is_loopback(url);
+        secure && self.origins.contains(&origin)
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Where the token goes in a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenPlacement {
+    /// `Authorization: <type> <token>`, the default.
+    #[default]
+    Authorization,
+    /// The bare token in another header (e.g. `X-Api-Token`).
+    Header(HeaderName),
+    /// The bare token as a cookie with this name (APIs that take the session
+    /// cookie, like the one of the automatic-refresh seed document).
+    Cookie(String),
+}
+
+impl TokenPlacement {
+    /// Puts the token of `header` into `headers`, marked sensitive, replacing what
+    /// was there.
+    pub fn apply(&self, headers: &mut HeaderMap, header: &HeaderRef) -> Result<()> {
+        let bare = || {
+            let mut value =
+                HeaderValue::try_from(header.token().access_token.secret()).map_err(|_| {
+                    Error::invalid_response("", "the access token cannot be sent in a header")
+                })?;
+            value.set_sensitive(true);
+            Ok::<_, Error>(value)
+        };
+        match self {
+            TokenPlacement::Authorization => {
+                headers.insert(AUTHORIZATION, (**header).clone());
+            }
+            TokenPlacement::Header(name) => {
+                headers.insert(name.clone(), bare()?);
+            }
+            TokenPlacement::Cookie(name) => {
+                let cookie = format!("{name}={}", header.token().access_token.secret());
+                let mut value = HeaderValue::try_from(cookie).map_err(|_| {
+                    Error::invalid_response("", "the access token cannot be sent in a cookie")
+                })?;
+                value.set_sensitive(true);
+                headers.append(COOKIE, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a response says the token was rejected: 401, or 403 with
+/// `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1), or a gRPC
+/// `grpc-status: 16` (UNAUTHENTICATED).
+pub fn rejects_token(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    if status == http::StatusCode::UNAUTHORIZED
+        || headers.get("grpc-status").is_some_and(|s| s == "16")
+    {
+        return true;
+    }
+    status == http::StatusCode::FORBIDDEN
+        && headers.get_all(WWW_AUTHENTICATE).iter().any(|value| {
+            value
+                .to_str()
+                .map(|v| v.to_ascii_lowercase().contains("invalid_token"))
+                .unwrap_or(false)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_secure_origins() {
+        let allowed = AllowedOrigins::of("https://api.example.com/v1/")
+            .unwrap()
+            .with("http://127.0.0.1:8080")
+            .unwrap();
+        let ok = |u: &str| allowed.allows(&Url::parse(u).unwrap());
+        assert!(ok("https://api.example.com/other/path?q=1"));
+        assert!(ok("http://127.0.0.1:8080/x"));
+        assert!(!ok("https://api.example.com:8443/"), "another port");
+        assert!(!ok("http://api.example.com/"), "plain http");
+        assert!(!ok("https://evil.example.com/"));
+        assert!(!ok("http://127.0.0.1:9090/"));
+        assert!(AllowedOrigins::of("not a url").is_err());
+    }
+
+    #[test]
+    fn rejected_token_responses() {
+        let mut headers = HeaderMap::new();
+        assert!(rejects_token(http::StatusCode::UNAUTHORIZED, &headers));
+        assert!(!rejects_token(http::StatusCode::FORBIDDEN, &headers));
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+        );
+        assert!(rejects_token(http::StatusCode::FORBIDDEN, &headers));
+        let mut grpc = HeaderMap::new();
+        grpc.insert("grpc-status", HeaderValue::from_static("16"));
+        assert!(rejects_token(http::StatusCode::OK, &grpc));
+    }
+}
