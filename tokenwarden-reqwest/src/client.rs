@@ -3,8 +3,12 @@
 use crate::TokenMiddleware;
 use reqwest::Method;
 use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
+use std::hash::Hash;
+use std::sync::Arc;
 use tokenwarden::http::{AllowedOrigins, TokenPlacement};
-use tokenwarden::{Error, Result, TokenManager};
+use tokenwarden::{Error, Result, TokenManager, TokenRegistry};
+
+type PerKey = Box<dyn FnOnce(AllowedOrigins) -> TokenMiddleware + Send>;
 use url::Url;
 
 /// A client for one API: relative paths resolve against its base URL, and its
@@ -30,10 +34,11 @@ pub struct AuthClient {
 }
 
 /// Builds an [`AuthClient`]. Made by [`AuthClient::builder`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AuthClientBuilder {
     base_url: Option<String>,
     manager: Option<TokenManager>,
+    per_key: Option<PerKey>,
     origins: Option<AllowedOrigins>,
     placement: TokenPlacement,
     max_replays: Option<u32>,
@@ -106,6 +111,19 @@ impl AuthClientBuilder {
         self
     }
 
+    /// Tokens per user, tenant or service from `registry`: each request names its
+    /// key with `.with_extension(key)` (see [`TokenMiddleware::per_key`]). Replaces
+    /// [`token_manager`](Self::token_manager).
+    pub fn token_registry<K>(mut self, registry: Arc<TokenRegistry<K>>) -> Self
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        self.per_key = Some(Box::new(move |origins| {
+            TokenMiddleware::per_key(registry, origins)
+        }));
+        self
+    }
+
     /// The origins that get the token. Defaults to the base URL's origin only.
     pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.origins = Some(origins);
@@ -137,14 +155,20 @@ impl AuthClientBuilder {
             .ok_or_else(|| Error::config("an AuthClient needs a base_url"))?;
         let base_url = Url::parse(&base)
             .map_err(|e| Error::config(format!("the base_url is not a URL: {e}")))?;
-        let manager = self
-            .manager
-            .ok_or_else(|| Error::config("an AuthClient needs a token_manager"))?;
         let origins = match self.origins {
             Some(origins) => origins,
             None => AllowedOrigins::of(base_url.as_str())?,
         };
-        let mut middleware = TokenMiddleware::new(manager, origins).placement(self.placement);
+        let middleware = match (self.per_key, self.manager) {
+            (Some(per_key), _) => per_key(origins),
+            (None, Some(manager)) => TokenMiddleware::new(manager, origins),
+            (None, None) => {
+                return Err(Error::config(
+                    "an AuthClient needs a token_manager or a token_registry",
+                ))
+            }
+        };
+        let mut middleware = middleware.placement(self.placement);
         if let Some(max_replays) = self.max_replays {
             middleware = middleware.max_replays(max_replays);
         }
@@ -152,5 +176,16 @@ impl AuthClientBuilder {
             .with(middleware)
             .build();
         Ok(AuthClient { http, base_url })
+    }
+}
+
+impl std::fmt::Debug for AuthClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("manager", &self.manager)
+            .field("per_key", &self.per_key.is_some())
+            .field("origins", &self.origins)
+            .finish_non_exhaustive()
     }
 }

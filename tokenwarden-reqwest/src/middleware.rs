@@ -4,8 +4,10 @@
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use std::hash::Hash;
+use std::sync::Arc;
 use tokenwarden::http::{rejects_token, AllowedOrigins, TokenPlacement};
-use tokenwarden::TokenManager;
+use tokenwarden::{Error, Result, TokenManager, TokenRegistry};
 use tracing::Instrument as _;
 
 /// How many times a request is replayed after a rejected token, by default.
@@ -22,7 +24,7 @@ pub const DEFAULT_MAX_REPLAYS: u32 = 1;
 /// `Authorization` and `Cookie` headers itself when a redirect leaves the origin.
 #[derive(Debug, Clone)]
 pub struct TokenMiddleware {
-    manager: TokenManager,
+    managers: Managers,
     origins: AllowedOrigins,
     placement: TokenPlacement,
     max_replays: u32,
@@ -31,8 +33,31 @@ pub struct TokenMiddleware {
 impl TokenMiddleware {
     /// Tokens from `manager`, for the `origins` given.
     pub fn new(manager: TokenManager, origins: AllowedOrigins) -> Self {
+        Self::with_managers(Managers::Fixed(manager), origins)
+    }
+
+    /// Tokens per user, tenant or service: each request names its key with
+    /// `RequestBuilder::with_extension(key)`, and the key's manager in `registry`
+    /// gives the token. A request without a key is refused with an error.
+    pub fn per_key<K>(registry: Arc<TokenRegistry<K>>, origins: AllowedOrigins) -> Self
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        let pick = move |extensions: &Extensions| -> Result<TokenManager> {
+            let key = extensions.get::<K>().ok_or_else(|| {
+                Error::config(format!(
+                    "this request names no `{}` key: add one with `.with_extension(key)`",
+                    std::any::type_name::<K>()
+                ))
+            })?;
+            registry.get(key)
+        };
+        Self::with_managers(Managers::PerKey(Arc::new(pick)), origins)
+    }
+
+    fn with_managers(managers: Managers, origins: AllowedOrigins) -> Self {
         Self {
-            manager,
+            managers,
             origins,
             placement: TokenPlacement::default(),
             max_replays: DEFAULT_MAX_REPLAYS,
@@ -51,13 +76,14 @@ impl TokenMiddleware {
         self
     }
 
-    /// Attaches a valid token; returns it, to invalidate it if it is rejected.
+    /// Attaches a valid token of `manager`; returns it, to invalidate it if it is
+    /// rejected.
     async fn authorize(
         &self,
+        manager: &TokenManager,
         request: &mut Request,
     ) -> reqwest_middleware::Result<tokenwarden::Token> {
-        let header = self
-            .manager
+        let header = manager
             .header()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
@@ -87,8 +113,14 @@ impl Middleware for TokenMiddleware {
             fingerprint = tracing::field::Empty,
             replays = 0u32,
         );
+        let manager = match &self.managers {
+            Managers::Fixed(manager) => manager.clone(),
+            Managers::PerKey(pick) => {
+                pick(extensions).map_err(reqwest_middleware::Error::middleware)?
+            }
+        };
         async move {
-            let mut sent = self.authorize(&mut request).await?;
+            let mut sent = self.authorize(&manager, &mut request).await?;
             tracing::Span::current().record("fingerprint", sent.fingerprint());
             let mut replays = 0;
             loop {
@@ -101,7 +133,7 @@ impl Middleware for TokenMiddleware {
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
-                self.manager.invalidate(&sent);
+                manager.invalidate(&sent);
                 let Some(again) = replay else {
                     tracing::debug!(
                         status = response.status().as_u16(),
@@ -111,7 +143,7 @@ impl Middleware for TokenMiddleware {
                 };
                 request = again;
                 replays += 1;
-                sent = self.authorize(&mut request).await?;
+                sent = self.authorize(&manager, &mut request).await?;
                 let span = tracing::Span::current();
                 span.record("replays", replays);
                 span.record("fingerprint", sent.fingerprint());
@@ -123,5 +155,21 @@ impl Middleware for TokenMiddleware {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Which manager a request's token comes from.
+#[derive(Clone)]
+enum Managers {
+    Fixed(TokenManager),
+    PerKey(Arc<dyn Fn(&Extensions) -> Result<TokenManager> + Send + Sync>),
+}
+
+impl std::fmt::Debug for Managers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Managers::Fixed(manager) => f.debug_tuple("Fixed").field(manager).finish(),
+            Managers::PerKey(_) => f.write_str("PerKey"),
+        }
     }
 }

@@ -6,3 +6,4 @@ mod resource_server;
 
 mod origins;
 mod replay;
+mod services;

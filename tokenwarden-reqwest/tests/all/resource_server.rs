@@ -138,12 +138,17 @@ pub async fn start() -> Servers {
 
 /// A manager whose login registers a new valid token at the API each time.
 pub fn manager(api: &Arc<Api>) -> TokenManager {
-    let api = api.clone();
-    TokenManager::builder(from_fn("local-api", move || {
-        let api = api.clone();
+    user_manager(api, "svc")
+}
+
+/// The same, for `user`: tokens are `TOPSECRET-<user>-<n>`.
+pub fn user_manager(api: &Arc<Api>, user: &str) -> TokenManager {
+    let (api, user) = (api.clone(), user.to_owned());
+    TokenManager::builder(from_fn(format!("local-api-{user}"), move || {
+        let (api, user) = (api.clone(), user.clone());
         async move {
             let n = api.logins.fetch_add(1, SeqCst) + 1;
-            let token = format!("{MARKER}-{n}");
+            let token = format!("{MARKER}-{user}-{n}");
             api.valid.lock().unwrap().insert(token.clone());
             Ok(Token::new(token).with_expires_in(Duration::from_secs(3600)))
         }
@@ -153,6 +158,12 @@ pub fn manager(api: &Arc<Api>) -> TokenManager {
 }
 
 static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static CAPTURED: Mutex<String> = Mutex::new(String::new());
+
+/// All the tracing output so far.
+pub fn captured_logs() -> String {
+    CAPTURED.lock().unwrap().clone()
+}
 
 struct Capture;
 
@@ -164,6 +175,7 @@ impl Write for Capture {
                 .filter(|l| l.contains(MARKER))
                 .map(str::to_owned),
         );
+        CAPTURED.lock().unwrap().push_str(&text);
         Ok(buf.len())
     }
 

@@ -1,0 +1,95 @@
+//! Several APIs side by side, per-user tokens from a registry, and the trace.
+
+use crate::resource_server::*;
+use std::sync::Arc;
+use tokenwarden::TokenRegistry;
+use tokenwarden_reqwest::AuthClient;
+
+#[tokio::test]
+async fn two_services_with_their_own_managers() {
+    let (a, b) = (start().await, start().await);
+    let client_a = AuthClient::builder()
+        .base_url(&a.base)
+        .token_manager(user_manager(&a.api, "a"))
+        .build()
+        .unwrap();
+    let client_b = AuthClient::builder()
+        .base_url(&b.base)
+        .token_manager(user_manager(&b.api, "b"))
+        .build()
+        .unwrap();
+    assert_eq!(client_a.get("data").send().await.unwrap().status(), 200);
+    assert_eq!(client_b.get("data").send().await.unwrap().status(), 200);
+    // Each API only knows its own tokens; a's client never sent its token to b.
+    let sent_to = |servers: &Servers| {
+        servers
+            .api
+            .requests
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sent_to(&a).len(), 1);
+    assert_eq!(sent_to(&b).len(), 1);
+    assert_ne!(sent_to(&a), sent_to(&b));
+}
+
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct User(&'static str);
+
+#[tokio::test]
+async fn per_user_tokens_chosen_per_request() {
+    let servers = start().await;
+    let api = servers.api.clone();
+    let registry =
+        Arc::new(TokenRegistry::builder(move |user: &User| Ok(user_manager(&api, user.0))).build());
+    let client = AuthClient::builder()
+        .base_url(&servers.base)
+        .token_registry(registry.clone())
+        .build()
+        .unwrap();
+    for user in ["alice", "bob", "alice"] {
+        let response = client
+            .get("data")
+            .with_extension(User(user))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let requests = servers.api.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one token per user");
+    assert_eq!(
+        requests
+            .iter()
+            .find(|(t, _)| t.contains("-alice-"))
+            .map(|(_, n)| *n),
+        Some(2)
+    );
+    assert_eq!(registry.len(), 2);
+    let error = client.get("data").send().await.unwrap_err();
+    assert!(error.to_string().contains("names no"), "{error}");
+}
+
+#[tokio::test]
+async fn the_trace_shows_the_refresh_and_replay() {
+    let servers = start().await;
+    let client = AuthClient::builder()
+        .base_url(&servers.base)
+        .token_manager(manager(&servers.api))
+        .build()
+        .unwrap();
+    client.get("data").send().await.unwrap();
+    servers.api.revoke_all();
+    client.get("data").send().await.unwrap();
+    let logs = captured_logs();
+    assert!(logs.contains("tokenwarden.request"), "a span per request");
+    assert!(logs.contains("token rejected; refreshed and replaying"));
+    assert!(
+        logs.contains("fingerprint="),
+        "requests carry the token's fingerprint"
+    );
+    assert_no_leaks();
+}
