@@ -158,11 +158,14 @@ impl Middleware for TokenMiddleware {
     }
 }
 
+/// Finds the manager of a request from its extensions.
+type PickManager = dyn Fn(&Extensions) -> Result<TokenManager> + Send + Sync;
+
 /// Which manager a request's token comes from.
 #[derive(Clone)]
 enum Managers {
     Fixed(TokenManager),
-    PerKey(Arc<dyn Fn(&Extensions) -> Result<TokenManager> + Send + Sync>),
+    PerKey(Arc<PickManager>),
 }
 
 impl std::fmt::Debug for Managers {
