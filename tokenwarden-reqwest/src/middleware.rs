@@ -7,7 +7,7 @@ use reqwest_middleware::{Middleware, Next};
 use std::hash::Hash;
 use std::sync::Arc;
 use tokenwarden::http::{rejects_token, AllowedOrigins, TokenPlacement};
-use tokenwarden::{Error, Result, TokenManager, TokenRegistry};
+use tokenwarden::{Error, HeaderRef, Result, TokenManager, TokenRegistry};
 use tracing::Instrument as _;
 
 /// How many times a request is replayed after a rejected token, by default.
@@ -82,7 +82,7 @@ impl TokenMiddleware {
         &self,
         manager: &TokenManager,
         request: &mut Request,
-    ) -> reqwest_middleware::Result<tokenwarden::Token> {
+    ) -> reqwest_middleware::Result<HeaderRef> {
         let header = manager
             .header()
             .await
@@ -90,7 +90,7 @@ impl TokenMiddleware {
         self.placement
             .apply(request.headers_mut(), &header)
             .map_err(reqwest_middleware::Error::middleware)?;
-        Ok(header.token().clone())
+        Ok(header)
     }
 }
 
@@ -120,8 +120,13 @@ impl Middleware for TokenMiddleware {
             }
         };
         async move {
+            // The handle of the token sent: kept (no copy) to invalidate that very
+            // token if the server rejects it.
             let mut sent = self.authorize(&manager, &mut request).await?;
-            tracing::Span::current().record("fingerprint", sent.fingerprint());
+            let span = tracing::Span::current();
+            if !span.is_disabled() {
+                span.record("fingerprint", sent.fingerprint());
+            }
             let mut replays = 0;
             loop {
                 let replay = if replays < self.max_replays {
@@ -133,7 +138,7 @@ impl Middleware for TokenMiddleware {
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
-                manager.invalidate(&sent);
+                manager.invalidate(sent.token());
                 let Some(again) = replay else {
                     tracing::debug!(
                         status = response.status().as_u16(),
@@ -144,9 +149,10 @@ impl Middleware for TokenMiddleware {
                 request = again;
                 replays += 1;
                 sent = self.authorize(&manager, &mut request).await?;
-                let span = tracing::Span::current();
-                span.record("replays", replays);
-                span.record("fingerprint", sent.fingerprint());
+                if !span.is_disabled() {
+                    span.record("replays", replays);
+                    span.record("fingerprint", sent.fingerprint());
+                }
                 tracing::debug!(
                     status = response.status().as_u16(),
                     "token rejected; refreshed and replaying"

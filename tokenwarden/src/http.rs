@@ -12,7 +12,8 @@ use url::Url;
 /// not loopback.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedOrigins {
-    origins: Vec<url::Origin>,
+    /// Scheme, host and port of each origin, compared without allocating.
+    origins: Vec<(String, String, u16)>,
 }
 
 impl AllowedOrigins {
@@ -25,21 +26,27 @@ impl AllowedOrigins {
     pub fn with(mut self, url: &str) -> Result<Self> {
         let parsed =
             Url::parse(url).map_err(|e| Error::config(format!("`{url}` is not a URL: {e}")))?;
-        let origin = parsed.origin();
-        if !origin.is_tuple() {
-            return Err(Error::config(format!(
-                "`{url}` has no origin (scheme, host and port)"
-            )));
+        match (parsed.host_str(), parsed.port_or_known_default()) {
+            (Some(host), Some(port)) if matches!(parsed.scheme(), "http" | "https") => {
+                self.origins
+                    .push((parsed.scheme().to_owned(), host.to_ascii_lowercase(), port));
+                Ok(self)
+            }
+            _ => Err(Error::config(format!(
+                "`{url}` has no http(s) origin (scheme, host and port)"
+            ))),
         }
-        self.origins.push(origin);
-        Ok(self)
     }
 
     /// Whether a request to `url` may carry the token.
     pub fn allows(&self, url: &Url) -> bool {
-        let origin = url.origin();
         let secure = url.scheme() == "https" || is_loopback(url);
-        secure && self.origins.contains(&origin)
+        secure
+            && self.origins.iter().any(|(scheme, host, port)| {
+                url.scheme() == scheme
+                    && url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host))
+                    && url.port_or_known_default() == Some(*port)
+            })
     }
 }
 

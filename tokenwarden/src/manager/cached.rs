@@ -31,6 +31,8 @@ pub(crate) enum State {
 pub(crate) struct Cached {
     pub(crate) token: Token,
     pub(crate) header: HeaderValue,
+    /// The token's fingerprint, computed once (logs and spans use it per request).
+    pub(crate) fingerprint: String,
     /// Unix ms. Atomic so that `invalidate` can end the fresh state in place.
     stale_at: AtomicU64,
     expiring_at: u64,
@@ -50,6 +52,7 @@ impl Cached {
                 Arc::new(Self {
                     token: Token::new(""),
                     header: HeaderValue::from_static(""),
+                    fingerprint: String::new(),
                     stale_at: AtomicU64::new(0),
                     expiring_at: 0,
                     expires_at: 0,
@@ -85,6 +88,7 @@ impl Cached {
         let expiring_at = expires_at - min_valid;
         let stale_at = (expires_at - ahead + jitter).min(expiring_at);
         Ok(Self {
+            fingerprint: token.fingerprint(),
             token,
             header,
             stale_at: AtomicU64::new(stale_at),

@@ -107,6 +107,11 @@ impl TokenRef {
     pub fn to_token(&self) -> Token {
         self.0.token.clone()
     }
+
+    /// The token's [fingerprint](Token::fingerprint), computed once per token.
+    pub fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
+    }
 }
 
 impl Deref for TokenRef {
@@ -138,6 +143,11 @@ impl HeaderRef {
     /// The token this header carries.
     pub fn token(&self) -> &Token {
         &self.0.token
+    }
+
+    /// The token's [fingerprint](Token::fingerprint), computed once per token.
+    pub fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
     }
 }
 

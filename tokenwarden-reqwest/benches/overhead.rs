@@ -1,0 +1,138 @@
+//! `overhead`: requests per second through `AuthClient` against the same reqwest
+//! client with a static `Authorization` header, to a local keep-alive server, in
+//! one run. Target: a ratio of at least 0.97.
+//!
+//! Rounds alternate between the two clients so that drift in the machine's speed
+//! hits both alike; the figure is the median round.
+//!
+//! Run with `cargo bench -p tokenwarden-reqwest --bench overhead`.
+
+// Timing code reads the system clock; the library itself never does.
+#![allow(clippy::disallowed_methods)]
+
+use axum::routing::get;
+use axum::Router;
+use std::time::{Duration, Instant};
+use tokenwarden::{source::from_fn, Token, TokenManager};
+use tokenwarden_reqwest::AuthClient;
+
+const ROUNDS: usize = 41;
+const REQUESTS_PER_ROUND: usize = 2_000;
+const CONCURRENCY: usize = 4;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = Router::new().route("/ping", get(|| async { "pong" }));
+        axum::serve(listener, app).await.unwrap()
+    });
+
+    let manager = TokenManager::builder(from_fn("bench", || async {
+        Ok(Token::new("bench-token-0123456789").with_expires_in(Duration::from_secs(3600)))
+    }))
+    .build()
+    .unwrap();
+    let ours = AuthClient::builder()
+        .base_url(&base)
+        .token_manager(manager)
+        .build()
+        .unwrap();
+    let plain = reqwest::Client::new();
+    let url = format!("{base}ping");
+
+    let run_ours = || {
+        let ours = ours.clone();
+        async move {
+            ours.get("ping")
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+        }
+    };
+    let run_plain = || {
+        let (plain, url) = (plain.clone(), url.clone());
+        async move {
+            let request = plain
+                .get(url)
+                .header("authorization", "Bearer bench-token-0123456789");
+            request.send().await.unwrap().bytes().await.unwrap();
+        }
+    };
+
+    // The same middleware client with no middleware: what reqwest-middleware costs.
+    let bare = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
+    let run_bare = || {
+        let (bare, url) = (bare.clone(), url.clone());
+        async move {
+            let request = bare
+                .get(url)
+                .header("authorization", "Bearer bench-token-0123456789");
+            request.send().await.unwrap().bytes().await.unwrap();
+        }
+    };
+
+    // Warm up all (connections, the first token).
+    round(run_ours).await;
+    round(run_plain).await;
+    round(run_bare).await;
+    // Paired rounds, in alternating order: each pair's ratio cancels the drift of
+    // a shared 2-core machine; the figure is the median pair.
+    let (mut ours_rps, mut plain_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bare_ratios = Vec::new();
+    for i in 0..ROUNDS {
+        let (ours, plain) = if i % 2 == 0 {
+            let ours = round(run_ours).await;
+            (ours, round(run_plain).await)
+        } else {
+            let plain = round(run_plain).await;
+            (round(run_ours).await, plain)
+        };
+        ours_rps.push(ours);
+        plain_rps.push(plain);
+        ratios.push(ours / plain);
+        bare_ratios.push(round(run_bare).await / plain);
+    }
+    let ratio = median(&mut ratios);
+    println!(
+        "overhead AuthClient: {:.0} requests/s (median of {ROUNDS} rounds of {REQUESTS_PER_ROUND}, {CONCURRENCY} at a time)",
+        median(&mut ours_rps)
+    );
+    println!(
+        "overhead reqwest with a static header: {:.0} requests/s",
+        median(&mut plain_rps)
+    );
+    println!(
+        "overhead reqwest-middleware alone (no middleware) / static: {:.3}",
+        median(&mut bare_ratios)
+    );
+    println!(
+        "overhead ratio AuthClient / static (median of paired rounds): {ratio:.3} (target >= 0.97: {})",
+        if ratio >= 0.97 { "met" } else { "MISSED" }
+    );
+}
+
+/// Requests per second for one round of `REQUESTS_PER_ROUND` requests.
+async fn round<F, Fut>(request: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let start = Instant::now();
+    for _ in 0..REQUESTS_PER_ROUND / CONCURRENCY {
+        let batch: Vec<_> = (0..CONCURRENCY).map(|_| tokio::spawn(request())).collect();
+        for task in batch {
+            task.await.unwrap();
+        }
+    }
+    REQUESTS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
