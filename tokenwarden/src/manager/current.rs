@@ -107,11 +107,6 @@ impl TokenRef {
     pub fn to_token(&self) -> Token {
         self.0.token.clone()
     }
-
-    /// The token's [fingerprint](Token::fingerprint), computed once per token.
-    pub fn fingerprint(&self) -> &str {
-        &self.0.fingerprint
-    }
 }
 
 impl Deref for TokenRef {
