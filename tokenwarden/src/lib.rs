@@ -40,6 +40,7 @@
 //!
 //! - `oauth2`: OAuth2 and OpenID Connect sources ([`source::oauth2`]): client
 //!   credentials, refresh token, password; discovery and revocation.
+//! - `tower`: [`tower::TokenLayer`], tokens for hyper clients and tonic channels.
 //! - `test-util`: [`ManualClock`], a clock tests move by hand.
 //!
 //! ## Security
@@ -78,6 +79,8 @@ mod secret;
 pub mod source;
 pub mod store;
 mod token;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 #[cfg(feature = "test-util")]
 pub use clock::ManualClock;

@@ -18,4 +18,5 @@ mod recovery;
 mod registry;
 mod secrets;
 mod sources;
+mod tower_layer;
 mod windows;

@@ -1,0 +1,56 @@
+//! [`TokenLayer`]: the layer that wraps a service in a [`TokenService`].
+
+use super::service::{Config, TokenService};
+use crate::http::{AllowedOrigins, TokenPlacement};
+use crate::TokenManager;
+use std::sync::Arc;
+
+/// Wraps services in a [`TokenService`] with tokens from one manager.
+#[derive(Debug, Clone)]
+pub struct TokenLayer {
+    config: Config,
+}
+
+impl TokenLayer {
+    /// Tokens from `manager`. Without [`allowed_origins`](Self::allowed_origins),
+    /// only requests with a relative URI (a tonic channel's) get the token.
+    pub fn new(manager: TokenManager) -> Self {
+        Self {
+            config: Config {
+                manager,
+                origins: None,
+                placement: TokenPlacement::default(),
+                max_replays: 1,
+            },
+        }
+    }
+
+    /// The origins that get the token, for requests with an absolute URI.
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.origins = Some(origins);
+        self
+    }
+
+    /// Where the token goes. Defaults to `Authorization: <type> <token>`.
+    pub fn placement(mut self, placement: TokenPlacement) -> Self {
+        self.config.placement = placement;
+        self
+    }
+
+    /// Replays after a rejected token, for replayable bodies. Defaults to 1.
+    pub fn max_replays(mut self, max_replays: u32) -> Self {
+        self.config.max_replays = max_replays;
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TokenLayer {
+    type Service = TokenService<S>;
+
+    fn layer(&self, inner: S) -> TokenService<S> {
+        TokenService {
+            inner,
+            config: Arc::new(self.config.clone()),
+        }
+    }
+}
