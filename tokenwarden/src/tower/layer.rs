@@ -1,14 +1,15 @@
 //! [`TokenLayer`]: the layer that wraps a service in a [`TokenService`].
 
-use super::service::{Config, TokenService};
+use super::service::{Config, NoReplay, ReplayBodies, TokenService};
 use crate::http::{AllowedOrigins, TokenPlacement};
 use crate::TokenManager;
 use std::sync::Arc;
 
 /// Wraps services in a [`TokenService`] with tokens from one manager.
 #[derive(Debug, Clone)]
-pub struct TokenLayer {
+pub struct TokenLayer<P = ReplayBodies> {
     config: Config,
+    replay: P,
 }
 
 impl TokenLayer {
@@ -22,9 +23,22 @@ impl TokenLayer {
                 placement: TokenPlacement::default(),
                 max_replays: 1,
             },
+            replay: ReplayBodies,
         }
     }
 
+    /// Never replays (for bodies that cannot be, like a tonic channel's): a
+    /// rejected token is invalidated, the response returned, and the next request
+    /// gets a fresh token.
+    pub fn no_replay(self) -> TokenLayer<NoReplay> {
+        TokenLayer {
+            config: self.config,
+            replay: NoReplay,
+        }
+    }
+}
+
+impl<P> TokenLayer<P> {
     /// The origins that get the token, for requests with an absolute URI.
     pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.config.origins = Some(origins);
@@ -44,13 +58,14 @@ impl TokenLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for TokenLayer {
-    type Service = TokenService<S>;
+impl<S, P: Clone> tower_layer::Layer<S> for TokenLayer<P> {
+    type Service = TokenService<S, P>;
 
-    fn layer(&self, inner: S) -> TokenService<S> {
+    fn layer(&self, inner: S) -> TokenService<S, P> {
         TokenService {
             inner,
             config: Arc::new(self.config.clone()),
+            replay: self.replay.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ mod layer;
 mod service;
 
 pub use layer::TokenLayer;
-pub use service::{ReplayBody, TokenFuture, TokenService};
+pub use service::{NoReplay, Replay, ReplayBodies, ReplayBody, TokenFuture, TokenService};
 
 /// The error of a [`TokenService`]: the inner service's, or the token's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -15,6 +15,33 @@ pub trait ReplayBody: Sized {
     fn try_clone(&self) -> Option<Self>;
 }
 
+/// Whether and how a [`TokenService`] replays a request after a rejected token.
+pub trait Replay<B>: Clone + Send + Sync + 'static {
+    /// A copy of `body` to send again, or `None` for no replay.
+    fn copy(&self, body: &B) -> Option<B>;
+}
+
+/// Replays requests whose body is a [`ReplayBody`] (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayBodies;
+
+impl<B: ReplayBody> Replay<B> for ReplayBodies {
+    fn copy(&self, body: &B) -> Option<B> {
+        body.try_clone()
+    }
+}
+
+/// Never replays, for any body (a tonic channel's streams): a rejected token is
+/// invalidated and the response returned; the next request gets a fresh token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReplay;
+
+impl<B> Replay<B> for NoReplay {
+    fn copy(&self, _: &B) -> Option<B> {
+        None
+    }
+}
+
 macro_rules! cloneable_bodies {
     ($($body:ty),*) => {$(
         impl ReplayBody for $body {
@@ -56,12 +83,13 @@ impl Config {
 
 /// The service made by [`TokenLayer`](super::TokenLayer).
 #[derive(Debug, Clone)]
-pub struct TokenService<S> {
+pub struct TokenService<S, P = ReplayBodies> {
     pub(super) inner: S,
     pub(super) config: Arc<Config>,
+    pub(super) replay: P,
 }
 
-impl<S> TokenService<S> {
+impl<S, P> TokenService<S, P> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -81,12 +109,13 @@ impl<S> TokenService<S> {
 /// The response future of a [`TokenService`].
 pub type TokenFuture<R> = BoxFuture<'static, Result<R, BoxError>>;
 
-impl<S, B, R> tower_service::Service<Request<B>> for TokenService<S>
+impl<S, P, B, R> tower_service::Service<Request<B>> for TokenService<S, P>
 where
     S: tower_service::Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    B: ReplayBody + Send + 'static,
+    P: Replay<B>,
+    B: Send + 'static,
     R: Send + 'static,
 {
     type Response = Response<R>;
@@ -102,19 +131,20 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        Box::pin(send(inner, config, request))
+        Box::pin(send(inner, config, self.replay.clone(), request))
     }
 }
 
-async fn send<S, B, R>(
+async fn send<S, P, B, R>(
     mut inner: S,
     config: Arc<Config>,
+    replay: P,
     mut request: Request<B>,
 ) -> Result<Response<R>, BoxError>
 where
     S: tower_service::Service<Request<B>, Response = Response<R>> + Clone,
     S::Error: Into<BoxError>,
-    B: ReplayBody,
+    P: Replay<B>,
 {
     if !config.allows(request.uri()) {
         return inner.call(request).await.map_err(Into::into);
@@ -124,7 +154,7 @@ where
         let header = config.manager.header().await?;
         config.placement.apply(request.headers_mut(), &header)?;
         let again = if replays < config.max_replays {
-            clone_request(&request)
+            clone_request(&replay, &request)
         } else {
             None
         };
@@ -152,8 +182,8 @@ where
     }
 }
 
-fn clone_request<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
-    let body = request.body().try_clone()?;
+fn clone_request<B, P: Replay<B>>(replay: &P, request: &Request<B>) -> Option<Request<B>> {
+    let body = replay.copy(request.body())?;
     let mut copy = Request::new(body);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
