@@ -18,5 +18,6 @@ mod recovery;
 mod registry;
 mod secrets;
 mod sources;
+mod tonic_channel;
 mod tower_layer;
 mod windows;
