@@ -26,6 +26,18 @@
 //! # Ok(()) }
 //! ```
 
+//! Over a tonic channel (whose streaming bodies cannot be replayed):
+//!
+//! ```no_run
+//! # async fn run(manager: tokenwarden::TokenManager) -> Result<(), Box<dyn std::error::Error>> {
+//! use tokenwarden::tower::TokenLayer;
+//! use tower_layer::Layer;
+//! let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051").connect().await?;
+//! let channel = TokenLayer::new(manager).no_replay().layer(channel);
+//! // Use it with your generated client: `MyServiceClient::new(channel)`.
+//! # Ok(()) }
+//! ```
+
 mod layer;
 mod service;
 

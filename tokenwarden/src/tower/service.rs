@@ -7,6 +7,7 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tracing::Instrument as _;
 
 /// Request bodies that can be sent again after a rejected token. Implemented for
 /// the usual in-memory bodies; a streaming body returns `None` and is not replayed.
@@ -131,7 +132,14 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        Box::pin(send(inner, config, self.replay.clone(), request))
+        let span = tracing::debug_span!(
+            "tokenwarden.request",
+            method = %request.method(),
+            path = request.uri().path(),
+            fingerprint = tracing::field::Empty,
+            replays = 0u32,
+        );
+        Box::pin(send(inner, config, self.replay.clone(), request).instrument(span))
     }
 }
 
@@ -153,6 +161,11 @@ where
     loop {
         let header = config.manager.header().await?;
         config.placement.apply(request.headers_mut(), &header)?;
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("fingerprint", header.fingerprint());
+            span.record("replays", replays);
+        }
         let again = if replays < config.max_replays {
             clone_request(&replay, &request)
         } else {
