@@ -143,6 +143,31 @@ mod tests {
         assert!(AllowedOrigins::of("not a url").is_err());
     }
 
+    #[tokio::test]
+    async fn each_placement_puts_the_token_where_asked() {
+        use crate::{source::StaticSource, Token, TokenManager};
+        let manager = TokenManager::builder(StaticSource::new("s", Token::new("abc")))
+            .build()
+            .unwrap();
+        let header = manager.header().await.unwrap();
+        let placed = |placement: TokenPlacement| {
+            let mut headers = HeaderMap::new();
+            placement.apply(&mut headers, &header).unwrap();
+            headers
+        };
+        let authorization = placed(TokenPlacement::Authorization);
+        assert_eq!(authorization[AUTHORIZATION], "Bearer abc");
+        assert!(authorization[AUTHORIZATION].is_sensitive());
+        let custom = placed(TokenPlacement::Header(HeaderName::from_static(
+            "x-api-token",
+        )));
+        assert_eq!(custom["x-api-token"], "abc");
+        assert!(custom["x-api-token"].is_sensitive());
+        let cookie = placed(TokenPlacement::Cookie("session".into()));
+        assert_eq!(cookie[COOKIE], "session=abc");
+        assert!(cookie[COOKIE].is_sensitive());
+    }
+
     #[test]
     fn rejected_token_responses() {
         let mut headers = HeaderMap::new();

@@ -97,3 +97,19 @@ async fn a_second_401_is_returned_not_looped() {
     no_replay.get("always-401").send().await.unwrap();
     assert_eq!(servers.api.unauthorized.load(SeqCst), 3);
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_before_the_request() {
+    let servers = start().await;
+    let clock = tokenwarden::ManualClock::default();
+    let client = client(&servers, manager_with_clock(&servers.api, clock.clone()));
+    assert_eq!(client.get("data").send().await.unwrap().status(), 200);
+    clock.advance(std::time::Duration::from_secs(3600)); // the token's lifetime
+    assert_eq!(client.get("data").send().await.unwrap().status(), 200);
+    assert_eq!(servers.api.logins.load(SeqCst), 2, "one refresh per expiry");
+    assert_eq!(
+        servers.api.unauthorized.load(SeqCst),
+        0,
+        "no request went out with the expired token"
+    );
+}

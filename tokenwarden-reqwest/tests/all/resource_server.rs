@@ -141,10 +141,23 @@ pub fn manager(api: &Arc<Api>) -> TokenManager {
     user_manager(api, "svc")
 }
 
+/// The same, with its own clock.
+pub fn manager_with_clock(api: &Arc<Api>, clock: tokenwarden::ManualClock) -> TokenManager {
+    TokenManager::builder(login(api, "svc"))
+        .clock(clock)
+        .build()
+        .unwrap()
+}
+
 /// The same, for `user`: tokens are `TOPSECRET-<user>-<n>`.
 pub fn user_manager(api: &Arc<Api>, user: &str) -> TokenManager {
+    TokenManager::builder(login(api, user)).build().unwrap()
+}
+
+/// The login of `user`: registers a new token at the API each time.
+fn login(api: &Arc<Api>, user: &str) -> tokenwarden::source::FnSource {
     let (api, user) = (api.clone(), user.to_owned());
-    TokenManager::builder(from_fn(format!("local-api-{user}"), move || {
+    from_fn(format!("local-api-{user}"), move || {
         let (api, user) = (api.clone(), user.clone());
         async move {
             let n = api.logins.fetch_add(1, SeqCst) + 1;
@@ -152,9 +165,7 @@ pub fn user_manager(api: &Arc<Api>, user: &str) -> TokenManager {
             api.valid.lock().unwrap().insert(token.clone());
             Ok(Token::new(token).with_expires_in(Duration::from_secs(3600)))
         }
-    }))
-    .build()
-    .unwrap()
+    })
 }
 
 static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
