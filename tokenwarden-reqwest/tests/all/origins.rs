@@ -6,11 +6,7 @@ use tokenwarden_reqwest::{AllowedOrigins, AuthClient};
 #[tokio::test]
 async fn another_origin_gets_no_token() {
     let servers = start().await;
-    let client = AuthClient::builder()
-        .base_url(&servers.base)
-        .token_manager(manager(&servers.api))
-        .build()
-        .unwrap();
+    let client = client(&servers, manager(&servers.api));
     let absolute = format!("{}/capture", servers.other);
     assert_eq!(client.get(&absolute).send().await.unwrap().status(), 200);
     assert_eq!(

@@ -4,14 +4,6 @@ use crate::resource_server::*;
 use std::sync::atomic::Ordering::SeqCst;
 use tokenwarden_reqwest::AuthClient;
 
-fn client(servers: &Servers, manager: tokenwarden::TokenManager) -> AuthClient {
-    AuthClient::builder()
-        .base_url(&servers.base)
-        .token_manager(manager)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_revoked_token_is_refreshed_once_and_the_request_replayed() {
     let servers = start().await;

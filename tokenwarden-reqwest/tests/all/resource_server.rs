@@ -136,6 +136,18 @@ pub async fn start() -> Servers {
     }
 }
 
+/// An `AuthClient` for the API with tokens from `manager`.
+pub fn client(
+    servers: &Servers,
+    manager: tokenwarden::TokenManager,
+) -> tokenwarden_reqwest::AuthClient {
+    tokenwarden_reqwest::AuthClient::builder()
+        .base_url(&servers.base)
+        .token_manager(manager)
+        .build()
+        .unwrap()
+}
+
 /// A manager whose login registers a new valid token at the API each time.
 pub fn manager(api: &Arc<Api>) -> TokenManager {
     user_manager(api, "svc")

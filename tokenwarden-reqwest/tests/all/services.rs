@@ -8,16 +8,8 @@ use tokenwarden_reqwest::AuthClient;
 #[tokio::test]
 async fn two_services_with_their_own_managers() {
     let (a, b) = (start().await, start().await);
-    let client_a = AuthClient::builder()
-        .base_url(&a.base)
-        .token_manager(user_manager(&a.api, "a"))
-        .build()
-        .unwrap();
-    let client_b = AuthClient::builder()
-        .base_url(&b.base)
-        .token_manager(user_manager(&b.api, "b"))
-        .build()
-        .unwrap();
+    let client_a = client(&a, user_manager(&a.api, "a"));
+    let client_b = client(&b, user_manager(&b.api, "b"));
     assert_eq!(client_a.get("data").send().await.unwrap().status(), 200);
     assert_eq!(client_b.get("data").send().await.unwrap().status(), 200);
     // Each API only knows its own tokens; a's client never sent its token to b.
@@ -76,11 +68,7 @@ async fn per_user_tokens_chosen_per_request() {
 #[tokio::test]
 async fn the_trace_shows_the_refresh_and_replay() {
     let servers = start().await;
-    let client = AuthClient::builder()
-        .base_url(&servers.base)
-        .token_manager(manager(&servers.api))
-        .build()
-        .unwrap();
+    let client = client(&servers, manager(&servers.api));
     client.get("data").send().await.unwrap();
     servers.api.revoke_all();
     client.get("data").send().await.unwrap();
