@@ -120,20 +120,23 @@ impl Middleware for TokenMiddleware {
             }
         };
         async move {
-            // The handle of the token sent: kept (no copy) to invalidate that very
-            // token if the server rejects it.
-            let mut sent = self.authorize(&manager, &mut request).await?;
             let span = tracing::Span::current();
-            if !span.is_disabled() {
-                span.record("fingerprint", sent.fingerprint());
-            }
             let mut replays = 0;
             loop {
+                // Copied before the token goes in: the copy is cheaper (the headers
+                // hold only the caller's), and a replay gets a fresh token anyway.
                 let replay = if replays < self.max_replays {
                     request.try_clone()
                 } else {
                     None
                 };
+                // The handle of the token sent: kept (no copy) to invalidate that very
+                // token if the server rejects it.
+                let sent = self.authorize(&manager, &mut request).await?;
+                if !span.is_disabled() {
+                    span.record("fingerprint", sent.fingerprint());
+                    span.record("replays", replays);
+                }
                 let response = next.clone().run(request, extensions).await?;
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
@@ -146,17 +149,12 @@ impl Middleware for TokenMiddleware {
                     );
                     return Ok(response);
                 };
-                request = again;
-                replays += 1;
-                sent = self.authorize(&manager, &mut request).await?;
-                if !span.is_disabled() {
-                    span.record("replays", replays);
-                    span.record("fingerprint", sent.fingerprint());
-                }
                 tracing::debug!(
                     status = response.status().as_u16(),
                     "token rejected; refreshed and replaying"
                 );
+                request = again;
+                replays += 1;
             }
         }
         .instrument(span)
