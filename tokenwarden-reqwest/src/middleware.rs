@@ -113,10 +113,12 @@ impl Middleware for TokenMiddleware {
             fingerprint = tracing::field::Empty,
             replays = 0u32,
         );
+        let picked;
         let manager = match &self.managers {
-            Managers::Fixed(manager) => manager.clone(),
+            Managers::Fixed(manager) => manager,
             Managers::PerKey(pick) => {
-                pick(extensions).map_err(reqwest_middleware::Error::middleware)?
+                picked = pick(extensions).map_err(reqwest_middleware::Error::middleware)?;
+                &picked
             }
         };
         async move {
@@ -132,7 +134,7 @@ impl Middleware for TokenMiddleware {
                 };
                 // The handle of the token sent: kept (no copy) to invalidate that very
                 // token if the server rejects it.
-                let sent = self.authorize(&manager, &mut request).await?;
+                let sent = self.authorize(manager, &mut request).await?;
                 if !span.is_disabled() {
                     span.record("fingerprint", sent.fingerprint());
                     span.record("replays", replays);
