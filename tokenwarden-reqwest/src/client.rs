@@ -1,18 +1,20 @@
 //! [`AuthClient`]: a reqwest client with a base URL whose requests carry the token.
 
+use crate::middleware::Direct;
 use crate::TokenMiddleware;
-use reqwest::Method;
-use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
+use http::Extensions;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Body, Method, Response};
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 use tokenwarden::http::{AllowedOrigins, TokenPlacement};
 use tokenwarden::{Error, Result, TokenManager, TokenRegistry};
-
-type PerKey = Box<dyn FnOnce(AllowedOrigins) -> TokenMiddleware + Send>;
 use url::Url;
 
 /// A client for one API: relative paths resolve against its base URL, and its
-/// requests carry a valid token (see [`TokenMiddleware`]). Cheap to clone.
+/// requests carry a valid token, exactly as with [`TokenMiddleware`] (which it
+/// runs directly, without a middleware stack in between). Cheap to clone.
 ///
 /// ```no_run
 /// use tokenwarden::{source::from_fn, Token, TokenManager};
@@ -29,9 +31,17 @@ use url::Url;
 /// ```
 #[derive(Debug, Clone)]
 pub struct AuthClient {
-    http: ClientWithMiddleware,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    middleware: TokenMiddleware,
     base_url: Url,
 }
+
+type PerKey = Box<dyn FnOnce(AllowedOrigins) -> TokenMiddleware + Send>;
 
 /// Builds an [`AuthClient`]. Made by [`AuthClient::builder`].
 #[derive(Default)]
@@ -45,6 +55,16 @@ pub struct AuthClientBuilder {
     http: Option<reqwest::Client>,
 }
 
+/// A request being built by an [`AuthClient`]; [`send`](Self::send) sends it with
+/// the token.
+#[derive(Debug)]
+#[must_use = "a request does nothing until sent"]
+pub struct AuthRequestBuilder {
+    client: AuthClient,
+    request: reqwest::RequestBuilder,
+    extensions: Extensions,
+}
+
 impl AuthClient {
     /// Starts building a client.
     pub fn builder() -> AuthClientBuilder {
@@ -53,47 +73,126 @@ impl AuthClient {
 
     /// The base URL relative paths resolve against.
     pub fn base_url(&self) -> &Url {
-        &self.base_url
+        &self.inner.base_url
     }
 
     /// A request to `path`: relative to the base URL, or absolute (which gets the
     /// token only if its origin is allowed).
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        match self.base_url.join(path) {
-            Ok(url) => self.http.request(method, url),
+    pub fn request(&self, method: Method, path: &str) -> AuthRequestBuilder {
+        let http = &self.inner.http;
+        let request = match self.inner.base_url.join(path) {
+            Ok(url) => http.request(method, url),
             // reqwest reports the bad URL when the request is sent.
-            Err(_) => self.http.request(method, path),
+            Err(_) => http.request(method, path),
+        };
+        AuthRequestBuilder {
+            client: self.clone(),
+            request,
+            extensions: Extensions::new(),
         }
     }
 
     /// A GET to `path`.
-    pub fn get(&self, path: &str) -> RequestBuilder {
+    pub fn get(&self, path: &str) -> AuthRequestBuilder {
         self.request(Method::GET, path)
     }
 
     /// A POST to `path`.
-    pub fn post(&self, path: &str) -> RequestBuilder {
+    pub fn post(&self, path: &str) -> AuthRequestBuilder {
         self.request(Method::POST, path)
     }
 
     /// A PUT to `path`.
-    pub fn put(&self, path: &str) -> RequestBuilder {
+    pub fn put(&self, path: &str) -> AuthRequestBuilder {
         self.request(Method::PUT, path)
     }
 
     /// A PATCH to `path`.
-    pub fn patch(&self, path: &str) -> RequestBuilder {
+    pub fn patch(&self, path: &str) -> AuthRequestBuilder {
         self.request(Method::PATCH, path)
     }
 
     /// A DELETE to `path`.
-    pub fn delete(&self, path: &str) -> RequestBuilder {
+    pub fn delete(&self, path: &str) -> AuthRequestBuilder {
         self.request(Method::DELETE, path)
     }
 
-    /// The underlying client with the middleware, for anything else.
-    pub fn inner(&self) -> &ClientWithMiddleware {
-        &self.http
+    /// The underlying reqwest client (without the token).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+}
+
+impl AuthRequestBuilder {
+    /// Adds a header.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        <HeaderName as TryFrom<K>>::Error: Into<http::Error>,
+        HeaderValue: TryFrom<V>,
+        <HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+    {
+        self.request = self.request.header(name, value);
+        self
+    }
+
+    /// Adds headers.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.request = self.request.headers(headers);
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.request = self.request.body(body);
+        self
+    }
+
+    /// Sets a JSON body.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, json: &T) -> Self {
+        self.request = self.request.json(json);
+        self
+    }
+
+    /// Sets a form body.
+    pub fn form<T: serde::Serialize + ?Sized>(mut self, form: &T) -> Self {
+        self.request = self.request.form(form);
+        self
+    }
+
+    /// Adds query parameters.
+    pub fn query<T: serde::Serialize + ?Sized>(mut self, query: &T) -> Self {
+        self.request = self.request.query(query);
+        self
+    }
+
+    /// Sets the timeout of this request.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.request = self.request.timeout(timeout);
+        self
+    }
+
+    /// Attaches a value the token's middleware can read: the key of a per-key
+    /// client ([`AuthClientBuilder::token_registry`]).
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, extension: T) -> Self {
+        self.extensions.insert(extension);
+        self
+    }
+
+    /// Sends the request with a valid token (if its origin is allowed); a rejected
+    /// token is refreshed and the request replayed once when its body can be.
+    pub async fn send(self) -> reqwest_middleware::Result<Response> {
+        let inner = &self.client.inner;
+        let request = self.request.build()?;
+        let mut direct = Direct(&inner.http);
+        if !inner.middleware.allows(&request) {
+            return Ok(inner.http.execute(request).await?);
+        }
+        let manager = inner.middleware.pick(&self.extensions)?;
+        inner
+            .middleware
+            .execute(request, &manager, &mut direct)
+            .await
     }
 }
 
@@ -105,7 +204,7 @@ impl AuthClientBuilder {
         self
     }
 
-    /// The manager whose tokens the requests carry. Required.
+    /// The manager whose tokens the requests carry. Required, unless a registry is given.
     pub fn token_manager(mut self, manager: TokenManager) -> Self {
         self.manager = Some(manager);
         self
@@ -172,10 +271,13 @@ impl AuthClientBuilder {
         if let Some(max_replays) = self.max_replays {
             middleware = middleware.max_replays(max_replays);
         }
-        let http = reqwest_middleware::ClientBuilder::new(self.http.unwrap_or_default())
-            .with(middleware)
-            .build();
-        Ok(AuthClient { http, base_url })
+        Ok(AuthClient {
+            inner: Arc::new(Inner {
+                http: self.http.unwrap_or_default(),
+                middleware,
+                base_url,
+            }),
+        })
     }
 }
 

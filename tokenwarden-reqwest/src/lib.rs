@@ -40,6 +40,6 @@
 mod client;
 mod middleware;
 
-pub use client::{AuthClient, AuthClientBuilder};
+pub use client::{AuthClient, AuthClientBuilder, AuthRequestBuilder};
 pub use middleware::{TokenMiddleware, DEFAULT_MAX_REPLAYS};
 pub use tokenwarden::http::{AllowedOrigins, TokenPlacement};

@@ -94,18 +94,81 @@ impl TokenMiddleware {
     }
 }
 
-#[async_trait::async_trait]
-impl Middleware for TokenMiddleware {
-    async fn handle(
+/// Where a request goes once it carries the token: down the middleware stack, or
+/// straight to a reqwest client ([`AuthClient`](crate::AuthClient)).
+pub(crate) trait Transport {
+    async fn send(&mut self, request: Request) -> reqwest_middleware::Result<Response>;
+}
+
+struct ViaNext<'a, 'b> {
+    next: Next<'a>,
+    extensions: &'b mut Extensions,
+}
+
+impl Transport for ViaNext<'_, '_> {
+    async fn send(&mut self, request: Request) -> reqwest_middleware::Result<Response> {
+        self.next.clone().run(request, self.extensions).await
+    }
+}
+
+/// Sends with a plain reqwest client.
+pub(crate) struct Direct<'a>(pub(crate) &'a reqwest::Client);
+
+impl Transport for Direct<'_> {
+    async fn send(&mut self, request: Request) -> reqwest_middleware::Result<Response> {
+        Ok(self.0.execute(request).await?)
+    }
+}
+
+/// The manager a request's token comes from: the middleware's own, or the one a
+/// registry holds for the request's key.
+pub(crate) enum Picked<'a> {
+    Fixed(&'a TokenManager),
+    PerKey(TokenManager),
+}
+
+impl std::ops::Deref for Picked<'_> {
+    type Target = TokenManager;
+
+    fn deref(&self) -> &TokenManager {
+        match self {
+            Picked::Fixed(manager) => manager,
+            Picked::PerKey(manager) => manager,
+        }
+    }
+}
+
+impl TokenMiddleware {
+    /// Whether `request` gets a token at all.
+    pub(crate) fn allows(&self, request: &Request) -> bool {
+        let allowed = self.origins.allows(request.url());
+        if !allowed {
+            tracing::debug!(
+                origin = %request.url().origin().ascii_serialization(),
+                "not an allowed origin: sent without the token"
+            );
+        }
+        allowed
+    }
+
+    /// The manager for a request with these `extensions`.
+    pub(crate) fn pick(&self, extensions: &Extensions) -> reqwest_middleware::Result<Picked<'_>> {
+        Ok(match &self.managers {
+            Managers::Fixed(manager) => Picked::Fixed(manager),
+            Managers::PerKey(pick) => {
+                Picked::PerKey(pick(extensions).map_err(reqwest_middleware::Error::middleware)?)
+            }
+        })
+    }
+
+    /// Sends `request` (to an allowed origin) through `transport` with a valid token
+    /// of `manager`, and refreshes and replays once if the token is rejected.
+    pub(crate) async fn execute(
         &self,
         mut request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
+        manager: &TokenManager,
+        transport: &mut impl Transport,
     ) -> reqwest_middleware::Result<Response> {
-        if !self.origins.allows(request.url()) {
-            tracing::debug!(origin = %request.url().origin().ascii_serialization(), "not an allowed origin: sent without the token");
-            return next.run(request, extensions).await;
-        }
         let span = tracing::debug_span!(
             "tokenwarden.request",
             method = %request.method(),
@@ -113,14 +176,6 @@ impl Middleware for TokenMiddleware {
             fingerprint = tracing::field::Empty,
             replays = 0u32,
         );
-        let picked;
-        let manager = match &self.managers {
-            Managers::Fixed(manager) => manager,
-            Managers::PerKey(pick) => {
-                picked = pick(extensions).map_err(reqwest_middleware::Error::middleware)?;
-                &picked
-            }
-        };
         async move {
             let span = tracing::Span::current();
             let mut replays = 0;
@@ -139,7 +194,7 @@ impl Middleware for TokenMiddleware {
                     span.record("fingerprint", sent.fingerprint());
                     span.record("replays", replays);
                 }
-                let response = next.clone().run(request, extensions).await?;
+                let response = transport.send(request).await?;
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
@@ -161,6 +216,23 @@ impl Middleware for TokenMiddleware {
         }
         .instrument(span)
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for TokenMiddleware {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if !self.allows(&request) {
+            return next.run(request, extensions).await;
+        }
+        let manager = self.pick(extensions)?;
+        self.execute(request, &manager, &mut ViaNext { next, extensions })
+            .await
     }
 }
 
