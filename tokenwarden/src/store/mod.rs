@@ -1,8 +1,12 @@
 //! Where tokens are kept between calls, processes and machines: the [`TokenStore`]
 //! trait, [`Lease`] for electing one refresher among many, and [`MemoryStore`].
 
+#[cfg(feature = "file-store")]
+mod file;
 mod memory;
 
+#[cfg(feature = "file-store")]
+pub use file::{FileKey, FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 
 use crate::{Result, Token, TokenKey};

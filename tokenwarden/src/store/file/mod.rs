@@ -1,0 +1,326 @@
+//! [`FileStore`]: tokens encrypted on disk, one file per key, readable only by the
+//! user, written atomically, with OS file locks as leases so that processes on one
+//! machine make one refresh between them (feature `file-store`).
+
+mod format;
+mod key;
+
+pub use key::FileKey;
+
+use super::{Lease, LeaseGuard, TokenStore};
+use crate::{Error, Result, Token, TokenKey};
+use async_trait::async_trait;
+use format::Unreadable;
+use key::io_error;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
+
+/// How often a waiting process tries the lock of a lease.
+const LEASE_POLL: Duration = Duration::from_millis(20);
+
+/// Tokens in encrypted files (XChaCha20-Poly1305), in the platform's data
+/// directory for the application unless told otherwise.
+///
+/// - Directories are created 0700 and files 0600 (Unix).
+/// - Writes are atomic and durable: a temporary file in the same directory,
+///   fsync, rename, fsync of the directory; a crash leaves the old or the new token.
+/// - A file that cannot be read (corrupt, truncated, another key, altered) is moved
+///   aside as `<name>.corrupt-<unix time>`, never overwritten or deleted, and
+///   reported as a store error; the manager then logs in again.
+/// - [`lease`](TokenStore::lease) takes an OS lock on `<name>.lock`, released when
+///   the lease or its process ends.
+///
+/// ```no_run
+/// use tokenwarden::store::{FileKey, FileStore};
+///
+/// # fn run() -> tokenwarden::Result<()> {
+/// let store = FileStore::builder("my-cli").build()?; // ~/.local/share/my-cli/tokens, key file in ~/.config/my-cli
+/// let store = FileStore::builder("my-cli")
+///     .dir("/custom/path")
+///     .key(FileKey::passphrase(std::env::var("TOKEN_PASSPHRASE").unwrap_or_default()))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    key: Zeroizing<[u8; 32]>,
+    name: String,
+}
+
+/// Builds a [`FileStore`]. Made by [`FileStore::builder`].
+#[derive(Debug)]
+pub struct FileStoreBuilder {
+    app: String,
+    dir: Option<PathBuf>,
+    key: Option<FileKey>,
+}
+
+impl FileStore {
+    /// Starts building a store for the application `app` (which names its
+    /// directories).
+    pub fn builder(app: impl Into<String>) -> FileStoreBuilder {
+        FileStoreBuilder {
+            app: app.into(),
+            dir: None,
+            key: None,
+        }
+    }
+
+    /// The directory holding the token files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn path(&self, key: &TokenKey) -> PathBuf {
+        // Key names are `[A-Za-z0-9._-]` only and never start with a dot: no path
+        // can escape the directory.
+        self.inner.dir.join(format!("{}.tok", key.as_str()))
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::store(&self.inner.name, message)
+    }
+
+    fn io(&self, action: &str, path: &Path, error: std::io::Error) -> Error {
+        io_error(&self.inner.name, action, path, error)
+    }
+
+    fn load_blocking(&self, key: &TokenKey) -> Result<Option<Token>> {
+        let path = self.path(key);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read", &path, e)),
+            Ok(meta) if !meta.file_type().is_file() => {
+                return Err(self.error(format!(
+                    "{} is not a regular file (a link or a directory); refusing to follow it",
+                    path.display()
+                )));
+            }
+            Ok(_) => {}
+        }
+        let bytes = std::fs::read(&path).map_err(|e| self.io("read", &path, e))?;
+        let plaintext = match format::open(&self.inner.key, key.as_str(), &bytes) {
+            Ok(plaintext) => Zeroizing::new(plaintext),
+            Err(Unreadable::FutureVersion(version)) => {
+                return Err(self.error(format!(
+                    "{} was written by a newer tokenwarden (format {version}); upgrade, or log in again after removing it",
+                    path.display()
+                )));
+            }
+            Err(Unreadable::Corrupt(why)) => return Err(self.move_aside(&path, why)),
+            Err(Unreadable::Undecryptable) => {
+                return Err(self.move_aside(
+                    &path,
+                    "it does not decrypt with this store's key (another key, or altered)",
+                ))
+            }
+        };
+        match serde_json::from_slice::<Token>(&plaintext) {
+            Ok(token) => Ok(Some(token)),
+            Err(_) => Err(self.move_aside(&path, "it decrypts but holds no token")),
+        }
+    }
+
+    /// Moves an unreadable file aside (never deleting it) and says so.
+    #[allow(clippy::disallowed_methods)] // a stamp in a file name, not a token decision
+    fn move_aside(&self, path: &Path, why: &str) -> Error {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let aside = path.with_extension(format!("tok.corrupt-{stamp}"));
+        let moved = match std::fs::rename(path, &aside) {
+            Ok(()) => format!("moved aside to {}", aside.display()),
+            Err(e) => format!("could not move it aside ({e})"),
+        };
+        tracing::warn!(file = %path.display(), why, "unreadable token file; {moved}");
+        self.error(format!("{} cannot be read: {why}; {moved}", path.display()))
+    }
+
+    fn save_blocking(&self, key: &TokenKey, token: &Token) -> Result<()> {
+        let path = self.path(key);
+        let json = Zeroizing::new(
+            serde_json::to_vec(token)
+                .map_err(|e| self.error(format!("could not encode the token: {e}")))?,
+        );
+        let sealed = format::seal(&self.inner.key, key.as_str(), &json)
+            .map_err(|e| self.error(format!("no randomness from the operating system: {e}")))?;
+        let dir = &self.inner.dir;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| self.io("create a temporary file in", dir, e))?;
+        // tempfile creates files 0600 on Unix.
+        temp.write_all(&sealed)
+            .and_then(|()| temp.as_file().sync_all())
+            .map_err(|e| self.io("write", temp.path(), e))?;
+        temp.persist(&path)
+            .map_err(|e| self.io("replace", &path, e.error))?;
+        sync_dir(dir).map_err(|e| self.io("sync", dir, e))
+    }
+
+    fn delete_blocking(&self, key: &TokenKey) -> Result<()> {
+        let path = self.path(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.inner.dir).map_err(|e| self.io("sync", &self.inner.dir, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("remove", &path, e)),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(FileStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(store))
+            .await
+            .map_err(|e| self.error(format!("the file task failed: {e}")))?
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Creates `dir` (and parents) readable only by the user.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[async_trait]
+impl TokenStore for FileStore {
+    async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
+        let key = key.clone();
+        self.blocking(move |store| store.load_blocking(&key)).await
+    }
+
+    async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
+        let (key, token) = (key.clone(), token.clone());
+        self.blocking(move |store| store.save_blocking(&key, &token))
+            .await
+    }
+
+    async fn delete(&self, key: &TokenKey) -> Result<()> {
+        let key = key.clone();
+        self.blocking(move |store| store.delete_blocking(&key))
+            .await
+    }
+
+    async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
+        let path = self.inner.dir.join(format!("{}.lock", key.as_str()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(|e| self.io("open", &path, e))?;
+        // Polled rather than blocked on, so that a lease nobody releases (a hung
+        // holder) is given up after `ttl` instead of stalling the refresh forever.
+        let mut polls_left = ttl.as_millis() / LEASE_POLL.as_millis();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lease::new(FileLease { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) if polls_left > 0 => {
+                    polls_left -= 1;
+                    tokio::time::sleep(LEASE_POLL).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(self.error(format!(
+                        "{} stayed locked for {ttl:?}; refreshing without it",
+                        path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(self.io("lock", &path, e)),
+            }
+        }
+    }
+
+    async fn contains(&self, key: &TokenKey) -> Result<bool> {
+        Ok(self.path(key).is_file())
+    }
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
+/// Holds the lock until dropped (the OS drops it with the process, too).
+#[derive(Debug)]
+struct FileLease {
+    _file: std::fs::File,
+}
+
+#[async_trait]
+impl LeaseGuard for FileLease {
+    async fn release(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl FileStoreBuilder {
+    /// The directory of the token files. Defaults to the platform's data directory
+    /// for the application (`~/.local/share/<app>/tokens` on Linux).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Where the encryption key comes from. Defaults to a key file in the
+    /// platform's config directory for the application (`~/.config/<app>/token.key`
+    /// on Linux), apart from the tokens.
+    pub fn key(mut self, key: FileKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Builds the store: creates the directory (0700) and reads or creates the key.
+    pub fn build(self) -> Result<FileStore> {
+        let project = || {
+            directories::ProjectDirs::from("", "", &self.app).ok_or_else(|| {
+                Error::config(
+                    "no home directory to keep tokens in: give the file store a dir and a key",
+                )
+            })
+        };
+        let dir = match self.dir {
+            Some(dir) => dir,
+            None => project()?.data_dir().join("tokens"),
+        };
+        let name = format!("file:{}", dir.display());
+        create_private_dir(&dir).map_err(|e| io_error(&name, "create", &dir, e))?;
+        let key = match self.key {
+            Some(key) => key,
+            None => FileKey::KeyFile(project()?.config_dir().join("token.key")),
+        };
+        let key = key.resolve(&dir, &name)?;
+        Ok(FileStore {
+            inner: Arc::new(Inner { dir, key, name }),
+        })
+    }
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}

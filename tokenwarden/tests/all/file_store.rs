@@ -1,0 +1,227 @@
+//! The encrypted file store on a real file system (a temporary directory).
+
+use crate::common::*;
+use std::time::Duration;
+use tokenwarden::store::{FileKey, FileStore};
+use tokenwarden::{ErrorKind, Token, TokenKey, TokenManager, TokenStore};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn store(dir: &std::path::Path, key: [u8; 32]) -> FileStore {
+    FileStore::builder("tokenwarden-tests")
+        .dir(dir)
+        .key(FileKey::bytes(key))
+        .build()
+        .unwrap()
+}
+
+fn token() -> Token {
+    Token::new(format!("{MARKER}-file-at"))
+        .with_refresh_token(format!("{MARKER}-file-rt"))
+        .with_expires_at(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+}
+
+#[tokio::test]
+async fn tokens_round_trip_encrypted_with_private_permissions() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let store = store(&tokens, [1; 32]);
+    let key = TokenKey::new("api").with("client_id", "c");
+    assert!(store.load(&key).await.unwrap().is_none());
+    store.save(&key, &token()).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.refresh_token.unwrap().secret(),
+        format!("{MARKER}-file-rt")
+    );
+    assert!(store.contains(&key).await.unwrap());
+
+    let file = tokens.join(format!("{}.tok", key.as_str()));
+    let raw = std::fs::read(&file).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(MARKER),
+        "encrypted at rest"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tokens), 0o700);
+        assert_eq!(mode(&file), 0o600);
+    }
+    store.delete(&key).await.unwrap();
+    assert!(!file.exists());
+    store.delete(&key).await.unwrap(); // deleting nothing is fine
+    assert_clean("store", &format!("{store:?}"));
+}
+
+#[tokio::test]
+async fn unreadable_files_are_typed_errors_and_moved_aside() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let key = TokenKey::new("api");
+    let file = dir.path().join(format!("{}.tok", key.as_str()));
+    let aside = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".corrupt-")
+            })
+            .count()
+    };
+
+    // Another key.
+    store(dir.path(), [1; 32])
+        .save(&key, &token())
+        .await
+        .unwrap();
+    let error = store(dir.path(), [2; 32]).load(&key).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Store);
+    assert!(
+        error.to_string().contains("does not decrypt") && error.to_string().contains("moved aside"),
+        "{error}"
+    );
+    assert!(!file.exists());
+    assert_eq!(aside(dir.path()), 1, "kept, not deleted");
+
+    // Truncated and garbage.
+    for bytes in [
+        b"TWTK\x01short".to_vec(),
+        b"{\"access_token\":\"x\"}".to_vec(),
+    ] {
+        std::fs::write(&file, bytes).unwrap();
+        let error = store(dir.path(), [1; 32]).load(&key).await.unwrap_err();
+        assert!(
+            error.to_string().contains(&*file.display().to_string()),
+            "names the file: {error}"
+        );
+    }
+    // A file of another entry copied under this name.
+    let other = TokenKey::new("other");
+    store(dir.path(), [1; 32])
+        .save(&other, &token())
+        .await
+        .unwrap();
+    std::fs::copy(dir.path().join(format!("{}.tok", other.as_str())), &file).unwrap();
+    assert!(store(dir.path(), [1; 32]).load(&key).await.is_err());
+
+    // A newer format is reported, not moved.
+    store(dir.path(), [1; 32])
+        .save(&key, &token())
+        .await
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4] = 9;
+    std::fs::write(&file, &bytes).unwrap();
+    let error = store(dir.path(), [1; 32]).load(&key).await.unwrap_err();
+    assert!(error.to_string().contains("newer tokenwarden"), "{error}");
+    assert!(file.exists());
+    assert_clean("error", &format!("{error:?}"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn links_are_not_followed() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let key = TokenKey::new("api");
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "not yours").unwrap();
+    let tokens = dir.path().join("tokens");
+    let store = store(&tokens, [1; 32]);
+    std::os::unix::fs::symlink(&outside, tokens.join(format!("{}.tok", key.as_str()))).unwrap();
+    let error = store.load(&key).await.unwrap_err();
+    assert!(error.to_string().contains("refusing to follow"), "{error}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not yours");
+}
+
+#[tokio::test]
+async fn passphrase_and_key_file_keys() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let key = TokenKey::new("api");
+    let with = |pass: &str| {
+        FileStore::builder("t")
+            .dir(dir.path())
+            .key(FileKey::passphrase(pass))
+            .build()
+            .unwrap()
+    };
+    with("correct horse").save(&key, &token()).await.unwrap();
+    assert!(with("correct horse").load(&key).await.unwrap().is_some());
+    assert!(with("wrong").load(&key).await.is_err());
+
+    let key_file = dir.path().join("config/token.key");
+    let by_file = || {
+        FileStore::builder("t")
+            .dir(dir.path().join("kf"))
+            .key(FileKey::KeyFile(key_file.clone()))
+            .build()
+            .unwrap()
+    };
+    by_file().save(&key, &token()).await.unwrap();
+    assert!(
+        by_file().load(&key).await.unwrap().is_some(),
+        "the key file was reused"
+    );
+    assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_excludes_other_holders_until_released() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(dir.path(), [1; 32]), store(dir.path(), [1; 32]));
+    let key = TokenKey::new("api");
+    let held = a.lease(&key, Duration::from_secs(5)).await.unwrap();
+    let waiting = tokio::spawn({
+        let (b, key) = (b.clone(), key.clone());
+        async move {
+            b.lease(&key, Duration::from_secs(5))
+                .await
+                .map(|lease| lease.is_held())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the second holder waits");
+    held.release().await.unwrap();
+    assert!(waiting.await.unwrap().unwrap());
+    let stuck = a.lease(&key, Duration::from_secs(5)).await.unwrap();
+    let error = b.lease(&key, Duration::from_millis(60)).await.unwrap_err();
+    assert!(error.to_string().contains("stayed locked"), "{error}");
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn a_restarted_manager_uses_the_saved_token() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, clock) = (CountingSource::new(HOUR), clock());
+    let first = TokenManager::builder(source.clone())
+        .clock(clock.clone())
+        .store(store(dir.path(), [3; 32]))
+        .build()
+        .unwrap();
+    let fingerprint = first.token().await.unwrap().fingerprint();
+    drop(first); // the process ends
+    let second = TokenManager::builder(source.clone())
+        .clock(clock.clone())
+        .store(store(dir.path(), [3; 32]))
+        .build()
+        .unwrap();
+    assert_eq!(second.token().await.unwrap().fingerprint(), fingerprint);
+    assert_eq!(source.calls(), 1, "no second login");
+}
