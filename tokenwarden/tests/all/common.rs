@@ -250,3 +250,17 @@ pub fn observed(
         events,
     )
 }
+
+/// How many files the file store moved aside (`*.corrupt-*`) in `dir`.
+pub fn files_moved_aside(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".corrupt-")
+        })
+        .count()
+}

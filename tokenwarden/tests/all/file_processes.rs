@@ -145,16 +145,7 @@ fn a_process_killed_mid_save_leaves_a_whole_token() {
             Ok(None) => {} // killed before the first save landed
             Err(error) => panic!("round {round}: the file is not whole: {error}"),
         }
-        let leftovers = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".corrupt-")
-            })
-            .count();
+        let leftovers = files_moved_aside(dir.path());
         assert_eq!(leftovers, 0, "round {round}: nothing was ever unreadable");
     }
     assert!(found > 0, "some kills landed after saves began");

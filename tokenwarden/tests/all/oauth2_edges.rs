@@ -182,9 +182,8 @@ async fn a_huge_body_is_refused_unread() {
     );
 }
 
-#[tokio::test]
-async fn redirects_are_not_followed_with_credentials() {
-    let _h = harness();
+/// A token endpoint that redirects (307) to another that would hand out a token.
+async fn redirecting() -> (MockServer, MockServer) {
     let elsewhere = answering(
         ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "x"})),
     )
@@ -194,6 +193,13 @@ async fn redirects_are_not_followed_with_credentials() {
             .insert_header("location", format!("{}/token", elsewhere.uri()).as_str()),
     )
     .await;
+    (server, elsewhere)
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_with_credentials() {
+    let _h = harness();
+    let (server, elsewhere) = redirecting().await;
     let error = client(&server, RetryPolicy::none())
         .client_credentials()
         .fetch()
@@ -232,15 +238,7 @@ async fn connection_refused_is_transient() {
 #[tokio::test]
 async fn a_user_client_that_follows_redirects_is_caught() {
     let _h = harness();
-    let elsewhere = answering(
-        ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "x"})),
-    )
-    .await;
-    let server = answering(
-        ResponseTemplate::new(307)
-            .insert_header("location", format!("{}/token", elsewhere.uri()).as_str()),
-    )
-    .await;
+    let (server, elsewhere) = redirecting().await;
     let client = OAuth2Client::builder()
         .token_url(format!("{}/token", server.uri()))
         .client_id("svc")
@@ -251,6 +249,8 @@ async fn a_user_client_that_follows_redirects_is_caught() {
     let error = client.client_credentials().fetch().await.unwrap_err();
     assert!(error.to_string().contains("redirected to"), "{error}");
     assert!(!error.is_transient());
+    // reqwest followed the redirect itself; tokenwarden refused the answer.
+    assert_eq!(elsewhere.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

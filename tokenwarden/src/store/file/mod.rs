@@ -8,14 +8,14 @@ mod key;
 pub use key::FileKey;
 
 use super::{Lease, LeaseGuard, TokenStore};
-use crate::{Error, Result, Token, TokenKey};
+use crate::{Clock, Error, Result, SystemClock, Token, TokenKey};
 use async_trait::async_trait;
 use format::Unreadable;
 use key::io_error;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// How often a waiting process tries the lock of a lease.
@@ -51,6 +51,8 @@ pub struct FileStore {
 
 struct Inner {
     dir: PathBuf,
+    /// Dates the names of files moved aside.
+    clock: Arc<dyn Clock>,
     key: Zeroizing<[u8; 32]>,
     name: String,
 }
@@ -61,6 +63,7 @@ pub struct FileStoreBuilder {
     app: String,
     dir: Option<PathBuf>,
     key: Option<FileKey>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl FileStore {
@@ -71,6 +74,7 @@ impl FileStore {
             app: app.into(),
             dir: None,
             key: None,
+            clock: None,
         }
     }
 
@@ -130,12 +134,8 @@ impl FileStore {
     }
 
     /// Moves an unreadable file aside (never deleting it) and says so.
-    #[allow(clippy::disallowed_methods)] // a stamp in a file name, not a token decision
     fn move_aside(&self, path: &Path, why: &str) -> Error {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let stamp = crate::clock::unix_millis(self.inner.clock.now()) / 1000;
         let aside = path.with_extension(format!("tok.corrupt-{stamp}"));
         let moved = match std::fs::rename(path, &aside) {
             Ok(()) => format!("moved aside to {}", aside.display()),
@@ -291,6 +291,12 @@ impl FileStoreBuilder {
         self
     }
 
+    /// The clock that dates files moved aside. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// Builds the store: creates the directory (0700) and reads or creates the key.
     pub fn build(self) -> Result<FileStore> {
         let project = || {
@@ -312,7 +318,12 @@ impl FileStoreBuilder {
         };
         let key = key.resolve(&dir, &name)?;
         Ok(FileStore {
-            inner: Arc::new(Inner { dir, key, name }),
+            inner: Arc::new(Inner {
+                dir,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                key,
+                name,
+            }),
         })
     }
 }
