@@ -24,6 +24,8 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) timeout: Duration,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "encryption")]
+    cipher: Option<tokenwarden::store::TokenCipher>,
 }
 
 /// Builds a [`RedisStore`]. Made by [`RedisStore::builder`].
@@ -32,6 +34,8 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "encryption")]
+    cipher: Option<tokenwarden::store::TokenCipher>,
 }
 
 impl RedisStore {
@@ -42,6 +46,8 @@ impl RedisStore {
             prefix: "tokenwarden".into(),
             timeout: DEFAULT_COMMAND_TIMEOUT,
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "encryption")]
+            cipher: None,
         }
     }
 
@@ -74,6 +80,35 @@ impl RedisStore {
         }
     }
 
+    /// The stored form of `token`: sealed when the store has a cipher, else JSON.
+    fn encode(&self, name: &str, token: &Token) -> Result<Vec<u8>> {
+        #[cfg(feature = "encryption")]
+        if let Some(cipher) = &self.inner.cipher {
+            return cipher.seal(name, token);
+        }
+        let _ = name;
+        serde_json::to_vec(token).map_err(|e| self.error("encode the token", e))
+    }
+
+    /// The token in a stored value.
+    fn decode(&self, name: &str, bytes: &[u8]) -> Result<Token> {
+        #[cfg(feature = "encryption")]
+        if let Some(cipher) = &self.inner.cipher {
+            return cipher.open(name, bytes).map_err(|why| {
+                Error::store(
+                    &self.inner.name,
+                    format!("`{name}` cannot be read: {why}; every instance sharing the prefix needs the same key"),
+                )
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|_| {
+            Error::store(
+                &self.inner.name,
+                format!("`{name}` holds no token (encrypted by an instance with a key, or another program's value?); it is ignored"),
+            )
+        })
+    }
+
     fn ttl_ms(&self, token: &Token) -> Option<u64> {
         let expires_at = token.expires_at?;
         let left = expires_at
@@ -97,21 +132,13 @@ impl TokenStore for RedisStore {
         let value: Option<Vec<u8>> = self
             .command("read the token", connection.get(&name))
             .await?;
-        match value {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| {
-                Error::store(
-                    &self.inner.name,
-                    format!("`{name}` holds no token (another program's value?); it is ignored"),
-                )
-            }),
-        }
+        value.map(|bytes| self.decode(&name, &bytes)).transpose()
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
         let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
-        let json = serde_json::to_vec(token).map_err(|e| self.error("encode the token", e))?;
+        let json = self.encode(&name, token)?;
         match self.ttl_ms(token) {
             Some(ttl) => {
                 self.command(
@@ -165,6 +192,26 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Seals tokens with `cipher` (XChaCha20-Poly1305, the file store's scheme, the
+    /// Redis key bound in) so that Redis, its backups and its replicas hold no
+    /// readable token. Every instance sharing the prefix needs the same key.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tokenwarden::Result<()> {
+    /// use tokenwarden::store::TokenCipher;
+    /// let key: [u8; 32] = [0; 32]; // from your secret manager
+    /// let store = tokenwarden_redis::RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .cipher(TokenCipher::new(key))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "encryption")]
+    pub fn cipher(mut self, cipher: tokenwarden::store::TokenCipher) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
     /// Connects (the connection then reconnects by itself).
     pub async fn build(self) -> Result<RedisStore> {
         let name = format!("redis:{}", self.prefix);
@@ -192,6 +239,8 @@ impl RedisStoreBuilder {
                 name,
                 timeout: self.timeout,
                 clock: self.clock,
+                #[cfg(feature = "encryption")]
+                cipher: self.cipher,
             }),
         })
     }

@@ -41,6 +41,12 @@
 //! - `oauth2`: OAuth2 and OpenID Connect sources ([`source::oauth2`]): client
 //!   credentials, refresh token, password; discovery and revocation.
 //! - `tower`: [`tower::TokenLayer`], tokens for hyper clients and tonic channels.
+//! - `encryption`: [`store::TokenCipher`], tokens sealed with XChaCha20-Poly1305 for
+//!   any store (the Redis store uses it).
+//! - `file-store`: [`store::FileStore`], tokens encrypted on disk with file-lock
+//!   leases (implies `encryption`).
+//! - `keyring`: [`store::KeyringStore`], tokens in the OS credential store, and the
+//!   file store's key kept there ([`store::FileKey::Keyring`]).
 //! - `test-util`: [`ManualClock`], a clock tests move by hand.
 //!
 //! ## Security

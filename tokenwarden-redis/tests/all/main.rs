@@ -72,6 +72,63 @@ async fn tokens_round_trip_and_expire_with_the_token() {
     assert!(store.load(&key).await.unwrap().is_none());
 }
 
+#[tokio::test]
+async fn sealed_tokens_open_only_with_the_fleet_key() {
+    use tokenwarden::store::TokenCipher;
+    let clock = ManualClock::default();
+    let Some(plain) = store(&clock).await else {
+        return;
+    };
+    let sealed = |key: [u8; 32]| {
+        RedisStore::builder(URL)
+            .prefix(plain.prefix())
+            .clock(clock.clone())
+            .cipher(TokenCipher::new(key))
+            .build()
+    };
+    let store = sealed([3; 32]).await.unwrap();
+    let key = TokenKey::new("api");
+    let token = Token::new("at-TOPSECRET").with_refresh_token("rt-TOPSECRET");
+    store.save(&key, &token).await.unwrap();
+    let mut redis = redis::Client::open(URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let name = format!("{}:{}", store.prefix(), key.as_str());
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(&name)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        !raw.windows(9).any(|w| w == b"TOPSECRET"),
+        "sealed in Redis"
+    );
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.refresh_token.unwrap().secret(), "rt-TOPSECRET");
+
+    let other_key = sealed([4; 32]).await.unwrap().load(&key).await.unwrap_err();
+    assert!(other_key.to_string().contains("same key"), "{other_key}");
+    let no_key = plain.load(&key).await.unwrap_err();
+    assert!(no_key.to_string().contains(&name), "{no_key}");
+    // A value copied under another key name does not open.
+    let other = TokenKey::new("another-api");
+    let _: () = redis::cmd("COPY")
+        .arg(&name)
+        .arg(format!("{}:{}", store.prefix(), other.as_str()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let copied = store.load(&other).await;
+    assert!(copied.is_err(), "{copied:?}");
+    for error in [other_key, no_key] {
+        assert!(!format!("{error} {error:?}").contains("TOPSECRET"));
+    }
+    store.delete(&key).await.unwrap();
+    store.delete(&other).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lease_holder_at_a_time_and_a_dead_holder_expires() {
     let clock = ManualClock::default();

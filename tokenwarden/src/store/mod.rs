@@ -1,12 +1,22 @@
 //! Where tokens are kept between calls, processes and machines: the [`TokenStore`]
 //! trait, [`Lease`] for electing one refresher among many, and [`MemoryStore`].
 
+#[cfg(feature = "encryption")]
+mod cipher;
 #[cfg(feature = "file-store")]
 mod file;
+#[cfg(any(feature = "file-store", feature = "keyring"))]
+mod fs;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 
+#[cfg(feature = "encryption")]
+pub use cipher::{OpenError, TokenCipher};
 #[cfg(feature = "file-store")]
 pub use file::{FileKey, FileStore, FileStoreBuilder};
+#[cfg(feature = "keyring")]
+pub use keyring::KeyringStore;
 pub use memory::MemoryStore;
 
 use crate::{Result, Token, TokenKey};

@@ -11,6 +11,7 @@ mod background;
 mod contention;
 mod file_processes;
 mod file_store;
+mod keyring_store;
 mod listener;
 mod login_source;
 mod oauth2_edges;

@@ -2,24 +2,18 @@
 //! user, written atomically, with OS file locks as leases so that processes on one
 //! machine make one refresh between them (feature `file-store`).
 
-mod format;
 mod key;
 
 pub use key::FileKey;
 
-use super::{Lease, LeaseGuard, TokenStore};
+use super::fs::{self, create_private_dir, io_error};
+use super::{Lease, OpenError, TokenCipher, TokenStore};
 use crate::{Clock, Error, Result, SystemClock, Token, TokenKey};
 use async_trait::async_trait;
-use format::Unreadable;
-use key::io_error;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use zeroize::Zeroizing;
-
-/// How often a waiting process tries the lock of a lease.
-const LEASE_POLL: Duration = Duration::from_millis(20);
 
 /// Tokens in encrypted files (XChaCha20-Poly1305), in the platform's data
 /// directory for the application unless told otherwise.
@@ -53,7 +47,7 @@ struct Inner {
     dir: PathBuf,
     /// Dates the names of files moved aside.
     clock: Arc<dyn Clock>,
-    key: Zeroizing<[u8; 32]>,
+    cipher: TokenCipher,
     name: String,
 }
 
@@ -111,25 +105,13 @@ impl FileStore {
             Ok(_) => {}
         }
         let bytes = std::fs::read(&path).map_err(|e| self.io("read", &path, e))?;
-        let plaintext = match format::open(&self.inner.key, key.as_str(), &bytes) {
-            Ok(plaintext) => Zeroizing::new(plaintext),
-            Err(Unreadable::FutureVersion(version)) => {
-                return Err(self.error(format!(
-                    "{} was written by a newer tokenwarden (format {version}); upgrade, or log in again after removing it",
-                    path.display()
-                )));
-            }
-            Err(Unreadable::Corrupt(why)) => return Err(self.move_aside(&path, why)),
-            Err(Unreadable::Undecryptable) => {
-                return Err(self.move_aside(
-                    &path,
-                    "it does not decrypt with this store's key (another key, or altered)",
-                ))
-            }
-        };
-        match serde_json::from_slice::<Token>(&plaintext) {
+        match self.inner.cipher.open(key.as_str(), &bytes) {
             Ok(token) => Ok(Some(token)),
-            Err(_) => Err(self.move_aside(&path, "it decrypts but holds no token")),
+            Err(OpenError::FutureVersion(version)) => Err(self.error(format!(
+                "{} was written by a newer tokenwarden (format {version}); upgrade, or log in again after removing it",
+                path.display()
+            ))),
+            Err(why) => Err(self.move_aside(&path, &why.to_string())),
         }
     }
 
@@ -147,12 +129,11 @@ impl FileStore {
 
     fn save_blocking(&self, key: &TokenKey, token: &Token) -> Result<()> {
         let path = self.path(key);
-        let json = Zeroizing::new(
-            serde_json::to_vec(token)
-                .map_err(|e| self.error(format!("could not encode the token: {e}")))?,
-        );
-        let sealed = format::seal(&self.inner.key, key.as_str(), &json)
-            .map_err(|e| self.error(format!("no randomness from the operating system: {e}")))?;
+        let sealed = self
+            .inner
+            .cipher
+            .seal(key.as_str(), token)
+            .map_err(|e| self.error(format!("could not seal the token: {e}")))?;
         let dir = &self.inner.dir;
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
@@ -197,15 +178,6 @@ fn sync_dir(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates `dir` (and parents) readable only by the user.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 #[async_trait]
 impl TokenStore for FileStore {
     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
@@ -227,30 +199,7 @@ impl TokenStore for FileStore {
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         let path = self.inner.dir.join(format!("{}.lock", key.as_str()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path).map_err(|e| self.io("open", &path, e))?;
-        // Polled rather than blocked on, so that a lease nobody releases (a hung
-        // holder) is given up after `ttl` instead of stalling the refresh forever.
-        let mut polls_left = ttl.as_millis() / LEASE_POLL.as_millis();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Lease::new(FileLease { _file: file })),
-                Err(std::fs::TryLockError::WouldBlock) if polls_left > 0 => {
-                    polls_left -= 1;
-                    tokio::time::sleep(LEASE_POLL).await;
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(self.error(format!(
-                        "{} stayed locked for {ttl:?}; refreshing without it",
-                        path.display()
-                    )));
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(self.io("lock", &path, e)),
-            }
-        }
+        fs::lock(&path, ttl, &self.inner.name).await
     }
 
     async fn contains(&self, key: &TokenKey) -> Result<bool> {
@@ -259,19 +208,6 @@ impl TokenStore for FileStore {
 
     fn name(&self) -> &str {
         &self.inner.name
-    }
-}
-
-/// Holds the lock until dropped (the OS drops it with the process, too).
-#[derive(Debug)]
-struct FileLease {
-    _file: std::fs::File,
-}
-
-#[async_trait]
-impl LeaseGuard for FileLease {
-    async fn release(self: Box<Self>) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -285,7 +221,10 @@ impl FileStoreBuilder {
 
     /// Where the encryption key comes from. Defaults to a key file in the
     /// platform's config directory for the application (`~/.config/<app>/token.key`
-    /// on Linux), apart from the tokens.
+    /// on Linux), apart from the tokens; on macOS and Windows with the `keyring`
+    /// feature, to the OS keyring unless that key file exists already or the
+    /// keyring does not answer. (The Linux kernel keyring is emptied by a reboot,
+    /// so it is used only when asked for, with [`FileKey::Keyring`].)
     pub fn key(mut self, key: FileKey) -> Self {
         self.key = Some(key);
         self
@@ -312,16 +251,20 @@ impl FileStoreBuilder {
         };
         let name = format!("file:{}", dir.display());
         create_private_dir(&dir).map_err(|e| io_error(&name, "create", &dir, e))?;
-        let key = match self.key {
-            Some(key) => key,
-            None => FileKey::KeyFile(project()?.config_dir().join("token.key")),
+        let cipher = match self.key {
+            Some(key) => key.resolve(&dir, &name)?,
+            None => key::default_key(
+                &self.app,
+                project()?.config_dir().join("token.key"),
+                &dir,
+                &name,
+            )?,
         };
-        let key = key.resolve(&dir, &name)?;
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                key,
+                cipher,
                 name,
             }),
         })
