@@ -1,18 +1,29 @@
 //! The Redis store against the real server on 127.0.0.1:6379 (started by `.ci/run`;
 //! without it these tests print why and skip, except under `CI`, where they fail).
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
-use std::time::Duration;
-use tokenwarden::store::TokenStore;
-use tokenwarden::{source::from_fn, ManualClock, Token, TokenKey, TokenManager};
+mod processes;
+mod restart;
+mod shared;
+
+#[path = "../../../tokenwarden/tests/all/browser.rs"]
+mod browser;
+#[allow(dead_code)] // the OAuth2 tests use the rest
+#[path = "../../../tokenwarden/tests/all/oidc.rs"]
+mod oidc;
+
+use tokenwarden::ManualClock;
 use tokenwarden_redis::RedisStore;
 
-const URL: &str = "redis://127.0.0.1:6379/0";
+pub const URL: &str = "redis://127.0.0.1:6379/0";
+
+/// Whether Redis must be there (under `CI`), else tests print why and skip.
+pub fn required() -> bool {
+    std::env::var_os("CI").is_some()
+}
 
 /// A store with a prefix of its own (tests run in parallel on one server), or
 /// `None` when Redis is not there and `CI` is not set.
-async fn store(clock: &ManualClock) -> Option<RedisStore> {
+pub async fn store(clock: &ManualClock) -> Option<RedisStore> {
     let prefix = format!("tokenwarden-test-{:016x}", fastrand::u64(..));
     match RedisStore::builder(URL)
         .prefix(prefix)
@@ -21,9 +32,7 @@ async fn store(clock: &ManualClock) -> Option<RedisStore> {
         .await
     {
         Ok(store) => Some(store),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("Redis is required under CI: {error}")
-        }
+        Err(error) if required() => panic!("Redis is required under CI: {error}"),
         Err(error) => {
             eprintln!("skipped: {error}");
             None
@@ -31,300 +40,11 @@ async fn store(clock: &ManualClock) -> Option<RedisStore> {
     }
 }
 
-async fn same_prefix(store: &RedisStore, clock: &ManualClock) -> RedisStore {
+pub async fn same_prefix(store: &RedisStore, clock: &ManualClock) -> RedisStore {
     RedisStore::builder(URL)
         .prefix(store.prefix())
         .clock(clock.clone())
         .build()
         .await
         .unwrap()
-}
-
-#[tokio::test]
-async fn tokens_round_trip_and_expire_with_the_token() {
-    let clock = ManualClock::default();
-    let Some(store) = store(&clock).await else {
-        return;
-    };
-    let key = TokenKey::new("api");
-    assert!(store.load(&key).await.unwrap().is_none());
-    let token = Token::new("at")
-        .with_refresh_token("rt")
-        .with_expires_at(tokenwarden::Clock::now(&clock) + Duration::from_secs(120));
-    store.save(&key, &token).await.unwrap();
-    let loaded = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(loaded.refresh_token.unwrap().secret(), "rt");
-    let mut redis = redis::Client::open(URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{}:{}", store.prefix(), key.as_str()))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(
-        (110_000..=120_000).contains(&ttl),
-        "the TTL ends with the token: {ttl}"
-    );
-    store.delete(&key).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn sealed_tokens_open_only_with_the_fleet_key() {
-    use tokenwarden::store::TokenCipher;
-    let clock = ManualClock::default();
-    let Some(plain) = store(&clock).await else {
-        return;
-    };
-    let sealed = |key: [u8; 32]| {
-        RedisStore::builder(URL)
-            .prefix(plain.prefix())
-            .clock(clock.clone())
-            .cipher(TokenCipher::new(key))
-            .build()
-    };
-    let store = sealed([3; 32]).await.unwrap();
-    let key = TokenKey::new("api");
-    let token = Token::new("at-TOPSECRET").with_refresh_token("rt-TOPSECRET");
-    store.save(&key, &token).await.unwrap();
-    let mut redis = redis::Client::open(URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let name = format!("{}:{}", store.prefix(), key.as_str());
-    let raw: Vec<u8> = redis::cmd("GET")
-        .arg(&name)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(
-        !raw.windows(9).any(|w| w == b"TOPSECRET"),
-        "sealed in Redis"
-    );
-    let loaded = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(loaded.refresh_token.unwrap().secret(), "rt-TOPSECRET");
-
-    let other_key = sealed([4; 32]).await.unwrap().load(&key).await.unwrap_err();
-    assert!(other_key.to_string().contains("same key"), "{other_key}");
-    let no_key = plain.load(&key).await.unwrap_err();
-    assert!(no_key.to_string().contains(&name), "{no_key}");
-    // A value copied under another key name does not open.
-    let other = TokenKey::new("another-api");
-    let _: () = redis::cmd("COPY")
-        .arg(&name)
-        .arg(format!("{}:{}", store.prefix(), other.as_str()))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let copied = store.load(&other).await;
-    assert!(copied.is_err(), "{copied:?}");
-    for error in [other_key, no_key] {
-        assert!(!format!("{error} {error:?}").contains("TOPSECRET"));
-    }
-    store.delete(&key).await.unwrap();
-    store.delete(&other).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_lease_holder_at_a_time_and_a_dead_holder_expires() {
-    let clock = ManualClock::default();
-    let Some(a) = store(&clock).await else { return };
-    let b = same_prefix(&a, &clock).await;
-    let key = TokenKey::new("api");
-    let held = a.lease(&key, Duration::from_secs(5)).await.unwrap();
-    let waiting = tokio::spawn({
-        let (b, key) = (b.clone(), key.clone());
-        async move {
-            b.lease(&key, Duration::from_secs(5))
-                .await
-                .map(|l| l.is_held())
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(!waiting.is_finished(), "the other instance waits");
-    held.release().await.unwrap();
-    assert!(waiting.await.unwrap().unwrap());
-
-    // A holder that dies without releasing: its lease runs out after the TTL.
-    let key = TokenKey::new("dead");
-    drop(a.lease(&key, Duration::from_millis(300)).await.unwrap());
-    let taken = b.lease(&key, Duration::from_secs(2)).await.unwrap();
-    assert!(taken.is_held());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_instances_make_one_token_request_per_expiry() {
-    let clock = ManualClock::default();
-    let Some(first) = store(&clock).await else {
-        return;
-    };
-    let logins = Arc::new(AtomicUsize::new(0));
-    let mut instances = Vec::new();
-    for _ in 0..16 {
-        let logins = logins.clone();
-        let source = from_fn("fleet", move || {
-            let n = logins.fetch_add(1, SeqCst) + 1;
-            async move {
-                tokio::time::sleep(Duration::from_millis(20)).await; // the token endpoint
-                Ok(Token::new(format!("fleet-{n}")).with_expires_in(Duration::from_secs(600)))
-            }
-        });
-        let manager = TokenManager::builder(source)
-            .clock(clock.clone())
-            .store(same_prefix(&first, &clock).await)
-            .build()
-            .unwrap();
-        instances.push(manager);
-    }
-    for expiry in 0..10 {
-        let calls: Vec<_> = instances
-            .iter()
-            .flat_map(|m| (0..50).map(move |_| m.clone()))
-            .map(|m| tokio::spawn(async move { m.token().await.map(|t| t.fingerprint()) }))
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        for call in calls {
-            seen.insert(call.await.unwrap().unwrap());
-        }
-        assert_eq!(
-            seen.len(),
-            1,
-            "expiry {expiry}: one token for 16 × 50 callers"
-        );
-        assert_eq!(
-            logins.load(SeqCst),
-            expiry + 1,
-            "expiry {expiry}: one token request"
-        );
-        clock.advance(Duration::from_secs(600));
-    }
-}
-
-/// A private redis-server on a free port, for tests that stop and start it.
-struct OwnRedis {
-    port: u16,
-    process: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Option<Self> {
-        let process = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        match process {
-            Ok(process) => Some(Self {
-                port,
-                process: Some(process),
-            }),
-            Err(error) if std::env::var_os("CI").is_some() => {
-                panic!("redis-server is required under CI: {error}")
-            }
-            Err(error) => {
-                eprintln!("skipped: no redis-server to start ({error})");
-                None
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn connect_when_up(url: &str, clock: &ManualClock) -> RedisStore {
-    for _ in 0..100 {
-        if let Ok(store) = RedisStore::builder(url).clock(clock.clone()).build().await {
-            return store;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server did not come up at {url}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Some(mut redis) = OwnRedis::start(port) else {
-        return;
-    };
-    let clock = ManualClock::default();
-    let store = connect_when_up(&redis.url(), &clock).await;
-    let logins = Arc::new(AtomicUsize::new(0));
-    let counted = logins.clone();
-    let manager = TokenManager::builder(from_fn("fleet", move || {
-        let n = counted.fetch_add(1, SeqCst) + 1;
-        async move { Ok(Token::new(format!("t-{n}")).with_expires_in(Duration::from_secs(600))) }
-    }))
-    .clock(clock.clone())
-    .store(store.clone())
-    .build()
-    .unwrap();
-    manager.token().await.unwrap();
-
-    redis.stop(); // Redis goes away
-    manager.token().await.expect("served from the cache");
-    clock.advance(Duration::from_secs(600)); // and the token expires meanwhile
-    let during = tokio::time::timeout(Duration::from_secs(30), manager.token())
-        .await
-        .expect("no hang while Redis is down")
-        .expect("a new token without the store");
-    assert_eq!(logins.load(SeqCst), 2);
-    let key = manager.key().clone();
-    assert!(
-        store.load(&key).await.is_err(),
-        "the store says Redis is away"
-    );
-
-    let _redis = OwnRedis::start(port).unwrap(); // Redis returns (empty)
-    let after = connect_when_up(&format!("redis://127.0.0.1:{port}/0"), &clock).await;
-    clock.advance(Duration::from_secs(600));
-    manager
-        .token()
-        .await
-        .expect("a new token once Redis is back");
-    assert_eq!(logins.load(SeqCst), 3);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        // The store's own connection reconnects by itself; the new token lands there.
-        while after.load(&key).await.ok().flatten().is_none() {
-            let _ = manager.force_refresh().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("tokens are stored in Redis again");
-    assert_ne!(
-        during.fingerprint(),
-        manager.token().await.unwrap().fingerprint()
-    );
 }

@@ -35,7 +35,8 @@ pub fn server() -> Option<&'static Oidc> {
 }
 
 fn start() -> Result<Oidc, String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+    // From either crate of the workspace (the Redis tests use this server too).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tokenwarden/tests/oidc");
     if !dir.join("node_modules/oidc-provider").exists() {
         return Err(format!(
             "oidc-provider is not installed; run `npm ci --prefix {}`",

@@ -1,0 +1,375 @@
+//! Real processes sharing one Redis: this test binary runs itself as the children
+//! (selected by `TW_REDIS_CHILD`), each one instance of a service with its own
+//! manager, store connection and `ManualClock`. The clocks stand at the same time
+//! and the parent moves them in step, one line on each child's stdin per step; each
+//! child answers with a `child: ` line on stdout.
+
+use crate::{browser, oidc, required, URL};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+use tokenwarden::source::oauth2::{ClientAuth, DeviceCode, OAuth2Client};
+use tokenwarden::store::TokenCipher;
+use tokenwarden::{source::from_fn, ClientSecret, ManualClock, Token, TokenManager};
+use tokenwarden_redis::RedisStore;
+use tokio::io::AsyncBufReadExt as _;
+
+/// Set in children: the Redis prefix the test shares.
+const CHILD: &str = "TW_REDIS_CHILD";
+/// Set in children of the lease test: `hang` or `take`.
+const MODE: &str = "TW_REDIS_MODE";
+/// Set in children of the rotation test: the authorization server.
+const ISSUER: &str = "TW_OIDC_ISSUER";
+
+/// One child process, killed when dropped.
+struct Instance {
+    process: std::process::Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Instance {
+    /// Runs this binary's test `test` as a child on `prefix`.
+    fn start(test: &str, prefix: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, prefix)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut process = command.spawn().unwrap();
+        Self {
+            stdin: process.stdin.take().unwrap(),
+            stdout: BufReader::new(process.stdout.take().unwrap()),
+            process,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// What the child says next (a line with `child: `), without the prefix.
+    fn said(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "the child ended before answering");
+            // The test harness starts its own line ("test <name> ... ") first.
+            if let Some((_, said)) = line.trim_end().split_once("child: ") {
+                return said.to_owned();
+            }
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.process.kill(); // SIGKILL
+        let _ = self.process.wait();
+    }
+}
+
+/// In a child: says `line` to the parent.
+fn say(line: impl std::fmt::Display) {
+    println!("child: {line}");
+}
+
+/// In a child: the parent's lines.
+fn orders() -> tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>> {
+    tokio::io::BufReader::new(tokio::io::stdin()).lines()
+}
+
+/// In the parent: a fresh prefix and a connection, or `None` (skip) without Redis.
+async fn parent() -> Option<(String, redis::aio::MultiplexedConnection)> {
+    let connection = match redis::Client::open(URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+    {
+        Ok(connection) => connection,
+        Err(error) if required() => panic!("Redis is required under CI: {error}"),
+        Err(error) => {
+            eprintln!("skipped: {error}");
+            return None;
+        }
+    };
+    Some((
+        format!("tokenwarden-test-{:016x}", fastrand::u64(..)),
+        connection,
+    ))
+}
+
+async fn get<T: redis::FromRedisValue>(
+    redis: &mut redis::aio::MultiplexedConnection,
+    command: &str,
+    key: &str,
+) -> T {
+    redis::cmd(command)
+        .arg(key)
+        .query_async(redis)
+        .await
+        .unwrap()
+}
+
+/// In a child: a manager of `source` on the shared store, its clock at the
+/// common start.
+async fn instance<S: tokenwarden::TokenSource + 'static>(
+    prefix: &str,
+    source: S,
+    cipher: Option<TokenCipher>,
+) -> (TokenManager, ManualClock) {
+    let clock = ManualClock::default();
+    let mut store = RedisStore::builder(URL).prefix(prefix).clock(clock.clone());
+    if let Some(cipher) = cipher {
+        store = store.cipher(cipher);
+    }
+    let manager = TokenManager::builder(source)
+        .clock(clock.clone())
+        .store(store.build().await.unwrap())
+        .lease_ttl(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    (manager, clock)
+}
+
+/// In a child: a token source that counts its requests in Redis (`<prefix>:logins`),
+/// so that the parent counts them across all processes. With `hang`, the request
+/// never ends (the process is killed in it).
+fn counted(prefix: &str, hang: bool) -> impl tokenwarden::TokenSource {
+    let client = redis::Client::open(URL).unwrap();
+    let counter = format!("{prefix}:logins");
+    from_fn("fleet", move || {
+        let (client, counter) = (client.clone(), counter.clone());
+        async move {
+            let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+            let n: u64 = get(&mut redis, "INCR", &counter).await;
+            if hang {
+                say("refreshing");
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // the token endpoint
+            Ok(Token::new(format!("fleet-{n}")).with_expires_in(Duration::from_secs(600)))
+        }
+    })
+}
+
+const SIXTEEN: &str = "processes::sixteen_processes_make_one_token_request_per_expiry";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_processes_make_one_token_request_per_expiry() {
+    if let Ok(prefix) = std::env::var(CHILD) {
+        let (manager, clock) = instance(&prefix, counted(&prefix, false), None).await;
+        say("ready");
+        let mut orders = orders();
+        while orders.next_line().await.unwrap().is_some() {
+            let callers: Vec<_> = (0..50)
+                .map(|_| {
+                    let manager = manager.clone();
+                    tokio::spawn(
+                        async move { manager.token().await.unwrap().fingerprint().to_owned() },
+                    )
+                })
+                .collect();
+            let mut seen = HashSet::new();
+            for caller in callers {
+                seen.insert(caller.await.unwrap());
+            }
+            say(seen.into_iter().collect::<Vec<_>>().join(","));
+            clock.advance(Duration::from_secs(600));
+        }
+        return;
+    }
+    let Some((prefix, mut redis)) = parent().await else {
+        return;
+    };
+    let mut instances: Vec<_> = (0..16)
+        .map(|_| Instance::start(SIXTEEN, &prefix, &[]))
+        .collect();
+    for instance in &mut instances {
+        assert_eq!(instance.said(), "ready");
+    }
+    let mut tokens = HashSet::new();
+    for expiry in 1..=10u64 {
+        instances.iter_mut().for_each(|i| i.send("expiry"));
+        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+        assert_eq!(
+            said.len(),
+            1,
+            "expiry {expiry}: one token in all 16 processes: {said:?}"
+        );
+        assert!(
+            tokens.insert(said.into_iter().next().unwrap()),
+            "a new token each expiry"
+        );
+        let logins: u64 = get(&mut redis, "GET", &format!("{prefix}:logins")).await;
+        assert_eq!(
+            logins, expiry,
+            "expiry {expiry}: one token request for 16 × 50 callers"
+        );
+    }
+}
+
+const TAKEOVER: &str = "processes::a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl() {
+    if let Ok(prefix) = std::env::var(CHILD) {
+        let hang = std::env::var(MODE).unwrap() == "hang";
+        let (manager, _clock) = instance(&prefix, counted(&prefix, hang), None).await;
+        say(format!("key {}", manager.key().as_str()));
+        orders().next_line().await.unwrap();
+        let token = manager.token().await.unwrap();
+        say(format!("token {}", token.fingerprint()));
+        return;
+    }
+    let Some((prefix, mut redis)) = parent().await else {
+        return;
+    };
+    let mut holder = Instance::start(TAKEOVER, &prefix, &[(MODE, "hang")]);
+    let key = holder.said().strip_prefix("key ").unwrap().to_owned();
+    holder.send("go");
+    assert_eq!(
+        holder.said(),
+        "refreshing",
+        "the holder took the lease and asked for a token"
+    );
+    drop(holder); // SIGKILL, mid-refresh, the lease still held
+    let lease = format!("{prefix}:{key}:lease");
+    let left: i64 = get(&mut redis, "PTTL", &lease).await;
+    assert!(
+        left > 0,
+        "the dead holder's lease is still in Redis: {left}"
+    );
+
+    let mut taker = Instance::start(TAKEOVER, &prefix, &[(MODE, "take")]);
+    taker.said();
+    taker.send("go");
+    let said = taker.said();
+    assert!(said.starts_with("token "), "{said}");
+    let logins: u64 = get(&mut redis, "GET", &format!("{prefix}:logins")).await;
+    assert_eq!(logins, 2, "the dead holder's request, then the taker's");
+    let stored: Option<Vec<u8>> = get(&mut redis, "GET", &format!("{prefix}:{key}")).await;
+    assert!(stored.is_some(), "the taker stored its token");
+    let held: i64 = get(&mut redis, "EXISTS", &lease).await;
+    assert_eq!(held, 0, "the taker released the lease");
+}
+
+/// The `app` client of the test authorization server, and its device login.
+fn device_login(issuer: &str, on_prompt: impl Fn(String) + Send + Sync + 'static) -> DeviceCode {
+    OAuth2Client::builder()
+        .issuer(issuer)
+        .client_id("app")
+        .auth(ClientAuth::SecretBasic(ClientSecret::new("app-secret")))
+        .build()
+        .unwrap()
+        .device_code()
+        .scope("openid offline_access read")
+        .on_prompt(move |prompt| {
+            on_prompt(
+                prompt
+                    .verification_uri_complete
+                    .clone()
+                    .expect("oidc-provider gives it"),
+            )
+        })
+}
+
+const ROTATION: &str =
+    "processes::eight_processes_share_rotating_refresh_tokens_without_a_rejection";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
+    let cipher = || Some(TokenCipher::new([5; 32]));
+    if let Ok(prefix) = std::env::var(CHILD) {
+        let issuer = std::env::var(ISSUER).unwrap();
+        let source = device_login(&issuer, |_| say("prompted: a login was needed"));
+        let (manager, clock) = instance(&prefix, source, cipher()).await;
+        say("ready");
+        let mut orders = orders();
+        while let Some(order) = orders.next_line().await.unwrap() {
+            if order == "stats" {
+                let stats = manager.stats();
+                say(format!(
+                    "{} {} {}",
+                    stats.fetches, stats.refreshes, stats.failures
+                ));
+                continue;
+            }
+            clock.advance(Duration::from_secs(60)); // past the server's 5 s lifetime
+            let callers: Vec<_> = (0..10)
+                .map(|_| {
+                    let manager = manager.clone();
+                    tokio::spawn(async move {
+                        match manager.token().await {
+                            Ok(token) => token.fingerprint().to_owned(),
+                            Err(error) => format!("error: {error}"),
+                        }
+                    })
+                })
+                .collect();
+            let mut seen = HashSet::new();
+            for caller in callers {
+                seen.insert(caller.await.unwrap());
+            }
+            say(seen.into_iter().collect::<Vec<_>>().join(","));
+        }
+        return;
+    }
+    let Some(oidc) = oidc::server() else { return };
+    let Some((prefix, _redis)) = parent().await else {
+        return;
+    };
+    // The user logs in once (device flow, approved in the headless browser).
+    let login = device_login(&oidc.issuer, |page| {
+        tokio::spawn(async move { browser::approve(&page).await });
+    });
+    let (first, _clock) = instance(&prefix, login, cipher()).await;
+    let signed_in = first
+        .token()
+        .await
+        .expect("approved")
+        .fingerprint()
+        .to_owned();
+
+    let issuer = [(ISSUER, oidc.issuer.as_str())];
+    let mut instances: Vec<_> = (0..8)
+        .map(|_| Instance::start(ROTATION, &prefix, &issuer))
+        .collect();
+    for instance in &mut instances {
+        assert_eq!(instance.said(), "ready");
+    }
+    let mut tokens = HashSet::from([signed_in]);
+    for round in 1..=20 {
+        instances.iter_mut().for_each(|i| i.send("expiry"));
+        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+        assert_eq!(
+            said.len(),
+            1,
+            "round {round}: one token in all 8 processes: {said:?}"
+        );
+        let token = said.into_iter().next().unwrap();
+        assert!(
+            !token.contains("error") && !token.contains(','),
+            "round {round}: {token}"
+        );
+        assert!(tokens.insert(token), "round {round}: a new token");
+    }
+    let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
+    for instance in &mut instances {
+        instance.send("stats");
+        let said = instance.said();
+        let n: Vec<u64> = said.split(' ').map(|n| n.parse().unwrap()).collect();
+        (fetches, refreshes, failures) = (fetches + n[0], refreshes + n[1], failures + n[2]);
+    }
+    assert_eq!(
+        (fetches, refreshes, failures),
+        (0, 20, 0),
+        "20 refreshes in all, no login, no refresh token refused"
+    );
+}
