@@ -9,6 +9,7 @@ mod oidc;
 
 mod background;
 mod contention;
+mod file_faults;
 mod file_processes;
 mod file_store;
 mod keyring_store;
