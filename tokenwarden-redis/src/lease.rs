@@ -1,9 +1,9 @@
 //! The Redis lease: `SET NX PX` with a random owner, renewed while held, released
 //! by compare-and-delete, so that one instance of many refreshes a key.
 
+use crate::connection::RedisConnection;
 use crate::store::RedisStore;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokenwarden::store::LeaseGuard;
 use tokenwarden::{Result, TokenKey};
@@ -17,7 +17,7 @@ const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
 /// A held lease. Renewed every third of its TTL by a task that ends with it.
 #[derive(Debug)]
 pub(crate) struct RedisLease {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     name: String,
     owner: String,
     renewal: tokio::task::JoinHandle<()>,

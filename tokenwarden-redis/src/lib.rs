@@ -9,9 +9,10 @@
 //!   renewed while held, released by compare-and-delete; waiters poll briefly. The
 //!   manager re-reads the store after taking the lease and uses a token another
 //!   instance stored meanwhile, so a rotating refresh token is never spent twice.
-//! - The connection is a [`redis::aio::ConnectionManager`]: it reconnects by
-//!   itself; every command has a timeout, and while Redis is away the manager keeps
-//!   serving from its own cache and single-flight.
+//! - The connection is a [`redis::aio::ConnectionManager`] made from the URL (it
+//!   reconnects by itself), or one you give, manager or multiplexed
+//!   ([`RedisStore::with_connection`]); every command has a timeout, and while Redis
+//!   is away the manager keeps serving from its own cache and single-flight.
 //!
 //! ```no_run
 //! use tokenwarden::{source::from_fn, Token, TokenManager};
@@ -33,7 +34,9 @@
     unreachable_pub
 )]
 
+mod connection;
 mod lease;
 mod store;
 
+pub use connection::RedisConnection;
 pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT};

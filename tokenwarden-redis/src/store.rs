@@ -1,8 +1,8 @@
 //! [`RedisStore`]: tokens as JSON under `<prefix>:<key>`, expiring with the token.
 
+use crate::connection::RedisConnection;
 use crate::lease::RedisLease;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub struct RedisStore {
 }
 
 pub(crate) struct Inner {
-    pub(crate) connection: ConnectionManager,
+    pub(crate) connection: RedisConnection,
     prefix: String,
     pub(crate) name: String,
     pub(crate) timeout: Duration,
@@ -28,9 +28,16 @@ pub(crate) struct Inner {
     cipher: Option<tokenwarden::store::TokenCipher>,
 }
 
-/// Builds a [`RedisStore`]. Made by [`RedisStore::builder`].
+/// Where a builder's connection comes from.
+enum Target {
+    Url(String),
+    Connection(RedisConnection),
+}
+
+/// Builds a [`RedisStore`]. Made by [`RedisStore::builder`] or
+/// [`RedisStore::with_connection`].
 pub struct RedisStoreBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
@@ -41,8 +48,30 @@ pub struct RedisStoreBuilder {
 impl RedisStore {
     /// Starts building a store on the Redis at `url` (`redis://host:port/db`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        Self::builder_for(Target::Url(url.into()))
+    }
+
+    /// Starts building a store on a connection you have: a
+    /// [`ConnectionManager`](redis::aio::ConnectionManager) or a
+    /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    /// let connection = client.get_multiplexed_async_connection().await?;
+    /// let store = tokenwarden_redis::RedisStore::with_connection(connection)
+    ///     .prefix("billing")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_connection(connection: impl Into<RedisConnection>) -> RedisStoreBuilder {
+        Self::builder_for(Target::Connection(connection.into()))
+    }
+
+    fn builder_for(target: Target) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.into(),
+            target,
             prefix: "tokenwarden".into(),
             timeout: DEFAULT_COMMAND_TIMEOUT,
             clock: Arc::new(SystemClock),
@@ -212,26 +241,13 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects (the connection then reconnects by itself).
+    /// Connects (a connection made from the URL then reconnects by itself).
     pub async fn build(self) -> Result<RedisStore> {
         let name = format!("redis:{}", self.prefix);
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| Error::config(format!("the Redis URL is not valid: {e}")))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.timeout));
-        let connection = tokio::time::timeout(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| {
-            Error::store(
-                &name,
-                format!("no connection to Redis within {:?}", self.timeout),
-            )
-        })?
-        .map_err(|e| Error::store(&name, format!("could not connect to Redis: {e}")))?;
+        let connection = match self.target {
+            Target::Connection(connection) => connection,
+            Target::Url(url) => connect(&url, &name, self.timeout).await?.into(),
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
@@ -244,6 +260,23 @@ impl RedisStoreBuilder {
             }),
         })
     }
+}
+
+/// A connection manager for `url`, with `timeout` on connecting and on answers.
+async fn connect(
+    url: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::config(format!("the Redis URL is not valid: {e}")))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout));
+    tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))
+        .await
+        .map_err(|_| Error::store(name, format!("no connection to Redis within {timeout:?}")))?
+        .map_err(|e| Error::store(name, format!("could not connect to Redis: {e}")))
 }
 
 impl std::fmt::Debug for RedisStore {

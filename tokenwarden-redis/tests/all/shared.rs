@@ -171,3 +171,51 @@ async fn sixteen_instances_make_one_token_request_per_expiry() {
         clock.advance(Duration::from_secs(600));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_on_a_multiplexed_connection_share_tokens_and_leases() {
+    let clock = ManualClock::default();
+    let Some(first) = store(&clock).await else {
+        return;
+    };
+    let client = redis::Client::open(URL).unwrap();
+    let on_multiplexed = || async {
+        RedisStore::with_connection(client.get_multiplexed_async_connection().await.unwrap())
+            .prefix(first.prefix())
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (on_multiplexed().await, on_multiplexed().await);
+    let key = TokenKey::new("multiplexed");
+    let lease = a.lease(&key, Duration::from_secs(5)).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        b.lease(&key, Duration::from_secs(5))
+            .await
+            .map(|l| l.is_held())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "b waits while a holds the lease");
+    lease.release().await.unwrap();
+    assert!(waiting.await.unwrap().unwrap());
+
+    let logins = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let counted = logins.clone();
+        let manager = TokenManager::builder(from_fn("multiplexed", move || {
+            let n = counted.fetch_add(1, SeqCst) + 1;
+            async move { Ok(Token::new(format!("m-{n}")).with_expires_in(Duration::from_secs(600))) }
+        }))
+        .clock(clock.clone())
+        .store(on_multiplexed().await)
+        .build()
+        .unwrap();
+        assert_eq!(manager.token().await.unwrap().access_token.secret(), "m-1");
+    }
+    assert_eq!(
+        logins.load(SeqCst),
+        1,
+        "the second read the first one's token"
+    );
+}

@@ -1,5 +1,6 @@
-//! Helpers shared by the benchmarks: medians of criterion samples and the
-//! formatting of the printed figures.
+//! Helpers shared by the benchmarks: medians of criterion samples, the formatting
+//! of the printed figures, a realistic token, and a timing loop for async calls.
+//! `tokenwarden-redis/benches` includes this file too (`#[path]`).
 
 #![allow(dead_code)] // each benchmark uses its own subset
 
@@ -76,4 +77,53 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+pub fn us(value: Option<f64>) -> String {
+    value.map_or_else(
+        || "not measured".into(),
+        |v| format!("{:.1} µs/op", v / 1e3),
+    )
+}
+
+/// A token as an OpenID provider issues it: a ~900-byte JWT-like access token
+/// (an RS256 header, then claims and a signature of seeded random base64url), an
+/// opaque refresh token, a JWT-like ID token, and an expiry an hour away.
+pub fn realistic_token() -> tokenwarden::Token {
+    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut b64 = |len: usize| -> String {
+        (0..len)
+            .map(|_| B64URL[rng.usize(..B64URL.len())] as char)
+            .collect()
+    };
+    // {"alg":"RS256","typ":"JWT","kid":"bench-1"}
+    let header = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImJlbmNoLTEifQ";
+    let access = format!("{header}.{}.{}", b64(496), b64(342));
+    let id = format!("{header}.{}.{}", b64(380), b64(342));
+    tokenwarden::Token::new(access)
+        .with_refresh_token(format!("rt1.{}", b64(86)))
+        .with_id_token(id)
+        .with_scope("openid profile email offline_access")
+        .with_expires_at(std::time::SystemTime::now() + Duration::from_secs(3600))
+}
+
+/// `iters` awaits of `f()` inside one `block_on` on `rt`, each result checked; the
+/// time of the loop alone.
+pub fn async_loop<F, T, E>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    mut f: impl FnMut() -> F,
+) -> Duration
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            criterion::black_box(f().await.expect("the call succeeds"));
+        }
+        start.elapsed()
+    })
 }

@@ -1,5 +1,53 @@
 //! Where tokens are kept between calls, processes and machines: the [`TokenStore`]
-//! trait, [`Lease`] for electing one refresher among many, and [`MemoryStore`].
+//! trait, [`Lease`] for electing one refresher among many, and the stores.
+//!
+//! | store | where | leases | feature |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | this process | in-process | (always) |
+//! | `FileStore` | encrypted files, platform data dir | OS file locks | `file-store` |
+//! | `KeyringStore` | the OS credential store | OS file locks | `keyring` |
+//! | `RedisStore` (crate `tokenwarden-redis`) | Redis, optionally sealed | `SET NX PX`, renewed | — |
+//!
+//! `TokenCipher` (feature `encryption`) seals tokens for any store of your own.
+//!
+//! ## Store, or listener?
+//!
+//! A store is what a "storage handler" with `store` and `fetch` methods is in
+//! other libraries: the manager saves every new token to it *before* any caller
+//! sees it (so a rotated refresh token is never lost to a crash), loads it at
+//! start and before each refresh (so processes share it), and deletes it on
+//! logout. A [`TokenListener`](crate::TokenListener) is told about each new token
+//! *after* it was stored, off the refresh path: use it for copies and side effects
+//! (another system's table, an audit log, a message), as the `persist_listener`
+//! example does with PostgreSQL.
+//!
+//! A store of your own needs `load`, `save` and `delete`:
+//!
+//! ```
+//! use tokenwarden::{Result, Token, TokenKey, TokenStore};
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//!
+//! #[derive(Debug, Default)]
+//! struct MyStore(Mutex<HashMap<String, Vec<u8>>>);
+//!
+//! #[async_trait::async_trait]
+//! impl TokenStore for MyStore {
+//!     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
+//!         let map = self.0.lock().unwrap();
+//!         Ok(map.get(key.as_str()).and_then(|json| serde_json::from_slice(json).ok()))
+//!     }
+//!     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
+//!         let json = serde_json::to_vec(token).expect("a token encodes");
+//!         self.0.lock().unwrap().insert(key.as_str().to_owned(), json);
+//!         Ok(())
+//!     }
+//!     async fn delete(&self, key: &TokenKey) -> Result<()> {
+//!         self.0.lock().unwrap().remove(key.as_str());
+//!         Ok(())
+//!     }
+//! }
+//! ```
 
 #[cfg(feature = "encryption")]
 mod cipher;

@@ -18,6 +18,7 @@ mod login_source;
 mod oauth2_edges;
 mod oauth2_requests;
 mod oauth2_server;
+mod persist_listener;
 mod recovery;
 mod registry;
 mod secrets;
