@@ -102,6 +102,12 @@ impl TokenManagerBuilder {
 
     /// How long before expiry a token turns stale and one background refresh starts;
     /// capped at half the token's lifetime. Defaults to [`DEFAULT_REFRESH_AHEAD`].
+    ///
+    /// `Duration::ZERO` turns the stale window off: nothing is refreshed ahead of
+    /// time, and callers wait for the refresh once the token is expiring. That is
+    /// right for a process that ends right after its call (a CLI), where a refresh
+    /// started in the background could be cut off after the server rotated the
+    /// refresh token, and before the new one was saved.
     pub fn refresh_ahead(mut self, refresh_ahead: Duration) -> Self {
         self.refresh_ahead = Some(refresh_ahead);
         self
@@ -174,7 +180,7 @@ impl TokenManagerBuilder {
                 windows.jitter
             )));
         }
-        if windows.min_valid > windows.refresh_ahead {
+        if !windows.refresh_ahead.is_zero() && windows.min_valid > windows.refresh_ahead {
             return Err(Error::config(format!(
                 "min_valid ({:?}) must not be longer than refresh_ahead ({:?})",
                 windows.min_valid, windows.refresh_ahead

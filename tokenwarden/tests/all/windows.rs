@@ -36,6 +36,33 @@ async fn fresh_token_is_served_from_cache() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn no_refresh_ahead_means_no_background_refresh_and_callers_wait_when_expiring() {
+    let _h = harness();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder
+        .refresh_jitter(0.0)
+        .refresh_ahead(Duration::ZERO)
+        .build()
+        .unwrap();
+    let first = manager.token().await.unwrap().fingerprint();
+    // Where the default stale window would be: served, nothing started.
+    clock.advance(HOUR - Duration::from_secs(60));
+    assert_eq!(manager.token().await.unwrap().fingerprint(), first);
+    settle().await;
+    assert_eq!(
+        source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // The expiring window (the last 30 s): the caller waits for the new token.
+    clock.advance(Duration::from_secs(31));
+    assert_ne!(manager.token().await.unwrap().fingerprint(), first);
+    assert_eq!(
+        source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn stale_window_serves_the_cached_token_and_refreshes_once_in_background() {
     let _h = harness();
     let (source, clock, builder) = counting(HOUR);

@@ -168,18 +168,20 @@ fn read_or_create(path: &Path, len: usize, store: &str) -> Result<Zeroizing<Vec<
             format!("no randomness from the operating system: {e}"),
         )
     })?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(&bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io_error(store, "write", path, e))?;
-            Ok(bytes)
-        }
-        // Another process created it first: use theirs.
+    // Written whole to a temporary file, then linked into place: a link never
+    // replaces an existing file, so of processes starting at once one key wins, and
+    // nobody reads a file still being written.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".key-")
+        .tempfile_in(dir)
+        .map_err(|e| io_error(store, "create a temporary file in", dir, e))?;
+    temp.write_all(&bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| io_error(store, "write", temp.path(), e))?;
+    match std::fs::hard_link(temp.path(), path) {
+        Ok(()) => Ok(bytes),
+        // Another process linked its key first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
             .map(Zeroizing::new)
             .map_err(|e| io_error(store, "read", path, e)),
