@@ -1,0 +1,115 @@
+//! The command line: `tokenwarden <command> [options]`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Access tokens for any OAuth2 API: fetched, stored encrypted, refreshed once per
+/// expiry, and put on your requests.
+#[derive(Debug, Parser)]
+#[command(name = "tokenwarden", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file [default: $TOKENWARDEN_CONFIG, else the platform
+    /// config directory's tokenwarden/config.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which profile of the configuration file to use.
+#[derive(Debug, Args, Clone)]
+pub struct ProfileArg {
+    /// The profile [default: $TOKENWARDEN_PROFILE, else `default`].
+    #[arg(short, long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a valid access token (fetched, refreshed or reused as needed).
+    Token {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Print the token's description and the token as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an authenticated HTTP request, like curl.
+    Curl(CurlArgs),
+    /// Show whether a profile is signed in, and until when (never a secret).
+    Status {
+        /// One profile; without it, a table of all profiles.
+        #[arg(short, long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in (device code, browser) or fetch a token now (other grants).
+    Login {
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// Revoke the tokens where the server supports it, and remove them.
+    Logout {
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// A self-contained demo: a local authorization server and API, concurrent
+    /// workers and short-lived tokens.
+    Demo {
+        /// How long the workers run.
+        #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+        seconds: u64,
+        /// How many workers call the API at once.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+    },
+    /// A local reverse proxy to the profile's base_url that adds the token.
+    Proxy {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8790", value_name = "ADDR:PORT")]
+        listen: SocketAddr,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `tokenwarden curl`.
+#[derive(Debug, Args)]
+pub struct CurlArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// The method [default: GET, or POST with data].
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+    /// A header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The request body.
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA",
+        conflicts_with = "data_file"
+    )]
+    pub data: Option<String>,
+    /// The request body, from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub data_file: Option<PathBuf>,
+    /// Print the response's status line and headers too.
+    #[arg(short = 'i', long = "include")]
+    pub include: bool,
+    /// Exit with 22 when the status is 400 or more.
+    #[arg(short = 'f', long)]
+    pub fail: bool,
+    /// The URL, absolute or relative to the profile's base_url.
+    pub url: String,
+}

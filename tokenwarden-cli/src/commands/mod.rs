@@ -1,0 +1,28 @@
+//! The commands that work on a profile.
+
+pub mod curl;
+pub mod login;
+pub mod logout;
+pub mod status;
+pub mod token;
+
+use crate::config::{Config, Profile};
+use crate::exit::CliError;
+use std::path::PathBuf;
+
+/// The configuration, loaded on first use.
+#[derive(Debug)]
+pub struct Context {
+    pub config_flag: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn config(&self) -> Result<Config, CliError> {
+        Config::load(&Config::path(self.config_flag.as_deref())?)
+    }
+
+    /// The profile chosen by `-p`, `$TOKENWARDEN_PROFILE` or `default`.
+    pub fn profile(&self, flag: Option<&str>) -> Result<Profile, CliError> {
+        self.config()?.profile(&Config::chosen_name(flag))
+    }
+}

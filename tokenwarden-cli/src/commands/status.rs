@@ -1,0 +1,112 @@
+//! `tokenwarden status`: signed in or not, until when, where the token is kept;
+//! never a secret. Without `-p`, one line per profile.
+
+use super::login::human;
+use super::Context;
+use crate::config::Profile;
+use crate::exit::{CliError, OK};
+use crate::profile::Interaction;
+use serde_json::{json, Value};
+
+pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8, CliError> {
+    let config = ctx.config()?;
+    let Some(name) = profile
+        .map(str::to_owned)
+        .or_else(|| std::env::var("TOKENWARDEN_PROFILE").ok())
+    else {
+        let mut rows = Vec::new();
+        for name in config.names() {
+            rows.push(match config.profile(name) {
+                Ok(profile) => describe(&profile).await,
+                Err(error) => json!({ "profile": name, "error": error.message }),
+            });
+        }
+        if json {
+            println!("{:#}", Value::Array(rows));
+        } else {
+            print_table(&rows);
+        }
+        return Ok(OK);
+    };
+    let row = describe(&config.profile(&name)?).await;
+    if json {
+        println!("{row:#}");
+    } else {
+        for (label, key) in [
+            ("profile", "profile"),
+            ("grant", "grant"),
+            ("authenticated", "authenticated"),
+            ("expires in", "expires_in"),
+            ("refresh token", "has_refresh_token"),
+            ("scope", "scope"),
+            ("fingerprint", "fingerprint"),
+            ("store", "store"),
+            ("error", "error"),
+        ] {
+            if let Some(value) = row.get(key).filter(|v| !v.is_null()) {
+                println!("{label:<14} {}", text(key, value));
+            }
+        }
+    }
+    Ok(OK)
+}
+
+/// What is known of the profile's token, from its cache and store only.
+async fn describe(profile: &Profile) -> Value {
+    let mut row = json!({
+        "profile": profile.name,
+        "grant": profile.grant.name(),
+        "store": profile.store_location(),
+    });
+    match profile.manager(Interaction::Refused).await {
+        Ok(manager) => {
+            let info = manager.info().await;
+            row["authenticated"] = info.authenticated.into();
+            row["expires_in"] = info.expires_in.map(|d| d.as_secs()).into();
+            row["has_refresh_token"] = info.has_refresh_token.into();
+            row["scope"] = info.scope.into();
+            row["fingerprint"] = info.fingerprint.into();
+        }
+        Err(error) => row["error"] = error.to_string().into(),
+    }
+    row
+}
+
+fn text(key: &str, value: &Value) -> String {
+    match (key, value) {
+        ("expires_in", Value::Number(n)) => {
+            human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
+        }
+        ("authenticated" | "has_refresh_token", Value::Bool(b)) => {
+            if *b { "yes" } else { "no" }.into()
+        }
+        (_, Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
+    }
+}
+
+fn print_table(rows: &[Value]) {
+    println!(
+        "{:<16} {:<20} {:<14} {:<11} STORE",
+        "PROFILE", "GRANT", "AUTHENTICATED", "EXPIRES IN"
+    );
+    for row in rows {
+        let field = |key: &str| {
+            row.get(key)
+                .filter(|v| !v.is_null())
+                .map(|v| text(key, v))
+                .unwrap_or_else(|| "-".into())
+        };
+        let store = match row.get("error") {
+            Some(error) => format!("error: {}", error.as_str().unwrap_or_default()),
+            None => field("store"),
+        };
+        println!(
+            "{:<16} {:<20} {:<14} {:<11} {store}",
+            field("profile"),
+            field("grant"),
+            field("authenticated"),
+            field("expires_in")
+        );
+    }
+}

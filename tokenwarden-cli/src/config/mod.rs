@@ -1,0 +1,146 @@
+//! The configuration file: named profiles in TOML, `${VAR}` read from the
+//! environment, every error naming the file, line and key.
+
+mod raw;
+
+pub use raw::Grant;
+
+use crate::exit::CliError;
+use raw::{RawFile, RawProfile};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A loaded configuration file.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    text: String,
+    profiles: BTreeMap<String, Spanned<RawProfile>>,
+}
+
+/// Where a store keeps tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    File,
+    Memory,
+    Keyring,
+    Redis(String),
+}
+
+/// One profile, every value read (environment included) and checked for its grant.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub grant: Grant,
+    pub issuer: Option<String>,
+    pub token_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub authorization_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_auth: Option<String>,
+    pub private_key: Option<PathBuf>,
+    pub private_key_alg: Option<String>,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub refresh_token: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub subject: Option<String>,
+    pub subject_token: Option<String>,
+    pub login_url: Option<String>,
+    pub refresh_url: Option<String>,
+    pub store: StoreKind,
+    pub store_dir: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub redirect_port: Option<u16>,
+}
+
+impl Config {
+    /// The file named by `--config`, else `$TOKENWARDEN_CONFIG`, else the platform
+    /// config directory's `tokenwarden/config.toml`.
+    pub fn path(flag: Option<&Path>) -> Result<PathBuf, CliError> {
+        if let Some(path) = flag {
+            return Ok(path.to_owned());
+        }
+        if let Some(path) = std::env::var_os("TOKENWARDEN_CONFIG") {
+            return Ok(PathBuf::from(path));
+        }
+        directories::ProjectDirs::from("", "", "tokenwarden")
+            .map(|dirs| dirs.config_dir().join("config.toml"))
+            .ok_or_else(|| {
+                CliError::usage("no home directory to find the configuration in")
+                    .hint("give one with --config FILE or TOKENWARDEN_CONFIG")
+            })
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::usage(format!("cannot read the configuration {}: {e}", path.display()))
+                .hint(
+                    "create it with a [profiles.NAME] table, or point --config or TOKENWARDEN_CONFIG at yours; see the README",
+                )
+        })?;
+        let raw: RawFile = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|span| line_col(&text, span.start));
+            CliError::usage(format!(
+                "{}{}: {}",
+                path.display(),
+                at.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default(),
+                e.message().trim()
+            ))
+            .hint("fix the configuration file")
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            text,
+            profiles: raw.profiles,
+        })
+    }
+
+    /// The names of the profiles, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
+    /// The profile `-p NAME`, else `$TOKENWARDEN_PROFILE`, else `default`.
+    pub fn chosen_name(flag: Option<&str>) -> String {
+        flag.map(str::to_owned)
+            .or_else(|| std::env::var("TOKENWARDEN_PROFILE").ok())
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// The profile `name`, read and checked.
+    pub fn profile(&self, name: &str) -> Result<Profile, CliError> {
+        let Some(raw) = self.profiles.get(name) else {
+            let known: Vec<_> = self.names().collect();
+            return Err(
+                CliError::usage(format!("{}: no profile `{name}`", self.path.display())).hint(
+                    if known.is_empty() {
+                        "add a [profiles.NAME] table".to_owned()
+                    } else {
+                        format!("the profiles are: {}; choose one with -p", known.join(", "))
+                    },
+                ),
+            );
+        };
+        raw::resolve(self, name, raw)
+    }
+
+    /// `file:line:col` of a byte offset, for errors.
+    pub(crate) fn at(&self, offset: usize) -> String {
+        let (line, col) = line_col(&self.text, offset);
+        format!("{}:{line}:{col}", self.path.display())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}

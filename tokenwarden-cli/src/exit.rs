@@ -1,0 +1,92 @@
+//! Exit codes and the one-line error (plus a hint) the command prints on failure.
+
+use tokenwarden::ErrorKind;
+
+/// Success.
+pub const OK: u8 = 0;
+/// A usage or configuration error.
+pub const USAGE: u8 = 2;
+/// The authorization server rejected us (invalid client, invalid grant, denied).
+pub const REJECTED: u8 = 3;
+/// The token endpoint could not be reached or kept failing; no valid token left.
+pub const UNAVAILABLE: u8 = 4;
+/// A store error (corrupt file, permissions, Redis unreachable).
+pub const STORE: u8 = 5;
+/// `curl --fail` and a status of 400 or more.
+pub const HTTP_FAIL: u8 = 22;
+
+/// A failed command: its exit code, one line saying what went wrong, and a hint.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// A usage or configuration error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: USAGE,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// An error with this exit code.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prints the error to stderr (never a secret: tokenwarden's errors carry none).
+    pub fn print(&self) {
+        eprintln!("tokenwarden: {}", self.message);
+        if let Some(hint) = &self.hint {
+            eprintln!("hint: {hint}");
+        }
+    }
+}
+
+impl From<tokenwarden::Error> for CliError {
+    fn from(error: tokenwarden::Error) -> Self {
+        // "No valid token" says why through the last attempt.
+        let mut cause = &error;
+        while let Some(last) = cause.last_attempt() {
+            cause = last;
+        }
+        let (code, hint) = match cause.kind() {
+            ErrorKind::OAuth if cause.is_transient() => (
+                UNAVAILABLE,
+                "the authorization server is failing; try again later",
+            ),
+            ErrorKind::OAuth => (
+                REJECTED,
+                "check the profile's client, secret and grant, or run `tokenwarden login`",
+            ),
+            ErrorKind::Store => (
+                STORE,
+                "check the store's files and permissions (`tokenwarden status`), or `tokenwarden logout` to start over",
+            ),
+            ErrorKind::Config => (USAGE, "fix the configuration named above"),
+            _ if cause.is_invalid_grant() => (REJECTED, "run `tokenwarden login` again"),
+            _ => (
+                UNAVAILABLE,
+                "the token endpoint could not be reached; check the network and the profile's issuer or token_url",
+            ),
+        };
+        Self {
+            code,
+            message: error.to_string(),
+            hint: Some(hint.into()),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `tokenwarden`: access tokens for any OAuth2 API from scripts, curl and any
+//! language. See `tokenwarden --help` and the README.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod config;
+mod demo;
+mod exit;
+mod profile;
+mod proxy;
+
+use clap::{CommandFactory as _, Parser as _};
+use cli::{Cli, Command};
+use commands::Context;
+use exit::CliError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit with 2, as the contract says
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOKENWARDEN_LOG")
+                // Quiet unless asked: a failure is one line and a hint (below).
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .init();
+    // One thread is enough (and starts fastest) for the commands that make one
+    // request; the demo and the proxy serve many at once.
+    let runtime = match cli.command {
+        Command::Demo { .. } | Command::Proxy { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(CliError::new(
+            exit::UNAVAILABLE,
+            format!("cannot start the runtime: {e}"),
+        )),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            error.print();
+            ExitCode::from(error.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, CliError> {
+    let ctx = Context {
+        config_flag: cli.config,
+    };
+    match cli.command {
+        Command::Token { profile, json } => {
+            commands::token::run(&ctx, profile.profile.as_deref(), json).await
+        }
+        Command::Curl(args) => commands::curl::run(&ctx, &args).await,
+        Command::Status { profile, json } => {
+            commands::status::run(&ctx, profile.as_deref(), json).await
+        }
+        Command::Login { profile } => commands::login::run(&ctx, profile.profile.as_deref()).await,
+        Command::Logout { profile } => {
+            commands::logout::run(&ctx, profile.profile.as_deref()).await
+        }
+        Command::Demo { seconds, workers } => demo::run(seconds, workers).await,
+        Command::Proxy { profile, listen } => {
+            let profile = ctx.profile(profile.profile.as_deref())?;
+            let base_url = profile.base_url()?.ok_or_else(|| {
+                CliError::usage(format!(
+                    "profile `{}` has no base_url to forward to",
+                    profile.name
+                ))
+                .hint("add base_url = \"https://api.example.com\" to the profile")
+            })?;
+            let manager = profile.service_manager().await?;
+            proxy::run(manager, base_url, listen).await
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tokenwarden",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+    }
+}

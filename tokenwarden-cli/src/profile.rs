@@ -1,0 +1,344 @@
+//! A profile made real: its OAuth2 client, token source, store and manager.
+
+use crate::config::{Grant, Profile, StoreKind};
+use crate::exit::CliError;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::source::login::LoginSource;
+use tokenwarden::source::oauth2::{ClientAuth, JwtSigner, OAuth2Client, SigningAlgorithm};
+use tokenwarden::store::{FileStore, KeyringStore, MemoryStore};
+use tokenwarden::{
+    ClientSecret, Error, OAuthError, Result, Token, TokenKey, TokenManager, TokenManagerBuilder,
+    TokenSource, TokenStore,
+};
+use url::Url;
+
+/// A grant builder with the profile's scope.
+macro_rules! scoped {
+    ($profile:expr, $grant:expr) => {{
+        let mut grant = $grant;
+        if let Some(scope) = $profile.scope.as_deref().filter(|s| !s.is_empty()) {
+            grant = grant.scope(scope);
+        }
+        grant
+    }};
+}
+
+/// A grant builder with the profile's scope, audience and resource.
+macro_rules! shaped {
+    ($profile:expr, $grant:expr) => {{
+        let mut grant = scoped!($profile, $grant);
+        if let Some(audience) = &$profile.audience {
+            grant = grant.audience(audience);
+        }
+        if let Some(resource) = &$profile.resource {
+            grant = grant.resource(resource);
+        }
+        grant
+    }};
+}
+
+/// What the grant may do when there is no token: sign the user in (the `login`
+/// command) or refuse, so that a script never waits on a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Allowed,
+    Refused,
+}
+
+/// The application name of the stores' directories and keyring entries.
+const APP: &str = "tokenwarden";
+
+impl Profile {
+    /// The OAuth2 client of the profile.
+    pub fn client(&self) -> Result<OAuth2Client> {
+        let mut builder = OAuth2Client::builder().name(&self.name);
+        if let Some(client_id) = &self.client_id {
+            builder = builder.client_id(client_id);
+        }
+        for (url, set) in [
+            (&self.issuer, OAuth2ClientSetter::Issuer),
+            (&self.token_url, OAuth2ClientSetter::Token),
+            (&self.device_authorization_url, OAuth2ClientSetter::Device),
+            (&self.authorization_url, OAuth2ClientSetter::Authorization),
+            (&self.revocation_url, OAuth2ClientSetter::Revocation),
+        ] {
+            if let Some(url) = url {
+                builder = set.apply(builder, url);
+            }
+        }
+        builder.auth(self.client_auth()?).build()
+    }
+
+    fn client_auth(&self) -> Result<ClientAuth> {
+        let secret = self.client_secret.clone().map(ClientSecret::new);
+        Ok(match (self.client_auth.as_deref(), secret) {
+            (Some("private_key_jwt"), _) => ClientAuth::PrivateKeyJwt(self.signer()?),
+            (Some("client_secret_post"), Some(secret)) => ClientAuth::SecretPost(secret),
+            (Some("client_secret_basic") | None, Some(secret)) => ClientAuth::SecretBasic(secret),
+            (Some("none") | None, None) => ClientAuth::None,
+            (Some(method @ ("client_secret_post" | "client_secret_basic")), None) => {
+                return Err(Error::config(format!(
+                    "profile `{}`: client_auth = {method} needs client_secret",
+                    self.name
+                )))
+            }
+            (Some(other), _) => {
+                return Err(Error::config(format!(
+                    "profile `{}`: unknown client_auth `{other}`; use client_secret_basic, client_secret_post, private_key_jwt or none",
+                    self.name
+                )))
+            }
+        })
+    }
+
+    fn signer(&self) -> Result<JwtSigner> {
+        let path = self.private_key.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "profile `{}`: private_key_jwt needs private_key",
+                self.name
+            ))
+        })?;
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "profile `{}`: cannot read the private key {}: {e}",
+                self.name,
+                path.display()
+            ))
+        })?;
+        let algorithm = match self.private_key_alg.as_deref() {
+            None | Some("RS256") => SigningAlgorithm::Rs256,
+            Some("ES256") => SigningAlgorithm::Es256,
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "profile `{}`: unknown private_key_alg `{other}`; use RS256 or ES256",
+                    self.name
+                )))
+            }
+        };
+        JwtSigner::from_pem(&pem, algorithm)
+    }
+
+    /// The token source of the profile's grant.
+    pub fn source(&self, interaction: Interaction) -> Result<Arc<dyn TokenSource>> {
+        let client = || self.client();
+        let scope = self.scope.clone().unwrap_or_default();
+        let source: Arc<dyn TokenSource> = match self.grant {
+            Grant::ClientCredentials => Arc::new(shaped!(self, client()?.client_credentials())),
+            Grant::RefreshToken => Arc::new(shaped!(
+                self,
+                client()?.refresh_token(self.refresh_token.clone().unwrap_or_default())
+            )),
+            Grant::Password => Arc::new(shaped!(
+                self,
+                client()?.password(
+                    self.username.clone().unwrap_or_default(),
+                    self.password.clone().unwrap_or_default(),
+                )
+            )),
+            Grant::TokenExchange => Arc::new(shaped!(
+                self,
+                client()?.token_exchange(self.subject_token.clone().unwrap_or_default())
+            )),
+            Grant::DeviceCode => Arc::new(scoped!(
+                self,
+                client()?
+                    .device_code()
+                    .on_prompt(crate::commands::login::show_device_prompt)
+            )),
+            Grant::AuthorizationCode => {
+                let mut grant = scoped!(
+                    self,
+                    client()?
+                        .authorization_code()
+                        .on_open(crate::commands::login::show_authorization_url)
+                );
+                // OpenID Connect gives a refresh token for offline_access only
+                // with consent asked (Core §11).
+                if scope.split(' ').any(|s| s == "offline_access") {
+                    grant = grant.auth_param("prompt", "consent");
+                }
+                if let Some(port) = self.redirect_port {
+                    grant = grant.redirect_port(port);
+                }
+                Arc::new(grant)
+            }
+            Grant::JwtBearer => {
+                let issuer = self.client_id.clone().unwrap_or_default();
+                let subject = self.subject.clone().unwrap_or_default();
+                Arc::new(scoped!(
+                    self,
+                    client()?.jwt_bearer(self.signer()?, issuer, subject)
+                ))
+            }
+            Grant::Custom => {
+                let mut builder = LoginSource::builder(&self.name)
+                    .login_url(self.login_url.clone().unwrap_or_default())
+                    .credentials_json(serde_json::json!({
+                        "username": self.username.clone().unwrap_or_default(),
+                        "password": self.password.clone().unwrap_or_default(),
+                    }));
+                if let Some(url) = &self.refresh_url {
+                    builder = builder.refresh_url(url);
+                }
+                Arc::new(builder.build()?)
+            }
+        };
+        Ok(match interaction {
+            Interaction::Refused if self.grant.is_interactive() => {
+                Arc::new(NoLogin(source, self.name.clone()))
+            }
+            _ => source,
+        })
+    }
+
+    /// The profile's store.
+    pub async fn store(&self) -> Result<Arc<dyn TokenStore>> {
+        Ok(match &self.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Keyring => Arc::new(KeyringStore::new(APP)),
+            StoreKind::File => {
+                let mut builder = FileStore::builder(APP);
+                if let Some(dir) = &self.store_dir {
+                    builder = builder.dir(dir);
+                }
+                Arc::new(builder.build()?)
+            }
+            StoreKind::Redis(url) => Arc::new(
+                tokenwarden_redis::RedisStore::builder(url.as_str())
+                    .prefix(APP)
+                    .build()
+                    .await?,
+            ),
+        })
+    }
+
+    /// Where the store keeps tokens, for `status`.
+    pub fn store_location(&self) -> String {
+        match &self.store {
+            StoreKind::Memory => "memory (this process only)".into(),
+            StoreKind::Keyring => format!("OS keyring, service `{APP}`"),
+            StoreKind::File => match &self.store_dir {
+                Some(dir) => format!("file, {}", dir.display()),
+                None => directories::ProjectDirs::from("", "", APP)
+                    .map(|d| format!("file, {}", d.data_dir().join("tokens").display()))
+                    .unwrap_or_else(|| "file".into()),
+            },
+            StoreKind::Redis(url) => format!("redis, {}", redacted_url(url)),
+        }
+    }
+
+    /// The profile's manager for one command: its source, under a key that names
+    /// the profile too, on its store. No refresh ahead of time: the process ends
+    /// right after, and a refresh cut off then could spend a rotating refresh token
+    /// without saving the new one; callers wait for the refresh when the token is
+    /// expiring instead.
+    pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
+        self.manager_builder(interaction)
+            .await?
+            .refresh_ahead(Duration::ZERO)
+            .build()
+    }
+
+    /// The profile's manager for a long-running command (the proxy): tokens are
+    /// refreshed ahead of their expiry, in the background.
+    pub async fn service_manager(&self) -> Result<TokenManager> {
+        self.manager_builder(Interaction::Refused).await?.build()
+    }
+
+    async fn manager_builder(&self, interaction: Interaction) -> Result<TokenManagerBuilder> {
+        let source = self.source(interaction)?;
+        let key = source.key().with("profile", &self.name);
+        Ok(TokenManager::builder(source)
+            .key(key)
+            .store(self.store().await?))
+    }
+
+    /// The profile's base URL, checked.
+    pub fn base_url(&self) -> std::result::Result<Option<Url>, CliError> {
+        self.base_url
+            .as_deref()
+            .map(|url| {
+                Url::parse(url).map_err(|e| {
+                    CliError::usage(format!(
+                        "profile `{}`: base_url `{url}` is not a URL: {e}",
+                        self.name
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A Redis URL without its password.
+fn redacted_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Refuses to sign the user in (a script must not wait on a browser): the token
+/// comes from the store, or from a refresh, or `tokenwarden login` is needed.
+#[derive(Debug)]
+struct NoLogin(Arc<dyn TokenSource>, String);
+
+#[async_trait]
+impl TokenSource for NoLogin {
+    async fn fetch(&self) -> Result<Token> {
+        Err(Error::oauth(
+            self.0.name(),
+            None,
+            OAuthError::new("login_required").with_description(format!(
+                "profile `{}` is not signed in; run `tokenwarden login -p {}`",
+                self.1, self.1
+            )),
+        ))
+    }
+
+    async fn refresh(&self, current: &Token) -> Result<Token> {
+        self.0.refresh(current).await
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<()> {
+        self.0.revoke(token).await
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn key(&self) -> TokenKey {
+        self.0.key()
+    }
+}
+
+/// The URL setters of the OAuth2 client builder, by field.
+#[derive(Clone, Copy)]
+enum OAuth2ClientSetter {
+    Issuer,
+    Token,
+    Device,
+    Authorization,
+    Revocation,
+}
+
+impl OAuth2ClientSetter {
+    fn apply(
+        self,
+        builder: tokenwarden::source::oauth2::OAuth2ClientBuilder,
+        url: &str,
+    ) -> tokenwarden::source::oauth2::OAuth2ClientBuilder {
+        match self {
+            Self::Issuer => builder.issuer(url),
+            Self::Token => builder.token_url(url),
+            Self::Device => builder.device_authorization_url(url),
+            Self::Authorization => builder.authorization_url(url),
+            Self::Revocation => builder.revocation_url(url),
+        }
+    }
+}

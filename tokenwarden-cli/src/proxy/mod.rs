@@ -1,0 +1,147 @@
+//! `tokenwarden proxy`: a local reverse proxy to a profile's `base_url` that puts
+//! the profile's token on every request, so that curl, Python or any tool gets
+//! valid tokens without code.
+//!
+//! What it does with each request:
+//!
+//! - **Target**: every method, path and query goes to `base_url` with the path
+//!   appended to the base path (`base_url = "https://api/v1"` and
+//!   `GET /users?x=1` give `https://api/v1/users?x=1`). A path that would leave
+//!   the base path (`/../admin`) is refused with 400, and `CONNECT` with 405.
+//! - **Headers**: hop-by-hop headers (`Connection` and the headers it names,
+//!   `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
+//!   `Expect` are not forwarded, either way; `Host` is set to the upstream's. **Any
+//!   `Authorization` header the client sends is replaced by the profile's token.**
+//!   Responses, redirects included, come back as they are: redirects are not
+//!   followed (a token never follows one to another host) and `Location` is not
+//!   rewritten. Protocol upgrades (WebSocket) are not supported.
+//! - **Rejected token** (401, or 403 with `error="invalid_token"`, as
+//!   [`tokenwarden::http::rejects_token`] decides): the token is invalidated, a
+//!   fresh one is got, and the request is replayed once, like `tokenwarden-reqwest`
+//!   and the tower layer do.
+//! - **Bodies** stream both ways, never held whole beyond 1 MiB. To be replayed,
+//!   a request body must be kept: one of up to [`REPLAY_LIMIT`](body::REPLAY_LIMIT)
+//!   (1 MiB, known from `Content-Length`, or read up to the limit when the length
+//!   is unknown) is buffered and replayed; a larger one is sent streaming and, if
+//!   its token is rejected, that response is returned as it is (the token is
+//!   still invalidated, so the next request gets a fresh one).
+//! - **Errors**: an upstream that cannot be reached gives 502, a token that cannot
+//!   be had gives 503, each with a one-line text body and a `tracing` warning.
+//!   Neither ever shows a token.
+//!
+//! Connections are kept alive on both sides: one `reqwest` client pools the
+//! upstream connections, and the server keeps HTTP/1.1 client connections open.
+
+mod body;
+mod forward;
+
+use crate::exit::{CliError, OK, UNAVAILABLE};
+use axum::serve::ListenerExt as _;
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::TokenManager;
+use url::Url;
+
+/// How long connecting to the upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the proxy on `listen` until Ctrl-C or SIGTERM (then returns
+/// [`OK`](crate::exit::OK)); a second signal stops it without waiting for the
+/// requests still in flight. Prints one line to stderr once listening, with the
+/// bound address (so `--listen 127.0.0.1:0` works). A listen address that cannot
+/// be used is a usage error.
+pub async fn run(manager: TokenManager, base_url: Url, listen: SocketAddr) -> Result<u8, CliError> {
+    if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
+        return Err(CliError::usage(format!(
+            "the profile's base_url `{}` is not an http(s) URL",
+            shown(&base_url)
+        )));
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| CliError::new(UNAVAILABLE, format!("cannot build the HTTP client: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| bind_error(listen, &e))?;
+    let local = listener.local_addr().map_err(|e| bind_error(listen, &e))?;
+    eprintln!(
+        "tokenwarden proxy: listening on http://{local}, forwarding to {}",
+        shown(&base_url)
+    );
+    let proxy = Arc::new(forward::Proxy {
+        manager,
+        client,
+        base_url,
+    });
+    let app = axum::Router::new()
+        .fallback(forward::forward)
+        .with_state(proxy);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let first = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signal().await;
+        eprintln!("tokenwarden proxy: stopping (again to stop now)");
+        first.notify_one();
+    });
+    let now = async {
+        stopping.notified().await;
+        signal().await;
+    };
+    tokio::select! {
+        served = server.into_future() => served
+            .map_err(|e| CliError::new(UNAVAILABLE, format!("the proxy failed: {e}")))?,
+        () = now => {}
+    }
+    Ok(OK)
+}
+
+/// Ctrl-C or SIGTERM; never, for a signal whose handler cannot be installed.
+async fn signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A listen address that cannot be used: a usage error.
+fn bind_error(listen: SocketAddr, error: &std::io::Error) -> CliError {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        CliError::usage(format!("cannot listen on {listen}: the address is in use"))
+            .hint("choose another port with --listen (127.0.0.1:0 picks a free one)")
+    } else {
+        CliError::usage(format!("cannot listen on {listen}: {error}"))
+            .hint("check the --listen address (e.g. 127.0.0.1:8790)")
+    }
+}
+
+/// The URL as it may be shown: without a password it might hold.
+fn shown(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_password(None);
+    url
+}

@@ -1,0 +1,355 @@
+//! `token`, `status`, `login`, `logout`, `curl` and `completions` against the real
+//! authorization server and a local resource server.
+
+use crate::common::*;
+use crate::{browser, oidc};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+/// A profile `api` (client credentials, `${TW_CC_SECRET}`, the file store) and a
+/// profile `app` (device code) on the test server.
+fn config(oidc: &oidc::Oidc, extra: &str) -> String {
+    format!(
+        "[profiles.api]\nissuer = \"{issuer}\"\ngrant = \"client_credentials\"\nclient_id = \"cc-basic\"\n\
+         client_secret = \"${{TW_CC_SECRET}}\"\nscope = \"read\"\n{extra}\n\
+         [profiles.app]\nissuer = \"{issuer}\"\ngrant = \"device_code\"\nclient_id = \"app\"\n\
+         client_secret = \"app-secret\"\nscope = \"openid offline_access read\"\n",
+        issuer = oidc.issuer
+    )
+}
+
+fn run(home: &Home, args: &[&str]) -> Run {
+    Run(home
+        .command(args)
+        .env("TW_CC_SECRET", "cc-basic-secret")
+        .output()
+        .unwrap())
+}
+
+#[test]
+fn token_is_stored_reused_described_and_logged_out() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&config(oidc, ""));
+    let first = run(&home, &["token", "-p", "api"]);
+    first.expect_code(0);
+    let token = first.stdout();
+    assert_eq!(token.lines().count(), 1, "one line: {token}");
+    let token = token.trim().to_owned();
+    assert!(token.len() > 20);
+    assert!(!first.stderr().contains(&token));
+
+    // The next call reuses the stored (encrypted) token.
+    let again = run(&home, &["token", "-p", "api"]);
+    assert_eq!(again.expect_code(0).stdout().trim(), token);
+    let tokens = home.path().join("xdg-data/tokenwarden/tokens");
+    let stored: Vec<_> = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert!(stored
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "tok")));
+    for file in &stored {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&token),
+            "encrypted at rest"
+        );
+    }
+
+    let json = run(&home, &["token", "-p", "api", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.expect_code(0).stdout()).unwrap();
+    assert_eq!(value["access_token"], token.as_str());
+    assert_eq!(value["profile"], "api");
+    assert_eq!(value["authenticated"], true);
+
+    let status = run(&home, &["status", "-p", "api"]);
+    let text = status.expect_code(0).stdout();
+    assert!(text.contains("authenticated  yes"), "{text}");
+    assert!(text.contains("client_credentials"), "{text}");
+    assert!(text.contains(&tokens.display().to_string()), "{text}");
+    assert!(!text.contains(&token) && !status.stderr().contains(&token));
+    let table = run(&home, &["status"]);
+    let table = table.expect_code(0).stdout();
+    assert!(
+        table.contains("api") && table.contains("app") && !table.contains(&token),
+        "{table}"
+    );
+    let json = run(&home, &["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.expect_code(0).stdout()).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+
+    run(&home, &["logout", "-p", "api"]).expect_code(0);
+    let after = run(&home, &["status", "-p", "api"]);
+    assert!(
+        after.expect_code(0).stdout().contains("authenticated  no"),
+        "{}",
+        after.stdout()
+    );
+    let next = run(&home, &["token", "-p", "api"]);
+    assert_ne!(
+        next.expect_code(0).stdout().trim(),
+        token,
+        "a new token after logout"
+    );
+}
+
+#[test]
+fn twenty_concurrent_invocations_share_one_token() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&config(oidc, ""));
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            home.command(&["token", "-p", "api"])
+                .env("TW_CC_SECRET", "cc-basic-secret")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for child in children {
+        let run = Run(child.wait_with_output().unwrap());
+        tokens.insert(run.expect_code(0).stdout());
+    }
+    // Had two processes asked the server, two tokens would be out there.
+    assert_eq!(
+        tokens.len(),
+        1,
+        "20 invocations, one token request: {tokens:?}"
+    );
+}
+
+#[test]
+fn each_failure_has_its_exit_code_and_a_hint() {
+    let Some(oidc) = oidc::server() else { return };
+    // The server rejects us: 3.
+    let home = Home::with_config(&config(oidc, ""));
+    let rejected = Run(home
+        .command(&["token", "-p", "api"])
+        .env("TW_CC_SECRET", "wrong-TOPSECRET")
+        .output()
+        .unwrap());
+    rejected.expect_code(3).expect_no_secret(false);
+    assert!(
+        rejected.stderr().contains("invalid_client"),
+        "{}",
+        rejected.stderr()
+    );
+    assert!(rejected.stderr().contains("hint:"));
+    // Nobody answers at the token endpoint: 4.
+    let down = Home::with_config("[profiles.api]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n");
+    down.run(&["token", "-p", "api"]).expect_code(4);
+    // The store cannot be used: 5.
+    let blocked = Home::with_config(&config(oidc, "store_dir = \"not-a-dir/tokens\""));
+    std::fs::write(blocked.path().join("not-a-dir"), "a file").unwrap();
+    let store = run(&blocked, &["token", "-p", "api"]);
+    store.expect_code(5);
+    assert!(store.stderr().contains("not-a-dir"), "{}", store.stderr());
+    // A device-code profile never signed in: a script is not left waiting.
+    let unsigned = run(&home, &["token", "-p", "app"]);
+    unsigned.expect_code(3);
+    assert!(
+        unsigned.stderr().contains("tokenwarden login -p app"),
+        "{}",
+        unsigned.stderr()
+    );
+}
+
+/// Runs `login -p profile`, reads stderr until `page` finds the page to open in
+/// it, approves there in the headless browser, and waits for a successful end.
+/// Returns stderr up to the page, and the rest.
+fn sign_in(home: &Home, profile: &str, page: impl Fn(&str) -> Option<String>) -> (String, String) {
+    let mut login = home
+        .command(&["login", "-p", profile])
+        .env("TOKENWARDEN_NO_BROWSER", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(login.stderr.take().unwrap());
+    let mut said = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no page to open: {said}"
+        );
+        said.push_str(&line);
+        if let Some(url) = page(line.trim()) {
+            break url;
+        }
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(browser::approve(&url));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(login.wait().unwrap().success(), "{said}{rest}");
+    (said, rest)
+}
+
+#[test]
+fn device_login_then_tokens_without_the_user() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&config(oidc, ""));
+    let (said, rest) = sign_in(&home, "app", |line| {
+        line.strip_prefix("(or open ")
+            .and_then(|l| l.strip_suffix(')'))
+            .map(str::to_owned)
+    });
+    assert!(said.contains("enter the code"), "{said}");
+    assert!(rest.contains("signed in"), "{rest}");
+
+    let token = run(&home, &["token", "-p", "app"]);
+    token.expect_code(0);
+    let status = run(&home, &["status", "-p", "app"]).stdout();
+    assert!(status.contains("refresh token  yes"), "{status}");
+    run(&home, &["logout", "-p", "app"]).expect_code(0);
+    run(&home, &["token", "-p", "app"]).expect_code(3);
+}
+
+#[test]
+fn browser_login_with_pkce_then_tokens() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&format!(
+        "[profiles.web]\nissuer = \"{}\"\ngrant = \"authorization_code\"\nclient_id = \"cli\"\n\
+         scope = \"openid offline_access read\"\n",
+        oidc.issuer
+    ));
+    let (said, _) = sign_in(&home, "web", |line| {
+        line.strip_prefix("To sign in, open ").map(str::to_owned)
+    });
+    assert!(said.contains("code_challenge="), "PKCE: {said}");
+    let status = home.run(&["status", "-p", "web"]);
+    let text = status.expect_code(0).stdout();
+    assert!(
+        text.contains("authenticated  yes") && text.contains("refresh token  yes"),
+        "{text}"
+    );
+    home.run(&["token", "-p", "web"]).expect_code(0);
+}
+
+/// A resource server: `/echo` answers with the method and body, `/reject-once`
+/// answers 401 to its first request (as if that token had been revoked), anything
+/// else 404; it records every Authorization value.
+fn resource_server() -> (String, Arc<Mutex<Vec<String>>>, tokio::runtime::Runtime) {
+    use axum::{extract::Request, response::IntoResponse, routing::any, Router};
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let record = |seen: Arc<Mutex<Vec<String>>>, request: &Request| {
+        let auth = request
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        seen.lock().unwrap().push(auth);
+    };
+    let rejected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, b) = (seen.clone(), seen.clone());
+    let app = Router::new()
+        .route(
+            "/echo",
+            any(move |request: Request| async move {
+                record(a, &request);
+                let method = request.method().to_string();
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                format!("{method} {}", String::from_utf8_lossy(&body))
+            }),
+        )
+        .route(
+            "/reject-once",
+            any(move |request: Request| async move {
+                record(b, &request);
+                if !rejected.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    (
+                        http::StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", "Bearer error=\"invalid_token\"")],
+                        "",
+                    )
+                        .into_response()
+                } else {
+                    "accepted".into_response()
+                }
+            }),
+        );
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen, runtime)
+}
+
+#[test]
+fn curl_sends_the_token_replays_after_a_401_and_fails_like_curl() {
+    let Some(oidc) = oidc::server() else { return };
+    let (api, seen, _server) = resource_server();
+    let home = Home::with_config(&config(
+        oidc,
+        &format!("base_url = \"{api}\"\nstore = \"memory\""),
+    ));
+    let echo = run(
+        &home,
+        &[
+            "curl",
+            "-p",
+            "api",
+            "-X",
+            "PUT",
+            "-d",
+            "hello",
+            "-H",
+            "X-Test: 1",
+            "/echo",
+        ],
+    );
+    assert_eq!(echo.expect_code(0).stdout(), "PUT hello");
+    assert!(
+        seen.lock().unwrap()[0].starts_with("Bearer "),
+        "the token was sent"
+    );
+
+    let replayed = run(&home, &["curl", "-p", "api", "-i", "/reject-once"]);
+    let out = replayed.expect_code(0).stdout();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.ends_with("accepted"), "{out}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one echo, then a 401 and its replay: {seen:?}"
+    );
+    assert_ne!(seen[1], seen[2], "the replay carried a new token");
+    for value in &seen {
+        let token = value.trim_start_matches("Bearer ");
+        assert!(!replayed.stderr().contains(token) && !echo.stderr().contains(token));
+    }
+
+    run(&home, &["curl", "-p", "api", "/missing"]).expect_code(0);
+    let failed = run(&home, &["curl", "-p", "api", "--fail", "/missing"]);
+    failed.expect_code(22);
+    // No token to another origin than the profile's.
+    let elsewhere = run(
+        &home,
+        &["curl", "-p", "api", "http://127.0.0.1:1/elsewhere"],
+    );
+    elsewhere.expect_code(4);
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let home = Home::with_config("");
+    for shell in ["bash", "zsh", "fish"] {
+        let run = home.run(&["completions", shell]);
+        assert!(
+            run.expect_code(0).stdout().contains("tokenwarden"),
+            "{shell}"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! Running the binary in a temporary home with a configuration of our own.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Every secret in these tests contains it; no output but `token`'s stdout may.
+pub const MARKER: &str = "TOPSECRET";
+
+/// A temporary home (config, data and cache directories inside) and a config file.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    /// A home whose configuration file holds `config`.
+    pub fn with_config(config: &str) -> Self {
+        let home = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(home.config_path(), config).unwrap();
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("config.toml")
+    }
+
+    /// `tokenwarden <args>` in this home: `HOME` and the XDG directories point
+    /// inside it, `TOKENWARDEN_CONFIG` at its file, nothing inherited that could
+    /// change the outcome.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join("xdg-config"))
+            .env("XDG_DATA_HOME", self.path().join("xdg-data"))
+            .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
+            .env("TOKENWARDEN_CONFIG", self.config_path());
+        command
+    }
+
+    /// Runs `tokenwarden <args>` to the end.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().unwrap())
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing both outputs when it differs.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Asserts that stderr (and stdout, unless `stdout_may` is set) has no secret.
+    pub fn expect_no_secret(&self, stdout_may: bool) -> &Self {
+        assert!(
+            !self.stderr().contains(MARKER),
+            "a secret on stderr: {}",
+            self.stderr()
+        );
+        if !stdout_may {
+            assert!(
+                !self.stdout().contains(MARKER),
+                "a secret on stdout: {}",
+                self.stdout()
+            );
+        }
+        self
+    }
+}
+
+/// Whether servers this machine lacks must be there (under `CI`).
+pub fn required() -> bool {
+    std::env::var_os("CI").is_some()
+}

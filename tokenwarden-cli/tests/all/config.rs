@@ -1,0 +1,102 @@
+//! Bad configurations: each a usage error (exit 2) naming the file, line and key,
+//! before any network.
+
+use crate::common::*;
+
+fn fails_with(config: &str, args: &[&str], expected: &[&str]) {
+    let home = Home::with_config(config);
+    let run = home.run(args);
+    run.expect_code(2).expect_no_secret(false);
+    let stderr = run.stderr();
+    for part in expected {
+        assert!(stderr.contains(part), "`{part}` not in: {stderr}");
+    }
+    assert!(stderr.contains("hint:"), "a hint: {stderr}");
+}
+
+#[test]
+fn unknown_keys_wrong_types_and_unknown_values_name_the_line_and_key() {
+    let cc = "[profiles.api]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\n";
+    fails_with(
+        &format!("{cc}colour = \"blue\"\n"),
+        &["token", "-p", "api"],
+        &["config.toml:4:", "colour"],
+    );
+    fails_with(
+        &format!("{cc}redirect_port = \"x\"\n"),
+        &["token", "-p", "api"],
+        &["config.toml:4:"],
+    );
+    fails_with(
+        &format!("{cc}grant = \"magic\"\n"),
+        &["token", "-p", "api"],
+        &["config.toml:4:", "`grant`", "magic", "client_credentials"],
+    );
+    fails_with(
+        &format!("{cc}store = \"floppy\"\n"),
+        &["token", "-p", "api"],
+        &["config.toml:4:", "`store`", "floppy"],
+    );
+    fails_with(
+        "[profiles.api\n",
+        &["token", "-p", "api"],
+        &["config.toml:1:"],
+    );
+}
+
+#[test]
+fn missing_fields_and_variables_are_named() {
+    fails_with(
+        "[profiles.api]\ntoken_url = \"http://127.0.0.1:1/token\"\ngrant = \"password\"\nclient_id = \"c\"\n",
+        &["token", "-p", "api"],
+        &["config.toml:1:", "password grant needs username, password"],
+    );
+    fails_with(
+        "[profiles.api]\nclient_id = \"c\"\n",
+        &["token", "-p", "api"],
+        &["issuer", "token_url"],
+    );
+    fails_with(
+        "[profiles.api]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nclient_secret = \"${TW_TEST_UNSET_SECRET}\"\n",
+        &["token", "-p", "api"],
+        &["config.toml:4:", "`client_secret`", "TW_TEST_UNSET_SECRET is not set"],
+    );
+}
+
+#[test]
+fn missing_files_and_profiles_say_what_exists() {
+    fails_with(
+        "[profiles.one]\ntoken_url = \"http://x/t\"\nclient_id = \"c\"\n",
+        &["token", "-p", "two"],
+        &["no profile `two`", "one"],
+    );
+    let home = Home::with_config("");
+    let run = home.run(&["token", "--config", "/nonexistent/tokenwarden.toml"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("/nonexistent/tokenwarden.toml"),
+        "{}",
+        run.stderr()
+    );
+    // Usage errors of the command line itself are 2 as well.
+    home.run(&["token", "--no-such-flag"]).expect_code(2);
+    home.run(&["frobnicate"]).expect_code(2);
+}
+
+#[test]
+fn the_profile_comes_from_the_flag_the_environment_or_default() {
+    let home = Home::with_config(
+        "[profiles.default]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nstore = \"memory\"\n\
+         [profiles.other]\nclient_id = \"c\"\n",
+    );
+    // `default` is complete: it gets as far as the (unreachable) token endpoint.
+    home.run(&["token"]).expect_code(4);
+    // `other` is not: the environment chose it.
+    let run = Run(home
+        .command(&["token"])
+        .env("TOKENWARDEN_PROFILE", "other")
+        .output()
+        .unwrap());
+    run.expect_code(2);
+    assert!(run.stderr().contains("`other`"), "{}", run.stderr());
+}

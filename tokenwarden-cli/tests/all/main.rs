@@ -1,0 +1,17 @@
+//! The `tokenwarden` binary end to end: each test writes a configuration into a
+//! temporary home and runs the real binary against the real authorization server
+//! (oidc-provider, from `tokenwarden/tests/oidc`) and local resource servers.
+
+mod common;
+
+#[allow(dead_code)] // the core's OAuth2 tests use the rest
+#[path = "../../../tokenwarden/tests/all/browser.rs"]
+mod browser;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden/tests/all/oidc.rs"]
+mod oidc;
+
+mod commands;
+mod config;
+mod demo;
+mod proxy;
