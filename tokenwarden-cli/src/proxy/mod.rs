@@ -48,7 +48,7 @@ use url::Url;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the proxy on `listen` until Ctrl-C or SIGTERM (then returns
-/// [`OK`](crate::exit::OK)); a second signal stops it without waiting for the
+/// `OK`); a second signal stops it without waiting for the
 /// requests still in flight. Prints one line to stderr once listening, with the
 /// bound address (so `--listen 127.0.0.1:0` works). A listen address that cannot
 /// be used is a usage error.
