@@ -353,3 +353,91 @@ fn completions_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn private_key_jwt_client_authentication() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&format!(
+        "[profiles.signed]\nissuer = \"{}\"\nclient_id = \"cc-jwt\"\nclient_auth = \"private_key_jwt\"\n\
+         private_key = \"keys/es256.pem\"\nprivate_key_alg = \"ES256\"\nscope = \"read\"\nstore = \"memory\"\n",
+        oidc.issuer
+    ));
+    std::fs::create_dir(home.path().join("keys")).unwrap();
+    std::fs::write(home.path().join("keys/es256.pem"), &oidc.keys["ES256"]).unwrap();
+    home.run(&["token", "-p", "signed"]).expect_code(0);
+    // The key path is relative to the configuration file; a missing one is named.
+    std::fs::remove_file(home.path().join("keys/es256.pem")).unwrap();
+    let missing = home.run(&["token", "-p", "signed"]);
+    missing.expect_code(2);
+    assert!(
+        missing.stderr().contains("es256.pem"),
+        "{}",
+        missing.stderr()
+    );
+}
+
+#[test]
+fn a_refresh_token_from_the_environment_seeds_a_profile() {
+    use tokenwarden::source::oauth2::{ClientAuth, OAuth2Client};
+    let Some(oidc) = oidc::server() else { return };
+    // A refresh token obtained elsewhere (here: a device login through the library).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refresh_token = runtime.block_on(async {
+        let source = OAuth2Client::builder()
+            .issuer(&oidc.issuer)
+            .client_id("app")
+            .auth(ClientAuth::SecretBasic(tokenwarden::ClientSecret::new(
+                "app-secret",
+            )))
+            .build()
+            .unwrap()
+            .device_code()
+            .scope("openid offline_access read")
+            .on_prompt(|prompt| {
+                let page = prompt.verification_uri_complete.clone().unwrap();
+                tokio::spawn(async move { browser::approve(&page).await });
+            });
+        let token = tokenwarden::TokenSource::fetch(&source).await.unwrap();
+        token.refresh_token.unwrap().secret().to_owned()
+    });
+    let home = Home::with_config(&format!(
+        "[profiles.seeded]\nissuer = \"{}\"\ngrant = \"refresh_token\"\nclient_id = \"app\"\n\
+         client_secret = \"app-secret\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n",
+        oidc.issuer
+    ));
+    let first = Run(home
+        .command(&["token", "-p", "seeded"])
+        .env("REFRESH_TOKEN", &refresh_token)
+        .output()
+        .unwrap());
+    let token = first.expect_code(0).stdout();
+    assert!(!first.stderr().contains(&refresh_token));
+    // The rotated refresh token was stored: the next call does not need the variable.
+    let again = home.run(&["token", "-p", "seeded", "--json"]);
+    let json = again.expect_code(2);
+    assert!(
+        json.stderr().contains("REFRESH_TOKEN is not set"),
+        "{}",
+        json.stderr()
+    );
+    let again = Run(home
+        .command(&["token", "-p", "seeded"])
+        .env("REFRESH_TOKEN", "spent-TOPSECRET")
+        .output()
+        .unwrap());
+    assert_eq!(
+        again.expect_code(0).stdout(),
+        token,
+        "the stored token, not a new refresh"
+    );
+    let status = Run(home
+        .command(&["status", "-p", "seeded"])
+        .env("REFRESH_TOKEN", "x")
+        .output()
+        .unwrap());
+    assert!(status
+        .expect_code(0)
+        .stdout()
+        .contains("refresh token  yes"));
+    assert!(!status.stdout().contains(&refresh_token) && !status.stdout().contains(token.trim()));
+}
