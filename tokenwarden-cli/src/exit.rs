@@ -78,6 +78,16 @@ impl From<tokenwarden::Error> for CliError {
             ),
             ErrorKind::Config => (USAGE, "fix the configuration named above"),
             _ if cause.is_invalid_grant() => (REJECTED, "run `tokenwarden login` again"),
+            // A login API that refuses without an OAuth2 error body.
+            _ if cause
+                .status()
+                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+            {
+                (
+                    REJECTED,
+                    "the server refused the credentials; check the profile's username, password or client",
+                )
+            }
             _ => (
                 UNAVAILABLE,
                 "the token endpoint could not be reached; check the network and the profile's issuer or token_url",

@@ -441,3 +441,44 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
         .contains("refresh token  yes"));
     assert!(!status.stdout().contains(&refresh_token) && !status.stdout().contains(token.trim()));
 }
+
+#[test]
+fn a_custom_login_api_profile() {
+    use axum::{routing::post, Json, Router};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/login", listener.local_addr().unwrap());
+    let app = Router::new().route(
+        "/login",
+        post(|Json(body): Json<serde_json::Value>| async move {
+            if body["username"] == "alice" && body["password"] == "pw-TOPSECRET" {
+                Ok(Json(serde_json::json!({
+                    "access_token": "custom-access-token",
+                    "refresh_token": "custom-refresh-token",
+                    "expires_in": 3600
+                })))
+            } else {
+                Err(http::StatusCode::UNAUTHORIZED)
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let home = Home::with_config(&format!(
+        "[profiles.custom]\ngrant = \"custom\"\nlogin_url = \"{url}\"\nusername = \"alice\"\n\
+         password = \"${{API_PASSWORD}}\"\nstore = \"memory\"\n"
+    ));
+    let with = |password: &str| {
+        Run(home
+            .command(&["token", "-p", "custom"])
+            .env("API_PASSWORD", password)
+            .output()
+            .unwrap())
+    };
+    let ok = with("pw-TOPSECRET");
+    assert_eq!(ok.expect_code(0).stdout().trim(), "custom-access-token");
+    ok.expect_no_secret(false);
+    let refused = with("wrong-TOPSECRET");
+    refused.expect_code(3).expect_no_secret(false);
+}
