@@ -331,6 +331,23 @@ fn curl_sends_the_token_replays_after_a_401_and_fails_like_curl() {
         assert!(!replayed.stderr().contains(token) && !echo.stderr().contains(token));
     }
 
+    let body = home.path().join("body.json");
+    std::fs::write(&body, "{\"from\":\"file\"}").unwrap();
+    let from_file = run(
+        &home,
+        &[
+            "curl",
+            "-p",
+            "api",
+            "--data-file",
+            body.to_str().unwrap(),
+            "/echo",
+        ],
+    );
+    assert_eq!(
+        from_file.expect_code(0).stdout(),
+        "POST {\"from\":\"file\"}"
+    );
     run(&home, &["curl", "-p", "api", "/missing"]).expect_code(0);
     let failed = run(&home, &["curl", "-p", "api", "--fail", "/missing"]);
     failed.expect_code(22);
@@ -481,4 +498,35 @@ fn a_custom_login_api_profile() {
     ok.expect_no_secret(false);
     let refused = with("wrong-TOPSECRET");
     refused.expect_code(3).expect_no_secret(false);
+}
+
+#[test]
+fn redis_and_keyring_stores_keep_the_token_between_invocations() {
+    let Some(oidc) = oidc::server() else { return };
+    let redis_up = std::net::TcpStream::connect("127.0.0.1:6379").is_ok();
+    if !redis_up && required() {
+        panic!("CI needs Redis on 127.0.0.1:6379");
+    }
+    let mut stores = vec!["keyring"];
+    if redis_up {
+        stores.push("redis://127.0.0.1:6379/0");
+    } else {
+        eprintln!("skipped the Redis half: no Redis on 127.0.0.1:6379");
+    }
+    for store in stores {
+        // The stores outlive the home; the key holds the issuer, whose port is new each run.
+        let home = Home::with_config(&config(oidc, &format!("store = \"{store}\"")));
+        let first = run(&home, &["token", "-p", "api"]);
+        let token = first.expect_code(0).stdout();
+        assert_eq!(
+            run(&home, &["token", "-p", "api"]).expect_code(0).stdout(),
+            token,
+            "{store}"
+        );
+        let status = run(&home, &["status", "-p", "api"]).stdout();
+        assert!(status.contains("authenticated  yes"), "{store}: {status}");
+        run(&home, &["logout", "-p", "api"]).expect_code(0);
+        let after = run(&home, &["status", "-p", "api"]).stdout();
+        assert!(after.contains("authenticated  no"), "{store}: {after}");
+    }
 }
