@@ -10,10 +10,8 @@ use serde_json::{json, Value};
 
 pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8, CliError> {
     let config = ctx.config()?;
-    let Some(name) = profile
-        .map(str::to_owned)
-        .or_else(|| std::env::var("TOKENWARDEN_PROFILE").ok())
-    else {
+    // Without -p, every profile (even with TOKENWARDEN_PROFILE set): an overview.
+    let Some(name) = profile.map(str::to_owned) else {
         let mut rows = Vec::new();
         for name in config.names() {
             rows.push(match config.profile(name) {
