@@ -114,7 +114,7 @@ async fn unreadable_files_are_typed_errors_and_moved_aside() {
 
 #[cfg(unix)]
 #[tokio::test]
-async fn links_are_not_followed() {
+async fn links_are_not_followed_and_directories_in_the_way_are_errors() {
     let _h = harness();
     let dir = tempfile::tempdir().unwrap();
     let key = TokenKey::new("api");
@@ -126,6 +126,27 @@ async fn links_are_not_followed() {
     let error = store.load(&key).await.unwrap_err();
     assert!(error.to_string().contains("refusing to follow"), "{error}");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not yours");
+    // A save replaces the link itself; the file it pointed to is untouched.
+    store.save(&key, &token()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not yours");
+    assert!(store.load(&key).await.unwrap().is_some());
+
+    // A directory where the token file should be: typed errors, nothing removed.
+    let other = TokenKey::new("dir");
+    let in_the_way = tokens.join(format!("{}.tok", other.as_str()));
+    std::fs::create_dir(&in_the_way).unwrap();
+    std::fs::write(in_the_way.join("keep"), "kept").unwrap();
+    let load = store.load(&other).await.unwrap_err();
+    assert!(load.to_string().contains("not a regular file"), "{load}");
+    let save = store.save(&other, &token()).await.unwrap_err();
+    assert!(
+        save.to_string().contains(&in_the_way.display().to_string()),
+        "{save}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(in_the_way.join("keep")).unwrap(),
+        "kept"
+    );
 }
 
 #[tokio::test]
