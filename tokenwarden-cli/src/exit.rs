@@ -63,6 +63,23 @@ impl From<tokenwarden::Error> for CliError {
         while let Some(last) = cause.last_attempt() {
             cause = last;
         }
+        // Our own refusal to sign in from a script: no server was asked.
+        if let Some(refusal) = cause
+            .oauth_error()
+            .filter(|e| e.error == "login_required" && cause.status().is_none())
+        {
+            let (message, hint) = refusal
+                .error_description
+                .as_deref()
+                .unwrap_or("not signed in; run `tokenwarden login`")
+                .split_once("; ")
+                .unwrap_or(("not signed in", "run `tokenwarden login`"));
+            return Self {
+                code: REJECTED,
+                message: message.to_owned(),
+                hint: Some(hint.to_owned()),
+            };
+        }
         let (code, hint) = match cause.kind() {
             ErrorKind::OAuth if cause.is_transient() => (
                 UNAVAILABLE,

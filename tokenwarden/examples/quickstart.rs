@@ -1,4 +1,4 @@
-//! The README's first command: tokens fetched, served from the cache, refreshed
+//! The library alone: tokens fetched, served from the cache, refreshed
 //! across several expiries of a short-lived source, with the listener's events.
 //!
 //! ```text

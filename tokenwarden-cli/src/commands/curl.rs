@@ -13,7 +13,7 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
     let profile = ctx.profile(args.profile.profile.as_deref())?;
     let base = profile.base_url()?;
     let url = match &base {
-        Some(base) => base.join(&args.url),
+        Some(base) => resolve(base, &args.url),
         None => url::Url::parse(&args.url),
     }
     .map_err(|e| {
@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
     for header in &args.headers {
         let (name, value) = header.split_once(':').ok_or_else(|| {
             CliError::usage(format!("the header `{header}` is not `Name: value`"))
+                .hint("write it as -H 'Name: value'")
         })?;
         request = request.header(name.trim(), value.trim());
     }
@@ -68,6 +69,13 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
         }
         writeln!(out).map_err(write_error)?;
     }
+    if args.fail && status.as_u16() >= 400 {
+        // As curl --fail: no body, an exit code and a line on stderr.
+        return Err(
+            CliError::new(HTTP_FAIL, format!("the server answered {status}"))
+                .hint("drop --fail to see the response body"),
+        );
+    }
     let bytes = response
         .bytes()
         .await
@@ -81,6 +89,20 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
         ));
     }
     Ok(OK)
+}
+
+/// `url` against the profile's base URL: absolute URLs as they are, and relative
+/// ones, with or without a leading `/`, under the base URL's path (as the proxy
+/// maps them): with `https://api.example.com/v1`, `/users` is `/v1/users`.
+fn resolve(base: &url::Url, url: &str) -> Result<url::Url, url::ParseError> {
+    if url::Url::parse(url).is_ok() {
+        return url::Url::parse(url);
+    }
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join(url.trim_start_matches('/'))
 }
 
 fn body(args: &CurlArgs) -> Result<Option<Vec<u8>>, CliError> {
@@ -98,4 +120,27 @@ fn body(args: &CurlArgs) -> Result<Option<Vec<u8>>, CliError> {
     };
     read.map(Some)
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn relative_urls_stay_under_the_base_path() {
+        let base = url::Url::parse("https://api.example.com/v1").unwrap();
+        for (asked, expected) in [
+            ("users", "https://api.example.com/v1/users"),
+            ("/users", "https://api.example.com/v1/users"),
+            ("/users?page=2", "https://api.example.com/v1/users?page=2"),
+            ("https://other.example.com/x", "https://other.example.com/x"),
+        ] {
+            assert_eq!(resolve(&base, asked).unwrap().as_str(), expected, "{asked}");
+        }
+        let root = url::Url::parse("https://api.example.com").unwrap();
+        assert_eq!(
+            resolve(&root, "/users").unwrap().as_str(),
+            "https://api.example.com/users"
+        );
+    }
 }

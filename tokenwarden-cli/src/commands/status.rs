@@ -34,6 +34,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
             ("profile", "profile"),
             ("grant", "grant"),
             ("authenticated", "authenticated"),
+            ("refreshable", "refreshable"),
             ("expires in", "expires_in"),
             ("refresh token", "has_refresh_token"),
             ("scope", "scope"),
@@ -51,23 +52,36 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
 
 /// What is known of the profile's token, from its cache and store only.
 async fn describe(profile: &Profile) -> Value {
-    let mut row = json!({
+    match profile.manager(Interaction::Refused).await {
+        Ok(manager) => describe_manager(profile, &manager).await,
+        Err(error) => json!({
+            "profile": profile.name,
+            "grant": profile.grant.name(),
+            "store": profile.store_location(),
+            "error": error.to_string(),
+        }),
+    }
+}
+
+/// The profile and its manager's token, described without a secret (`status`, and
+/// `token --json` with the token added).
+pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenManager) -> Value {
+    let info = manager.info().await;
+    let expired = info.expires_in.is_some_and(|d| d.is_zero());
+    let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).ok();
+    json!({
         "profile": profile.name,
         "grant": profile.grant.name(),
         "store": profile.store_location(),
-    });
-    match profile.manager(Interaction::Refused).await {
-        Ok(manager) => {
-            let info = manager.info().await;
-            row["authenticated"] = info.authenticated.into();
-            row["expires_in"] = info.expires_in.map(|d| d.as_secs()).into();
-            row["has_refresh_token"] = info.has_refresh_token.into();
-            row["scope"] = info.scope.into();
-            row["fingerprint"] = info.fingerprint.into();
-        }
-        Err(error) => row["error"] = error.to_string().into(),
-    }
-    row
+        "authenticated": info.authenticated,
+        // An expired token with a refresh token is one `token` call from a new one.
+        "refreshable": expired && info.has_refresh_token,
+        "expires_in": info.expires_in.map(|d| d.as_secs()),
+        "expires_at": info.expires_at.and_then(unix).map(|d| d.as_secs()),
+        "has_refresh_token": info.has_refresh_token,
+        "scope": info.scope,
+        "fingerprint": info.fingerprint,
+    })
 }
 
 fn text(key: &str, value: &Value) -> String {
@@ -75,7 +89,10 @@ fn text(key: &str, value: &Value) -> String {
         ("expires_in", Value::Number(n)) => {
             human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
         }
-        ("authenticated" | "has_refresh_token", Value::Bool(b)) => {
+        ("refreshable", Value::Bool(true)) => {
+            "yes: expired, `tokenwarden token` refreshes it".into()
+        }
+        ("authenticated" | "has_refresh_token" | "refreshable", Value::Bool(b)) => {
             if *b { "yes" } else { "no" }.into()
         }
         (_, Value::String(s)) => s.clone(),

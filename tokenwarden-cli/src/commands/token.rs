@@ -11,10 +11,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
     let token = manager.token().await?;
     let mut out = std::io::stdout().lock();
     let written = if json {
-        let info = manager.info().await;
-        let mut value = serde_json::to_value(&info).unwrap_or_default();
-        value["profile"] = profile.name.clone().into();
-        value["grant"] = profile.grant.name().into();
+        let mut value = super::status::describe_manager(&profile, &manager).await;
         // The one place a secret is printed: asked for, on stdout.
         value["access_token"] = token.access_token.secret().into();
         writeln!(out, "{value:#}")

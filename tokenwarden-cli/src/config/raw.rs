@@ -109,7 +109,12 @@ pub(super) fn resolve(
     let text = |key: &str, value: &Text| -> Result<Option<String>, CliError> {
         value
             .as_ref()
-            .map(|v| interpolate(v.get_ref()).map_err(|why| field_error(config, key, v, &why)))
+            .map(|v| {
+                interpolate(v.get_ref()).map_err(|why| {
+                    field_error(config, key, v, &why)
+                        .hint("export the variable, or write the value into the file")
+                })
+            })
             .transpose()
     };
     let grant = match &raw.grant {

@@ -351,6 +351,7 @@ fn curl_sends_the_token_replays_after_a_401_and_fails_like_curl() {
     run(&home, &["curl", "-p", "api", "/missing"]).expect_code(0);
     let failed = run(&home, &["curl", "-p", "api", "--fail", "/missing"]);
     failed.expect_code(22);
+    assert_eq!(failed.stdout(), "", "no body with --fail, as curl");
     // No token to another origin than the profile's.
     let elsewhere = run(
         &home,
