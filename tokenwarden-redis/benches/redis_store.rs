@@ -114,13 +114,5 @@ fn main() {
         format!("baseline raw GET of the same value: {}; load (JSON)/GET = {}", us(get), ratio(load, get)),
         format!("cleanup: {} key(s) left under the prefix {left:?}", left.len()),
     ];
-    println!();
-    println!("==== redis_store figures (medians of {SAMPLES} criterion samples) ====");
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
-        println!("(test mode: each benchmark ran once; these figures are not measurements)");
-    }
-    for line in out {
-        println!("{line}");
-    }
+    support::print_figures("redis_store", &out);
 }

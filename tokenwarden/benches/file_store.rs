@@ -17,11 +17,10 @@
 
 mod support;
 
-use criterion::{black_box, SamplingMode};
+use criterion::SamplingMode;
 use std::io::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
-use support::{async_loop, measure, ratio, us, SAMPLES};
+use support::{async_loop, measure, ratio, time_loop, us, SAMPLES};
 use tokenwarden::store::{FileKey, FileStore, TokenCipher};
 use tokenwarden::{TokenKey, TokenStore};
 
@@ -98,24 +97,7 @@ fn main() {
         part("std::fs write + rename without fsync", no_sync, save),
         format!("save/load = {}", ratio(save, load)),
     ];
-    println!();
-    println!("==== file_store figures (medians of {SAMPLES} criterion samples) ====");
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
-        println!("(test mode: each benchmark ran once; these figures are not measurements)");
-    }
-    for line in out {
-        println!("{line}");
-    }
-}
-
-/// `iters` calls of `f` on this thread; each result is dropped inside the loop.
-fn time_loop<O>(iters: u64, mut f: impl FnMut() -> O) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(f());
-    }
-    start.elapsed()
+    support::print_figures("file_store", &out);
 }
 
 /// The save's file steps with `std::fs` alone (no sealing, no blocking-pool hop).

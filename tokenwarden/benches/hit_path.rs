@@ -27,8 +27,8 @@ use std::pin::pin;
 use std::sync::{Barrier, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
-use support::{measure, ns, ratio, SAMPLES};
+use std::time::{Duration, SystemTime};
+use support::{measure, ns, ratio, time_loop, SAMPLES};
 use tokenwarden::{source::from_fn, Clock, SystemClock, Token, TokenManager};
 use tokio::runtime::Handle;
 
@@ -163,24 +163,7 @@ fn main() {
         ),
     ];
 
-    println!();
-    println!("==== hit_path figures (medians of {SAMPLES} criterion samples) ====");
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
-        println!("(test mode: each benchmark ran once; these figures are not measurements)");
-    }
-    for line in out {
-        println!("{line}");
-    }
-}
-
-/// `iters` calls of `f` on this thread; each result is dropped inside the loop.
-fn time_loop<O>(iters: u64, mut f: impl FnMut() -> O) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(f());
-    }
-    start.elapsed()
+    support::print_figures("hit_path", &out);
 }
 
 /// Two threads each make `iters` calls of `f` at once (released by a barrier); the

@@ -127,3 +127,27 @@ where
         start.elapsed()
     })
 }
+
+/// Prints a bench's summary: its figures, and a warning when criterion ran it in
+/// test mode (`cargo test --benches`), where the figures are not measurements.
+pub fn print_figures(name: &str, lines: &[String]) {
+    println!();
+    println!("==== {name} figures (medians of {SAMPLES} criterion samples) ====");
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test") {
+        println!("(test mode: each benchmark ran once; these figures are not measurements)");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// `iters` calls of `f` on this thread; each result is dropped inside the loop.
+#[allow(dead_code)] // not every bench that includes this module times a closure
+pub fn time_loop<O>(iters: u64, mut f: impl FnMut() -> O) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        criterion::black_box(f());
+    }
+    start.elapsed()
+}
