@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden::source::login::LoginSource;
-use tokenwarden::source::oauth2::{ClientAuth, JwtSigner, OAuth2Client, SigningAlgorithm};
+use tokenwarden::source::oauth2::{
+    ClientAuth, JwtSigner, OAuth2Client, OAuth2ClientBuilder, SigningAlgorithm,
+};
 use tokenwarden::store::{FileStore, KeyringStore, MemoryStore};
 use tokenwarden::{
     ClientSecret, Error, OAuthError, Result, Token, TokenKey, TokenManager, TokenManagerBuilder,
@@ -57,15 +59,19 @@ impl Profile {
         if let Some(client_id) = &self.client_id {
             builder = builder.client_id(client_id);
         }
-        for (url, set) in [
-            (&self.issuer, OAuth2ClientSetter::Issuer),
-            (&self.token_url, OAuth2ClientSetter::Token),
-            (&self.device_authorization_url, OAuth2ClientSetter::Device),
-            (&self.authorization_url, OAuth2ClientSetter::Authorization),
-            (&self.revocation_url, OAuth2ClientSetter::Revocation),
-        ] {
+        type Setter = fn(OAuth2ClientBuilder, &str) -> OAuth2ClientBuilder;
+        let urls: [(&Option<String>, Setter); 5] = [
+            (&self.issuer, |b, url| b.issuer(url)),
+            (&self.token_url, |b, url| b.token_url(url)),
+            (&self.device_authorization_url, |b, url| {
+                b.device_authorization_url(url)
+            }),
+            (&self.authorization_url, |b, url| b.authorization_url(url)),
+            (&self.revocation_url, |b, url| b.revocation_url(url)),
+        ];
+        for (url, set) in urls {
             if let Some(url) = url {
-                builder = set.apply(builder, url);
+                builder = set(builder, url);
             }
         }
         builder.auth(self.client_auth()?).build()
@@ -314,31 +320,5 @@ impl TokenSource for NoLogin {
 
     fn key(&self) -> TokenKey {
         self.0.key()
-    }
-}
-
-/// The URL setters of the OAuth2 client builder, by field.
-#[derive(Clone, Copy)]
-enum OAuth2ClientSetter {
-    Issuer,
-    Token,
-    Device,
-    Authorization,
-    Revocation,
-}
-
-impl OAuth2ClientSetter {
-    fn apply(
-        self,
-        builder: tokenwarden::source::oauth2::OAuth2ClientBuilder,
-        url: &str,
-    ) -> tokenwarden::source::oauth2::OAuth2ClientBuilder {
-        match self {
-            Self::Issuer => builder.issuer(url),
-            Self::Token => builder.token_url(url),
-            Self::Device => builder.device_authorization_url(url),
-            Self::Authorization => builder.authorization_url(url),
-            Self::Revocation => builder.revocation_url(url),
-        }
     }
 }

@@ -95,8 +95,8 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
 /// ones, with or without a leading `/`, under the base URL's path (as the proxy
 /// maps them): with `https://api.example.com/v1`, `/users` is `/v1/users`.
 fn resolve(base: &url::Url, url: &str) -> Result<url::Url, url::ParseError> {
-    if url::Url::parse(url).is_ok() {
-        return url::Url::parse(url);
+    if let Ok(absolute) = url::Url::parse(url) {
+        return Ok(absolute);
     }
     let mut base = base.clone();
     if !base.path().ends_with('/') {
