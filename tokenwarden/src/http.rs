@@ -27,6 +27,13 @@ impl AllowedOrigins {
         let parsed =
             Url::parse(url).map_err(|e| Error::config(format!("`{url}` is not a URL: {e}")))?;
         match (parsed.host_str(), parsed.port_or_known_default()) {
+            (Some(_), Some(_)) if parsed.scheme() == "http" && !is_loopback(&parsed) => {
+                Err(Error::config(format!(
+                    "`{url}` is plain http to a host that is not loopback: the token would \
+                     cross the network in clear; use https (http is allowed for 127.0.0.1, \
+                     [::1] and localhost only)"
+                )))
+            }
             (Some(host), Some(port)) if matches!(parsed.scheme(), "http" | "https") => {
                 self.origins
                     .push((parsed.scheme().to_owned(), host.to_ascii_lowercase(), port));
@@ -50,7 +57,8 @@ impl AllowedOrigins {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url`'s host is a loopback address or `localhost`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -105,9 +113,9 @@ impl TokenPlacement {
     }
 }
 
-/// Whether a response says the token was rejected: 401, or 403 with
-/// `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1), or a gRPC
-/// `grpc-status: 16` (UNAUTHENTICATED).
+/// Whether a response says the token was rejected: 401, or 403 with a
+/// `WWW-Authenticate: Bearer error="invalid_token"` challenge (RFC 6750 §3.1), or a
+/// gRPC `grpc-status: 16` (UNAUTHENTICATED).
 pub fn rejects_token(status: http::StatusCode, headers: &HeaderMap) -> bool {
     if status == http::StatusCode::UNAUTHORIZED
         || headers.get("grpc-status").is_some_and(|s| s == "16")
@@ -115,11 +123,24 @@ pub fn rejects_token(status: http::StatusCode, headers: &HeaderMap) -> bool {
         return true;
     }
     status == http::StatusCode::FORBIDDEN
-        && headers.get_all(WWW_AUTHENTICATE).iter().any(|value| {
-            value
-                .to_str()
-                .map(|v| v.to_ascii_lowercase().contains("invalid_token"))
-                .unwrap_or(false)
+        && headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(bearer_invalid_token)
+}
+
+/// Whether a `WWW-Authenticate` value holds a Bearer challenge whose `error` is
+/// `invalid_token`. A value that does not parse (RFC 9110 §11.6.1) stops the
+/// search at that point: a malformed header never counts as a rejection.
+pub(crate) fn bearer_invalid_token(value: &str) -> bool {
+    http_auth::parser::ChallengeParser::new(value)
+        .map_while(std::result::Result::ok)
+        .any(|challenge| {
+            challenge.scheme.eq_ignore_ascii_case("bearer")
+                && challenge.params.iter().any(|(name, value)| {
+                    name.eq_ignore_ascii_case("error") && value.to_unescaped() == "invalid_token"
+                })
         })
 }
 
@@ -141,6 +162,10 @@ mod tests {
         assert!(!ok("https://evil.example.com/"));
         assert!(!ok("http://127.0.0.1:9090/"));
         assert!(AllowedOrigins::of("not a url").is_err());
+        let error = AllowedOrigins::of("http://api.example.com").unwrap_err();
+        assert!(error.to_string().contains("use https"), "{error}");
+        assert!(AllowedOrigins::of("http://localhost:3000").is_ok());
+        assert!(AllowedOrigins::of("http://[::1]:3000").is_ok());
     }
 
     #[tokio::test]
@@ -166,6 +191,28 @@ mod tests {
         let cookie = placed(TokenPlacement::Cookie("session".into()));
         assert_eq!(cookie[COOKIE], "session=abc");
         assert!(cookie[COOKIE].is_sensitive());
+    }
+
+    #[test]
+    fn bearer_challenges_are_parsed_not_searched() {
+        assert!(bearer_invalid_token(
+            r#"Basic realm="x", Bearer realm="api", error="invalid_token", error_description="expired""#
+        ));
+        assert!(bearer_invalid_token(r#"bearer ERROR = "invalid_token""#));
+        assert!(bearer_invalid_token(r#"Bearer error=invalid_token"#));
+        assert!(!bearer_invalid_token(
+            r#"Bearer error="insufficient_scope""#
+        ));
+        assert!(!bearer_invalid_token(r#"Basic realm="invalid_token""#));
+        assert!(!bearer_invalid_token(r#"Basic error="invalid_token""#));
+        assert!(!bearer_invalid_token(
+            r#"Bearer error_description="invalid_token""#
+        ));
+        assert!(
+            !bearer_invalid_token(r#"Bearer error="invalid_token"#),
+            "unterminated"
+        );
+        assert!(!bearer_invalid_token(""));
     }
 
     #[test]

@@ -77,6 +77,9 @@
 pub mod clock;
 mod error;
 mod events;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 mod key;
 mod manager;

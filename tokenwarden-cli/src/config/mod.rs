@@ -85,6 +85,11 @@ impl Config {
                     "create it with a [profiles.NAME] table, or point --config or TOKENWARDEN_CONFIG at yours; see the README",
                 )
         })?;
+        Self::parse(path, text)
+    }
+
+    /// Parses `text`, the contents of the file at `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self, CliError> {
         let raw: RawFile = toml::from_str(&text).map_err(|e| {
             let at = e.span().map(|span| line_col(&text, span.start));
             CliError::usage(format!(

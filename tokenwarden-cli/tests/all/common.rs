@@ -44,13 +44,22 @@ impl Home {
             .env("XDG_CONFIG_HOME", self.path().join("xdg-config"))
             .env("XDG_DATA_HOME", self.path().join("xdg-data"))
             .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
-            .env("TOKENWARDEN_CONFIG", self.config_path());
+            .env("TOKENWARDEN_CONFIG", self.config_path())
+            // Every run logs everything; `run` fails it if a secret shows there.
+            .env("TOKENWARDEN_LOG", "trace");
         command
     }
 
     /// Runs `tokenwarden <args>` to the end.
     pub fn run(&self, args: &[&str]) -> Run {
-        Run(self.command(args).output().unwrap())
+        let run = Run(self.command(args).output().unwrap());
+        assert!(
+            !run.stderr().contains(MARKER),
+            "a secret in the trace log or on stderr of `tokenwarden {}`:\n{}",
+            args.join(" "),
+            run.stderr()
+        );
+        run
     }
 }
 

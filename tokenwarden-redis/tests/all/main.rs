@@ -1,6 +1,9 @@
 //! The Redis store against the real server on 127.0.0.1:6379 (started by `.ci/run`;
 //! without it these tests print why and skip, except under `CI`, where they fail).
 
+#[allow(dead_code)] // not every binary uses every helper
+#[path = "../../../tokenwarden/tests/support/leaks.rs"]
+mod leaks;
 mod processes;
 mod restart;
 mod shared;

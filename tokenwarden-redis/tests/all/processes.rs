@@ -163,6 +163,7 @@ const SIXTEEN: &str = "processes::sixteen_processes_make_one_token_request_per_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_processes_make_one_token_request_per_expiry() {
+    let _h = crate::leaks::harness();
     if let Ok(prefix) = std::env::var(CHILD) {
         let (manager, clock) = instance(&prefix, counted(&prefix, false), None).await;
         say("ready");
@@ -219,6 +220,7 @@ const TAKEOVER: &str = "processes::a_lease_holder_killed_mid_refresh_is_taken_ov
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl() {
+    let _h = crate::leaks::harness();
     if let Ok(prefix) = std::env::var(CHILD) {
         let hang = std::env::var(MODE).unwrap() == "hang";
         let (manager, _clock) = instance(&prefix, counted(&prefix, hang), None).await;
@@ -285,6 +287,7 @@ const ROTATION: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
+    let _h = crate::leaks::harness();
     let cipher = || Some(TokenCipher::new([5; 32]));
     if let Ok(prefix) = std::env::var(CHILD) {
         let issuer = std::env::var(ISSUER).unwrap();

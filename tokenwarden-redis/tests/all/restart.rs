@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden::store::TokenStore;
-use tokenwarden::{source::from_fn, ManualClock, Token, TokenManager};
+use tokenwarden::{source::from_fn, Clock, ManualClock, Token, TokenManager};
 use tokenwarden_redis::RedisStore;
 
 /// A private redis-server on a free port, for tests that stop and start it.
@@ -74,6 +74,7 @@ async fn connect_when_up(url: &str, clock: &ManualClock) -> RedisStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() {
+    let _h = crate::leaks::harness();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -130,5 +131,158 @@ async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() 
     assert_ne!(
         during.fingerprint(),
         manager.token().await.unwrap().fingerprint()
+    );
+}
+
+/// A server that rotates refresh tokens and refuses a spent one, as real ones do.
+#[derive(Debug, Default)]
+struct Rotating {
+    issued: AtomicUsize,
+    spent: std::sync::Mutex<std::collections::HashSet<String>>,
+    reused: AtomicUsize,
+}
+
+impl Rotating {
+    fn issue(&self) -> Token {
+        let n = self.issued.fetch_add(1, SeqCst) + 1;
+        Token::new(format!("at-TOPSECRET-{n}"))
+            .with_refresh_token(format!("rt-TOPSECRET-{n}"))
+            .with_expires_in(Duration::from_secs(600))
+    }
+}
+
+#[async_trait::async_trait]
+impl tokenwarden::TokenSource for Rotating {
+    async fn fetch(&self) -> tokenwarden::Result<Token> {
+        Ok(self.issue())
+    }
+
+    async fn refresh(&self, current: &Token) -> tokenwarden::Result<Token> {
+        let refresh = current.refresh_token.as_ref().expect("a refresh token");
+        if !self
+            .spent
+            .lock()
+            .unwrap()
+            .insert(refresh.secret().to_owned())
+        {
+            self.reused.fetch_add(1, SeqCst);
+            return Err(tokenwarden::Error::oauth(
+                "rotating",
+                Some(400),
+                tokenwarden::OAuthError::new("invalid_grant"),
+            ));
+        }
+        Ok(self.issue())
+    }
+
+    fn name(&self) -> &str {
+        "rotating"
+    }
+}
+
+/// SIGSTOP or SIGCONT to a process.
+fn signal(process: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // times real waits on Redis; token time is the ManualClock's
+async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
+    let _h = crate::leaks::harness();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(redis) = OwnRedis::start(port) else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let timeout = Duration::from_millis(300);
+    let connect = || async {
+        let store = connect_when_up(&redis.url(), &clock).await;
+        RedisStore::builder(redis.url())
+            .prefix(store.prefix())
+            .clock(clock.clone())
+            .timeout(timeout)
+            .build()
+            .await
+            .unwrap()
+    };
+    let server = Arc::new(Rotating::default());
+    // Two instances (as two processes would be), each with its own connection.
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            TokenManager::builder(server.clone())
+                .clock(clock.clone())
+                .store(connect().await)
+                .lease_ttl(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        );
+    }
+    for instance in &instances {
+        instance.token().await.unwrap();
+    }
+    assert_eq!(
+        server.issued.load(SeqCst),
+        1,
+        "one login, shared through Redis"
+    );
+
+    // Redis freezes (SIGSTOP: connections stay open, nothing answers) as the
+    // token expires. Every caller gets a token, each within a bounded wait.
+    let process = redis.process.as_ref().unwrap();
+    signal(process, "-STOP");
+    clock.advance(Duration::from_secs(600));
+    for instance in &instances {
+        let started = std::time::Instant::now();
+        let token = tokio::time::timeout(Duration::from_secs(10), instance.token())
+            .await
+            .expect("a bounded wait while Redis is frozen")
+            .expect("a token without Redis");
+        assert!(!token.is_expired_at(clock.now()));
+        println!(
+            "a token while Redis is frozen after {:?}",
+            started.elapsed()
+        );
+    }
+    let reused_in_stall = server.reused.load(SeqCst);
+    signal(process, "-CONT");
+
+    // Redis thaws. Three more expiries: one refresh each, every refresh token
+    // spent once, and both instances on the same token again.
+    tokio::time::sleep(Duration::from_millis(500)).await; // the stale writes land
+    for round in 0..3 {
+        clock.advance(Duration::from_secs(600));
+        let before = server.issued.load(SeqCst);
+        let mut fingerprints = std::collections::HashSet::new();
+        for instance in &instances {
+            let token = tokio::time::timeout(Duration::from_secs(10), instance.token())
+                .await
+                .expect("a bounded wait")
+                .expect("a token");
+            fingerprints.insert(token.fingerprint());
+        }
+        assert_eq!(
+            server.issued.load(SeqCst) - before,
+            1,
+            "round {round}: one refresh for both instances"
+        );
+        assert_eq!(fingerprints.len(), 1, "round {round}: one shared token");
+    }
+    assert_eq!(
+        server.reused.load(SeqCst),
+        reused_in_stall,
+        "no refresh token spent twice once Redis is back"
+    );
+    println!(
+        "refresh tokens spent twice during the freeze: {reused_in_stall}; after: 0; tokens issued: {}",
+        server.issued.load(SeqCst)
     );
 }

@@ -10,6 +10,7 @@ use tokenwarden_redis::RedisStore;
 
 #[tokio::test]
 async fn tokens_round_trip_and_expire_with_the_token() {
+    let _h = crate::leaks::harness();
     let clock = ManualClock::default();
     let Some(store) = store(&clock).await else {
         return;
@@ -42,6 +43,7 @@ async fn tokens_round_trip_and_expire_with_the_token() {
 
 #[tokio::test]
 async fn sealed_tokens_open_only_with_the_fleet_key() {
+    let _h = crate::leaks::harness();
     use tokenwarden::store::TokenCipher;
     let clock = ManualClock::default();
     let Some(plain) = store(&clock).await else {
@@ -99,6 +101,7 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lease_holder_at_a_time_and_a_dead_holder_expires() {
+    let _h = crate::leaks::harness();
     let clock = ManualClock::default();
     let Some(a) = store(&clock).await else { return };
     let b = same_prefix(&a, &clock).await;
@@ -126,6 +129,7 @@ async fn one_lease_holder_at_a_time_and_a_dead_holder_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_instances_make_one_token_request_per_expiry() {
+    let _h = crate::leaks::harness();
     let clock = ManualClock::default();
     let Some(first) = store(&clock).await else {
         return;
@@ -174,6 +178,7 @@ async fn sixteen_instances_make_one_token_request_per_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_on_a_multiplexed_connection_share_tokens_and_leases() {
+    let _h = crate::leaks::harness();
     let clock = ManualClock::default();
     let Some(first) = store(&clock).await else {
         return;

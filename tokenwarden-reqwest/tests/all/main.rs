@@ -2,6 +2,9 @@
 //! tokens it was told about, counts requests per token, can revoke, and redirects
 //! to a second local origin.
 
+#[allow(dead_code)] // not every binary uses every helper
+#[path = "../../../tokenwarden/tests/support/leaks.rs"]
+mod leaks;
 mod resource_server;
 
 mod origins;

@@ -5,6 +5,7 @@ use tokenwarden_reqwest::{AllowedOrigins, AuthClient};
 
 #[tokio::test]
 async fn another_origin_gets_no_token() {
+    let _h = crate::leaks::harness();
     let servers = start().await;
     let client = client(&servers, manager(&servers.api));
     let absolute = format!("{}/capture", servers.other);
@@ -30,11 +31,11 @@ async fn another_origin_gets_no_token() {
         1,
         "the redirect's first leg had it"
     );
-    assert_no_leaks();
 }
 
 #[tokio::test]
 async fn an_explicitly_allowed_origin_gets_the_token() {
+    let _h = crate::leaks::harness();
     let servers = start().await;
     let origins = AllowedOrigins::of(&servers.base)
         .unwrap()
@@ -55,4 +56,42 @@ async fn an_explicitly_allowed_origin_gets_the_token() {
     assert!(captured[0]
         .as_deref()
         .is_some_and(|h| h.starts_with("Bearer ")));
+}
+
+#[tokio::test]
+async fn plain_http_to_a_host_that_is_not_loopback_gets_no_token() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    // `api.example.test` resolves to a loopback server here, but by its name it
+    // is a remote host: over http the token would cross a network in clear.
+    let base = url::Url::parse(&servers.other).unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], base.port().unwrap()));
+    let remote = format!("http://api.example.test:{}", address.port());
+    let http = reqwest::Client::builder()
+        .resolve("api.example.test", address)
+        .build()
+        .unwrap();
+    let error = AuthClient::builder()
+        .base_url(&remote)
+        .token_manager(manager(&servers.api))
+        .http_client(http.clone())
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("use https"), "{error}");
+
+    // Through a client for the loopback origin, an absolute http URL to that
+    // host goes out without the token.
+    let client = AuthClient::builder()
+        .base_url(&servers.base)
+        .token_manager(manager(&servers.api))
+        .http_client(http)
+        .build()
+        .unwrap();
+    let response = client
+        .get(&format!("{remote}/capture"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(*servers.api.captured.lock().unwrap(), vec![None]);
 }

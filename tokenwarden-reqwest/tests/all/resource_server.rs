@@ -8,14 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden::{source::from_fn, Token, TokenManager};
 
-/// The marker in every test token; a captured log line with it fails the tests.
-pub const MARKER: &str = "TOPSECRET";
+pub use crate::leaks::{captured as captured_logs, MARKER};
 
 #[derive(Default)]
 pub struct Api {
@@ -77,7 +75,6 @@ async fn guarded(api: &Api, headers: &HeaderMap, body: String) -> Response {
 
 /// Starts the API and the second origin.
 pub async fn start() -> Servers {
-    harness();
     let api = Arc::new(Api::default());
     let other = serve(
         Router::new()
@@ -178,54 +175,4 @@ fn login(api: &Arc<Api>, user: &str) -> tokenwarden::source::FnSource {
             Ok(Token::new(token).with_expires_in(Duration::from_secs(3600)))
         }
     })
-}
-
-static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static CAPTURED: Mutex<String> = Mutex::new(String::new());
-
-/// All the tracing output so far.
-pub fn captured_logs() -> String {
-    CAPTURED.lock().unwrap().clone()
-}
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        LEAKS.lock().unwrap().extend(
-            text.lines()
-                .filter(|l| l.contains(MARKER))
-                .map(str::to_owned),
-        );
-        CAPTURED.lock().unwrap().push_str(&text);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures all tracing output at TRACE (reqwest's and hyper's included).
-fn harness() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-    });
-}
-
-/// Fails if any captured log line so far held a token.
-pub fn assert_no_leaks() {
-    let leaks = LEAKS.lock().unwrap();
-    assert!(
-        leaks.is_empty(),
-        "tokens reached the logs:\n{}",
-        leaks.join("\n")
-    );
 }

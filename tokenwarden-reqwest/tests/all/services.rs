@@ -7,6 +7,7 @@ use tokenwarden_reqwest::AuthClient;
 
 #[tokio::test]
 async fn two_services_with_their_own_managers() {
+    let _h = crate::leaks::harness();
     let (a, b) = (start().await, start().await);
     let client_a = client(&a, user_manager(&a.api, "a"));
     let client_b = client(&b, user_manager(&b.api, "b"));
@@ -33,6 +34,7 @@ struct User(&'static str);
 
 #[tokio::test]
 async fn per_user_tokens_chosen_per_request() {
+    let _h = crate::leaks::harness();
     let servers = start().await;
     let api = servers.api.clone();
     let registry =
@@ -67,6 +69,7 @@ async fn per_user_tokens_chosen_per_request() {
 
 #[tokio::test]
 async fn the_trace_shows_the_refresh_and_replay() {
+    let _h = crate::leaks::harness();
     let servers = start().await;
     let client = client(&servers, manager(&servers.api));
     client.get("data").send().await.unwrap();
@@ -79,5 +82,4 @@ async fn the_trace_shows_the_refresh_and_replay() {
         logs.contains("fingerprint="),
         "requests carry the token's fingerprint"
     );
-    assert_no_leaks();
 }

@@ -121,7 +121,7 @@ impl LoginSource {
         self.read_token(&answer.headers, &answer.body)
     }
 
-    fn read_token(&self, headers: &HeaderMap, body: &[u8]) -> Result<Token> {
+    pub(crate) fn read_token(&self, headers: &HeaderMap, body: &[u8]) -> Result<Token> {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let read = |field: &Field| -> Option<String> {
             match field {

@@ -1,75 +1,20 @@
-//! Shared test helpers: the log capture that fails tests on a leaked secret, and a
-//! scriptable counting token source.
+//! Shared test helpers: the log capture that fails tests on a leaked secret
+//! (`tests/support/leaks.rs`, shared by the whole workspace), and a scriptable
+//! counting token source.
+
+#[path = "../support/leaks.rs"]
+mod leaks;
+pub use leaks::*;
 
 use async_trait::async_trait;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden::{
     Error, ManualClock, OAuthError, Result, Token, TokenEvent, TokenEventKind, TokenManager,
     TokenManagerBuilder, TokenSource,
 };
 use tokio::sync::{mpsc, watch};
-
-/// The marker every test secret carries.
-pub const MARKER: &str = "TOPSECRET";
-
-static CAPTURED: Mutex<String> = Mutex::new(String::new());
-static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct CaptureWriter;
-
-impl Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        for line in text.lines().filter(|l| l.contains(MARKER)) {
-            LEAKS.lock().unwrap().push(line.to_owned());
-        }
-        CAPTURED.lock().unwrap().push_str(&text);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the TRACE capture once; the returned guard fails the test if any
-/// captured line so far contained a secret.
-pub fn harness() -> LeakCheck {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(|| CaptureWriter)
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-    });
-    LeakCheck
-}
-
-/// Everything captured so far.
-pub fn captured() -> String {
-    CAPTURED.lock().unwrap().clone()
-}
-
-pub struct LeakCheck;
-
-impl Drop for LeakCheck {
-    fn drop(&mut self) {
-        let leaks = LEAKS.lock().unwrap().clone();
-        if !leaks.is_empty() && !std::thread::panicking() {
-            panic!("secrets reached the logs:\n{}", leaks.join("\n"));
-        }
-    }
-}
-
-/// Asserts that `text` (a Debug string, an error message...) holds no secret.
-pub fn assert_clean(what: &str, text: &str) {
-    assert!(!text.contains(MARKER), "{what} shows a secret: {text}");
-}
 
 /// A manual clock at a round time.
 pub fn clock() -> ManualClock {

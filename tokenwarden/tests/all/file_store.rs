@@ -234,3 +234,42 @@ async fn a_restarted_manager_uses_the_saved_token() {
     assert_eq!(second.token().await.unwrap().fingerprint(), fingerprint);
     assert_eq!(source.calls(), 1, "no second login");
 }
+
+#[tokio::test]
+async fn hostile_key_names_stay_inside_the_store_directory() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let store = store(&tokens, [4; 32]);
+    let long = "k".repeat(10_000);
+    let names = [
+        "../../escaped",
+        "/etc/passwd",
+        "..",
+        ".hidden",
+        "a/b\\c",
+        "nul\0byte",
+        "ünïcødé-名前",
+        "CON",
+        long.as_str(),
+    ];
+    for name in names {
+        let key = TokenKey::new(name).with("client_id", name);
+        store.save(&key, &token()).await.unwrap();
+        assert!(store.load(&key).await.unwrap().is_some(), "{name:?}");
+        let _ = store.lease(&key, HOUR).await.unwrap();
+    }
+    // Everything is a plain file directly in the directory; nothing beside it.
+    for entry in std::fs::read_dir(&tokens).unwrap() {
+        let entry = entry.unwrap();
+        assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.') || name.ends_with(".lock"), "{name}");
+        assert!(name.len() <= 255, "{name}");
+    }
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("tokens")]);
+}

@@ -9,7 +9,6 @@ mod oidc;
 
 mod background;
 mod contention;
-mod file_faults;
 mod file_processes;
 mod file_store;
 mod keyring_store;

@@ -460,7 +460,7 @@ fn error_chain(error: &reqwest::Error) -> String {
 }
 
 /// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -483,15 +483,9 @@ pub(crate) fn display_url(url: &Url) -> String {
 pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {
     let parsed =
         Url::parse(url).map_err(|e| Error::config(format!("{what} is not a valid URL: {e}")))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
     match parsed.scheme() {
         "https" => Ok(parsed),
-        "http" if loopback => Ok(parsed),
+        "http" if crate::http::is_loopback(&parsed) => Ok(parsed),
         _ => Err(Error::config(format!(
             "{what} `{}` must use https (plain http is allowed only on loopback hosts), \
              or tokens and secrets would travel in clear",

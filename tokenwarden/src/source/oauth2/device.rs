@@ -37,7 +37,7 @@ pub struct DevicePrompt {
 }
 
 #[derive(Deserialize)]
-struct Authorization {
+pub(crate) struct Authorization {
     device_code: String,
     #[serde(flatten)]
     prompt: DevicePrompt,
@@ -108,21 +108,26 @@ impl DeviceCode {
             .client
             .with_retries(|| self.client.post_form(&url, &params))
             .await?;
-        let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
-        if let Some(error) = json.as_ref().and_then(response::oauth_error) {
-            return Err(Error::oauth(name, Some(answer.status), error));
-        }
-        if !(200..300).contains(&answer.status) {
-            return Err(response::status_error(name, &answer));
-        }
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            Error::invalid_response(
-                name,
-                format!("the device authorization response is incomplete: {e}"),
-            )
-            .with_status(answer.status)
-        })
+        read_authorization(name, &answer)
     }
+}
+
+/// The device authorization response (RFC 8628 §3.2), or the error it is.
+pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Result<Authorization> {
+    let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
+    if let Some(error) = json.as_ref().and_then(response::oauth_error) {
+        return Err(Error::oauth(name, Some(answer.status), error));
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(response::status_error(name, answer));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| {
+        Error::invalid_response(
+            name,
+            format!("the device authorization response is incomplete: {e}"),
+        )
+        .with_status(answer.status)
+    })
 }
 
 #[async_trait]

@@ -78,7 +78,7 @@ fn metadata_url(issuer: &Url, well_known: &str) -> Result<Url> {
 }
 
 /// The issuer must match (mix-up protection), and every endpoint must be secure.
-fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Result<()> {
+pub(crate) fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Result<()> {
     if metadata.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
         return Err(Error::invalid_response(
             name,

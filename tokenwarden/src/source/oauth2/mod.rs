@@ -142,3 +142,12 @@ pub use discovery::ProviderMetadata;
 pub use exchange::{JwtBearer, TokenExchange, ACCESS_TOKEN_TYPE};
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};
 pub(crate) use response::status_error;
+
+/// What `crate::fuzzing` reaches inside this module.
+#[cfg(fuzzing)]
+pub(crate) mod fuzz {
+    pub(crate) use super::client::parse_retry_after;
+    pub(crate) use super::device::read_authorization;
+    pub(crate) use super::discovery::check;
+    pub(crate) use super::response::{oauth_error, status_error, token_from, Answer};
+}

@@ -260,14 +260,41 @@ impl FileStoreBuilder {
                 &name,
             )?,
         };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        sweep_temporary_files(&dir, clock.now());
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 cipher,
                 name,
             }),
         })
+    }
+}
+
+/// How old a `.tmp-` file must be before a new store removes it. A save holds
+/// its temporary file for milliseconds; older ones were left by a process killed
+/// mid-save (they hold sealed tokens only, but should not pile up).
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+
+/// Removes the temporary files that killed processes left behind. Best effort:
+/// a file it cannot read or remove is left for the next store to try.
+fn sweep_temporary_files(dir: &Path, now: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| {
+                    now.duration_since(modified).unwrap_or_default() > STALE_TEMPORARY
+                });
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::debug!(file = %entry.path().display(), "removed a temporary file left by an interrupted save");
+        }
     }
 }
 

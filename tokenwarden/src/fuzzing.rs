@@ -1,0 +1,232 @@
+//! Entry points for the fuzz targets in `fuzz/`. Compiled only with
+//! `--cfg fuzzing`, which `cargo fuzz` sets; not part of the API.
+//!
+//! Each function runs one parser the way the library runs it on untrusted input
+//! and checks what must hold whatever the input: no panic, and no secret that
+//! the input held once (in its own field) in an error message or a `Debug` string.
+
+#![allow(missing_docs)]
+
+use crate::Token;
+
+/// Panics if `secret`, found once in the whole input, shows in `text`.
+///
+/// Only secrets of 16 or more characters without whitespace are checked, so
+/// that a secret cannot be a word of the library's own messages; a secret that
+/// the input repeats elsewhere (an `expires_in` equal to the token, say) may
+/// be quoted from that other place, and is not checked either.
+pub fn assert_not_leaked(secret: &str, input: &[u8], text: &str) {
+    let checked = secret.len() >= 16
+        && !secret.chars().any(char::is_whitespace)
+        && occurrences(input, secret.as_bytes()) == 1;
+    assert!(
+        !(checked && text.contains(secret)),
+        "a secret leaked into: {text}"
+    );
+}
+
+fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|window| *window == needle)
+        .count()
+}
+
+/// Checks a token read from `input`: its `Debug` shows no secret, and reading
+/// its JWT expiry does not panic.
+fn check_token(token: &Token, input: &[u8]) {
+    let debug = format!("{token:?}");
+    assert_not_leaked(token.access_token.secret(), input, &debug);
+    if let Some(refresh) = &token.refresh_token {
+        assert_not_leaked(refresh.secret(), input, &debug);
+    }
+    let _ = token.jwt_expiry();
+    let _ = token.fingerprint();
+}
+
+/// The JSON string values of `body`'s top-level `access_token` and `refresh_token`.
+fn secrets_in(body: &[u8]) -> Vec<String> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return Vec::new();
+    };
+    ["access_token", "refresh_token"]
+        .iter()
+        .filter_map(|name| fields.get(*name)?.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[cfg(feature = "oauth2")]
+mod oauth2_targets {
+    use super::*;
+    use crate::source::login::{Field, LoginSource};
+    use crate::source::oauth2::fuzz::*;
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    use std::sync::OnceLock;
+    use std::time::{Duration, SystemTime};
+
+    /// An answer from a status, header lines and a body, as `send` builds one.
+    fn answer(status: u16, headers: &[(&[u8], &[u8])], body: &[u8]) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
+                map.append(name, value);
+            }
+        }
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let retry_after = map
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
+        Answer {
+            status,
+            headers: map,
+            retry_after,
+            body: body.to_vec(),
+        }
+    }
+
+    fn login_sources() -> &'static [LoginSource; 2] {
+        static SOURCES: OnceLock<[LoginSource; 2]> = OnceLock::new();
+        SOURCES.get_or_init(|| {
+            let source = |access: Field, refresh: Field, expires: Field| {
+                LoginSource::builder("fuzz-login")
+                    .login_url("https://login.example/api/login")
+                    .credentials_json(serde_json::json!({"user": "u", "password": "p"}))
+                    .access_token(access)
+                    .refresh_token(refresh)
+                    .expires_in(expires)
+                    .build()
+                    .expect("a valid login source")
+            };
+            [
+                source(
+                    Field::json("access_token"),
+                    Field::json("refresh_token"),
+                    Field::json("expires_in"),
+                ),
+                source(
+                    Field::cookie("session"),
+                    Field::cookie("refresh"),
+                    Field::json("data.ttl"),
+                ),
+            ]
+        })
+    }
+
+    /// A token endpoint's answer, read as each source reads one: the OAuth2
+    /// token response (with `Retry-After`), the device authorization response,
+    /// and the login source's JSON fields and `Set-Cookie` headers.
+    pub fn token_response(status: u16, headers: &[(&[u8], &[u8])], body: &[u8], input: &[u8]) {
+        let answer = answer(status, headers, body);
+        let secrets = secrets_in(body);
+        let check_error = |error: crate::Error| {
+            let text = format!("{error} {error:?}");
+            for secret in &secrets {
+                assert_not_leaked(secret, input, &text);
+            }
+        };
+        match token_from("fuzz", &answer) {
+            Ok(token) => {
+                assert!(!token.access_token.secret().is_empty());
+                check_token(&token, input);
+            }
+            Err(error) => check_error(error),
+        }
+        if let Err(error) = read_authorization("fuzz", &answer) {
+            check_error(error);
+        }
+        for source in login_sources() {
+            match source.read_token(&answer.headers, &answer.body) {
+                Ok(token) => check_token(&token, input),
+                Err(error) => check_error(error),
+            }
+        }
+    }
+
+    /// An error body (RFC 6749 §5.2) with any status.
+    pub fn oauth_error_body(status: u16, body: &[u8]) {
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(error) = oauth_error(&json) {
+                let _ = format!("{error} {error:?}");
+            }
+        }
+        let answer = answer(status, &[], body);
+        let error = status_error("fuzz", &answer);
+        let text = error.to_string();
+        // The excerpt is bounded whatever the body's size.
+        assert!(
+            text.len() < 1024,
+            "an unbounded error message: {} bytes",
+            text.len()
+        );
+    }
+
+    /// A discovery document for `issuer`: parsed, then checked (issuer match,
+    /// secure endpoints).
+    pub fn discovery(issuer: &str, body: &[u8]) {
+        let Ok(issuer) = url::Url::parse(issuer) else {
+            return;
+        };
+        let Ok(metadata) = serde_json::from_slice::<crate::source::oauth2::ProviderMetadata>(body)
+        else {
+            return;
+        };
+        if check("fuzz", &issuer, &metadata).is_ok() {
+            for endpoint in [
+                Some(&metadata.token_endpoint),
+                metadata.revocation_endpoint.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let loopback = crate::http::is_loopback(endpoint);
+                assert!(
+                    endpoint.scheme() == "https" || (endpoint.scheme() == "http" && loopback),
+                    "an insecure endpoint passed the check: {endpoint}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(feature = "oauth2")]
+pub use oauth2_targets::*;
+
+/// The sealed-token decoder: `data` opened as a sealed file with a fixed key
+/// (it almost never decrypts), then `data` sealed as the plaintext and opened,
+/// which reaches the JSON decoder behind the AEAD.
+#[cfg(feature = "encryption")]
+pub fn sealed_token(data: &[u8]) {
+    use crate::store::TokenCipher;
+    let cipher = TokenCipher::new([7; 32]);
+    if let Ok(token) = cipher.open("fuzz", data) {
+        check_token(&token, data);
+    }
+    let sealed = cipher.seal_bytes("fuzz", data).expect("sealing in memory");
+    match cipher.open("fuzz", &sealed) {
+        Ok(token) => {
+            check_token(&token, data);
+            let again = cipher.seal("fuzz", &token).expect("sealing in memory");
+            let back = cipher
+                .open("fuzz", &again)
+                .expect("a token sealed here opens");
+            assert_eq!(back.access_token.secret(), token.access_token.secret());
+            assert_eq!(back.expires_at, token.expires_at);
+        }
+        Err(error) => assert_eq!(error, crate::store::OpenError::NotAToken),
+    }
+    assert!(
+        cipher.open("other", &sealed).is_err(),
+        "opened under another entry"
+    );
+}
+
+/// A `WWW-Authenticate` value: whether it holds a Bearer `invalid_token` challenge.
+pub fn www_authenticate(value: &str) {
+    if crate::http::bearer_invalid_token(value) {
+        let lower = value.to_ascii_lowercase();
+        assert!(lower.contains("bearer") && lower.contains("invalid_token"));
+    }
+}
