@@ -241,7 +241,10 @@ impl AuthClientBuilder {
         self
     }
 
-    /// The reqwest client (proxies, TLS, timeouts). Defaults to `reqwest::Client::new()`.
+    /// The reqwest client (proxies, TLS, timeouts). Defaults to `reqwest::Client::new()`,
+    /// or with a token in a custom header, to a client whose redirects stay on one
+    /// origin ([`same_origin_redirects`](crate::same_origin_redirects)); with such a
+    /// placement, give yours that policy too.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -267,13 +270,22 @@ impl AuthClientBuilder {
                 ))
             }
         };
+        let http = match (self.http, &self.placement) {
+            (Some(http), _) => http,
+            // reqwest keeps custom headers across redirects to other origins.
+            (None, TokenPlacement::Header(_)) => reqwest::Client::builder()
+                .redirect(crate::same_origin_redirects())
+                .build()
+                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
+            (None, _) => reqwest::Client::new(),
+        };
         let mut middleware = middleware.placement(self.placement);
         if let Some(max_replays) = self.max_replays {
             middleware = middleware.max_replays(max_replays);
         }
         Ok(AuthClient {
             inner: Arc::new(Inner {
-                http: self.http.unwrap_or_default(),
+                http,
                 middleware,
                 base_url,
             }),

@@ -39,7 +39,9 @@
 
 mod client;
 mod middleware;
+mod redirect;
 
 pub use client::{AuthClient, AuthClientBuilder, AuthRequestBuilder};
 pub use middleware::{TokenMiddleware, DEFAULT_MAX_REPLAYS};
+pub use redirect::same_origin_redirects;
 pub use tokenwarden::http::{AllowedOrigins, TokenPlacement};

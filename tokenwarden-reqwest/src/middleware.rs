@@ -21,7 +21,9 @@ pub const DEFAULT_MAX_REPLAYS: u32 = 1;
 /// 401s cause one refresh), gets a fresh one, and replays the request when its
 /// body can be cloned; a streaming body is not replayed and the 401 is returned as
 /// it is. Requests to other origins go out untouched. reqwest drops the
-/// `Authorization` and `Cookie` headers itself when a redirect leaves the origin.
+/// `Authorization` and `Cookie` headers itself when a redirect leaves the host;
+/// with a token in a custom header, give the client
+/// [`same_origin_redirects`](crate::same_origin_redirects).
 #[derive(Debug, Clone)]
 pub struct TokenMiddleware {
     managers: Managers,

@@ -28,6 +28,11 @@ pub struct Token {
     /// without one: it reads the JWT `exp` claim or applies its default lifetime.
     #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<SystemTime>,
+    /// When the manager received the token. With `expires_at` it gives the
+    /// token's whole lifetime, which the refresh windows scale with, also for a
+    /// token loaded from a store late in its life. The manager sets it.
+    #[serde(default, with = "millis_opt", skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<SystemTime>,
     /// The refresh token, if the server issued one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,
@@ -62,6 +67,7 @@ impl Token {
             id_token: None,
             extra: serde_json::Map::new(),
             lifetime: None,
+            issued_at: None,
         }
     }
 

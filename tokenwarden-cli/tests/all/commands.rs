@@ -15,17 +15,19 @@ fn config(oidc: &oidc::Oidc, extra: &str) -> String {
         "[profiles.api]\nissuer = \"{issuer}\"\ngrant = \"client_credentials\"\nclient_id = \"cc-basic\"\n\
          client_secret = \"${{TW_CC_SECRET}}\"\nscope = \"read\"\n{extra}\n\
          [profiles.app]\nissuer = \"{issuer}\"\ngrant = \"device_code\"\nclient_id = \"app\"\n\
-         client_secret = \"app-secret\"\nscope = \"openid offline_access read\"\n",
+         client_secret = \"app-TOPSECRET\"\nscope = \"openid offline_access read\"\n",
         issuer = oidc.issuer
     )
 }
 
 fn run(home: &Home, args: &[&str]) -> Run {
-    Run(home
-        .command(args)
-        .env("TW_CC_SECRET", "cc-basic-secret")
-        .output()
-        .unwrap())
+    Run::checked(
+        home.command(args)
+            .env("TW_CC_SECRET", "cc-basic-TOPSECRET")
+            .output()
+            .unwrap(),
+        args,
+    )
 }
 
 #[test]
@@ -103,7 +105,7 @@ fn twenty_concurrent_invocations_share_one_token() {
     let children: Vec<_> = (0..20)
         .map(|_| {
             home.command(&["token", "-p", "api"])
-                .env("TW_CC_SECRET", "cc-basic-secret")
+                .env("TW_CC_SECRET", "cc-basic-TOPSECRET")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -112,7 +114,7 @@ fn twenty_concurrent_invocations_share_one_token() {
         .collect();
     let mut tokens = HashSet::new();
     for child in children {
-        let run = Run(child.wait_with_output().unwrap());
+        let run = Run::checked(child.wait_with_output().unwrap(), &[]);
         tokens.insert(run.expect_code(0).stdout());
     }
     // Had two processes asked the server, two tokens would be out there.
@@ -128,11 +130,13 @@ fn each_failure_has_its_exit_code_and_a_hint() {
     let Some(oidc) = oidc::server() else { return };
     // The server rejects us: 3.
     let home = Home::with_config(&config(oidc, ""));
-    let rejected = Run(home
-        .command(&["token", "-p", "api"])
-        .env("TW_CC_SECRET", "wrong-TOPSECRET")
-        .output()
-        .unwrap());
+    let rejected = Run::checked(
+        home.command(&["token", "-p", "api"])
+            .env("TW_CC_SECRET", "wrong-TOPSECRET")
+            .output()
+            .unwrap(),
+        &[],
+    );
     rejected.expect_code(3).expect_no_secret(false);
     assert!(
         rejected.stderr().contains("invalid_client"),
@@ -405,7 +409,7 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
             .issuer(&oidc.issuer)
             .client_id("app")
             .auth(ClientAuth::SecretBasic(tokenwarden::ClientSecret::new(
-                "app-secret",
+                "app-TOPSECRET",
             )))
             .build()
             .unwrap()
@@ -420,14 +424,16 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
     });
     let home = Home::with_config(&format!(
         "[profiles.seeded]\nissuer = \"{}\"\ngrant = \"refresh_token\"\nclient_id = \"app\"\n\
-         client_secret = \"app-secret\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n",
+         client_secret = \"app-TOPSECRET\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n",
         oidc.issuer
     ));
-    let first = Run(home
-        .command(&["token", "-p", "seeded"])
-        .env("REFRESH_TOKEN", &refresh_token)
-        .output()
-        .unwrap());
+    let first = Run::checked(
+        home.command(&["token", "-p", "seeded"])
+            .env("REFRESH_TOKEN", &refresh_token)
+            .output()
+            .unwrap(),
+        &[],
+    );
     let token = first.expect_code(0).stdout();
     assert!(!first.stderr().contains(&refresh_token));
     // The rotated refresh token was stored: the next call does not need the variable.
@@ -438,21 +444,25 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
         "{}",
         json.stderr()
     );
-    let again = Run(home
-        .command(&["token", "-p", "seeded"])
-        .env("REFRESH_TOKEN", "spent-TOPSECRET")
-        .output()
-        .unwrap());
+    let again = Run::checked(
+        home.command(&["token", "-p", "seeded"])
+            .env("REFRESH_TOKEN", "spent-TOPSECRET")
+            .output()
+            .unwrap(),
+        &[],
+    );
     assert_eq!(
         again.expect_code(0).stdout(),
         token,
         "the stored token, not a new refresh"
     );
-    let status = Run(home
-        .command(&["status", "-p", "seeded"])
-        .env("REFRESH_TOKEN", "x")
-        .output()
-        .unwrap());
+    let status = Run::checked(
+        home.command(&["status", "-p", "seeded"])
+            .env("REFRESH_TOKEN", "x")
+            .output()
+            .unwrap(),
+        &[],
+    );
     assert!(status
         .expect_code(0)
         .stdout()
@@ -488,11 +498,13 @@ fn a_custom_login_api_profile() {
          password = \"${{API_PASSWORD}}\"\nstore = \"memory\"\n"
     ));
     let with = |password: &str| {
-        Run(home
-            .command(&["token", "-p", "custom"])
-            .env("API_PASSWORD", password)
-            .output()
-            .unwrap())
+        Run::checked(
+            home.command(&["token", "-p", "custom"])
+                .env("API_PASSWORD", password)
+                .output()
+                .unwrap(),
+            &[],
+        )
     };
     let ok = with("pw-TOPSECRET");
     assert_eq!(ok.expect_code(0).stdout().trim(), "custom-access-token");

@@ -52,14 +52,7 @@ impl Home {
 
     /// Runs `tokenwarden <args>` to the end.
     pub fn run(&self, args: &[&str]) -> Run {
-        let run = Run(self.command(args).output().unwrap());
-        assert!(
-            !run.stderr().contains(MARKER),
-            "a secret in the trace log or on stderr of `tokenwarden {}`:\n{}",
-            args.join(" "),
-            run.stderr()
-        );
-        run
+        Run::checked(self.command(args).output().unwrap(), args)
     }
 }
 
@@ -68,6 +61,19 @@ impl Home {
 pub struct Run(pub Output);
 
 impl Run {
+    /// The run of `tokenwarden <args>`; fails if a secret shows on stderr,
+    /// where the trace log goes.
+    pub fn checked(output: Output, args: &[&str]) -> Self {
+        let run = Run(output);
+        assert!(
+            !run.stderr().contains(MARKER),
+            "a secret in the trace log or on stderr of `tokenwarden {}`:\n{}",
+            args.join(" "),
+            run.stderr()
+        );
+        run
+    }
+
     pub fn code(&self) -> i32 {
         self.0.status.code().unwrap_or(-1)
     }

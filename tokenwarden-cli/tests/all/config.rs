@@ -92,11 +92,13 @@ fn the_profile_comes_from_the_flag_the_environment_or_default() {
     // `default` is complete: it gets as far as the (unreachable) token endpoint.
     home.run(&["token"]).expect_code(4);
     // `other` is not: the environment chose it.
-    let run = Run(home
-        .command(&["token"])
-        .env("TOKENWARDEN_PROFILE", "other")
-        .output()
-        .unwrap());
+    let run = Run::checked(
+        home.command(&["token"])
+            .env("TOKENWARDEN_PROFILE", "other")
+            .output()
+            .unwrap(),
+        &[],
+    );
     run.expect_code(2);
     assert!(run.stderr().contains("`other`"), "{}", run.stderr());
 }

@@ -241,7 +241,7 @@ async fn proxy_adds_tokens_replays_once_and_streams() {
     let api = Arc::new(Api::default());
     let upstream = resource_server(api.clone()).await;
     let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(&oidc.issuer, "api", "cc-basic-secret", &base_url));
+    let home = Home::with_config(&config(&oidc.issuer, "api", "cc-basic-TOPSECRET", &base_url));
     let proxy = Proxy::start(&home, "api");
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", proxy.url);
@@ -364,7 +364,7 @@ async fn proxy_errors_are_a_502_a_503_and_a_busy_address() {
         .unwrap()
         .local_addr();
     let closed = format!("http://{}/", closed.unwrap());
-    let down = config(&oidc.issuer, "down", "cc-basic-secret", &closed);
+    let down = config(&oidc.issuer, "down", "cc-basic-TOPSECRET", &closed);
     let refused = config(&oidc.issuer, "refused", "wrong-TOPSECRET", &closed);
     let home = Home::with_config(&format!("{down}\n{refused}"));
 

@@ -267,7 +267,7 @@ fn device_login(issuer: &str, on_prompt: impl Fn(String) + Send + Sync + 'static
     OAuth2Client::builder()
         .issuer(issuer)
         .client_id("app")
-        .auth(ClientAuth::SecretBasic(ClientSecret::new("app-secret")))
+        .auth(ClientAuth::SecretBasic(ClientSecret::new("app-TOPSECRET")))
         .build()
         .unwrap()
         .device_code()

@@ -44,6 +44,16 @@ impl OwnRedis {
         }
     }
 
+    /// A server on a port that was free a moment ago.
+    fn on_a_free_port() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        Self::start(port)
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -72,29 +82,30 @@ async fn connect_when_up(url: &str, clock: &ManualClock) -> RedisStore {
     panic!("redis-server did not come up at {url}");
 }
 
+/// A private server, a clock, and a store on that server; `None` (skip) where
+/// there is no redis-server and `CI` is not set.
+async fn private_store() -> Option<(OwnRedis, ManualClock, RedisStore)> {
+    let redis = OwnRedis::on_a_free_port()?;
+    let clock = ManualClock::default();
+    let store = connect_when_up(&redis.url(), &clock).await;
+    Some((redis, clock, store))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() {
     let _h = crate::leaks::harness();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Some(mut redis) = OwnRedis::start(port) else {
+    let Some((mut redis, clock, store)) = private_store().await else {
         return;
     };
-    let clock = ManualClock::default();
-    let store = connect_when_up(&redis.url(), &clock).await;
-    let logins = Arc::new(AtomicUsize::new(0));
-    let counted = logins.clone();
-    let manager = TokenManager::builder(from_fn("fleet", move || {
-        let n = counted.fetch_add(1, SeqCst) + 1;
-        async move { Ok(Token::new(format!("t-{n}")).with_expires_in(Duration::from_secs(600))) }
-    }))
-    .clock(clock.clone())
-    .store(store.clone())
-    .build()
-    .unwrap();
+    let port = redis.port;
+    // A server that rotates refresh tokens: none may be lost or spent twice.
+    let server = Arc::new(Rotating::default());
+    let logins = &server.issued;
+    let manager = TokenManager::builder(server.clone())
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
     manager.token().await.unwrap();
 
     redis.stop(); // Redis goes away
@@ -131,6 +142,11 @@ async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() 
     assert_ne!(
         during.fingerprint(),
         manager.token().await.unwrap().fingerprint()
+    );
+    assert_eq!(
+        server.reused.load(SeqCst),
+        0,
+        "no refresh token spent twice"
     );
 }
 
@@ -193,12 +209,7 @@ fn signal(process: &std::process::Child, signal: &str) {
 #[allow(clippy::disallowed_methods)] // times real waits on Redis; token time is the ManualClock's
 async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
     let _h = crate::leaks::harness();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Some(redis) = OwnRedis::start(port) else {
+    let Some(redis) = OwnRedis::on_a_free_port() else {
         return;
     };
     let clock = ManualClock::default();
@@ -247,9 +258,11 @@ async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
             .expect("a bounded wait while Redis is frozen")
             .expect("a token without Redis");
         assert!(!token.is_expired_at(clock.now()));
-        println!(
-            "a token while Redis is frozen after {:?}",
-            started.elapsed()
+        let waited = started.elapsed();
+        println!("a token while Redis is frozen after {waited:?}");
+        assert!(
+            waited < Duration::from_secs(3),
+            "a bounded wait: {waited:?}"
         );
     }
     let reused_in_stall = server.reused.load(SeqCst);
@@ -285,4 +298,47 @@ async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
         "refresh tokens spent twice during the freeze: {reused_in_stall}; after: 0; tokens issued: {}",
         server.issued.load(SeqCst)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_during_a_refresh_costs_the_caller_nothing() {
+    let _h = crate::leaks::harness();
+    let Some((mut redis, clock, store)) = private_store().await else {
+        return;
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let (gate, entered, calls) = (gate.clone(), entered.clone(), calls.clone());
+        from_fn("gated", move || {
+            let (gate, entered) = (gate.clone(), entered.clone());
+            let n = calls.fetch_add(1, SeqCst) + 1;
+            async move {
+                entered.notify_one();
+                gate.acquire().await.unwrap().forget();
+                Ok(Token::new(format!("at-TOPSECRET-{n}"))
+                    .with_expires_in(Duration::from_secs(600)))
+            }
+        })
+    };
+    let manager = TokenManager::builder(source)
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap();
+    let caller = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    entered.notified().await; // the fetch is in flight, under a lease in Redis
+    redis.stop();
+    gate.add_permits(1);
+    let fingerprint = tokio::time::timeout(Duration::from_secs(10), caller)
+        .await
+        .expect("a bounded wait")
+        .unwrap()
+        .expect("the token, though it could not be saved");
+    assert_eq!(manager.token().await.unwrap().fingerprint(), fingerprint);
+    assert_eq!(calls.load(SeqCst), 1, "one token request");
 }

@@ -95,3 +95,31 @@ async fn plain_http_to_a_host_that_is_not_loopback_gets_no_token() {
     assert_eq!(response.status(), 200);
     assert_eq!(*servers.api.captured.lock().unwrap(), vec![None]);
 }
+
+#[tokio::test]
+async fn a_token_in_a_custom_header_does_not_follow_a_redirect_to_another_origin() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let custom = tokenwarden_reqwest::TokenPlacement::Header(
+        reqwest::header::HeaderName::from_static("x-api-token"),
+    );
+    // reqwest's own policy would carry the custom header along: the default
+    // client of an AuthClient with this placement stops at the redirect.
+    let client = AuthClient::builder()
+        .base_url(&servers.base)
+        .token_manager(manager(&servers.api))
+        .placement(custom)
+        .build()
+        .unwrap();
+    let response = client.get("redirect").send().await.unwrap();
+    assert_eq!(response.status(), 307, "the redirect is handed back");
+    assert!(
+        servers.api.captured.lock().unwrap().is_empty(),
+        "nothing reached the other origin"
+    );
+
+    // Followed by hand, the request to the other origin has no token either.
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(client.get(&location).send().await.unwrap().status(), 200);
+    assert_eq!(*servers.api.captured.lock().unwrap(), vec![None]);
+}

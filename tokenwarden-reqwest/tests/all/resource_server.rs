@@ -84,6 +84,7 @@ pub async fn start() -> Servers {
                     |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
                         let auth = headers
                             .get("authorization")
+                            .or_else(|| headers.get("x-api-token"))
                             .map(|v| v.to_str().unwrap_or("?").to_owned());
                         api.captured.lock().unwrap().push(auth);
                         "captured"

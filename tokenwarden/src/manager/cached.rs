@@ -79,7 +79,10 @@ impl Cached {
         })?;
         let now_ms = unix_millis(now);
         let expires_at = token.expires_at.map_or(now_ms, unix_millis);
-        let lifetime = expires_at.saturating_sub(now_ms);
+        // The whole lifetime, not what is left of it: a token loaded from a store
+        // near its end keeps the margins of its kind instead of shrinking them.
+        let issued_at = token.issued_at.map_or(now_ms, unix_millis).min(now_ms);
+        let lifetime = expires_at.saturating_sub(issued_at);
         let min_valid = ms(windows.min_valid).min(lifetime / 10);
         let ahead = ms(windows.refresh_ahead).min(lifetime / 2).max(min_valid);
         // Jitter moves the start of the stale window later by up to `jitter * ahead`,
@@ -196,6 +199,24 @@ mod tests {
         assert_eq!(cached.state(2_500), State::Stale);
         assert_eq!(cached.state(4_499), State::Stale);
         assert_eq!(cached.state(4_500), State::Expiring);
+    }
+
+    #[test]
+    fn a_token_loaded_late_keeps_the_windows_of_its_whole_lifetime() {
+        // A 5 s token loaded with 0.4 s left: its expiring window is still 0.5 s
+        // (10% of 5 s), so it is already expiring, not served for 0.36 s more.
+        let now = at(1_000);
+        let token = Token {
+            issued_at: Some(now - Duration::from_millis(4_600)),
+            ..Token::new("a").with_expires_at(now + Duration::from_millis(400))
+        };
+        let cached = Cached::new(token, now, &windows(0.0), 1, "s").unwrap();
+        assert_eq!(cached.expiring_at, unix_millis(now) + 400 - 500);
+        assert_eq!(cached.state(unix_millis(now)), State::Expiring);
+        // Without `issued_at` (a store written by an older version), what is left counts.
+        let old = Token::new("a").with_expires_at(now + Duration::from_millis(400));
+        let cached = Cached::new(old, now, &windows(0.0), 1, "s").unwrap();
+        assert_eq!(cached.expiring_at, unix_millis(now) + 400 - 40);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! walks the chain: a token another process stored → refresh with the refresh
 //! token → full fetch if that was rejected → error and backoff. Callers that find
 //! no flight re-check the cache under the slot lock first, so a flight that just
-//! ended is never repeated.
+//! ended is never repeated. While backing off, callers without a valid token
+//! still look in the store (at most every [`STORE_RECHECK_MS`]): another process
+//! may have got a token meanwhile.
 
 use super::cached::{Cached, State};
 use super::stats::Counters;
@@ -31,7 +33,12 @@ pub(super) enum Mode {
     Due,
     /// The caller wants a new token from the source, whatever is cached or stored.
     Forced,
+    /// Backing off after a failure: only a token another process stored will do.
+    StoreOnly,
 }
+
+/// How often callers that are backing off look in the store for a token.
+pub(super) const STORE_RECHECK_MS: u64 = 200;
 
 pub(super) enum Start {
     /// A flight was already running.
@@ -48,7 +55,7 @@ pub(super) enum Start {
 
 /// Joins the flight in progress or starts one.
 pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
-    let mut slot = shared.flight.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = shared.flight.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(flight) = slot.as_ref() {
         return Start::Joined(flight.clone());
     }
@@ -59,9 +66,28 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
             return Start::Done(cached);
         }
         if shared.backoff.is_waiting(now) {
-            return Start::BackingOff;
+            let checked = shared.store_checked_at.load(SeqCst);
+            let recheck = shared.settings.store.is_some()
+                && now.saturating_sub(checked) >= STORE_RECHECK_MS
+                && shared
+                    .store_checked_at
+                    .compare_exchange(checked, now, SeqCst, SeqCst)
+                    .is_ok();
+            if !recheck {
+                return Start::BackingOff;
+            }
+            return start(shared, Mode::StoreOnly, slot);
         }
     }
+    start(shared, mode, slot)
+}
+
+/// Spawns the flight task and puts it in the (locked, empty) slot.
+fn start(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    mut slot: std::sync::MutexGuard<'_, Option<Flight>>,
+) -> Start {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return Start::NoRuntime(Error::config(
             "tokenwarden refreshes tokens on a Tokio runtime: call it from within one",
@@ -216,9 +242,13 @@ async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
         Ok(_) => shared.backoff.reset(),
         // Superseded by a logout or set_tokens: not a failure of the source.
         Err(_) if shared.epoch.load(SeqCst) != epoch => {}
+        // Nothing new in the store: the backoff goes on as it was.
+        Err(_) if mode == Mode::StoreOnly => {}
         Err(error) => {
             Counters::add(&shared.counters.failures);
             let now = s.clock.now_millis();
+            // The attempt looked in the store as it began; the next look waits.
+            shared.store_checked_at.store(now, SeqCst);
             let delay =
                 shared
                     .backoff
@@ -235,6 +265,13 @@ async fn obtain(shared: &Shared, mode: Mode, epoch: u64) -> Result<Arc<Cached>> 
     let current = shared.current.load_full();
     let mut stored = None;
     let mut lease = Lease::none();
+    if mode == Mode::StoreOnly {
+        stored = load_stored(shared).await;
+        return match adopt(shared, &current, stored.as_ref(), epoch).await? {
+            Some(adopted) => Ok(adopted),
+            None => Err(last_error(shared)),
+        };
+    }
     if let Some(store) = &s.store {
         if mode == Mode::Due {
             stored = load_stored(shared).await;
@@ -408,6 +445,7 @@ fn complete(
     if let Some(lifetime) = token.lifetime.take() {
         token.expires_at = Some(now + lifetime);
     }
+    token.issued_at.get_or_insert(now);
     if token.expires_at.is_none() {
         token.expires_at = Some(token.jwt_expiry().unwrap_or(now + s.default_lifetime));
     }

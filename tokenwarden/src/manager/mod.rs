@@ -139,6 +139,8 @@ struct Shared {
     /// Set by `logout`, cleared by `set_tokens` or the next caller: keeps the
     /// background task from logging in again on its own.
     logged_out: AtomicBool,
+    /// When a caller last looked in the store while backing off (Unix ms).
+    store_checked_at: AtomicU64,
 }
 
 impl Shared {
@@ -148,6 +150,7 @@ impl Shared {
             current: ArcSwap::new(Cached::empty()),
             flight: Mutex::new(None),
             in_flight: AtomicBool::new(false),
+            store_checked_at: AtomicU64::new(0),
             backoff: backoff::Backoff::default(),
             counters: stats::Counters::new(),
             wake: Arc::new(Notify::new()),

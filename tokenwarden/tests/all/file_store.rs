@@ -147,6 +147,25 @@ async fn links_are_not_followed_and_directories_in_the_way_are_errors() {
         std::fs::read_to_string(in_the_way.join("keep")).unwrap(),
         "kept"
     );
+
+    // Links planted where the lock file and the passphrase's salt go, pointing
+    // out of the directory (one dangling, one at a file): refused, and nothing
+    // is created or read out there.
+    let planted = dir.path().join("planted");
+    std::os::unix::fs::symlink(&planted, tokens.join(format!("{}.lock", key.as_str()))).unwrap();
+    let lease = store.lease(&key, HOUR).await.unwrap_err();
+    assert!(lease.to_string().contains("symbolic link"), "{lease}");
+    assert!(!planted.exists(), "no file made through the link");
+    let salted = dir.path().join("salted");
+    std::fs::create_dir(&salted).unwrap();
+    std::os::unix::fs::symlink(&outside, salted.join(".salt")).unwrap();
+    let salt = FileStore::builder("t")
+        .dir(&salted)
+        .key(FileKey::passphrase(format!("{MARKER}-pass")))
+        .build()
+        .unwrap_err();
+    assert!(salt.to_string().contains("symbolic link"), "{salt}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not yours");
 }
 
 #[tokio::test]
@@ -259,13 +278,19 @@ async fn hostile_key_names_stay_inside_the_store_directory() {
         assert!(store.load(&key).await.unwrap().is_some(), "{name:?}");
         let _ = store.lease(&key, HOUR).await.unwrap();
     }
-    // Everything is a plain file directly in the directory; nothing beside it.
+    // Everything is a plain 0600 file directly in the directory; nothing beside it.
     for entry in std::fs::read_dir(&tokens).unwrap() {
         let entry = entry.unwrap();
         assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with('.') || name.ends_with(".lock"), "{name}");
         assert!(name.len() <= 255, "{name}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}: tokens and lock files are private");
+        }
     }
     let beside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

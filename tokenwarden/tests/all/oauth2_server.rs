@@ -18,7 +18,7 @@ fn client(oidc: &oidc::Oidc, client_id: &str, auth: ClientAuth) -> OAuth2Client 
 }
 
 fn secret(client_id: &str) -> ClientSecret {
-    ClientSecret::new(format!("{client_id}-secret"))
+    ClientSecret::new(format!("{client_id}-{MARKER}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,6 +50,7 @@ async fn client_credentials_with_each_client_authentication_method() {
         let clock = clock();
         let manager = TokenManager::builder(client.client_credentials().scope("read"))
             .clock(clock.clone())
+            .listener(watching())
             .build()
             .unwrap();
         let first = manager
@@ -95,6 +96,7 @@ async fn logout_revokes_at_the_server() {
     let Some(oidc) = oidc::server() else { return };
     let client = client(oidc, "cc-post", ClientAuth::SecretPost(secret("cc-post")));
     let manager = TokenManager::builder(client.client_credentials().scope("read"))
+        .listener(watching())
         .build()
         .unwrap();
     let token = manager.token().await.unwrap().to_token();
@@ -113,7 +115,7 @@ async fn logout_revokes_at_the_server() {
 async fn introspect(oidc: &oidc::Oidc, token: &str) -> bool {
     let response: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/token/introspection", oidc.issuer))
-        .basic_auth("cc-basic", Some("cc-basic-secret"))
+        .basic_auth("cc-basic", Some(format!("cc-basic-{MARKER}")))
         .form(&[("token", token)])
         .send()
         .await
@@ -160,6 +162,7 @@ async fn server_errors_are_typed() {
 
     // Through a manager: the error names the source and the cause.
     let manager = TokenManager::builder(wrong_secret.client_credentials())
+        .listener(watching())
         .build()
         .unwrap();
     let error = manager.token().await.unwrap_err();
@@ -206,6 +209,7 @@ async fn device_login_then_twenty_rotations_with_concurrent_callers() {
     let manager = TokenManager::builder(source)
         .clock(clock.clone())
         .store(tokenwarden::store::MemoryStore::new())
+        .listener(watching())
         .build()
         .unwrap();
     let first = manager
@@ -269,6 +273,7 @@ async fn device_login_then_twenty_rotations_with_concurrent_callers() {
     let live = refresh_tokens.last().unwrap().clone();
     manager.logout().await.unwrap(); // revokes at the server
     let after_logout = TokenManager::builder(client.refresh_token(live))
+        .listener(watching())
         .build()
         .unwrap();
     let error = after_logout.token().await.unwrap_err();
@@ -292,7 +297,10 @@ async fn authorization_code_with_pkce_signed_in_headlessly() {
             let page = url.to_string();
             tokio::spawn(async move { browser::approve(&page).await });
         });
-    let manager = TokenManager::builder(source).build().unwrap();
+    let manager = TokenManager::builder(source)
+        .listener(watching())
+        .build()
+        .unwrap();
     let token = manager
         .token()
         .await

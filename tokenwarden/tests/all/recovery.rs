@@ -134,6 +134,97 @@ async fn rotated_refresh_tokens_are_stored_before_the_token_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_backing_off_a_token_another_process_stored_is_used() {
+    let _h = harness();
+    let clock = clock();
+    let store = MemoryStore::new();
+    let manager = |source: &Arc<CountingSource>| {
+        TokenManager::builder(source.clone())
+            .clock(clock.clone())
+            .store(store.clone())
+            .build()
+            .unwrap()
+    };
+    // Two processes sharing a store: this one's endpoint fails, so it backs off.
+    let failing = CountingSource::new(HOUR);
+    failing.fail_with(Some(unavailable()));
+    let ours = manager(&failing);
+    assert!(ours.token().await.is_err());
+    // The other process gets a token and stores it.
+    let other = manager(&CountingSource::new(HOUR));
+    let theirs = other.token().await.unwrap().fingerprint();
+    // Still within our backoff: our source is not asked again, but the store is.
+    clock.advance(Duration::from_millis(300));
+    let found = ours
+        .token()
+        .await
+        .expect("the stored token, backoff or not");
+    assert_eq!(found.fingerprint(), theirs);
+    assert_eq!(failing.calls(), 1, "no new request while backing off");
+    assert_eq!(
+        ours.stats().failures,
+        1,
+        "looking in the store is not a failure"
+    );
+}
+
+/// A memory store that counts its loads.
+#[derive(Debug, Default)]
+struct CountedLoads {
+    inner: MemoryStore,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl tokenwarden::TokenStore for CountedLoads {
+    async fn load(&self, key: &tokenwarden::TokenKey) -> tokenwarden::Result<Option<Token>> {
+        self.loads.fetch_add(1, SeqCst);
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &tokenwarden::TokenKey, token: &Token) -> tokenwarden::Result<()> {
+        self.inner.save(key, token).await
+    }
+    async fn delete(&self, key: &tokenwarden::TokenKey) -> tokenwarden::Result<()> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_is_looked_in_at_most_every_200_ms_while_backing_off() {
+    let _h = harness();
+    let clock = clock();
+    let failing = CountingSource::new(HOUR);
+    failing.fail_with(Some(unavailable()));
+    let store = Arc::new(CountedLoads::default());
+    let manager = TokenManager::builder(failing.clone())
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    assert!(manager.token().await.is_err());
+    let after_failure = store.loads.load(SeqCst);
+    for _ in 0..100 {
+        assert!(manager.token().await.is_err(), "nothing in the store");
+    }
+    assert_eq!(
+        store.loads.load(SeqCst),
+        after_failure,
+        "none within 200 ms"
+    );
+    clock.advance(Duration::from_millis(250));
+    for _ in 0..100 {
+        assert!(manager.token().await.is_err());
+    }
+    assert_eq!(
+        store.loads.load(SeqCst),
+        after_failure + 1,
+        "one per 200 ms"
+    );
+    assert_eq!(failing.calls(), 1, "the source waits out the backoff");
+    assert_eq!(manager.stats().failures, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managers_sharing_a_store_refresh_once_between_them() {
     let _h = harness();
     let (source, clock) = (CountingSource::new(HOUR), clock());

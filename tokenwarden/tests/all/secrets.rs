@@ -122,3 +122,60 @@ fn the_log_capture_is_live() {
     tracing::trace!(target: "tokenwarden_tests", "capture check");
     assert!(captured().contains("capture check"));
 }
+
+#[tokio::test]
+async fn keys_and_passphrases_never_show() {
+    use tokenwarden::store::{FileKey, FileStore, TokenCipher, TokenStore};
+    let _h = harness();
+    let key: [u8; 32] = *b"TOPSECRET-data-key-0123456789abc";
+    // A key shown with `{:?}` would read as its bytes, not as text.
+    let as_numbers = format!("{:?}", &key[..4]);
+    let as_numbers = as_numbers.trim_matches(|c| c == '[' || c == ']');
+    let passphrase = format!("{MARKER}-correct horse battery staple");
+    let dir = tempfile::tempdir().unwrap();
+    let token_key = tokenwarden::TokenKey::new("api");
+    let by_passphrase = |pass: &str| {
+        FileStore::builder("t")
+            .dir(dir.path().join("p"))
+            .key(FileKey::passphrase(pass))
+            .build()
+            .unwrap()
+    };
+    let token = Token::new(format!("{MARKER}-at")).with_expires_in(HOUR);
+    by_passphrase(&passphrase)
+        .save(&token_key, &token)
+        .await
+        .unwrap();
+    let wrong = by_passphrase("wrong").load(&token_key).await.unwrap_err();
+    let by_key = FileStore::builder("t")
+        .dir(dir.path().join("k"))
+        .key(FileKey::bytes(key))
+        .build()
+        .unwrap();
+    let cipher = TokenCipher::new(key);
+    let sealed = cipher.seal("entry", &token).unwrap();
+    let unopened = TokenCipher::new([1; 32])
+        .open("entry", &sealed)
+        .unwrap_err();
+    let texts = [
+        (
+            "FileKey::passphrase",
+            format!("{:?}", FileKey::passphrase(&passphrase)),
+        ),
+        ("FileKey::bytes", format!("{:?}", FileKey::bytes(key))),
+        (
+            "FileStore",
+            format!("{:?} {by_key:?}", by_passphrase(&passphrase)),
+        ),
+        ("TokenCipher", format!("{cipher:?}")),
+        ("the wrong passphrase's error", format!("{wrong} {wrong:?}")),
+        ("the wrong key's error", format!("{unopened} {unopened:?}")),
+    ];
+    for (what, text) in texts {
+        assert_clean(what, &text);
+        assert!(
+            !text.contains(as_numbers),
+            "{what} shows the key's bytes: {text}"
+        );
+    }
+}

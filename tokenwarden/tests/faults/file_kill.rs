@@ -26,29 +26,43 @@ fn child_dir() -> Option<PathBuf> {
     std::env::var_os(CHILD_DIR).map(PathBuf::from)
 }
 
+const ROUND: &str = "TW_KILL_ROUND";
+
+/// `(round, n)` of a token saved as save `n` of round `round`.
+fn which(token: &Token) -> (usize, u64) {
+    let mut parts = token.access_token.secret().split('-').skip(2);
+    let mut next = || parts.next().unwrap().parse().unwrap();
+    (next() as usize, next())
+}
+
 #[test]
+#[allow(clippy::disallowed_methods)] // file times are real time
 fn a_process_killed_mid_save_leaves_a_whole_token() {
     let _h = harness();
     let key = TokenKey::new("atomic");
     if let Some(dir) = child_dir() {
-        // A child: saves tokens of varying sizes as fast as it can, until killed.
+        // A child: saves tokens of varying sizes as fast as it can, saying after
+        // each that it completed, until killed.
+        let round: usize = std::env::var(ROUND).unwrap().parse().unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let store = store(&dir);
-        println!("\nREADY");
-        std::io::stdout().flush().unwrap();
-        for n in 0u32.. {
-            let token = Token::new(format!(
-                "{MARKER}-save-{n}-{}",
-                "x".repeat(n as usize % 300)
-            ))
-            .with_expires_in(Duration::from_secs(60));
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "\nREADY").unwrap();
+        stdout.flush().unwrap();
+        for n in 0u64.. {
+            let padding = "x".repeat(n as usize % 300);
+            let token = Token::new(format!("{MARKER}-save-{round}-{n}-{padding}"))
+                .with_expires_in(Duration::from_secs(60));
             runtime.block_on(store.save(&key, &token)).unwrap();
+            writeln!(stdout, "SAVED {n}").unwrap();
+            stdout.flush().unwrap();
         }
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut found = 0;
+    let (mut mid_run, mut in_flight_landed) = (0, 0);
+    let mut held: Option<(usize, u64)> = None;
     for round in 0..ROUNDS {
         let mut process = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -58,64 +72,83 @@ fn a_process_killed_mid_save_leaves_a_whole_token() {
                 "--test-threads=1",
             ])
             .env(CHILD_DIR, dir.path())
+            .env(ROUND, round.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut ready = String::new();
         let mut stdout = std::io::BufReader::new(process.stdout.take().unwrap());
-        while !ready.contains("READY") {
-            ready.clear();
-            let read = std::io::BufRead::read_line(&mut stdout, &mut ready).unwrap();
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
             assert!(read > 0, "round {round}: the child never started saving");
         }
         // A random point in the run of saves, then SIGKILL.
         std::thread::sleep(Duration::from_micros(fastrand::u64(0..20_000)));
         process.kill().unwrap();
         process.wait().unwrap();
-        match runtime.block_on(store(dir.path()).load(&key)) {
-            Ok(Some(token)) => {
-                assert!(token
-                    .access_token
-                    .secret()
-                    .starts_with(&format!("{MARKER}-save-")));
-                found += 1;
-            }
-            Ok(None) => {} // killed before the first save landed
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let completed = rest
+            .lines()
+            .filter_map(|l| l.strip_prefix("SAVED ")?.parse::<u64>().ok())
+            .max();
+        let loaded = match runtime.block_on(store(dir.path()).load(&key)) {
+            Ok(token) => token.as_ref().map(which),
             Err(error) => panic!("round {round}: the file is not whole: {error}"),
-        }
+        };
+        // Nothing lost: the file holds the last save that completed, or the one
+        // the kill cut short if it got as far as its rename.
+        let fine = match completed {
+            Some(n) => {
+                mid_run += 1;
+                in_flight_landed += usize::from(loaded == Some((round, n + 1)));
+                loaded == Some((round, n)) || loaded == Some((round, n + 1))
+            }
+            None => loaded == held || loaded == Some((round, 0)),
+        };
+        assert!(
+            fine,
+            "round {round}: saves completed up to {completed:?}, the file holds {loaded:?} (before: {held:?})"
+        );
+        held = loaded;
         let leftovers = files_moved_aside(dir.path());
         assert_eq!(leftovers, 0, "round {round}: nothing was ever unreadable");
     }
-    // Saves cut short leave temporary files (sealed, 0600); a store opened an
-    // hour later removes them, and the token stays.
-    let temporary = || {
+    println!(
+        "{ROUNDS} kills: {mid_run} after some saves had completed, {in_flight_landed} of them \
+         after the rename of the save they cut short"
+    );
+    assert!(
+        mid_run > ROUNDS / 2,
+        "most kills land during the run of saves"
+    );
+    // Saves cut short leave temporary files (sealed, 0600). Once they are more
+    // than an hour old (made so here), a new store removes them; younger ones,
+    // which may be another process's save in progress, stay.
+    let temporary = || -> Vec<PathBuf> {
         std::fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
                     .unwrap()
-                    .file_name()
                     .to_string_lossy()
                     .starts_with(".tmp-")
             })
-            .count()
+            .collect()
     };
     let left = temporary();
-    println!("{left} temporary files left by {ROUNDS} kills");
-    let later = tokenwarden::ManualClock::new(
-        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000),
-    );
-    let swept = FileStore::builder("tokenwarden-tests")
-        .dir(dir.path())
-        .key(FileKey::bytes([9; 32]))
-        .clock(later)
-        .build()
-        .unwrap();
-    assert_eq!(temporary(), 0, "the stale temporary files are gone");
+    println!("{} temporary files left by {ROUNDS} kills", left.len());
+    let _ = store(dir.path());
+    assert_eq!(temporary().len(), left.len(), "recent ones stay");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for path in &left {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+    let swept = store(dir.path());
+    assert!(temporary().is_empty(), "the stale temporary files are gone");
     assert!(runtime.block_on(swept.load(&key)).unwrap().is_some());
-    assert!(
-        found > ROUNDS / 2,
-        "most kills land after saves began ({found} of {ROUNDS})"
-    );
 }

@@ -20,7 +20,7 @@ const es256 = await clientKey('ES256');
 
 const secretClient = (client_id, method, extra = {}) => ({
   client_id,
-  client_secret: `${client_id}-secret`,
+  client_secret: `${client_id}-TOPSECRET`, // the tests' secret marker
   token_endpoint_auth_method: method,
   grant_types: ['client_credentials'],
   redirect_uris: [],
@@ -44,7 +44,7 @@ const clients = [
   {
     // A user-facing app: authorization code (+PKCE), device code, refresh tokens.
     client_id: 'app',
-    client_secret: 'app-secret',
+    client_secret: 'app-TOPSECRET',
     token_endpoint_auth_method: 'client_secret_basic',
     grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
     redirect_uris: ['http://127.0.0.1/callback'],

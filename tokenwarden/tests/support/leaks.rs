@@ -3,7 +3,9 @@
 //! [`harness`] guard fails it if any of them held [`MARKER`], which every test
 //! secret (access and refresh tokens, client secrets, passwords, keys) carries.
 //! Panics matter beyond the failing test: a panic in a spawned task or a
-//! listener is caught by the library and would otherwise go unseen.
+//! listener is caught by the library and would otherwise go unseen. Secrets
+//! without the marker (the tokens a real authorization server issues) are
+//! added with [`watch`], or with the [`watching`] listener on a manager.
 
 use std::io::Write;
 use std::sync::{Mutex, Once};
@@ -13,13 +15,24 @@ pub const MARKER: &str = "TOPSECRET";
 
 static CAPTURED: Mutex<String> = Mutex::new(String::new());
 static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static WATCHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Whether `text` holds the marker or a watched secret.
+fn holds_secret(text: &str) -> bool {
+    text.contains(MARKER)
+        || WATCHED
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| text.contains(s.as_str()))
+}
 
 struct CaptureWriter;
 
 impl Write for CaptureWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        for line in text.lines().filter(|l| l.contains(MARKER)) {
+        for line in text.lines().filter(|l| holds_secret(l)) {
             LEAKS.lock().unwrap().push(line.to_owned());
         }
         CAPTURED.lock().unwrap().push_str(&text);
@@ -50,13 +63,48 @@ pub fn harness() -> LeakCheck {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or_default();
-            if message.contains(MARKER) {
+            if holds_secret(message) {
                 LEAKS.lock().unwrap().push(format!("panic: {message}"));
             }
+            CAPTURED
+                .lock()
+                .unwrap()
+                .push_str(&format!("panic: {message}\n"));
             default_hook(info);
         }));
     });
     LeakCheck
+}
+
+/// Adds a secret that does not carry the marker: from now on a log line or
+/// panic message holding it is a leak, and so is one captured before.
+pub fn watch(secret: &str) {
+    if secret.len() < 8 {
+        return; // too short to tell from ordinary text
+    }
+    if CAPTURED.lock().unwrap().contains(secret) {
+        LEAKS.lock().unwrap().push(format!(
+            "a watched secret was logged before it was watched ({} chars)",
+            secret.len()
+        ));
+    }
+    WATCHED.lock().unwrap().push(secret.to_owned());
+}
+
+/// A listener that watches every token a manager gets: its access, refresh
+/// and ID tokens.
+pub fn watching() -> impl Fn(&tokenwarden::TokenEvent) + Send + Sync + 'static {
+    |event| {
+        if let Some(token) = event.token() {
+            watch(token.access_token.secret());
+            if let Some(refresh) = &token.refresh_token {
+                watch(refresh.secret());
+            }
+            if let Some(id) = &token.id_token {
+                watch(id.secret());
+            }
+        }
+    }
 }
 
 /// Everything captured so far.

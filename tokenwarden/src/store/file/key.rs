@@ -60,11 +60,13 @@ impl FileKey {
         match self {
             FileKey::Bytes(key) => Ok(TokenCipher::new(**key)),
             FileKey::Passphrase(passphrase) => {
-                let salt = read_or_create(&store_dir.join(".salt"), 16, store)?;
+                // In the store directory: never read through a link.
+                let salt = read_or_create(&store_dir.join(".salt"), 16, store, false)?;
                 TokenCipher::from_passphrase(passphrase, &salt)
             }
             FileKey::KeyFile(path) => {
-                let bytes = read_or_create(path, 32, store)?;
+                // A path the user chose: it may be a link (to a mounted secret).
+                let bytes = read_or_create(path, 32, store, true)?;
                 let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
                     Error::store(
                         store,
@@ -110,11 +112,7 @@ fn keyring_key(service: &str, store_dir: &Path, store: &str) -> Result<TokenCiph
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::STANDARD;
     let lock_path = store_dir.join(".key.lock");
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
+    let lock = crate::store::fs::open_lock_file(&lock_path)
         .and_then(|file| file.lock().map(|()| file))
         .map_err(|e| io_error(store, "lock", &lock_path, e))?;
     let entry = entry(service, "file-key")
@@ -152,8 +150,21 @@ fn keyring_key(service: &str, store_dir: &Path, store: &str) -> Result<TokenCiph
 }
 
 /// The contents of `path`, or `len` fresh random bytes written there (0600).
-fn read_or_create(path: &Path, len: usize, store: &str) -> Result<Zeroizing<Vec<u8>>> {
-    match std::fs::read(path) {
+/// Links are followed only if `follow_links`.
+fn read_or_create(
+    path: &Path,
+    len: usize,
+    store: &str,
+    follow_links: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let read = |path: &Path| {
+        if follow_links {
+            std::fs::read(path)
+        } else {
+            crate::store::fs::read_regular(path)
+        }
+    };
+    match read(path) {
         Ok(bytes) => return Ok(Zeroizing::new(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(store, "read", path, e)),
@@ -182,7 +193,7 @@ fn read_or_create(path: &Path, len: usize, store: &str) -> Result<Zeroizing<Vec<
     match std::fs::hard_link(temp.path(), path) {
         Ok(()) => Ok(bytes),
         // Another process linked its key first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path)
             .map(Zeroizing::new)
             .map_err(|e| io_error(store, "read", path, e)),
         Err(e) => Err(io_error(store, "create", path, e)),

@@ -104,7 +104,9 @@ impl FileStore {
             }
             Ok(_) => {}
         }
-        let bytes = std::fs::read(&path).map_err(|e| self.io("read", &path, e))?;
+        // Opened without following a link, so a link put there since the check
+        // above is refused too.
+        let bytes = fs::read_regular(&path).map_err(|e| self.io("read", &path, e))?;
         match self.inner.cipher.open(key.as_str(), &bytes) {
             Ok(token) => Ok(Some(token)),
             Err(OpenError::FutureVersion(version)) => Err(self.error(format!(
@@ -260,8 +262,9 @@ impl FileStoreBuilder {
                 &name,
             )?,
         };
+        // File times come from the real clock, whatever clock the store was given.
+        sweep_temporary_files(&dir, SystemClock.now());
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        sweep_temporary_files(&dir, clock.now());
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,
