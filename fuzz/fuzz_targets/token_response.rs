@@ -24,5 +24,5 @@ fuzz_target!(|input: &[u8]| {
             Some((&line[..at], value.strip_prefix(b" ").unwrap_or(value)))
         })
         .collect();
-    tokenwarden::fuzzing::token_response(status, &headers, body, input);
+    tokenwarden::fuzzing::token_response(status, &headers, head, body);
 });

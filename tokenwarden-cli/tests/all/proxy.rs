@@ -241,7 +241,12 @@ async fn proxy_adds_tokens_replays_once_and_streams() {
     let api = Arc::new(Api::default());
     let upstream = resource_server(api.clone()).await;
     let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(&oidc.issuer, "api", "cc-basic-TOPSECRET", &base_url));
+    let home = Home::with_config(&config(
+        &oidc.issuer,
+        "api",
+        "cc-basic-TOPSECRET",
+        &base_url,
+    ));
     let proxy = Proxy::start(&home, "api");
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", proxy.url);

@@ -115,7 +115,9 @@ impl TokenManagerBuilder {
 
     /// How long before expiry callers wait for the refresh instead of getting the
     /// cached token; capped at a tenth of the token's lifetime. Defaults to
-    /// [`DEFAULT_MIN_VALID`].
+    /// [`DEFAULT_MIN_VALID`]. If the refresh fails, callers still get the cached
+    /// token while it is valid, except in its last fifth of this window (at most
+    /// 1 s), when it would expire on its way to the API.
     pub fn min_valid(mut self, min_valid: Duration) -> Self {
         self.min_valid = Some(min_valid);
         self

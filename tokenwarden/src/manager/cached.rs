@@ -36,7 +36,8 @@ pub(crate) struct Cached {
     /// Unix ms. Atomic so that `invalidate` can end the fresh state in place.
     stale_at: AtomicU64,
     expiring_at: u64,
-    expires_at: u64,
+    /// Unix ms: the end of its last moments, after which it is not handed out.
+    usable_until: u64,
     invalidated: AtomicBool,
     /// 0 for the empty placeholder, then 1, 2... for each token the manager holds.
     pub(crate) generation: u64,
@@ -55,7 +56,7 @@ impl Cached {
                     fingerprint: String::new(),
                     stale_at: AtomicU64::new(0),
                     expiring_at: 0,
-                    expires_at: 0,
+                    usable_until: 0,
                     invalidated: AtomicBool::new(false),
                     generation: 0,
                 })
@@ -89,6 +90,10 @@ impl Cached {
         // so processes sharing a store do not all refresh at the same instant.
         let jitter = (ahead as f64 * windows.jitter * fastrand::f64()) as u64;
         let expiring_at = expires_at - min_valid;
+        // Not handed out in its last moments (a fifth of the expiring window, at
+        // most 1 s), even when no new token can be had: it would expire on its
+        // way to the API, the more so as the hit path's coarse clock may lag.
+        let usable_until = expires_at - (min_valid / 5).min(1_000);
         let stale_at = (expires_at - ahead + jitter).min(expiring_at);
         Ok(Self {
             fingerprint: token.fingerprint(),
@@ -96,7 +101,7 @@ impl Cached {
             header,
             stale_at: AtomicU64::new(stale_at),
             expiring_at,
-            expires_at,
+            usable_until,
             invalidated: AtomicBool::new(false),
             generation,
         })
@@ -112,7 +117,7 @@ impl Cached {
         // Acquire pairs with `invalidate`: whoever sees the stale mark cleared also
         // sees the token marked invalid, and never serves it as merely stale.
         let stale_at = self.stale_at.load(Acquire);
-        if self.generation == 0 || self.invalidated.load(Relaxed) || now >= self.expires_at {
+        if self.generation == 0 || self.invalidated.load(Relaxed) || now >= self.usable_until {
             State::Expired
         } else if now >= self.expiring_at {
             State::Expiring
@@ -217,6 +222,23 @@ mod tests {
         let old = Token::new("a").with_expires_at(now + Duration::from_millis(400));
         let cached = Cached::new(old, now, &windows(0.0), 1, "s").unwrap();
         assert_eq!(cached.expiring_at, unix_millis(now) + 400 - 40);
+    }
+
+    #[test]
+    fn a_token_is_not_handed_out_in_its_last_moments() {
+        let now = at(1_000);
+        let ends = unix_millis(now) + 5_000;
+        // A 5 s token: an expiring window of 500 ms, of which the last 100 ms count as expired.
+        let short = Token::new("a").with_expires_at(now + Duration::from_secs(5));
+        let cached = Cached::new(short, now, &windows(0.0), 1, "s").unwrap();
+        assert_eq!(cached.state(ends - 101), State::Expiring);
+        assert_eq!(cached.state(ends - 100), State::Expired);
+        // An hour's token: its last second (a fifth of 30 s, capped at 1 s).
+        let long = Token::new("a").with_expires_at(now + Duration::from_secs(3_600));
+        let cached = Cached::new(long, now, &windows(0.0), 1, "s").unwrap();
+        let ends = unix_millis(now) + 3_600_000;
+        assert_eq!(cached.state(ends - 1_001), State::Expiring);
+        assert_eq!(cached.state(ends - 1_000), State::Expired);
     }
 
     #[test]

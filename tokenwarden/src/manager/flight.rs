@@ -38,7 +38,7 @@ pub(super) enum Mode {
 }
 
 /// How often callers that are backing off look in the store for a token.
-pub(super) const STORE_RECHECK_MS: u64 = 200;
+pub(super) const STORE_RECHECK_MS: u64 = 100;
 
 pub(super) enum Start {
     /// A flight was already running.

@@ -154,7 +154,7 @@ async fn while_backing_off_a_token_another_process_stored_is_used() {
     let other = manager(&CountingSource::new(HOUR));
     let theirs = other.token().await.unwrap().fingerprint();
     // Still within our backoff: our source is not asked again, but the store is.
-    clock.advance(Duration::from_millis(300));
+    clock.advance(Duration::from_millis(150));
     let found = ours
         .token()
         .await
@@ -190,7 +190,7 @@ impl tokenwarden::TokenStore for CountedLoads {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_is_looked_in_at_most_every_200_ms_while_backing_off() {
+async fn a_store_is_looked_in_at_most_every_100_ms_while_backing_off() {
     let _h = harness();
     let clock = clock();
     let failing = CountingSource::new(HOUR);
@@ -209,16 +209,16 @@ async fn a_store_is_looked_in_at_most_every_200_ms_while_backing_off() {
     assert_eq!(
         store.loads.load(SeqCst),
         after_failure,
-        "none within 200 ms"
+        "none within 100 ms"
     );
-    clock.advance(Duration::from_millis(250));
+    clock.advance(Duration::from_millis(150));
     for _ in 0..100 {
         assert!(manager.token().await.is_err());
     }
     assert_eq!(
         store.loads.load(SeqCst),
         after_failure + 1,
-        "one per 200 ms"
+        "one per 100 ms"
     );
     assert_eq!(failing.calls(), 1, "the source waits out the backoff");
     assert_eq!(manager.stats().failures, 1);

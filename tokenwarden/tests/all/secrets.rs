@@ -131,6 +131,12 @@ async fn keys_and_passphrases_never_show() {
     // A key shown with `{:?}` would read as its bytes, not as text.
     let as_numbers = format!("{:?}", &key[..4]);
     let as_numbers = as_numbers.trim_matches(|c| c == '[' || c == ']');
+    // In the logs, a key would show as text, hex or base64: all are watched.
+    use base64::Engine as _;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    watch(&hex);
+    watch(&base64::engine::general_purpose::STANDARD.encode(key));
+    watch(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
     let passphrase = format!("{MARKER}-correct horse battery staple");
     let dir = tempfile::tempdir().unwrap();
     let token_key = tokenwarden::TokenKey::new("api");
