@@ -200,6 +200,10 @@ mod tests {
         ));
         assert!(bearer_invalid_token(r#"bearer ERROR = "invalid_token""#));
         assert!(bearer_invalid_token(r#"Bearer error=invalid_token"#));
+        assert!(
+            bearer_invalid_token(r#"Bearer error="inva\lid_token""#),
+            "a quoted-pair"
+        );
         assert!(!bearer_invalid_token(
             r#"Bearer error="insufficient_scope""#
         ));
