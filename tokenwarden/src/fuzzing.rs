@@ -227,13 +227,7 @@ mod oauth2_targets {
                 issuer.as_str().trim_end_matches('/'),
                 "a document for another issuer passed the check"
             );
-            let endpoints = [
-                Some(&metadata.token_endpoint),
-                metadata.authorization_endpoint.as_ref(),
-                metadata.device_authorization_endpoint.as_ref(),
-                metadata.revocation_endpoint.as_ref(),
-            ];
-            for endpoint in endpoints.into_iter().flatten() {
+            for endpoint in metadata.endpoints() {
                 assert!(
                     endpoint.scheme() == "https"
                         || (endpoint.scheme() == "http" && loopback_by_address(endpoint)),

@@ -209,3 +209,12 @@ pub fn files_moved_aside(dir: &std::path::Path) -> usize {
         })
         .count()
 }
+
+/// A file store in `dir` with the data key `key` (no keyring, no key file).
+pub fn file_store(dir: &std::path::Path, key: [u8; 32]) -> tokenwarden::store::FileStore {
+    tokenwarden::store::FileStore::builder("tokenwarden-tests")
+        .dir(dir)
+        .key(tokenwarden::store::FileKey::bytes(key))
+        .build()
+        .unwrap()
+}

@@ -7,17 +7,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokenwarden::store::{FileKey, FileStore};
+use tokenwarden::store::FileStore;
 use tokenwarden::{source::from_fn, Token, TokenManager};
 
 const CHILD_DIR: &str = "TW_FILE_CHILD_DIR";
 
 fn store(dir: &Path) -> FileStore {
-    FileStore::builder("tokenwarden-tests")
-        .dir(dir)
-        .key(FileKey::bytes([9; 32]))
-        .build()
-        .unwrap()
+    file_store(dir, [9; 32])
 }
 
 /// Runs the test `name` of this binary as a child process on `dir`.

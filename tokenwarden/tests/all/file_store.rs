@@ -8,11 +8,7 @@ use tokenwarden::{ErrorKind, Token, TokenKey, TokenManager, TokenStore};
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn store(dir: &std::path::Path, key: [u8; 32]) -> FileStore {
-    FileStore::builder("tokenwarden-tests")
-        .dir(dir)
-        .key(FileKey::bytes(key))
-        .build()
-        .unwrap()
+    file_store(dir, key)
 }
 
 fn token() -> Token {

@@ -16,11 +16,7 @@ use tokenwarden::{source::from_fn, ErrorKind, Token, TokenKey, TokenManager, Tok
 const FAULT_DIR: &str = "TW_FAULT_DIR";
 
 fn store(dir: &Path) -> FileStore {
-    FileStore::builder("tokenwarden-tests")
-        .dir(dir)
-        .key(FileKey::bytes([6; 32]))
-        .build()
-        .unwrap()
+    file_store(dir, [6; 32])
 }
 
 fn token(name: &str) -> Token {

@@ -8,18 +8,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokenwarden::store::{FileKey, FileStore};
+use tokenwarden::store::FileStore;
 use tokenwarden::{Token, TokenKey, TokenStore};
 
 const CHILD_DIR: &str = "TW_KILL_CHILD_DIR";
 const ROUNDS: usize = 1_000;
 
 fn store(dir: &Path) -> FileStore {
-    FileStore::builder("tokenwarden-tests")
-        .dir(dir)
-        .key(FileKey::bytes([9; 32]))
-        .build()
-        .unwrap()
+    file_store(dir, [9; 32])
 }
 
 fn child_dir() -> Option<PathBuf> {

@@ -30,6 +30,20 @@ pub struct ProviderMetadata {
     pub grant_types_supported: Vec<String>,
 }
 
+impl ProviderMetadata {
+    /// Every endpoint the document names.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Url> {
+        [
+            Some(&self.token_endpoint),
+            self.authorization_endpoint.as_ref(),
+            self.device_authorization_endpoint.as_ref(),
+            self.revocation_endpoint.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 const OPENID: &str = ".well-known/openid-configuration";
 const OAUTH: &str = ".well-known/oauth-authorization-server";
 
@@ -88,13 +102,7 @@ pub(crate) fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Re
             ),
         ));
     }
-    let endpoints = [
-        Some(&metadata.token_endpoint),
-        metadata.authorization_endpoint.as_ref(),
-        metadata.device_authorization_endpoint.as_ref(),
-        metadata.revocation_endpoint.as_ref(),
-    ];
-    for endpoint in endpoints.into_iter().flatten() {
+    for endpoint in metadata.endpoints() {
         secure_url(endpoint.as_str(), "a discovered endpoint")?;
     }
     Ok(())
