@@ -66,16 +66,12 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
             return Start::Done(cached);
         }
         if shared.backoff.is_waiting(now) {
+            // The slot lock is held: one caller at a time gets here.
             let checked = shared.store_checked_at.load(SeqCst);
-            let recheck = shared.settings.store.is_some()
-                && now.saturating_sub(checked) >= STORE_RECHECK_MS
-                && shared
-                    .store_checked_at
-                    .compare_exchange(checked, now, SeqCst, SeqCst)
-                    .is_ok();
-            if !recheck {
+            if shared.settings.store.is_none() || now.saturating_sub(checked) < STORE_RECHECK_MS {
                 return Start::BackingOff;
             }
+            shared.store_checked_at.store(now, SeqCst);
             return start(shared, Mode::StoreOnly, slot);
         }
     }
@@ -266,7 +262,7 @@ async fn obtain(shared: &Shared, mode: Mode, epoch: u64) -> Result<Arc<Cached>> 
     let mut stored = None;
     let mut lease = Lease::none();
     if mode == Mode::StoreOnly {
-        stored = load_stored(shared).await;
+        let stored = load_stored(shared).await;
         return match adopt(shared, &current, stored.as_ref(), epoch).await? {
             Some(adopted) => Ok(adopted),
             None => Err(last_error(shared)),
