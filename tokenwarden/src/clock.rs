@@ -28,6 +28,30 @@ pub trait Clock: Debug + Send + Sync + 'static {
 
     /// A future that completes once `now()` has reached `deadline`.
     fn sleep_until(&self, deadline: SystemTime) -> Sleep;
+
+    /// Time elapsed since a fixed point of this clock, which never goes back when
+    /// the wall clock is stepped: what every timeout and wait is measured on.
+    ///
+    /// Defaults to the operating system's monotonic clock.
+    fn monotonic(&self) -> Duration {
+        monotonic_now()
+    }
+
+    /// A future that completes once [`monotonic`](Self::monotonic) has moved on by
+    /// `duration`, whatever the wall clock does meanwhile.
+    ///
+    /// Defaults to a Tokio sleep.
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// The operating system's monotonic clock, as time since the first reading in
+/// this process.
+#[allow(clippy::disallowed_methods)] // the one place that reads the system clocks
+fn monotonic_now() -> Duration {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// Milliseconds since the Unix epoch (0 for earlier times, saturating far in the future).
@@ -115,6 +139,8 @@ mod manual {
     #[derive(Debug)]
     struct Inner {
         nanos: AtomicU64,
+        /// Monotonic time: moved forward with the wall clock, never back.
+        monotonic_nanos: AtomicU64,
         moved: Notify,
     }
 
@@ -124,10 +150,11 @@ mod manual {
             let clock = Self {
                 inner: Arc::new(Inner {
                     nanos: AtomicU64::new(0),
+                    monotonic_nanos: AtomicU64::new(0),
                     moved: Notify::new(),
                 }),
             };
-            clock.set(start);
+            clock.inner.nanos.store(unix_nanos(start), Ordering::SeqCst);
             clock
         }
 
@@ -141,15 +168,23 @@ mod manual {
             self.set(self.now() - by);
         }
 
-        /// Sets the clock to `to`, forwards or backwards.
+        /// Sets the clock to `to`, forwards or backwards. The
+        /// [monotonic](Clock::monotonic) time moves forward by as much as the wall
+        /// clock does, and stays where it is when the wall clock goes back.
         pub fn set(&self, to: SystemTime) {
-            let nanos = to
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .unwrap_or(0);
-            self.inner.nanos.store(nanos, Ordering::SeqCst);
+            let nanos = unix_nanos(to);
+            let before = self.inner.nanos.swap(nanos, Ordering::SeqCst);
+            self.inner
+                .monotonic_nanos
+                .fetch_add(nanos.saturating_sub(before), Ordering::SeqCst);
             self.inner.moved.notify_waiters();
         }
+    }
+
+    fn unix_nanos(time: SystemTime) -> u64 {
+        time.duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 
     impl Default for ManualClock {
@@ -179,6 +214,26 @@ mod manual {
                 }
             })
         }
+
+        fn monotonic(&self) -> Duration {
+            Duration::from_nanos(self.inner.monotonic_nanos.load(Ordering::SeqCst))
+        }
+
+        fn sleep(&self, duration: Duration) -> Sleep {
+            let clock = self.clone();
+            let deadline = self.monotonic() + duration;
+            Box::pin(async move {
+                loop {
+                    let moved = clock.inner.moved.notified();
+                    tokio::pin!(moved);
+                    moved.as_mut().enable();
+                    if clock.monotonic() >= deadline {
+                        return;
+                    }
+                    moved.await;
+                }
+            })
+        }
     }
 }
 
@@ -191,6 +246,18 @@ mod tests {
         let precise = unix_millis(SystemClock.now());
         let coarse = SystemClock.now_millis();
         assert!(coarse.abs_diff(precise) < 1_000, "{coarse} vs {precise}");
+    }
+
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn a_manual_clock_stepped_back_keeps_its_monotonic_time() {
+        let clock = ManualClock::default();
+        let start = clock.monotonic();
+        clock.advance(Duration::from_secs(5));
+        clock.rewind(Duration::from_secs(60));
+        assert_eq!(clock.monotonic() - start, Duration::from_secs(5));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.monotonic() - start, Duration::from_secs(6));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! network client: [`StaticSource`] (tokens given by the caller or the environment)
 //! and [`FnSource`] (your own login code, see [`from_fn`]).
 
+mod deadline;
 mod func;
 #[cfg(feature = "oauth2")]
 pub mod login;
@@ -9,6 +10,8 @@ pub mod login;
 pub mod oauth2;
 mod static_source;
 
+pub(crate) use deadline::Deadline;
+pub use deadline::time_left;
 pub use func::{from_fn, FnSource};
 pub use static_source::StaticSource;
 
