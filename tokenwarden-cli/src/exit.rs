@@ -93,6 +93,10 @@ impl From<tokenwarden::Error> for CliError {
                 STORE,
                 "check the store's files and permissions (`tokenwarden status`), or `tokenwarden logout` to start over",
             ),
+            ErrorKind::LeaseLost => (
+                UNAVAILABLE,
+                "another process was refreshing the same token; run the command again",
+            ),
             ErrorKind::Config => (USAGE, "fix the configuration named above"),
             _ if cause.is_invalid_grant() => (REJECTED, "run `tokenwarden login` again"),
             // A login API that refuses without an OAuth2 error body.

@@ -1,16 +1,41 @@
-//! [`RedisStore`]: tokens as JSON under `<prefix>:<key>`, expiring with the token.
+//! [`RedisStore`]: tokens as JSON (or sealed) under `<prefix>:{<key>}`, kept as long
+//! as their refresh token can be used, and written under fenced leases.
 
 use crate::connection::RedisConnection;
 use crate::lease::RedisLease;
 use async_trait::async_trait;
 use redis::AsyncCommands as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokenwarden::store::{Lease, TokenStore};
 use tokenwarden::{Clock, Error, Result, SystemClock, Token, TokenKey};
 
-/// The longest any Redis command may take.
+/// The longest any Redis command may take: 2 s.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a token with a refresh token is kept when the server did not say how
+/// long the refresh token lives (`refresh_expires_in`): 30 days.
+pub const DEFAULT_REFRESH_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Saves the token (KEYS[1]) if the key's fence (KEYS[2]) is still the writer's
+/// lease's (ARGV[1]); keeps the fence at least as long as the token.
+const SAVE: &str = r"
+if redis.call('get', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('pexpire', KEYS[2], ARGV[3], 'GT')
+return 1
+";
+
+/// Deletes the token (KEYS[1]) if the key's fence (KEYS[2]) is the writer's.
+const DELETE: &str = r"
+if redis.call('get', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('del', KEYS[1])
+return 1
+";
 
 /// A token store in Redis, shared by every instance that uses the same prefix.
 #[derive(Clone)]
@@ -24,6 +49,7 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) timeout: Duration,
     clock: Arc<dyn Clock>,
+    retention: Duration,
     #[cfg(feature = "encryption")]
     cipher: Option<tokenwarden::store::TokenCipher>,
 }
@@ -41,6 +67,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    retention: Duration,
     #[cfg(feature = "encryption")]
     cipher: Option<tokenwarden::store::TokenCipher>,
 }
@@ -75,6 +102,7 @@ impl RedisStore {
             prefix: "tokenwarden".into(),
             timeout: DEFAULT_COMMAND_TIMEOUT,
             clock: Arc::new(SystemClock),
+            retention: DEFAULT_REFRESH_RETENTION,
             #[cfg(feature = "encryption")]
             cipher: None,
         }
@@ -85,8 +113,21 @@ impl RedisStore {
         &self.inner.prefix
     }
 
+    /// The Redis key of `key`'s token (`suffix` empty), lease or fence. The token
+    /// key is a hash tag, so that all of them live in one Redis Cluster slot and
+    /// the scripts that touch several of them can run there.
     pub(crate) fn redis_key(&self, key: &TokenKey, suffix: &str) -> String {
-        format!("{}:{}{suffix}", self.inner.prefix, key.as_str())
+        format!("{}:{{{}}}{suffix}", self.inner.prefix, key.as_str())
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// How long a fence outlives a lease: as long as a token may be kept, so that a
+    /// fence never restarts under a holder that stalled.
+    pub(crate) fn fence_ttl_ms(&self, lease_ttl_ms: u64) -> u64 {
+        millis(self.inner.retention).saturating_add(lease_ttl_ms)
     }
 
     pub(crate) fn error(&self, action: &str, error: impl std::fmt::Display) -> Error {
@@ -138,19 +179,67 @@ impl RedisStore {
         })
     }
 
-    fn ttl_ms(&self, token: &Token) -> Option<u64> {
-        let expires_at = token.expires_at?;
-        let left = expires_at
-            .duration_since(self.inner.clock.now())
-            .unwrap_or_default();
-        // At least a second, so that a token saved just before its end is not lost
-        // to rounding; Redis drops it soon after anyway.
-        Some(
-            u64::try_from(left.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1_000),
-        )
+    /// How long Redis keeps `token`: as long as its refresh token can be used
+    /// (what the server said, else the retention), or without one as long as the
+    /// access token. At least a second, so that a token saved just before its end
+    /// is not lost to rounding.
+    fn ttl_ms(&self, token: &Token) -> u64 {
+        let now = self.inner.clock.now();
+        let left = |until: std::time::SystemTime| until.duration_since(now).unwrap_or_default();
+        let access = token.expires_at.map(left);
+        let keep = match &token.refresh_token {
+            Some(_) => {
+                let refresh = token
+                    .refresh_expires_at()
+                    .map_or(self.inner.retention, left);
+                refresh.max(access.unwrap_or_default())
+            }
+            None => access.unwrap_or(self.inner.retention),
+        };
+        millis(keep).max(1_000)
     }
+
+    /// Runs a fenced script (`SAVE` or `DELETE`) for `key` under `lease`.
+    async fn fenced(
+        &self,
+        action: &str,
+        script: &redis::Script,
+        key: &TokenKey,
+        lease: &Lease,
+        args: (&[u8], u64),
+    ) -> Result<()> {
+        let Some(fence) = lease.fence() else {
+            return Err(Error::lease_lost(
+                &self.inner.name,
+                format!("could not {action}: no lease was held"),
+            ));
+        };
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.redis_key(key, ""))
+            .key(self.redis_key(key, ":fence"))
+            .arg(fence.to_string())
+            .arg(args.0)
+            .arg(args.1);
+        let written: i64 = self
+            .command(action, invocation.invoke_async(&mut connection))
+            .await?;
+        if written == 1 {
+            return Ok(());
+        }
+        Err(Error::lease_lost(
+            &self.inner.name,
+            format!(
+                "could not {action}: lease {fence} of `{}` was superseded by a newer one",
+                self.redis_key(key, "")
+            ),
+        ))
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[async_trait]
@@ -167,20 +256,13 @@ impl TokenStore for RedisStore {
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
         let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
-        let json = self.encode(&name, token)?;
-        match self.ttl_ms(token) {
-            Some(ttl) => {
-                self.command(
-                    "save the token",
-                    connection.pset_ex::<_, _, ()>(&name, json, ttl),
-                )
-                .await
-            }
-            None => {
-                self.command("save the token", connection.set::<_, _, ()>(&name, json))
-                    .await
-            }
-        }
+        let value = self.encode(&name, token)?;
+        let ttl = self.ttl_ms(token);
+        self.command(
+            "save the token",
+            connection.pset_ex::<_, _, ()>(&name, value, ttl),
+        )
+        .await
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
@@ -194,6 +276,20 @@ impl TokenStore for RedisStore {
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         RedisLease::take(self, key, ttl).await.map(Lease::new)
+    }
+
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        let value = self.encode(&self.redis_key(key, ""), token)?;
+        let ttl = self.ttl_ms(token);
+        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAVE));
+        self.fenced("save the token", &SCRIPT, key, lease, (&value, ttl))
+            .await
+    }
+
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELETE));
+        self.fenced("delete the token", &SCRIPT, key, lease, (&[], 0))
+            .await
     }
 
     fn name(&self) -> &str {
@@ -214,8 +310,18 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The clock that turns a token's expiry into a TTL (use the manager's).
-    /// Defaults to the system clock.
+    /// How long a token with a refresh token is kept when the server did not say
+    /// how long its refresh token lives (`refresh_expires_in`). A stored token lives
+    /// as long as its refresh token can be used, not as long as its access token,
+    /// so that a new instance refreshes instead of logging in again. Defaults to
+    /// [`DEFAULT_REFRESH_RETENTION`] (30 days).
+    pub fn refresh_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The clock that turns a token's expiry into a TTL and times leases (use the
+    /// manager's). Defaults to the system clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -255,6 +361,7 @@ impl RedisStoreBuilder {
                 name,
                 timeout: self.timeout,
                 clock: self.clock,
+                retention: self.retention,
                 #[cfg(feature = "encryption")]
                 cipher: self.cipher,
             }),

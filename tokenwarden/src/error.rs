@@ -77,6 +77,11 @@ pub enum ErrorKind {
     Source,
     /// A token store failed to load, save, delete or lease.
     Store,
+    /// A write to a store was refused because the lease it was made under had
+    /// ended: another instance took the lease since (this one stalled, or the
+    /// lease expired), so what that instance stored stays. Nothing is lost: the
+    /// manager adopts the stored token. See [`Lease`](crate::store::Lease).
+    LeaseLost,
     /// The configuration is invalid.
     Config,
     /// No valid token is left: the last one expired (or there was none) and getting
@@ -163,6 +168,12 @@ impl Error {
         Self::new(ErrorKind::Store, store, message, true)
     }
 
+    /// A write made under a store lease was refused: the lease ended (expired, or
+    /// another instance took it since). Transient: the next attempt takes a new lease.
+    pub fn lease_lost(store: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::LeaseLost, store, message, true)
+    }
+
     /// The configuration is invalid; `message` says what to fix.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, String::new(), message, false)
@@ -239,14 +250,22 @@ impl Error {
     /// The name of the token source involved, if any.
     pub fn source_name(&self) -> Option<&str> {
         match self.0.kind {
-            ErrorKind::Store | ErrorKind::Config => None,
+            ErrorKind::Store | ErrorKind::LeaseLost | ErrorKind::Config => None,
             _ => Some(&self.0.origin),
         }
     }
 
-    /// The name of the store involved, for [`ErrorKind::Store`].
+    /// The name of the store involved, for [`ErrorKind::Store`] and
+    /// [`ErrorKind::LeaseLost`].
     pub fn store_name(&self) -> Option<&str> {
-        (self.0.kind == ErrorKind::Store).then_some(self.0.origin.as_str())
+        matches!(self.0.kind, ErrorKind::Store | ErrorKind::LeaseLost)
+            .then_some(self.0.origin.as_str())
+    }
+
+    /// Whether a write was refused because its store lease had ended
+    /// ([`ErrorKind::LeaseLost`]).
+    pub fn is_lease_lost(&self) -> bool {
+        self.0.kind == ErrorKind::LeaseLost
     }
 
     /// The HTTP status, when the error came over HTTP.
@@ -315,6 +334,11 @@ impl fmt::Display for Error {
             }
             ErrorKind::Source => write!(f, "token source `{}`: {}", d.origin, d.message),
             ErrorKind::Store => write!(f, "token store `{}`: {}", d.origin, d.message),
+            ErrorKind::LeaseLost => write!(
+                f,
+                "token store `{}`: {}; the lease had ended and another instance took over, so the stored token was kept",
+                d.origin, d.message
+            ),
             ErrorKind::Config => write!(f, "invalid configuration: {}", d.message),
             ErrorKind::NoValidToken => {
                 write!(f, "no valid token from source `{}`", d.origin)?;

@@ -113,6 +113,18 @@ impl Token {
         self
     }
 
+    /// When the refresh token stops being usable, if the server said: the
+    /// `refresh_expires_in` (Keycloak) or `refresh_token_expires_in` (Microsoft,
+    /// GitHub) field, in seconds from [`issued_at`](Self::issued_at). Zero means
+    /// "no limit" (Keycloak's offline tokens), as does a missing field.
+    pub fn refresh_expires_at(&self) -> Option<SystemTime> {
+        let seconds = ["refresh_expires_in", "refresh_token_expires_in"]
+            .iter()
+            .find_map(|field| self.extra.get(*field)?.as_u64())
+            .filter(|&s| s > 0)?;
+        Some(self.issued_at? + Duration::from_secs(seconds))
+    }
+
     /// Sets the refresh token.
     pub fn with_refresh_token(mut self, refresh_token: impl Into<RefreshToken>) -> Self {
         self.refresh_token = Some(refresh_token.into());
@@ -223,6 +235,10 @@ pub struct TokenInfo {
     pub store: Option<String>,
     /// The key the token is cached and stored under.
     pub key: String,
+    /// Whether the token could not be saved to the store yet: it is served (the
+    /// refresh token it replaced is spent), and the save is retried with backoff
+    /// until it lands or a newer token replaces it.
+    pub unsaved: bool,
 }
 
 impl TokenInfo {
@@ -244,6 +260,7 @@ impl TokenInfo {
             source: source.to_owned(),
             store: store.map(str::to_owned),
             key: key.to_owned(),
+            unsaved: false,
         }
     }
 }

@@ -242,7 +242,7 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl() {
         "the holder took the lease and asked for a token"
     );
     drop(holder); // SIGKILL, mid-refresh, the lease still held
-    let lease = format!("{prefix}:{key}:lease");
+    let lease = format!("{prefix}:{{{key}}}:lease");
     let left: i64 = get(&mut redis, "PTTL", &lease).await;
     assert!(
         left > 0,
@@ -256,7 +256,7 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl() {
     assert!(said.starts_with("token "), "{said}");
     let logins: u64 = get(&mut redis, "GET", &format!("{prefix}:logins")).await;
     assert_eq!(logins, 2, "the dead holder's request, then the taker's");
-    let stored: Option<Vec<u8>> = get(&mut redis, "GET", &format!("{prefix}:{key}")).await;
+    let stored: Option<Vec<u8>> = get(&mut redis, "GET", &format!("{prefix}:{{{key}}}")).await;
     assert!(stored.is_some(), "the taker stored its token");
     let held: i64 = get(&mut redis, "EXISTS", &lease).await;
     assert_eq!(held, 0, "the taker released the lease");

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden::store::TokenStore;
-use tokenwarden::{source::from_fn, Clock, ManualClock, Token, TokenManager};
+use tokenwarden::{source::from_fn, ManualClock, Token, TokenManager};
 use tokenwarden_redis::RedisStore;
 
 /// A private redis-server on a free port, for tests that stop and start it.
@@ -92,7 +92,7 @@ async fn private_store() -> Option<(OwnRedis, ManualClock, RedisStore)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() {
+async fn while_redis_is_down_no_refresh_token_is_spent_and_refreshes_resume_after() {
     let _h = crate::leaks::harness();
     let Some((mut redis, clock, store)) = private_store().await else {
         return;
@@ -106,16 +106,20 @@ async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() 
         .store(store.clone())
         .build()
         .unwrap();
-    manager.token().await.unwrap();
+    let first = manager.token().await.unwrap().fingerprint();
 
     redis.stop(); // Redis goes away
     manager.token().await.expect("served from the cache");
     clock.advance(Duration::from_secs(600)); // and the token expires meanwhile
+                                             // Without the store's lease, instances cannot agree on who refreshes: the
+                                             // refresh token is not spent (every instance would send the same one).
     let during = tokio::time::timeout(Duration::from_secs(30), manager.token())
         .await
         .expect("no hang while Redis is down")
-        .expect("a new token without the store");
-    assert_eq!(logins.load(SeqCst), 2);
+        .expect_err("no refresh without the lease");
+    assert!(during.is_transient(), "{during}");
+    assert!(during.to_string().contains("Redis"), "{during}");
+    assert_eq!(logins.load(SeqCst), 1, "nothing was sent");
     let key = manager.key().clone();
     assert!(
         store.load(&key).await.is_err(),
@@ -124,30 +128,67 @@ async fn callers_keep_getting_tokens_while_redis_is_down_and_after_it_returns() 
 
     let _redis = OwnRedis::start(port).unwrap(); // Redis returns (empty)
     let after = connect_when_up(&format!("redis://127.0.0.1:{port}/0"), &clock).await;
-    clock.advance(Duration::from_secs(600));
-    manager
-        .token()
-        .await
-        .expect("a new token once Redis is back");
-    assert_eq!(logins.load(SeqCst), 3);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        // The store's own connection reconnects by itself; the new token lands there.
-        while after.load(&key).await.ok().flatten().is_none() {
-            let _ = manager.force_refresh().await;
+    let token = tokio::time::timeout(Duration::from_secs(10), async {
+        // The store's own connection reconnects by itself; the backoff ends.
+        loop {
+            if let Ok(token) = manager.token().await {
+                return token;
+            }
+            clock.advance(Duration::from_secs(1));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await
-    .expect("tokens are stored in Redis again");
-    assert_ne!(
-        during.fingerprint(),
-        manager.token().await.unwrap().fingerprint()
+    .expect("a new token once Redis is back");
+    assert_ne!(first, token.fingerprint());
+    assert_eq!(
+        logins.load(SeqCst),
+        2,
+        "one refresh, with the unspent refresh token"
+    );
+    assert!(
+        after.load(&key).await.unwrap().is_some(),
+        "stored in Redis again"
     );
     assert_eq!(
         server.reused.load(SeqCst),
         0,
         "no refresh token spent twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_a_grant_without_refresh_tokens_still_gets_tokens() {
+    let _h = crate::leaks::harness();
+    let Some((mut redis, clock, store)) = private_store().await else {
+        return;
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let calls = calls.clone();
+        from_fn("client-credentials", move || {
+            let n = calls.fetch_add(1, SeqCst) + 1;
+            async move {
+                Ok(Token::new(format!("at-TOPSECRET-{n}"))
+                    .with_expires_in(Duration::from_secs(600)))
+            }
+        })
+    };
+    let manager = TokenManager::builder(source)
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap();
+    let first = manager.token().await.unwrap().fingerprint();
+    redis.stop();
+    clock.advance(Duration::from_secs(600));
+    // A fetch spends nothing: this instance gets a token of its own.
+    let during = tokio::time::timeout(Duration::from_secs(30), manager.token())
+        .await
+        .expect("no hang while Redis is down")
+        .expect("a token without the store");
+    assert_ne!(first, during.fingerprint());
+    assert_eq!(calls.load(SeqCst), 2);
 }
 
 /// A server that rotates refresh tokens and refuses a spent one, as real ones do.
@@ -253,19 +294,24 @@ async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
     clock.advance(Duration::from_secs(600));
     for instance in &instances {
         let started = std::time::Instant::now();
-        let token = tokio::time::timeout(Duration::from_secs(10), instance.token())
+        let outcome = tokio::time::timeout(Duration::from_secs(10), instance.token())
             .await
-            .expect("a bounded wait while Redis is frozen")
-            .expect("a token without Redis");
-        assert!(!token.is_expired_at(clock.now()));
+            .expect("a bounded wait while Redis is frozen");
+        // Without the lease the refresh token is not spent: a typed error.
+        let error = outcome.expect_err("no refresh without the lease");
+        assert!(error.is_transient(), "{error}");
         let waited = started.elapsed();
-        println!("a token while Redis is frozen after {waited:?}");
+        println!("an error while Redis is frozen after {waited:?}");
         assert!(
             waited < Duration::from_secs(3),
             "a bounded wait: {waited:?}"
         );
     }
     let reused_in_stall = server.reused.load(SeqCst);
+    assert_eq!(
+        reused_in_stall, 0,
+        "no refresh token spent while Redis was frozen"
+    );
     signal(process, "-CONT");
 
     // Redis thaws. Three more expiries: one refresh each, every refresh token
@@ -276,10 +322,17 @@ async fn a_stalled_redis_costs_bounded_waits_and_the_chain_converges_after() {
         let before = server.issued.load(SeqCst);
         let mut fingerprints = std::collections::HashSet::new();
         for instance in &instances {
-            let token = tokio::time::timeout(Duration::from_secs(10), instance.token())
-                .await
-                .expect("a bounded wait")
-                .expect("a token");
+            // The backoff after the freeze's errors may still run: bounded retries.
+            let token = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    if let Ok(token) = instance.token().await {
+                        return token;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .expect("a bounded wait");
             fingerprints.insert(token.fingerprint());
         }
         assert_eq!(

@@ -23,19 +23,48 @@ async fn tokens_round_trip_and_expire_with_the_token() {
     store.save(&key, &token).await.unwrap();
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.refresh_token.unwrap().secret(), "rt");
-    let mut redis = redis::Client::open(URL)
+    let redis = redis::Client::open(URL)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{}:{}", store.prefix(), key.as_str()))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let pttl = |name: String| {
+        let mut redis = redis.clone();
+        async move {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(name)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            ttl
+        }
+    };
+    let name = format!("{}:{{{}}}", store.prefix(), key.as_str());
+    let ttl = pttl(name.clone()).await;
+    let retention = tokenwarden_redis::DEFAULT_REFRESH_RETENTION.as_millis() as i64;
+    assert!(
+        (retention - 10_000..=retention).contains(&ttl),
+        "kept as long as the refresh token can be used: {ttl}"
+    );
+    // Without a refresh token: as long as the access token.
+    let access_only = Token::new("at")
+        .with_expires_at(tokenwarden::Clock::now(&clock) + Duration::from_secs(120));
+    store.save(&key, &access_only).await.unwrap();
+    let ttl = pttl(name.clone()).await;
     assert!(
         (110_000..=120_000).contains(&ttl),
         "the TTL ends with the token: {ttl}"
+    );
+    // The server says how long the refresh token lives (Keycloak's field).
+    let mut said = token.clone();
+    said.issued_at = Some(tokenwarden::Clock::now(&clock));
+    said.extra
+        .insert("refresh_expires_in".into(), serde_json::json!(1800));
+    store.save(&key, &said).await.unwrap();
+    let ttl = pttl(name).await;
+    assert!(
+        (1_790_000..=1_800_000).contains(&ttl),
+        "the refresh token's own lifetime: {ttl}"
     );
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
@@ -65,7 +94,7 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let name = format!("{}:{}", store.prefix(), key.as_str());
+    let name = format!("{}:{{{}}}", store.prefix(), key.as_str());
     let raw: Vec<u8> = redis::cmd("GET")
         .arg(&name)
         .query_async(&mut redis)
@@ -86,7 +115,7 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
     let other = TokenKey::new("another-api");
     let _: () = redis::cmd("COPY")
         .arg(&name)
-        .arg(format!("{}:{}", store.prefix(), other.as_str()))
+        .arg(format!("{}:{{{}}}", store.prefix(), other.as_str()))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -10,18 +10,17 @@
 //! may have got a token meanwhile.
 
 use super::cached::{Cached, State};
+use super::install::{adopt, load_stored};
 use super::stats::Counters;
-use super::Shared;
-use crate::events::TokenEventKind;
-use crate::store::Lease;
-use crate::{Error, Result, Token};
+use super::{chain, Shared};
+use crate::source::Deadline;
+use crate::{Error, Result};
 use arc_swap::Guard;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
 use futures_util::FutureExt as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
 use tracing::Instrument as _;
 
 /// A refresh in flight, awaited by every caller that needs its result.
@@ -207,7 +206,7 @@ fn no_valid_token(shared: &Shared, last_attempt: Error) -> Error {
 }
 
 /// The flight task: runs the chain, records the outcome, and frees the slot.
-async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
+async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
     let span = tracing::debug_span!(
         "tokenwarden.refresh",
         source = %shared.settings.source_name,
@@ -216,8 +215,10 @@ async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
     );
     let epoch = shared.epoch.load(SeqCst);
     let s = &shared.settings;
-    let attempt = AssertUnwindSafe(obtain(shared, mode, epoch)).catch_unwind();
-    let deadline = s.clock.sleep_until(s.clock.now() + s.refresh_timeout);
+    // On the monotonic clock: a wall clock stepped back extends no wait.
+    let deadline = Deadline::after(s.clock.clone(), s.refresh_timeout);
+    let attempt = AssertUnwindSafe(attempt(shared, mode, epoch, &deadline)).catch_unwind();
+    let timeout = s.clock.sleep(s.refresh_timeout);
     let outcome = tokio::select! {
         outcome = attempt.instrument(span.clone()) => outcome.unwrap_or_else(|_| {
             Err(Error::source_failed(
@@ -225,7 +226,7 @@ async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
                 "the token source panicked; see the panic message above",
             ))
         }),
-        () = deadline => Err(Error::transport(
+        () = timeout => Err(Error::transport(
             &s.source_name,
             format!(
                 "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
@@ -255,283 +256,21 @@ async fn run(shared: &Shared, mode: Mode) -> Result<Arc<Cached>> {
     outcome
 }
 
-/// The recovery chain, under the store's lease when there is a store.
-async fn obtain(shared: &Shared, mode: Mode, epoch: u64) -> Result<Arc<Cached>> {
-    let s = &shared.settings;
-    let current = shared.current.load_full();
-    let mut stored = None;
-    let mut lease = Lease::none();
+/// The chain for `mode`: only the store's token while backing off, else a due or
+/// forced refresh.
+async fn attempt(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    epoch: u64,
+    deadline: &Deadline,
+) -> Result<Arc<Cached>> {
     if mode == Mode::StoreOnly {
+        let current = shared.current.load_full();
         let stored = load_stored(shared).await;
         return match adopt(shared, &current, stored.as_ref(), epoch).await? {
             Some(adopted) => Ok(adopted),
             None => Err(last_error(shared)),
         };
     }
-    if let Some(store) = &s.store {
-        if mode == Mode::Due {
-            stored = load_stored(shared).await;
-            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
-                return Ok(adopted);
-            }
-        }
-        lease = store
-            .lease(&s.key, s.lease_ttl)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "could not take the store's lease; refreshing without it");
-                Lease::none()
-            });
-        if mode == Mode::Due && lease.is_held() {
-            // Whoever held the lease before us may have stored a new token.
-            stored = load_stored(shared).await;
-            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
-                release(lease).await;
-                return Ok(adopted);
-            }
-        }
-    }
-    let result = match new_token(shared, &current, stored.as_ref()).await {
-        Ok((token, kind)) => accept(shared, token, kind, epoch).await,
-        Err(error) => Err(error),
-    };
-    release(lease).await;
-    result
-}
-
-async fn release(lease: Lease) {
-    if let Err(error) = lease.release().await {
-        tracing::warn!(%error, "could not release the store's lease; it will expire");
-    }
-}
-
-async fn load_stored(shared: &Shared) -> Option<Token> {
-    let store = shared.settings.store.as_ref()?;
-    match store.load(&shared.settings.key).await {
-        Ok(token) => token,
-        Err(error) => {
-            tracing::warn!(%error, "could not read the stored token; getting a new one");
-            None
-        }
-    }
-}
-
-/// Uses the stored token if it is another one than ours (another process got it),
-/// still valid, and expires later than ours.
-async fn adopt(
-    shared: &Shared,
-    current: &Cached,
-    stored: Option<&Token>,
-    epoch: u64,
-) -> Result<Option<Arc<Cached>>> {
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    let now = shared.settings.clock.now();
-    let ours = current.token();
-    let newer = match ours {
-        Some(ours) => {
-            !ours.access_token.ct_eq(&stored.access_token) && stored.expires_at > ours.expires_at
-        }
-        None => true,
-    };
-    let expires_at = stored.expires_at.or_else(|| stored.jwt_expiry());
-    if !newer || stored.access_token.is_empty() || expires_at.is_none_or(|at| at <= now) {
-        return Ok(None);
-    }
-    let _writing = shared.writes.lock().await;
-    if shared.epoch.load(SeqCst) != epoch {
-        return Ok(None);
-    }
-    let mut token = stored.clone();
-    token.expires_at = expires_at;
-    let cached = Arc::new(prepare(shared, token, now)?);
-    Counters::add(&shared.counters.store_loads);
-    tracing::debug!(fingerprint = %cached.token.fingerprint(), "using the token found in the store");
-    publish(shared, cached.clone());
-    Ok(Some(cached))
-}
-
-/// Refresh with the best refresh token we know (the store's may be newer), falling
-/// back to a full fetch when the refresh token is rejected.
-async fn new_token(
-    shared: &Shared,
-    current: &Cached,
-    stored: Option<&Token>,
-) -> Result<(Token, TokenEventKind)> {
-    let s = &shared.settings;
-    let base = stored
-        .into_iter()
-        .chain(current.token())
-        .find(|t| t.refresh_token.is_some());
-    if let Some(base) = base {
-        Counters::add(&shared.counters.refreshes);
-        tracing::debug!(fingerprint = %base.fingerprint(), "refreshing the token");
-        match s.source.refresh(base).await {
-            Ok(mut token) => {
-                if token.refresh_token.is_none() {
-                    token.refresh_token = base.refresh_token.clone();
-                }
-                return Ok((token, TokenEventKind::Refreshed));
-            }
-            Err(error) if error.is_invalid_grant() => {
-                tracing::info!(%error, "the refresh token was rejected; logging in again");
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Counters::add(&shared.counters.fetches);
-    tracing::debug!("fetching a new token");
-    s.source
-        .fetch()
-        .await
-        .map(|token| (token, TokenEventKind::Fetched))
-}
-
-/// Checks and completes a new token, stores it, then serves it and tells listeners.
-async fn accept(
-    shared: &Shared,
-    token: Token,
-    kind: TokenEventKind,
-    epoch: u64,
-) -> Result<Arc<Cached>> {
-    let s = &shared.settings;
-    let now = s.clock.now();
-    let token = complete(shared, token, now, false)?;
-    let cached = prepare(shared, token, now)?;
-    let _writing = shared.writes.lock().await;
-    if shared.epoch.load(SeqCst) != epoch {
-        // A logout or set_tokens happened meanwhile: theirs wins.
-        let current = shared.current.load_full();
-        return match current.state(s.clock.now_millis()) {
-            State::Expired => Err(Error::source_failed(
-                &s.source_name,
-                "the token was cleared while a refresh was in flight",
-            )),
-            _ => Ok(current),
-        };
-    }
-    if let Some(store) = &s.store {
-        // Stored before anyone sees it, so a rotated refresh token is never lost.
-        if let Err(error) = store.save(&s.key, &cached.token).await {
-            tracing::warn!(%error, "could not store the new token; serving it anyway");
-        }
-    }
-    let cached = Arc::new(cached);
-    tracing::info!(
-        kind = ?kind,
-        fingerprint = %cached.token.fingerprint(),
-        expires_in_secs = cached.token.expires_in(now).map(|d| d.as_secs()),
-        "new token"
-    );
-    publish(shared, cached.clone());
-    shared.emit(kind, Some(&cached.token));
-    Ok(cached)
-}
-
-/// Gives the token an expiry (relative lifetime, JWT `exp`, or the default) and
-/// rejects tokens that cannot be served.
-fn complete(
-    shared: &Shared,
-    mut token: Token,
-    now: SystemTime,
-    allow_expired: bool,
-) -> Result<Token> {
-    let s = &shared.settings;
-    if let Some(lifetime) = token.lifetime.take() {
-        token.expires_at = Some(now + lifetime);
-    }
-    token.issued_at.get_or_insert(now);
-    if token.expires_at.is_none() {
-        token.expires_at = Some(token.jwt_expiry().unwrap_or(now + s.default_lifetime));
-    }
-    let invalid = |message: String| Error::invalid_response(&s.source_name, message);
-    let refreshable = allow_expired && token.refresh_token.is_some();
-    if token.access_token.is_empty() && !refreshable {
-        return Err(invalid("the access token is empty".into()));
-    }
-    if token.is_expired_at(now) && !refreshable {
-        let ago = token
-            .expires_at
-            .and_then(|at| now.duration_since(at).ok())
-            .unwrap_or_default();
-        return Err(invalid(format!(
-            "the token had already expired {}s ago when it arrived; check the clocks of this machine and the server",
-            ago.as_secs()
-        )));
-    }
-    Ok(token)
-}
-
-/// The cached form of a completed token, with the next generation number.
-fn prepare(shared: &Shared, token: Token, now: SystemTime) -> Result<Cached> {
-    let s = &shared.settings;
-    Cached::new(
-        token,
-        now,
-        &s.windows,
-        next_generation(shared),
-        &s.source_name,
-    )
-}
-
-fn next_generation(shared: &Shared) -> u64 {
-    shared.generations.fetch_add(1, SeqCst) + 1
-}
-
-fn publish(shared: &Shared, cached: Arc<Cached>) {
-    shared.current.store(cached);
-    shared.wake.notify_one();
-}
-
-/// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens).
-pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
-    let s = &shared.settings;
-    let now = s.clock.now();
-    let token = complete(shared, token, now, true)?;
-    let cached = prepare(shared, token, now)?;
-    let _writing = shared.writes.lock().await;
-    if let Some(store) = &s.store {
-        store.save(&s.key, &cached.token).await?;
-    }
-    shared.epoch.fetch_add(1, SeqCst);
-    shared.logged_out.store(false, SeqCst);
-    shared.backoff.reset();
-    let cached = Arc::new(cached);
-    publish(shared, cached.clone());
-    shared.emit(TokenEventKind::Set, Some(&cached.token));
-    Ok(())
-}
-
-/// [`TokenManager::logout`](crate::TokenManager::logout).
-pub(super) async fn logout(shared: &Shared) -> Result<()> {
-    let s = &shared.settings;
-    // Under the write lock, a refresh cannot land between reading the token to
-    // revoke and clearing it; the epoch bump makes any refresh in flight drop its result.
-    let writing = shared.writes.lock().await;
-    shared.epoch.fetch_add(1, SeqCst);
-    shared.logged_out.store(true, SeqCst);
-    let cached = shared.current.load_full();
-    let token = match cached.token() {
-        Some(token) => Some(token.clone()),
-        None => load_stored(shared).await,
-    };
-    publish(shared, Cached::empty());
-    shared.backoff.reset();
-    let mut first_error = None;
-    if let Some(token) = token.filter(|t| !t.access_token.is_empty()) {
-        if let Err(error) = s.source.revoke(&token).await {
-            tracing::warn!(%error, "could not revoke the token; clearing it anyway");
-            first_error = Some(error);
-        }
-    }
-    if let Some(store) = &s.store {
-        if let Err(error) = store.delete(&s.key).await {
-            first_error.get_or_insert(error);
-        }
-    }
-    drop(writing);
-    tracing::info!(source = %s.source_name, "logged out");
-    shared.emit(TokenEventKind::Cleared, None);
-    first_error.map_or(Ok(()), Err)
+    chain::obtain(shared, mode, epoch, deadline).await
 }

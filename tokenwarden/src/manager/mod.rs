@@ -10,9 +10,13 @@ mod background;
 mod backoff;
 mod builder;
 mod cached;
+mod chain;
 mod current;
 mod flight;
+mod install;
 mod stats;
+mod unsaved;
+mod writes;
 
 pub use builder::{
     TokenManagerBuilder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL,
@@ -141,6 +145,8 @@ struct Shared {
     logged_out: AtomicBool,
     /// When a caller last looked in the store while backing off (Unix ms).
     store_checked_at: AtomicU64,
+    /// The generation of a token served but not saved yet (0: none); see [`unsaved`].
+    unsaved: AtomicU64,
 }
 
 impl Shared {
@@ -159,6 +165,7 @@ impl Shared {
             writes: tokio::sync::Mutex::new(()),
             logged_out: AtomicBool::new(false),
             generations: AtomicU64::new(0),
+            unsaved: AtomicU64::new(0),
         }
     }
 
@@ -231,6 +238,9 @@ impl TokenManager {
 
     /// Gets a new token now, whatever the state of the cached one (a refresh if a
     /// refresh token is held, else a fetch). Joins a refresh already in flight.
+    /// With a shared store it takes the store's lease and looks in the store
+    /// first: a token newer than the one this manager held (another instance
+    /// refreshed) counts as the forced refresh.
     pub async fn force_refresh(&self) -> Result<TokenRef> {
         flight::forced(&self.shared)
             .await
@@ -238,11 +248,13 @@ impl TokenManager {
     }
 
     /// Uses `token` from now on: tokens given by hand or from the environment
-    /// ([`Token::from_env`]). It is stored first, if the manager has a store. A token
-    /// that is already expired is accepted if it has a refresh token: the next call
-    /// refreshes it.
+    /// ([`Token::from_env`]). It is stored first, under the store's lease, if the
+    /// manager has a store. A token that is already expired is accepted if it has
+    /// a refresh token: the next call refreshes it. A refresh in flight that has not
+    /// sent its request yet is stopped before it does, so it spends neither the
+    /// old refresh token nor this one.
     pub async fn set_tokens(&self, token: Token) -> Result<()> {
-        flight::set(&self.shared, token).await
+        writes::set(&self.shared, token).await
     }
 
     /// What may be shown about the current token (from the store if nothing is
@@ -252,6 +264,7 @@ impl TokenManager {
         if let Some(token) = cached.token() {
             let mut info = self.shared.info(Some(token));
             info.authenticated &= cached.is_held(); // not once the server rejected it
+            info.unsaved = unsaved::is_unsaved(&self.shared);
             return info;
         }
         let stored = match &self.shared.settings.store {
@@ -261,16 +274,23 @@ impl TokenManager {
         self.shared.info(stored.as_ref())
     }
 
-    /// Logs out: revokes the token where the source can, then removes it from the
-    /// cache and the store. Everything is cleared even if revocation fails; the
-    /// first error is returned.
+    /// Logs out: removes the token from the cache and, under the store's lease, from
+    /// the store, then revokes it where the source can. Everything is cleared even
+    /// if revocation fails; the first error is returned.
+    ///
+    /// Once this returns, this manager serves no token issued before the call, a
+    /// refresh in flight anywhere that shares the store cannot store one again
+    /// (its save is fenced out), and the next [`token`](Self::token) logs in
+    /// again. The logout runs to its end even if the caller stops waiting for it.
     pub async fn logout(&self) -> Result<()> {
-        flight::logout(&self.shared).await
+        writes::logout(&self.shared).await
     }
 
     /// Counters of what the manager has done.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        let mut stats = self.shared.counters.snapshot();
+        stats.unsaved = unsaved::is_unsaved(&self.shared);
+        stats
     }
 
     /// The key the token is cached and stored under.

@@ -22,6 +22,13 @@ pub struct Stats {
     pub failures: u64,
     /// Calls that waited for a refresh another caller had started.
     pub waits: u64,
+    /// New tokens the store failed to save (each is retried until saved or replaced).
+    pub save_failures: u64,
+    /// Times a store lease ended before its work was done: a request not sent, or a
+    /// save refused because another instance took over (its token was used).
+    pub lease_losses: u64,
+    /// Whether the token being served is not saved to the store yet.
+    pub unsaved: bool,
 }
 
 /// One cache line per stripe, so stripes of different threads never share a line.
@@ -41,6 +48,8 @@ pub(crate) struct Counters {
     pub(crate) store_loads: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) waits: AtomicU64,
+    pub(crate) save_failures: AtomicU64,
+    pub(crate) lease_losses: AtomicU64,
 }
 
 /// Stripes per manager: twice the parallelism (threads outnumber cores), at least
@@ -131,6 +140,9 @@ impl Counters {
             store_loads: self.store_loads.load(Relaxed),
             failures: self.failures.load(Relaxed),
             waits: self.waits.load(Relaxed),
+            save_failures: self.save_failures.load(Relaxed),
+            lease_losses: self.lease_losses.load(Relaxed),
+            unsaved: false,
         }
     }
 }

@@ -26,6 +26,15 @@ impl Deadline {
         Self { clock, at }
     }
 
+    /// This deadline, or `within` from now if that comes first.
+    pub(crate) fn capped(&self, within: Duration) -> Self {
+        let at = self.clock.monotonic().saturating_add(within).min(self.at);
+        Self {
+            clock: self.clock.clone(),
+            at,
+        }
+    }
+
     /// The time left until the deadline (zero once it passed).
     pub(crate) fn remaining(&self) -> Duration {
         self.at.saturating_sub(self.clock.monotonic())

@@ -84,7 +84,7 @@ pub(crate) async fn lock(path: &Path, ttl: Duration, store: &str) -> Result<Leas
                 return Err(Error::store(
                     store,
                     format!(
-                        "{} stayed locked for {ttl:?}; refreshing without it",
+                        "{} stayed locked for {ttl:?}: another process is refreshing, or is stuck",
                         path.display()
                     ),
                 ));

@@ -2,27 +2,49 @@
 //! hold the same store.
 
 use super::{Lease, LeaseGuard, TokenStore};
-use crate::{Result, Token, TokenKey};
+use crate::{Clock, Error, Result, SystemClock, Token, TokenKey};
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::Notify;
 
 /// A token store in memory. Clones share the same tokens.
 ///
-/// Its leases are real within the process: managers that share one `MemoryStore`
-/// (the same token used by several components) make one refresh between them.
-/// Tokens are lost when the process ends.
-#[derive(Debug, Clone, Default)]
+/// Its leases are real within the process, and behave as the Redis store's do:
+/// they end after their TTL (on the store's clock's monotonic time) even if their
+/// holder still runs, each carries a fencing generation, and a leased write made
+/// after another holder took over is refused
+/// ([`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost)). Managers that share
+/// one `MemoryStore` (the same token used by several components) make one
+/// refresh between them. Tokens are lost when the process ends.
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    tokens: Mutex<HashMap<TokenKey, Token>>,
-    leases: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
+    clock: Arc<dyn Clock>,
+    /// Entries are never removed, so that fences never go back (only tokens are).
+    keys: Mutex<HashMap<TokenKey, Entry>>,
+    /// Wakes the instances waiting for a lease when one is released.
+    released: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    token: Option<Token>,
+    /// The generation of the newest lease taken on this key.
+    fence: u64,
+    /// The lease's holder: its generation and when (monotonic) the lease ends.
+    held: Option<(u64, Duration)>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(SystemClock)
+    }
 }
 
 impl MemoryStore {
@@ -31,59 +53,122 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store whose lease TTLs run on `clock` (a test's
+    /// [`ManualClock`](crate::ManualClock), or a simulation's).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                clock: Arc::new(clock),
+                keys: Mutex::default(),
+                released: Notify::new(),
+            }),
+        }
+    }
+
     /// Removes every token.
     pub fn clear(&self) {
-        self.tokens().clear();
+        self.keys()
+            .values_mut()
+            .for_each(|entry| entry.token = None);
     }
 
     /// How many tokens are stored.
     pub fn len(&self) -> usize {
-        self.tokens().len()
+        self.keys().values().filter(|e| e.token.is_some()).count()
     }
 
     /// Whether no token is stored.
     pub fn is_empty(&self) -> bool {
-        self.tokens().is_empty()
+        self.len() == 0
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Token>> {
-        // A panic elsewhere cannot leave a half-written map: inserts are single calls.
+    fn keys(&self) -> MutexGuard<'_, HashMap<TokenKey, Entry>> {
+        // A panic elsewhere cannot leave a half-written map: every change is one step.
         self.inner
-            .tokens
+            .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `write` on the entry of `key` if `lease` is its newest lease (or empty).
+    fn fenced(&self, key: &TokenKey, lease: &Lease, write: impl FnOnce(&mut Entry)) -> Result<()> {
+        let mut keys = self.keys();
+        let entry = keys.entry(key.clone()).or_default();
+        match lease.fence() {
+            Some(fence) if fence != entry.fence => Err(Error::lease_lost(
+                "memory",
+                format!("the write under lease {fence} of `{key}` was refused: lease {} was taken since", entry.fence),
+            )),
+            _ => {
+                write(entry);
+                Ok(())
+            }
+        }
     }
 }
 
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
-        Ok(self.tokens().get(key).cloned())
+        Ok(self.keys().get(key).and_then(|e| e.token.clone()))
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
-        self.tokens().insert(key.clone(), token.clone());
+        self.keys().entry(key.clone()).or_default().token = Some(token.clone());
         Ok(())
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
-        self.tokens().remove(key);
+        if let Some(entry) = self.keys().get_mut(key) {
+            entry.token = None;
+        }
         Ok(())
     }
 
-    async fn lease(&self, key: &TokenKey, _ttl: Duration) -> Result<Lease> {
-        let lock = {
-            let mut leases = self
-                .inner
-                .leases
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            leases.retain(|_, lock| Arc::strong_count(lock) > 1 || lock.try_lock().is_err());
-            leases.entry(key.clone()).or_default().clone()
-        };
-        Ok(Lease::new(MemoryLease {
-            _held: lock.lock_owned().await,
-        }))
+    async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
+        let clock = &self.inner.clock;
+        let give_up_at = clock.monotonic() + ttl;
+        loop {
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            // Registered before looking, so that no release is missed.
+            released.as_mut().enable();
+            let now = clock.monotonic();
+            let wait = {
+                let mut keys = self.keys();
+                let entry = keys.entry(key.clone()).or_default();
+                match entry.held {
+                    Some((_, until)) if until > now => until - now,
+                    _ => {
+                        entry.fence += 1;
+                        entry.held = Some((entry.fence, now + ttl));
+                        return Ok(Lease::new(MemoryLease {
+                            store: self.clone(),
+                            key: key.clone(),
+                            fence: entry.fence,
+                        }));
+                    }
+                }
+            };
+            if now >= give_up_at {
+                return Err(Error::store(
+                    "memory",
+                    format!("the lease of `{key}` stayed held for {ttl:?}"),
+                ));
+            }
+            tokio::select! {
+                () = released => {}
+                () = clock.sleep(wait.min(give_up_at - now)) => {}
+            }
+        }
+    }
+
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        self.fenced(key, lease, |entry| entry.token = Some(token.clone()))
+    }
+
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        self.fenced(key, lease, |entry| entry.token = None)
     }
 
     fn name(&self) -> &str {
@@ -93,13 +178,66 @@ impl TokenStore for MemoryStore {
 
 #[derive(Debug)]
 struct MemoryLease {
-    _held: OwnedMutexGuard<()>,
+    store: MemoryStore,
+    key: TokenKey,
+    fence: u64,
+}
+
+impl MemoryLease {
+    /// Ends the lease if this guard still holds it; whether it did.
+    fn end(&self) -> bool {
+        let now = self.store.inner.clock.monotonic();
+        let held = {
+            let mut keys = self.store.keys();
+            let entry = keys.get_mut(&self.key);
+            match entry {
+                Some(entry) if entry.held.is_some_and(|(fence, _)| fence == self.fence) => {
+                    let (_, until) = entry.held.take().unwrap_or_default();
+                    until > now
+                }
+                _ => false,
+            }
+        };
+        self.store.inner.released.notify_waiters();
+        held
+    }
+}
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 #[async_trait]
 impl LeaseGuard for MemoryLease {
     async fn release(self: Box<Self>) -> Result<()> {
-        Ok(())
+        if self.end() {
+            Ok(())
+        } else {
+            Err(Error::lease_lost(
+                "memory",
+                format!(
+                    "lease {} of `{}` had ended before it was released",
+                    self.fence, self.key
+                ),
+            ))
+        }
+    }
+
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    fn held_for(&self) -> Option<Duration> {
+        let now = self.store.inner.clock.monotonic();
+        let keys = self.store.keys();
+        let until = keys
+            .get(&self.key)
+            .and_then(|e| e.held)
+            .filter(|(fence, _)| *fence == self.fence)
+            .map_or(Duration::ZERO, |(_, until)| until);
+        Some(until.saturating_sub(now))
     }
 }
 
@@ -139,5 +277,38 @@ mod tests {
         assert!(futures_util::poll!(second.as_mut()).is_pending());
         first.release().await.unwrap();
         assert!(second.await.unwrap().is_held());
+    }
+
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn a_late_write_under_an_expired_lease_is_refused() {
+        let clock = crate::ManualClock::default();
+        let store = MemoryStore::with_clock(clock.clone());
+        let key = TokenKey::new("k");
+        let ttl = Duration::from_secs(5);
+        let stalled = store.lease(&key, ttl).await.unwrap();
+        assert_eq!(stalled.held_for(), Some(ttl));
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(stalled.held_for(), Some(Duration::ZERO));
+        let next = store.lease(&key, ttl).await.unwrap();
+        assert!(next.fence() > stalled.fence());
+        store
+            .save_leased(&key, &Token::new("new"), &next)
+            .await
+            .unwrap();
+        let refused = store
+            .save_leased(&key, &Token::new("old"), &stalled)
+            .await
+            .unwrap_err();
+        assert!(refused.is_lease_lost(), "{refused}");
+        assert!(store
+            .delete_leased(&key, &stalled)
+            .await
+            .unwrap_err()
+            .is_lease_lost());
+        let kept = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(kept.access_token.secret(), "new");
+        assert!(stalled.release().await.unwrap_err().is_lease_lost());
+        next.release().await.unwrap();
     }
 }

@@ -77,6 +77,23 @@ use std::time::Duration;
 /// new token before any caller sees it, and takes a [`lease`](Self::lease) around
 /// each refresh so that, of many processes sharing the store, one refreshes and
 /// the others read its result.
+///
+/// ## The lease protocol
+///
+/// Every write the manager makes (a refreshed token, [`set_tokens`], [`logout`])
+/// is made under a lease, with [`save_leased`](Self::save_leased) or
+/// [`delete_leased`](Self::delete_leased). A store whose lease can end while its
+/// holder still runs (a lease with a TTL, as in Redis) gives each lease a
+/// **fencing generation**, larger than every earlier one of the key, and makes a
+/// leased write a compare-and-set against it: a holder that stalled past its lease
+/// while another instance took over has its late write refused with
+/// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost), so the store never goes
+/// back to an older token. A store whose lease lasts as long as its holder (an OS
+/// file lock, an in-process lock) needs no fence: the defaults of the leased
+/// methods are the plain ones. See `docs/design/001-fenced-leases.md`.
+///
+/// [`set_tokens`]: crate::TokenManager::set_tokens
+/// [`logout`]: crate::TokenManager::logout
 #[async_trait]
 pub trait TokenStore: std::fmt::Debug + Send + Sync {
     /// The token stored under `key`, if any.
@@ -91,13 +108,36 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
 
     /// Makes this caller the one refresher of `key` among all that share the store,
     /// waiting while another holds the lease. The lease ends when the returned
-    /// [`Lease`] is released or dropped, or after `ttl` if its holder died.
+    /// [`Lease`] is released or dropped, or after `ttl` if its holder died or
+    /// stalled. A store that cannot grant it within `ttl` returns an error; the
+    /// manager then spends no refresh token.
     ///
     /// Defaults to no coordination (an immediate, empty lease): right for stores
     /// that only one process uses.
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         let _ = (key, ttl);
         Ok(Lease::none())
+    }
+
+    /// Stores `token` under `key` if `lease` is still the newest lease of `key`,
+    /// as one atomic step; otherwise refuses with
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) and leaves the
+    /// stored token as it is.
+    ///
+    /// Defaults to [`save`](Self::save): right where a lease cannot end while its
+    /// holder runs, or where there are no leases.
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        let _ = lease;
+        self.save(key, token).await
+    }
+
+    /// Removes the token stored under `key` if `lease` is still the newest lease
+    /// of `key`; otherwise refuses as [`save_leased`](Self::save_leased) does.
+    ///
+    /// Defaults to [`delete`](Self::delete).
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        let _ = lease;
+        self.delete(key).await
     }
 
     /// Whether a token is stored under `key`.
@@ -115,9 +155,25 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
 /// What a store returns from [`TokenStore::lease`] to hold the lease.
 #[async_trait]
 pub trait LeaseGuard: std::fmt::Debug + Send + Sync {
-    /// Gives the lease up. Dropping the guard without calling this must also give it
-    /// up, or at least let it expire.
+    /// Gives the lease up. Returns an [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost)
+    /// error if the lease had already ended (expired, or taken by another).
+    /// Dropping the guard without calling this must also give it up, or at least
+    /// let it expire.
     async fn release(self: Box<Self>) -> Result<()>;
+
+    /// The lease's fencing generation: larger than that of every lease of the
+    /// same key taken before it. Defaults to 0, for leases that need no fence.
+    fn fence(&self) -> u64 {
+        0
+    }
+
+    /// How much longer the lease is surely held, measured on this process's
+    /// monotonic clock from before the lease was asked for (so never longer than
+    /// the store's own view); zero once it ended. `None` for a lease held as long
+    /// as its holder runs (an OS or in-process lock). Defaults to `None`.
+    fn held_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The right to refresh one key, held until released or dropped.
@@ -145,7 +201,18 @@ impl Lease {
         self.guard.is_some()
     }
 
-    /// Gives the lease up now.
+    /// The lease's fencing generation ([`LeaseGuard::fence`]); `None` for an empty lease.
+    pub fn fence(&self) -> Option<u64> {
+        self.guard.as_ref().map(|g| g.fence())
+    }
+
+    /// How much longer the lease is surely held ([`LeaseGuard::held_for`]);
+    /// `None` when it cannot end while held (or is empty).
+    pub fn held_for(&self) -> Option<Duration> {
+        self.guard.as_ref().and_then(|g| g.held_for())
+    }
+
+    /// Gives the lease up now; an error if it had already ended.
     pub async fn release(mut self) -> Result<()> {
         match self.guard.take() {
             Some(guard) => guard.release().await,
@@ -170,6 +237,14 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         (**self).lease(key, ttl).await
+    }
+
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        (**self).save_leased(key, token, lease).await
+    }
+
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        (**self).delete_leased(key, lease).await
     }
 
     async fn contains(&self, key: &TokenKey) -> Result<bool> {

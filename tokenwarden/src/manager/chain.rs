@@ -1,0 +1,257 @@
+//! The recovery chain of one refresh, under the store's lease (DESIGN.md,
+//! coordination protocol; `docs/design/001-fenced-leases.md`):
+//!
+//! 1. a token another instance stored → served, nothing sent;
+//! 2. the lease: of all instances sharing the store, one goes on; without it no
+//!    refresh token is spent;
+//! 3. the store read again (whoever held the lease before may have stored a token);
+//! 4. the refresh, sent only if no `set_tokens`/`logout` superseded this flight and
+//!    the lease is still held, with the lease's end as the source's deadline;
+//! 5. on `invalid_grant`, the store read again before a full login;
+//! 6. the new token saved under the lease (a compare-and-set against its fence)
+//!    before anyone sees it; refused, the stored token is adopted instead.
+
+use super::cached::{Cached, State};
+use super::flight::Mode;
+use super::install::{adopt, complete, load_stored, prepare, publish};
+use super::stats::Counters;
+use super::{unsaved, Shared};
+use crate::events::TokenEventKind;
+use crate::source::{self, Deadline};
+use crate::store::Lease;
+use crate::{Error, Result, Token};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+/// A new token for a due or forced refresh, within `deadline`.
+pub(super) async fn obtain(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    epoch: u64,
+    deadline: &Deadline,
+) -> Result<Arc<Cached>> {
+    let s = &shared.settings;
+    let current = shared.current.load_full();
+    let Some(store) = &s.store else {
+        return refresh(shared, &current, None, None, epoch, deadline).await;
+    };
+    if mode == Mode::Due {
+        let stored = load_stored(shared).await;
+        if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
+            return Ok(adopted);
+        }
+    }
+    let lease = match store.lease(&s.key, s.lease_ttl).await {
+        Ok(lease) => lease,
+        Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
+    };
+    let outcome = under_lease(shared, mode, &current, epoch, &lease, deadline).await;
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "the store's lease ended before this refresh released it");
+    }
+    outcome
+}
+
+/// Steps 3 to 6.
+async fn under_lease(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    current: &Arc<Cached>,
+    epoch: u64,
+    lease: &Lease,
+    deadline: &Deadline,
+) -> Result<Arc<Cached>> {
+    // A token stored by the lease's previous holder (for a forced refresh: a token
+    // newer than the caller's counts as the forced refresh).
+    let stored = load_stored(shared).await;
+    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
+        return Ok(adopted);
+    }
+    if mode == Mode::Due {
+        // `set_tokens` in this process may have put a good token in place meanwhile.
+        let now = shared.current.load_full();
+        let state = now.state(shared.settings.clock.now_millis());
+        if now.generation != current.generation && matches!(state, State::Fresh | State::Stale) {
+            return Ok(now);
+        }
+    }
+    refresh(shared, current, stored, Some(lease), epoch, deadline).await
+}
+
+/// The lease could not be had (held past its TTL by a stuck instance, or the store
+/// is down). A refresh token is not spent without it: another instance may be
+/// spending it. A fetch spends nothing, so one is made, served by this instance
+/// only and not stored (the store belongs to the lease's holder).
+async fn without_lease(
+    shared: &Arc<Shared>,
+    current: &Arc<Cached>,
+    epoch: u64,
+    deadline: &Deadline,
+    error: Error,
+) -> Result<Arc<Cached>> {
+    let stored = load_stored(shared).await;
+    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
+        return Ok(adopted);
+    }
+    let spends = stored
+        .iter()
+        .chain(current.token())
+        .any(|t| t.refresh_token.is_some());
+    if spends {
+        tracing::warn!(%error, "no lease: the refresh token is not spent without it");
+        return Err(error);
+    }
+    tracing::warn!(%error, "no lease: fetching a token for this instance only; it is not stored");
+    refresh(shared, current, None, None, epoch, deadline).await
+}
+
+/// Refresh with the best refresh token known (the store's is the newest), else
+/// fetch; then [`accept`]. `lease` is `None` when nothing may be stored.
+async fn refresh(
+    shared: &Arc<Shared>,
+    current: &Arc<Cached>,
+    stored: Option<Token>,
+    lease: Option<&Lease>,
+    epoch: u64,
+    deadline: &Deadline,
+) -> Result<Arc<Cached>> {
+    let s = &shared.settings;
+    let base = stored
+        .into_iter()
+        .chain(current.token().cloned())
+        .find(|t| t.refresh_token.is_some());
+    if let Some(base) = base {
+        let deadline = ready_to_send(shared, epoch, lease, deadline)?;
+        Counters::add(&shared.counters.refreshes);
+        tracing::debug!(fingerprint = %base.fingerprint(), "refreshing the token");
+        match source::scope(deadline, s.source.refresh(&base)).await {
+            Ok(mut token) => {
+                if token.refresh_token.is_none() {
+                    token.refresh_token = base.refresh_token.clone();
+                }
+                return accept(shared, token, TokenEventKind::Refreshed, epoch, lease).await;
+            }
+            Err(error) if error.is_invalid_grant() => {
+                // Another instance may have rotated the refresh token: its token
+                // is in the store, and a new login is needed only if it is not.
+                let stored = load_stored(shared).await;
+                let rotated = stored.filter(|t| !same_refresh_token(t, &base));
+                if let Some(adopted) = adopt(shared, current, rotated.as_ref(), epoch).await? {
+                    return Ok(adopted);
+                }
+                tracing::info!(%error, "the refresh token was rejected; logging in again");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let deadline = ready_to_send(shared, epoch, lease, deadline)?;
+    Counters::add(&shared.counters.fetches);
+    tracing::debug!("fetching a new token");
+    let token = source::scope(deadline, s.source.fetch()).await?;
+    accept(shared, token, TokenEventKind::Fetched, epoch, lease).await
+}
+
+fn same_refresh_token(a: &Token, b: &Token) -> bool {
+    match (&a.refresh_token, &b.refresh_token) {
+        (Some(a), Some(b)) => a.ct_eq(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Whether a request may go to the source now, and by when it must be done: not
+/// once a `set_tokens` or `logout` superseded this flight, nor once the lease has
+/// ended (its end is the source's deadline).
+fn ready_to_send(
+    shared: &Shared,
+    epoch: u64,
+    lease: Option<&Lease>,
+    deadline: &Deadline,
+) -> Result<Deadline> {
+    let s = &shared.settings;
+    if shared.epoch.load(SeqCst) != epoch {
+        return Err(superseded(shared));
+    }
+    match lease.and_then(Lease::held_for) {
+        Some(left) if left.is_zero() => {
+            Counters::add(&shared.counters.lease_losses);
+            Err(Error::lease_lost(
+                s.store_name.as_deref().unwrap_or_default(),
+                "the lease ended before the token request could be sent; nothing was sent",
+            ))
+        }
+        Some(left) => Ok(deadline.capped(left)),
+        None => Ok(deadline.clone()),
+    }
+}
+
+/// The error of a flight that a `set_tokens` or `logout` made pointless.
+pub(super) fn superseded(shared: &Shared) -> Error {
+    Error::source_failed(
+        &shared.settings.source_name,
+        "the token was replaced or cleared (set_tokens or logout) while a refresh was in flight",
+    )
+    .with_transient(true)
+}
+
+/// Checks and completes a new token, stores it under the lease, then serves it
+/// and tells listeners. A save refused for a lost lease serves what is stored
+/// instead; a save that failed otherwise serves the token (its refresh token is
+/// the only usable one now) and keeps retrying the save.
+async fn accept(
+    shared: &Arc<Shared>,
+    token: Token,
+    kind: TokenEventKind,
+    epoch: u64,
+    lease: Option<&Lease>,
+) -> Result<Arc<Cached>> {
+    let s = &shared.settings;
+    let now = s.clock.now();
+    let token = complete(shared, token, now, false)?;
+    let cached = prepare(shared, token, now)?;
+    let writing = shared.writes.lock().await;
+    if shared.epoch.load(SeqCst) != epoch {
+        let current = shared.current.load_full();
+        return match current.state(s.clock.now_millis()) {
+            State::Expired => Err(superseded(shared)),
+            _ => Ok(current),
+        };
+    }
+    let mut saved = true;
+    if let (Some(store), Some(lease)) = (&s.store, lease) {
+        // Stored before anyone sees it, so a rotated refresh token is never lost.
+        match store.save_leased(&s.key, &cached.token, lease).await {
+            Ok(()) => {}
+            Err(error) if error.is_lease_lost() => {
+                drop(writing);
+                Counters::add(&shared.counters.lease_losses);
+                tracing::warn!(%error, "another instance took over the lease; using what it stored");
+                let stored = load_stored(shared).await;
+                let current = shared.current.load_full();
+                return match adopt(shared, &current, stored.as_ref(), epoch).await? {
+                    Some(adopted) => Ok(adopted),
+                    None => Err(error),
+                };
+            }
+            Err(error) => {
+                Counters::add(&shared.counters.save_failures);
+                tracing::warn!(%error, "could not store the new token; serving it and retrying the save");
+                saved = false;
+            }
+        }
+    }
+    let cached = Arc::new(cached);
+    tracing::info!(
+        kind = ?kind,
+        fingerprint = %cached.token.fingerprint(),
+        expires_in_secs = cached.token.expires_in(now).map(|d| d.as_secs()),
+        "new token"
+    );
+    publish(shared, cached.clone());
+    drop(writing);
+    shared.emit(kind, Some(&cached.token));
+    if !saved {
+        unsaved::keep_saving(shared, &cached);
+    }
+    Ok(cached)
+}

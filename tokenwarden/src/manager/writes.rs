@@ -1,0 +1,131 @@
+//! The writes a caller asks for: [`set`] (`set_tokens`) and [`logout`]. Each
+//! supersedes the refresh in flight before it can send a request, takes the
+//! store's lease (so that no instance's refresh lands after it), and makes its
+//! change under the lease.
+
+use super::cached::Cached;
+use super::install::{complete, load_stored, prepare, publish};
+use super::Shared;
+use crate::events::TokenEventKind;
+use crate::store::Lease;
+use crate::{Error, Result, Token};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+/// The store's lease, or an empty one without a store.
+async fn take_lease(shared: &Shared) -> Result<Lease> {
+    let s = &shared.settings;
+    match &s.store {
+        Some(store) => store.lease(&s.key, s.lease_ttl).await,
+        None => Ok(Lease::none()),
+    }
+}
+
+async fn release(lease: Lease) {
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "the store's lease ended before it was released");
+    }
+}
+
+/// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens).
+pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
+    let s = &shared.settings;
+    let now = s.clock.now();
+    let token = complete(shared, token, now, true)?;
+    let cached = prepare(shared, token, now)?;
+    // A flight that has not sent its request yet stops before it does: it would
+    // spend the refresh token this call replaces, or the one it sets.
+    shared.epoch.fetch_add(1, SeqCst);
+    let lease = take_lease(shared).await?;
+    let saved = {
+        let _writing = shared.writes.lock().await;
+        let saved = match &s.store {
+            Some(store) => store.save_leased(&s.key, &cached.token, &lease).await,
+            None => Ok(()),
+        };
+        if saved.is_ok() {
+            // Whatever was read before this point is older than this token.
+            shared.epoch.fetch_add(1, SeqCst);
+            shared.logged_out.store(false, SeqCst);
+            shared.backoff.reset();
+            let cached = Arc::new(cached);
+            publish(shared, cached.clone());
+            shared.emit(TokenEventKind::Set, Some(&cached.token));
+        }
+        saved
+    };
+    release(lease).await;
+    saved
+}
+
+/// [`TokenManager::logout`](crate::TokenManager::logout): runs to its end in a
+/// task of its own, so that a caller who stops waiting (a timeout, a dropped
+/// future) does not leave the token in the store to be served again.
+pub(super) async fn logout(shared: &Arc<Shared>) -> Result<()> {
+    let task = {
+        let shared = shared.clone();
+        async move { logout_now(&shared).await }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.spawn(task).await.unwrap_or_else(|_| {
+            Err(Error::source_failed(
+                &shared.settings.source_name,
+                "the logout task was cancelled (is the runtime shutting down?)",
+            ))
+        }),
+        Err(_) => task.await,
+    }
+}
+
+async fn logout_now(shared: &Shared) -> Result<()> {
+    let s = &shared.settings;
+    shared.epoch.fetch_add(1, SeqCst);
+    shared.logged_out.store(true, SeqCst);
+    // Not served from now on; a refresh in flight drops its result.
+    let held = shared.current.load_full();
+    publish(shared, Cached::empty());
+    let mut first_error = None;
+    let lease = take_lease(shared).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "logging out without the store's lease");
+        first_error = Some(error);
+        Lease::none()
+    });
+    let stored = {
+        let _writing = shared.writes.lock().await;
+        let stored = load_stored(shared).await;
+        if let Some(store) = &s.store {
+            let deleted = match lease.is_held() {
+                true => store.delete_leased(&s.key, &lease).await,
+                false => store.delete(&s.key).await,
+            };
+            if let Err(error) = deleted {
+                first_error.get_or_insert(error);
+            }
+        }
+        // A token read before this point (a refresh that looked in the store just
+        // before the delete) is never served.
+        shared.epoch.fetch_add(1, SeqCst);
+        publish(shared, Cached::empty());
+        shared.backoff.reset();
+        stored
+    };
+    release(lease).await;
+    // Revoked once nothing serves them any more: a slow server delays nobody.
+    let mut revoked: Vec<Token> = Vec::new();
+    for token in held.token().cloned().into_iter().chain(stored) {
+        let known = revoked
+            .iter()
+            .any(|t| t.access_token.ct_eq(&token.access_token));
+        if known || (token.access_token.is_empty() && token.refresh_token.is_none()) {
+            continue;
+        }
+        if let Err(error) = s.source.revoke(&token).await {
+            tracing::warn!(%error, "could not revoke the token; it is cleared all the same");
+            first_error.get_or_insert(error);
+        }
+        revoked.push(token);
+    }
+    tracing::info!(source = %s.source_name, "logged out");
+    shared.emit(TokenEventKind::Cleared, None);
+    first_error.map_or(Ok(()), Err)
+}
