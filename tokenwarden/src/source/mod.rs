@@ -10,8 +10,8 @@ pub mod login;
 pub mod oauth2;
 mod static_source;
 
-pub(crate) use deadline::Deadline;
 pub use deadline::time_left;
+pub(crate) use deadline::Deadline;
 pub use func::{from_fn, FnSource};
 pub use static_source::StaticSource;
 
