@@ -109,6 +109,9 @@ struct Details {
     oauth: Option<OAuthError>,
     last_attempt: Option<Error>,
     cause: Option<Cause>,
+    /// Nothing of the request left this process (the connection could not be
+    /// made), so the server cannot have acted on it.
+    nothing_sent: bool,
 }
 
 impl Error {
@@ -128,6 +131,7 @@ impl Error {
             oauth: None,
             last_attempt: None,
             cause: None,
+            nothing_sent: false,
         }))
     }
 
@@ -215,6 +219,18 @@ impl Error {
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.details().cause = Some(Arc::new(cause));
         self
+    }
+
+    /// Marks a transport error that came before any of the request was sent.
+    pub(crate) fn with_nothing_sent(mut self) -> Self {
+        self.details().nothing_sent = true;
+        self
+    }
+
+    /// Whether the request failed before any of it was sent (the connection could
+    /// not be made): the server cannot have acted on it.
+    pub(crate) fn nothing_sent(&self) -> bool {
+        self.0.nothing_sent
     }
 
     /// The category of this error.

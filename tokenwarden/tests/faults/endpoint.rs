@@ -2,14 +2,16 @@
 //! at the socket level (resets, half answers, 100 MB bodies, silence): each fault
 //! gives its typed error within a bounded time, a valid token is still served
 //! while one is held, and the manager recovers as soon as the endpoint does.
+//! A refresh is sent again only when the endpoint surely did not process it.
 
 use crate::common::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use tokenwarden::clock::Sleep;
 use tokenwarden::source::oauth2::{OAuth2Client, RetryPolicy};
-use tokenwarden::{Error, ErrorKind, ManualClock, TokenManager};
+use tokenwarden::{Clock, Error, ErrorKind, ManualClock, SystemClock, TokenManager, TokenSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -43,6 +45,8 @@ struct Endpoint {
     addr: SocketAddr,
     fault: Mutex<Fault>,
     requests: AtomicUsize,
+    /// Where each connection came from, in the order they were accepted.
+    peers: Mutex<Vec<SocketAddr>>,
     issued: AtomicUsize,
     /// Bytes of the last huge body the client took before it hung up.
     huge_sent: AtomicU64,
@@ -50,21 +54,52 @@ struct Endpoint {
 
 impl Endpoint {
     async fn start() -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::listen(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Serves on `listener`, from a task of the current runtime.
+    fn listen(listener: std::net::TcpListener) -> Arc<Self> {
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let endpoint = Arc::new(Self {
             addr: listener.local_addr().unwrap(),
             fault: Mutex::new(Fault::Token),
             requests: AtomicUsize::new(0),
+            peers: Mutex::new(Vec::new()),
             issued: AtomicUsize::new(0),
             huge_sent: AtomicU64::new(0),
         });
         let serving = endpoint.clone();
         tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
+            while let Ok((socket, peer)) = listener.accept().await {
+                serving.peers.lock().unwrap().push(peer);
                 tokio::spawn(serving.clone().serve(socket));
             }
         });
         endpoint
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    /// The connections made to the endpoint so far, each one an attempt (every
+    /// answer closes its connection). Exact, not a snapshot of a count that may
+    /// lag: a probe connected now is accepted after all of them.
+    async fn connections(&self) -> usize {
+        let probe = TcpStream::connect(self.addr).await.unwrap();
+        let probe = probe.local_addr().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let peers = self.peers.lock().unwrap().clone();
+                if let Some(at) = peers.iter().position(|p| *p == probe) {
+                    return at;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the probe connection was accepted")
     }
 
     fn set(&self, fault: Fault) {
@@ -303,4 +338,118 @@ async fn connection_refused_is_transient_and_quick() {
     assert_eq!(cause(&error).kind(), ErrorKind::Transport, "{error}");
     assert!(cause(&error).is_transient());
     assert_clean("refused", &format!("{error} {error:?}"));
+}
+
+/// A client that tries three times, 10 ms apart, with `clock` for its waits.
+fn retrying_client(token_url: String, clock: impl Clock) -> OAuth2Client {
+    let mut retry = RetryPolicy::default();
+    retry.max_attempts = 3;
+    retry.initial_delay = Duration::from_millis(10);
+    OAuth2Client::builder()
+        .client_id("faults")
+        .client_secret(format!("{MARKER}-client-secret"))
+        .token_url(token_url)
+        .timeout(TIMEOUT)
+        .retry(retry)
+        .clock(clock)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_is_retried_only_when_the_endpoint_surely_did_not_process_it() {
+    let _h = harness();
+    for (fault, attempts) in [
+        // The server says it did not handle the request: sent again.
+        (Fault::Status(429, None), 3),
+        (Fault::Status(503, None), 3),
+        // It may have rotated the refresh token, and the answer was lost: once.
+        (Fault::Status(500, None), 1),
+        (Fault::Status(502, None), 1),
+        (Fault::Status(504, None), 1),
+        (Fault::Reset, 1),
+        (Fault::Close, 1),
+        (Fault::Truncated, 1),
+        (Fault::Hang, 1),
+    ] {
+        let endpoint = Endpoint::start().await;
+        endpoint.set(fault);
+        let source = retrying_client(endpoint.url(), SystemClock)
+            .refresh_token(format!("{MARKER}-refresh-token"));
+        let error = source.fetch().await.expect_err("the endpoint fails");
+        assert_eq!(endpoint.connections().await, attempts, "{fault:?}: {error}");
+        assert!(error.is_transient(), "{fault:?}: {error}");
+        assert_eq!(error.kind(), ErrorKind::Transport, "{fault:?}: {error}");
+        assert_clean(&format!("{fault:?}"), &format!("{error} {error:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_spends_nothing_is_still_retried_after_a_500() {
+    let _h = harness();
+    let endpoint = Endpoint::start().await;
+    endpoint.set(Fault::Status(500, None));
+    let source = retrying_client(endpoint.url(), SystemClock).client_credentials();
+    let error = source.fetch().await.expect_err("the endpoint fails");
+    assert_eq!(endpoint.connections().await, 3, "{error}");
+    assert_eq!(error.status(), Some(500));
+    assert!(error.is_transient());
+}
+
+/// The system clock, whose first sleep (the wait before a first retry) runs a hook.
+struct FirstSleep(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::fmt::Debug for FirstSleep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FirstSleep")
+    }
+}
+
+impl FirstSleep {
+    fn run_hook(&self) {
+        if let Some(hook) = self.0.lock().unwrap().take() {
+            hook();
+        }
+    }
+}
+
+impl Clock for FirstSleep {
+    fn now(&self) -> SystemTime {
+        SystemClock.now()
+    }
+
+    fn sleep_until(&self, deadline: SystemTime) -> Sleep {
+        self.run_hook();
+        SystemClock.sleep_until(deadline)
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        self.run_hook();
+        SystemClock.sleep(duration)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_is_retried_when_no_connection_could_be_made() {
+    let _h = harness();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // bound, then released: nothing listens there
+    let started = Arc::new(Mutex::new(None));
+    let slot = started.clone();
+    // After the first attempt is refused, before the retry: the endpoint comes up.
+    let clock = FirstSleep(Mutex::new(Some(Box::new(move || {
+        let listener = std::net::TcpListener::bind(addr).expect("the port is still free");
+        *slot.lock().unwrap() = Some(Endpoint::listen(listener));
+    }))));
+    let source = retrying_client(format!("http://{addr}/token"), clock)
+        .refresh_token(format!("{MARKER}-refresh-token"));
+    let token = source
+        .fetch()
+        .await
+        .expect("the retry reached the endpoint");
+    assert!(token.access_token.secret().starts_with(MARKER));
+    let endpoint = started.lock().unwrap().clone().expect("one retry");
+    assert_eq!(endpoint.connections().await, 1);
 }

@@ -1,10 +1,16 @@
 //! [`OAuth2Client`]: one client registration at one authorization server: its
 //! endpoints (given, or discovered from the issuer), its authentication, and the
 //! HTTP calls every grant makes, with timeouts, retries and strict parsing.
+//!
+//! Retries depend on what a request spends ([`Replay`]): one that spends a
+//! one-time credential (a refresh token, an authorization code) is sent again only
+//! when the server surely did not process it, and never when it could outlive the
+//! refresh's deadline ([`time_left`]). See [`RetryPolicy`].
 
 use super::auth::{ClientAuth, JwtSigner};
 use super::discovery::{self, ProviderMetadata};
 use super::response::{self, Answer};
+use crate::source::time_left;
 use crate::{ClientSecret, Clock, Error, Result, SystemClock, Token, TokenKey};
 use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use std::sync::Arc;
@@ -19,8 +25,32 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body read from the authorization server.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// How a request that failed for a passing reason (connection refused or reset,
-/// timeout, 429, 5xx, `temporarily_unavailable`) is tried again.
+/// How a request that failed for a passing reason is tried again.
+///
+/// Which failures are retried depends on what the request spends:
+///
+/// - A request that spends nothing (the client credentials, password, JWT bearer
+///   and token exchange grants; discovery, revocation, device authorization) is
+///   retried after any transient failure: no connection, a connection reset or
+///   closed, no answer within the timeout, 429, 5xx, `temporarily_unavailable`.
+/// - A request that spends a one-time credential (the refresh grant, whose refresh
+///   token the server may rotate, and the redemption of an authorization code) is
+///   retried only when the server surely did not process it: the connection could
+///   not be made (nothing was sent), 429 or 503 (RFC 6585 §4, RFC 9110 §15.6.4),
+///   or `temporarily_unavailable`. After a timeout, a connection that broke before
+///   the whole answer came, a 500, 502 or 504, or an answer that cannot be read,
+///   the server may have rotated the refresh token (RFC 9700 §4.14) or redeemed the
+///   code and sent an answer that was lost; sending the spent one again is what
+///   servers with reuse detection (oidc-provider, Okta, Auth0, Keycloak) take for
+///   a stolen token, and they revoke the whole grant (RFC 6749 §4.1.2, §10.4).
+///   That error is returned at once, still transient, so that the
+///   [`TokenManager`](crate::TokenManager) backs off and looks in its store first.
+///
+/// Within a manager's refresh, no retry starts when its wait plus the request
+/// timeout would go past the refresh's deadline ([`time_left`]), and a request that
+/// spends a one-time credential is not sent at all when the request timeout is
+/// longer than the time left: it could outlive the manager's store lease, after
+/// which another process may send the same refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -205,10 +235,11 @@ impl OAuth2Client {
         key
     }
 
-    /// A token request with the client's authentication and `params`.
+    /// A token request with the client's authentication and `params`, retried as
+    /// its grant allows ([`Replay::of_grant`]).
     pub(crate) async fn token_request(&self, params: &[(String, String)]) -> Result<Token> {
         let url = self.token_url().await?;
-        self.with_retries(|| async {
+        self.with_retries(Replay::of_grant(params), || async {
             let answer = self.post_form(&url, params).await?;
             response::token_from(&self.inner.name, &answer)
         })
@@ -248,7 +279,7 @@ impl OAuth2Client {
         for (secret, hint) in refresh.into_iter().chain(access) {
             let params = form([("token", secret), ("token_type_hint", hint)]);
             let outcome = self
-                .with_retries(|| async {
+                .with_retries(Replay::Safe, || async {
                     let answer = self.post_form(&url, &params).await?;
                     match answer.status {
                         200..=299 => Ok(()),
@@ -316,7 +347,7 @@ impl OAuth2Client {
         headers: reqwest::header::HeaderMap,
         body: Option<(&'static str, String)>,
     ) -> Result<Answer> {
-        self.with_retries(|| {
+        self.with_retries(Replay::Safe, || {
             let mut request = self
                 .inner
                 .http
@@ -398,31 +429,94 @@ impl OAuth2Client {
         })
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the retry policy ends.
-    pub(crate) async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    /// Runs `attempt` until it succeeds, fails for good, the retry policy ends, or
+    /// a retry could not finish before the refresh's deadline ([`time_left`]).
+    /// `replay` says which failures may be retried.
+    pub(crate) async fn with_retries<T, F, Fut>(&self, replay: Replay, mut attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let policy = self.inner.retry;
-        let mut delay = policy.initial_delay;
-        for tried in 1.. {
-            match attempt().await {
-                Err(error) if error.is_transient() && tried < policy.max_attempts => {
-                    let wait = match error.retry_after() {
-                        Some(asked) if asked > policy.max_delay => return Err(error),
-                        Some(asked) => asked,
-                        None => delay / 2 + delay.mul_f64(fastrand::f64() / 2.0),
-                    };
-                    tracing::debug!(%error, attempt = tried, wait_ms = wait.as_millis() as u64, "retrying the token request");
-                    let clock = &self.inner.clock;
-                    clock.sleep_until(clock.now() + wait).await;
-                    delay = (delay * 2).min(policy.max_delay);
-                }
-                outcome => return outcome,
+        let timeout = self.inner.timeout;
+        if replay == Replay::OnlyIfUnprocessed {
+            if let Some(left) = time_left().filter(|left| *left < timeout) {
+                return Err(Error::transport(
+                    &self.inner.name,
+                    format!(
+                        "the refresh could not finish within its lease or refresh timeout \
+                         ({} ms left, the request timeout is {} ms): not sent",
+                        left.as_millis(),
+                        timeout.as_millis()
+                    ),
+                ));
             }
         }
+        let mut delay = policy.initial_delay;
+        for tried in 1.. {
+            let error = match attempt().await {
+                Err(error) if error.is_transient() && tried < policy.max_attempts => error,
+                outcome => return outcome,
+            };
+            if !replay.may_resend(&error) {
+                tracing::debug!(%error, "not retried: the server may have processed the request and spent its one-time credential");
+                return Err(error);
+            }
+            let wait = match error.retry_after() {
+                Some(asked) if asked > policy.max_delay => return Err(error),
+                Some(asked) => asked,
+                None => delay / 2 + delay.mul_f64(fastrand::f64() / 2.0),
+            };
+            if time_left().is_some_and(|left| wait + timeout > left) {
+                tracing::debug!(%error, "not retried: the retry could not finish before the refresh's deadline");
+                return Err(error);
+            }
+            tracing::debug!(%error, attempt = tried, wait_ms = wait.as_millis() as u64, "retrying the token request");
+            self.inner.clock.sleep(wait).await;
+            delay = (delay * 2).min(policy.max_delay);
+        }
         unreachable!("the loop returns")
+    }
+}
+
+/// Whether a request that failed may be sent again: what it spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// It spends nothing: any transient failure is retried.
+    Safe,
+    /// It spends a one-time credential (a refresh token the server may rotate, an
+    /// authorization code): retried only when the server surely did not process
+    /// it, and not sent when it could outlive the refresh's deadline.
+    OnlyIfUnprocessed,
+}
+
+impl Replay {
+    /// What a token request with `params` spends: the refresh grant spends its
+    /// refresh token, the authorization code grant its code.
+    fn of_grant(params: &[(String, String)]) -> Self {
+        let spends = params.iter().any(|(name, value)| {
+            name == "grant_type" && matches!(value.as_str(), "refresh_token" | "authorization_code")
+        });
+        if spends {
+            Self::OnlyIfUnprocessed
+        } else {
+            Self::Safe
+        }
+    }
+
+    /// Whether a request that failed with the transient `error` may be sent again.
+    fn may_resend(self, error: &Error) -> bool {
+        match self {
+            Self::Safe => true,
+            // Nothing was sent, or the server said it did not handle the request.
+            Self::OnlyIfUnprocessed => {
+                error.nothing_sent()
+                    || matches!(error.status(), Some(429 | 503))
+                    || error
+                        .oauth_error()
+                        .is_some_and(|e| e.error == "temporarily_unavailable")
+            }
+        }
     }
 }
 
@@ -437,6 +531,9 @@ pub(crate) fn form<const N: usize>(pairs: [(&str, &str); N]) -> Vec<(String, Str
 fn transport_error(source: &str, error: reqwest::Error, timeout: Duration) -> Error {
     // The URL may hold a query with secrets: it stays out of messages.
     let error = error.without_url();
+    // A connect error (refused, unreachable, TLS handshake) comes before the
+    // request is written: the server cannot have acted on it.
+    let nothing_sent = error.is_connect();
     let message = if error.is_timeout() {
         format!("no answer within {timeout:?}")
     } else if error.is_connect() {
@@ -444,7 +541,12 @@ fn transport_error(source: &str, error: reqwest::Error, timeout: Duration) -> Er
     } else {
         format!("the request failed: {}", error_chain(&error))
     };
-    Error::transport(source, message)
+    let error = Error::transport(source, message);
+    if nothing_sent {
+        error.with_nothing_sent()
+    } else {
+        error
+    }
 }
 
 /// The error and its causes.
@@ -682,5 +784,177 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn only_the_refresh_and_code_grants_spend_a_credential() {
+        let grant = |name: &str| form([("grant_type", name), ("scope", "refresh_token")]);
+        for spends in ["refresh_token", "authorization_code"] {
+            assert_eq!(Replay::of_grant(&grant(spends)), Replay::OnlyIfUnprocessed);
+        }
+        for spends_nothing in [
+            "client_credentials",
+            "password",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ] {
+            assert_eq!(Replay::of_grant(&grant(spends_nothing)), Replay::Safe);
+        }
+    }
+
+    #[cfg(feature = "test-util")]
+    mod deadlines {
+        use super::*;
+        use crate::source::{deadline::scope, Deadline};
+        use crate::{ManualClock, OAuthError};
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+        const TIMEOUT: Duration = Duration::from_secs(10);
+
+        fn client(clock: &ManualClock, token_url: &str) -> OAuth2Client {
+            let retry = RetryPolicy {
+                max_attempts: 3,
+                ..RetryPolicy::default()
+            };
+            OAuth2Client::builder()
+                .client_id("deadlines")
+                .token_url(token_url)
+                .timeout(TIMEOUT)
+                .retry(retry)
+                .clock(clock.clone())
+                .build()
+                .unwrap()
+        }
+
+        /// How many times `with_retries` ran an attempt that failed with `error`
+        /// (asking for no wait, so the manual clock need not move) and moved the
+        /// clock by `step`, within a refresh with `left` to go (or outside one).
+        async fn attempts(
+            replay: Replay,
+            left: Option<Duration>,
+            step: Duration,
+            error: Error,
+        ) -> (usize, Error) {
+            let clock = ManualClock::default();
+            let client = client(&clock, "http://127.0.0.1:9/token");
+            let tried = AtomicUsize::new(0);
+            let error = error.with_retry_after(Duration::ZERO);
+            let run = client.with_retries(replay, || {
+                tried.fetch_add(1, SeqCst);
+                clock.advance(step);
+                let error = error.clone();
+                async move { Err::<(), _>(error) }
+            });
+            let outcome = match left {
+                Some(left) => scope(Deadline::after(Arc::new(clock.clone()), left), run).await,
+                None => run.await,
+            };
+            (tried.load(SeqCst), outcome.unwrap_err())
+        }
+
+        #[tokio::test]
+        async fn no_retry_starts_that_could_outlive_the_deadline() {
+            let down = || Error::transport("t", "no answer");
+            let zero = Duration::ZERO;
+            let secs = Duration::from_secs;
+            for (replay, left, step, expected) in [
+                (Replay::Safe, None, secs(100), 3),
+                (Replay::Safe, Some(secs(60)), zero, 3),
+                // The request timeout alone is more than what is left: one try.
+                (Replay::Safe, Some(secs(9)), zero, 1),
+                // 15 s, then 12 s left after the first try; 9 s after the second.
+                (Replay::Safe, Some(secs(15)), secs(3), 2),
+            ] {
+                let (tried, error) = attempts(replay, left, step, down()).await;
+                assert_eq!(tried, expected, "{replay:?} with {left:?} left");
+                assert!(error.is_transient());
+            }
+        }
+
+        #[tokio::test]
+        async fn a_spending_request_is_not_started_when_it_could_outlive_the_deadline() {
+            let (tried, error) = attempts(
+                Replay::OnlyIfUnprocessed,
+                Some(TIMEOUT - Duration::from_millis(1)),
+                Duration::ZERO,
+                Error::transport("t", "down").with_nothing_sent(),
+            )
+            .await;
+            assert_eq!(tried, 0);
+            assert!(error.is_transient());
+            assert!(error.to_string().contains("not sent"), "{error}");
+
+            // Through a refresh on a real socket: no connection is even made.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let clock = ManualClock::default();
+            let client = client(
+                &clock,
+                &format!("http://{}/token", listener.local_addr().unwrap()),
+            );
+            let soon = Deadline::after(Arc::new(clock.clone()), TIMEOUT / 2);
+            let error = scope(soon, client.refresh("TOPSECRET-rt", &[]))
+                .await
+                .unwrap_err();
+            assert!(error.is_transient());
+            assert!(error.to_string().contains("not sent"), "{error}");
+            assert_eq!(
+                listener.accept().unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock,
+                "the refresh token was sent"
+            );
+
+            // With time enough, the same refresh is sent.
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let later = Deadline::after(Arc::new(clock.clone()), TIMEOUT * 2);
+            let refresh =
+                tokio::spawn(
+                    async move { scope(later, client.refresh("TOPSECRET-rt", &[])).await },
+                );
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+            assert!(refresh.await.unwrap().is_err());
+        }
+
+        #[tokio::test]
+        async fn a_spending_request_is_retried_only_when_surely_unprocessed() {
+            let left = Some(Duration::from_secs(60));
+            let unprocessed = [
+                Error::transport("t", "could not connect").with_nothing_sent(),
+                Error::transport("t", "busy").with_status(429),
+                Error::transport("t", "down").with_status(503),
+                Error::oauth("t", Some(400), OAuthError::new("temporarily_unavailable")),
+            ];
+            for error in unprocessed {
+                let (tried, _) = attempts(
+                    Replay::OnlyIfUnprocessed,
+                    left,
+                    Duration::ZERO,
+                    error.clone(),
+                )
+                .await;
+                assert_eq!(tried, 3, "{error:?}");
+            }
+            let maybe_processed = [
+                Error::transport("t", "no answer within 10s"),
+                Error::transport("t", "connection reset"),
+                Error::transport("t", "bad gateway").with_status(502),
+                Error::oauth("t", Some(500), OAuthError::new("server_error")),
+            ];
+            for error in maybe_processed {
+                let (tried, returned) = attempts(
+                    Replay::OnlyIfUnprocessed,
+                    left,
+                    Duration::ZERO,
+                    error.clone(),
+                )
+                .await;
+                assert_eq!(tried, 1, "{error:?}");
+                assert!(returned.is_transient(), "{error:?}");
+                let (tried, _) = attempts(Replay::Safe, left, Duration::ZERO, error.clone()).await;
+                assert_eq!(tried, 3, "{error:?}");
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The device authorization grant (RFC 8628), for CLIs and devices without a
 //! browser: the user approves on another device while the source polls.
 
-use super::client::{form, OAuth2Client};
+use super::client::{form, OAuth2Client, Replay};
 use super::grant::Grant;
 use super::response;
 use crate::{Error, Result, Token, TokenKey};
@@ -106,7 +106,7 @@ impl DeviceCode {
         params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
         let answer = self
             .client
-            .with_retries(|| self.client.post_form(&url, &params))
+            .with_retries(Replay::Safe, || self.client.post_form(&url, &params))
             .await?;
         read_authorization(name, &answer)
     }

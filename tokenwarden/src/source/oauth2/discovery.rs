@@ -2,7 +2,7 @@
 //! (`/.well-known/openid-configuration`), or RFC 8414
 //! (`/.well-known/oauth-authorization-server`) where that is all the server has.
 
-use super::client::{secure_url, OAuth2Client};
+use super::client::{secure_url, OAuth2Client, Replay};
 use super::response::excerpt;
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -53,7 +53,9 @@ pub(crate) async fn fetch(client: &OAuth2Client, issuer: &Url) -> Result<Provide
     let mut last = None;
     for well_known in [OPENID, OAUTH] {
         let url = metadata_url(issuer, well_known)?;
-        let answer = client.with_retries(|| client.get(&url)).await?;
+        let answer = client
+            .with_retries(Replay::Safe, || client.get(&url))
+            .await?;
         if answer.status == 404 {
             last = Some(answer.status);
             continue;

@@ -8,6 +8,16 @@
 //! not, endpoints must be https (loopback aside), and responses are parsed strictly
 //! where it matters and tolerantly where real servers differ.
 //!
+//! A request that spends a one-time credential (a refresh, an authorization code
+//! redemption) is retried only when the server surely did not process it: no
+//! connection could be made, 429, 503, or `temporarily_unavailable`. After a
+//! timeout, a broken connection, a 500, 502 or 504, the server may have rotated the
+//! refresh token already (RFC 9700 §4.14), and servers with reuse detection revoke
+//! the whole grant when a spent refresh token comes back; the error goes to the
+//! manager instead, which backs off and looks in its store. Nor is such a request
+//! sent when it could outlive the manager's refresh deadline
+//! ([`time_left`](crate::source::time_left)). [`RetryPolicy`] has the details.
+//!
 //! ## Client credentials (RFC 6749 §4.4)
 //!
 //! ```no_run
