@@ -20,11 +20,16 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// The longest wait between failed refreshes.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long a store lease lives if its holder dies mid-refresh.
+/// How long a store lease lasts: 30 s, and never less than the refresh timeout, so
+/// that a live holder is done before its lease ends.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
-/// The longest one attempt to get a token (store, lease, source) may take before it
-/// counts as failed.
-pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest one attempt to get a token (store, lease, source, save) may take
+/// before it counts as failed: 30 s. The OAuth2 sources send a request only when it
+/// can end (within its own timeout, [`DEFAULT_REQUEST_TIMEOUT`], 10 s) before this
+/// and the lease do, so this leaves room for a retry.
+///
+/// [`DEFAULT_REQUEST_TIMEOUT`]: crate::source::oauth2::DEFAULT_REQUEST_TIMEOUT
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds a [`TokenManager`]. Made by [`TokenManager::builder`].
 pub struct TokenManagerBuilder {
@@ -145,7 +150,12 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// How long a store lease lasts if its holder dies. Defaults to [`DEFAULT_LEASE_TTL`].
+    /// How long a store lease lasts: how long a holder that died or stalled keeps
+    /// the other instances from refreshing. Must not be shorter than the
+    /// [refresh timeout](Self::refresh_timeout): leases are not renewed, so a live
+    /// holder must be done before its lease ends (one that stalls longer has its
+    /// late save refused). Defaults to [`DEFAULT_LEASE_TTL`] (30 s), or to the
+    /// refresh timeout if that is set longer.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = Some(ttl);
         self
@@ -154,7 +164,9 @@ impl TokenManagerBuilder {
     /// The longest one attempt to get a token may take (reading the store, taking
     /// the lease, calling the source, saving). A hung endpoint or store then counts
     /// as a transient failure, with backoff, instead of holding every caller.
-    /// Defaults to [`DEFAULT_REFRESH_TIMEOUT`].
+    /// Measured on the clock's monotonic time. Defaults to
+    /// [`DEFAULT_REFRESH_TIMEOUT`] (30 s), or to the [lease TTL](Self::lease_ttl) if
+    /// that is set shorter.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.refresh_timeout = Some(timeout);
         self
@@ -200,10 +212,7 @@ impl TokenManagerBuilder {
                 "backoff needs initial > 0 and max >= initial",
             ));
         }
-        let refresh_timeout = self.refresh_timeout.unwrap_or(DEFAULT_REFRESH_TIMEOUT);
-        if refresh_timeout.is_zero() {
-            return Err(Error::config("refresh_timeout must be longer than zero"));
-        }
+        let (refresh_timeout, lease_ttl) = lease_timing(self.refresh_timeout, self.lease_ttl)?;
         let key = self.key.unwrap_or_else(|| self.source.key());
         let shared = Arc::new(Shared::new(super::Settings {
             source_name: self.source.name().to_owned(),
@@ -218,7 +227,7 @@ impl TokenManagerBuilder {
             default_lifetime,
             backoff_initial,
             backoff_max,
-            lease_ttl: self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            lease_ttl,
             refresh_timeout,
             background_refresh: self.background_refresh,
         }));
@@ -226,5 +235,48 @@ impl TokenManagerBuilder {
             background::ensure_started(&shared);
         }
         Ok(TokenManager { shared })
+    }
+}
+
+/// The refresh timeout and the lease TTL: the one not set follows the one set, so
+/// that the lease outlives every attempt; both set the other way round is an error.
+fn lease_timing(
+    refresh_timeout: Option<Duration>,
+    lease_ttl: Option<Duration>,
+) -> Result<(Duration, Duration)> {
+    let (timeout, ttl) = match (refresh_timeout, lease_ttl) {
+        (Some(timeout), Some(ttl)) => (timeout, ttl),
+        (Some(timeout), None) => (timeout, timeout.max(DEFAULT_LEASE_TTL)),
+        (None, Some(ttl)) => (DEFAULT_REFRESH_TIMEOUT.min(ttl), ttl),
+        (None, None) => (DEFAULT_REFRESH_TIMEOUT, DEFAULT_LEASE_TTL),
+    };
+    if timeout.is_zero() || ttl.is_zero() {
+        return Err(Error::config(
+            "refresh_timeout and lease_ttl must be longer than zero",
+        ));
+    }
+    if ttl < timeout {
+        return Err(Error::config(format!(
+            "lease_ttl ({ttl:?}) must not be shorter than refresh_timeout ({timeout:?}): \
+             leases are not renewed, so a refresh must end before its lease does"
+        )));
+    }
+    Ok((timeout, ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_and_the_refresh_timeout_follow_each_other() {
+        let s = Duration::from_secs;
+        assert_eq!(lease_timing(None, None).unwrap(), (s(30), s(30)));
+        assert_eq!(lease_timing(Some(s(600)), None).unwrap(), (s(600), s(600)));
+        assert_eq!(lease_timing(Some(s(5)), None).unwrap(), (s(5), s(30)));
+        assert_eq!(lease_timing(None, Some(s(2))).unwrap(), (s(2), s(2)));
+        assert_eq!(lease_timing(None, Some(s(90))).unwrap(), (s(30), s(90)));
+        let contradiction = lease_timing(Some(s(60)), Some(s(30))).unwrap_err();
+        assert!(contradiction.to_string().contains("lease_ttl"), "{contradiction}");
     }
 }

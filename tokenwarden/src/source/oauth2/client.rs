@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::OnceCell;
 use url::Url;
 
-/// The default timeout of one request to the authorization server.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default timeout of one request to the authorization server: 10 s, a third of
+/// a manager's default refresh timeout, so that a retry fits in one refresh.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default timeout for connecting to the authorization server.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body read from the authorization server.
