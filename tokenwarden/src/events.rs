@@ -4,7 +4,7 @@
 
 use crate::{Token, TokenInfo};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 /// What happened to the token.
@@ -124,18 +124,19 @@ impl TokenListener for TracingListener {
 }
 
 /// Sends events to the listeners from one task per manager, started with the first
-/// event (so a manager can be built outside a Tokio runtime).
+/// event (so a manager can be built outside a Tokio runtime), and started again on
+/// the runtime at hand if the one it ran on has ended.
 #[derive(Default)]
 pub(crate) struct Dispatcher {
     listeners: Vec<Arc<dyn TokenListener>>,
-    queue: OnceLock<mpsc::UnboundedSender<TokenEvent>>,
+    queue: Mutex<Option<mpsc::UnboundedSender<TokenEvent>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("listeners", &self.listeners.len())
-            .field("started", &self.queue.get().is_some())
+            .field("started", &self.queue().is_some())
             .finish()
     }
 }
@@ -144,8 +145,12 @@ impl Dispatcher {
     pub(crate) fn new(listeners: Vec<Arc<dyn TokenListener>>) -> Self {
         Self {
             listeners,
-            queue: OnceLock::new(),
+            queue: Mutex::new(None),
         }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedSender<TokenEvent>>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -160,13 +165,19 @@ impl Dispatcher {
             tracing::warn!(kind = ?event.kind(), "no Tokio runtime here: token listeners not told");
             return;
         };
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            runtime.spawn(deliver(self.listeners.clone(), rx));
-            tx
-        });
-        // Fails only if the delivery task is gone, i.e. the runtime is shutting down.
-        let _ = queue.send(event);
+        let mut queue = self.queue();
+        let event = match queue.as_ref() {
+            Some(queue) => match queue.send(event) {
+                Ok(()) => return,
+                // The delivery task is gone with the runtime it ran on.
+                Err(mpsc::error::SendError(event)) => event,
+            },
+            None => event,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        runtime.spawn(deliver(self.listeners.clone(), rx));
+        let _ = tx.send(event);
+        *queue = Some(tx);
     }
 }
 

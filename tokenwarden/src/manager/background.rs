@@ -42,7 +42,7 @@ async fn keep_fresh(manager: Weak<Shared>) {
                         Start::Joined(flight) | Start::Started(flight) => {
                             drop(shared);
                             // Errors are recorded (and logged) by the flight itself.
-                            let _ = flight.await;
+                            let _ = flight.finished().await;
                             continue;
                         }
                         Start::Done(_) => continue,

@@ -277,6 +277,9 @@ mod tests {
         assert_eq!(lease_timing(None, Some(s(2))).unwrap(), (s(2), s(2)));
         assert_eq!(lease_timing(None, Some(s(90))).unwrap(), (s(30), s(90)));
         let contradiction = lease_timing(Some(s(60)), Some(s(30))).unwrap_err();
-        assert!(contradiction.to_string().contains("lease_ttl"), "{contradiction}");
+        assert!(
+            contradiction.to_string().contains("lease_ttl"),
+            "{contradiction}"
+        );
     }
 }

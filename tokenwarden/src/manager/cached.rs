@@ -94,7 +94,11 @@ impl Cached {
         // most 1 s), even when no new token can be had: it would expire on its
         // way to the API, the more so as the hit path's coarse clock may lag.
         let usable_until = expires_at - (min_valid / 5).min(1_000);
-        let stale_at = (expires_at - ahead + jitter).min(expiring_at);
+        // The hit path reads a coarse clock, a few milliseconds behind: it never
+        // decides a token's last moments, which go to the slow path's precise clock.
+        let stale_at = (expires_at - ahead + jitter)
+            .min(expiring_at)
+            .min(usable_until.saturating_sub(COARSE_MARGIN_MS));
         Ok(Self {
             fingerprint: token.fingerprint(),
             token,
@@ -149,6 +153,10 @@ impl Cached {
         (self.generation != 0).then_some(&self.token)
     }
 }
+
+/// How long before a token stops being usable the hit path's coarse clock stops
+/// deciding (`CLOCK_REALTIME_COARSE` is one kernel tick, up to 10 ms, behind).
+const COARSE_MARGIN_MS: u64 = 20;
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -19,12 +19,38 @@ use arc_swap::Guard;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
 use futures_util::FutureExt as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, PoisonError};
 use tracing::Instrument as _;
 
 /// A refresh in flight, awaited by every caller that needs its result.
-pub(super) type Flight = SharedFuture<BoxFuture<'static, Result<Arc<Cached>>>>;
+type Flight = SharedFuture<BoxFuture<'static, Result<Arc<Cached>>>>;
+
+/// The flight in the slot, and which one it is (so that a flight that outlived its
+/// timeout can be cleared from the slot, and only that one).
+#[derive(Clone)]
+pub(super) struct InFlight {
+    id: u64,
+    flight: Flight,
+    /// Set once the task is spawned (after the slot lock is let go).
+    task: Arc<std::sync::OnceLock<tokio::task::AbortHandle>>,
+}
+
+impl InFlight {
+    /// The flight's outcome, waited for without a bound of the caller's (for the
+    /// background task, which holds no caller).
+    pub(super) fn finished(self) -> impl std::future::Future<Output = Result<Arc<Cached>>> {
+        self.flight
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight").field("id", &self.id).finish()
+    }
+}
+
+static FLIGHT_IDS: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
@@ -41,9 +67,9 @@ pub(super) const STORE_RECHECK_MS: u64 = 100;
 
 pub(super) enum Start {
     /// A flight was already running.
-    Joined(Flight),
+    Joined(InFlight),
     /// This call started the flight.
-    Started(Flight),
+    Started(InFlight),
     /// A flight ended just before; its token is fresh.
     Done(Arc<Cached>),
     /// A recent failure says to wait before trying again.
@@ -59,7 +85,7 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
         return Start::Joined(flight.clone());
     }
     if mode == Mode::Due {
-        let now = shared.settings.clock.now_millis();
+        let now = precise_now(shared);
         let cached = shared.current.load_full();
         if cached.state(now) == State::Fresh {
             return Start::Done(cached);
@@ -81,46 +107,123 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
 fn start(
     shared: &Arc<Shared>,
     mode: Mode,
-    mut slot: std::sync::MutexGuard<'_, Option<Flight>>,
+    mut slot: std::sync::MutexGuard<'_, Option<InFlight>>,
 ) -> Start {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return Start::NoRuntime(Error::config(
             "tokenwarden refreshes tokens on a Tokio runtime: call it from within one",
         ));
     };
+    let id = FLIGHT_IDS.fetch_add(1, SeqCst);
+    let (send, outcome) = tokio::sync::oneshot::channel();
     let source_name = shared.settings.source_name.clone();
-    // Moved into the task, so the slot is freed however the task ends: finished,
-    // panicked, or dropped unpolled by a runtime shutting down.
-    let slot_guard = FreeSlot(shared.clone());
-    let task = runtime.spawn(async move {
-        let slot_guard = slot_guard;
-        run(&slot_guard.0, mode).await
-    });
     let flight = async move {
-        task.await.unwrap_or_else(|_| {
+        outcome.await.unwrap_or_else(|_| {
             Err(Error::source_failed(
                 source_name,
-                "the refresh task was cancelled (is the runtime shutting down?)",
+                "the refresh was cancelled (by set_tokens or logout, or its runtime shut down)",
             )
             .with_transient(true))
         })
     }
     .boxed()
     .shared();
-    *slot = Some(flight.clone());
+    let in_flight = InFlight {
+        id,
+        flight,
+        task: Arc::default(),
+    };
+    *slot = Some(in_flight.clone());
     shared.in_flight.store(true, SeqCst);
-    Start::Started(flight)
+    // Unlocked before spawning: a runtime that is shutting down drops the task at
+    // once, inside `spawn`, and its `FreeSlot` takes this lock.
+    drop(slot);
+    // Moved into the task, so the slot is freed however the task ends: finished,
+    // panicked, cancelled, or dropped unpolled by a runtime shutting down.
+    let slot_guard = FreeSlot {
+        shared: shared.clone(),
+        id,
+    };
+    let task = runtime.spawn(async move {
+        let slot_guard = slot_guard;
+        let outcome = run(&slot_guard.shared, mode).await;
+        // Freed first: a caller who gets this outcome and asks again starts anew.
+        drop(slot_guard);
+        let _ = send.send(outcome);
+    });
+    let _ = in_flight.task.set(task.abort_handle());
+    Start::Started(in_flight)
+}
+
+/// Ends the flight in progress, if any, before it stores or serves anything: a
+/// `set_tokens` or `logout` replaces whatever it would bring. Its callers get an
+/// error (and the store's lease it held is given up).
+pub(super) fn cancel(shared: &Shared) {
+    let in_flight = shared
+        .flight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(in_flight) = in_flight {
+        shared.in_flight.store(false, SeqCst);
+        // Not spawned yet (a moment's race): the epoch, bumped by the caller,
+        // keeps it from storing or serving anything.
+        if let Some(task) = in_flight.task.get() {
+            task.abort();
+        }
+    }
 }
 
 /// Empties the flight slot when the flight task ends, however it ends.
-struct FreeSlot(Arc<Shared>);
+struct FreeSlot {
+    shared: Arc<Shared>,
+    id: u64,
+}
 
 impl Drop for FreeSlot {
     fn drop(&mut self) {
-        let mut slot = self.0.flight.lock().unwrap_or_else(PoisonError::into_inner);
-        *slot = None;
-        self.0.in_flight.store(false, SeqCst);
+        free(&self.shared, self.id);
     }
+}
+
+/// Empties the slot if it still holds flight `id`.
+fn free(shared: &Shared, id: u64) {
+    let mut slot = shared.flight.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.as_ref().is_some_and(|f| f.id == id) {
+        *slot = None;
+        shared.in_flight.store(false, SeqCst);
+    }
+}
+
+/// Waits for a flight, for at most the refresh timeout (and a second) on the
+/// caller's own side: a flight whose runtime stopped running it (shut down, or
+/// blocked) never holds its callers longer, and is cleared from the slot so that
+/// the next caller starts a new one.
+async fn wait(shared: &Shared, in_flight: InFlight) -> Result<Arc<Cached>> {
+    let s = &shared.settings;
+    let limit = s.refresh_timeout + CALLER_GRACE;
+    tokio::select! {
+        biased;
+        outcome = in_flight.flight => outcome,
+        () = s.clock.sleep(limit) => {
+            free(shared, in_flight.id);
+            Err(refresh_timed_out(shared))
+        }
+    }
+}
+
+/// How much longer than the refresh timeout a caller waits for a flight.
+const CALLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn refresh_timed_out(shared: &Shared) -> Error {
+    let s = &shared.settings;
+    Error::transport(
+        &s.source_name,
+        format!(
+            "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
+            s.refresh_timeout
+        ),
+    )
 }
 
 /// In the stale window: starts the one background refresh unless it is running
@@ -145,40 +248,52 @@ pub(super) fn slow_path(
         if shared.logged_out.swap(false, SeqCst) {
             shared.wake.notify_one();
         }
-        let state = cached.state(shared.settings.clock.now_millis());
+        let state = cached.state(precise_now(shared));
+        // Not held across the waits below (a guard pins a slot of arc-swap's).
+        let cached = Guard::into_inner(cached);
         if matches!(state, State::Fresh | State::Stale) {
-            // The clock moved back between the caller's check and this one.
+            // The clock moved back between the caller's check and this one, or the
+            // coarse clock left the token's last moments to the precise one.
             shared.counters.hit();
-            return Ok(cached);
+            return Ok(Guard::from_inner(cached));
         }
-        let flight = match join_or_start(shared, Mode::Due) {
-            Start::Done(fresh) => {
-                shared.counters.hit();
-                return Ok(Guard::from_inner(fresh));
-            }
-            Start::BackingOff if state == State::Expiring => {
-                shared.counters.hit();
-                return Ok(cached);
-            }
-            Start::BackingOff => return Err(no_valid_token(shared, last_error(shared))),
-            Start::NoRuntime(error) => return Err(error),
-            Start::Joined(flight) => {
-                Counters::add(&shared.counters.waits);
-                flight
-            }
-            Start::Started(flight) => flight,
-        };
-        drop(cached);
-        match flight.await {
-            Ok(fresh) => Ok(Guard::from_inner(fresh)),
-            Err(error) => {
-                // Static stability: a token that is still valid beats an error.
-                let current = shared.current.load();
-                match current.state(shared.settings.clock.now_millis()) {
-                    State::Expired => Err(no_valid_token(shared, error)),
-                    _ => Ok(current),
+        let mut superseded_once = false;
+        loop {
+            let epoch = shared.epoch.load(SeqCst);
+            let flight = match join_or_start(shared, Mode::Due) {
+                Start::Done(fresh) => {
+                    shared.counters.hit();
+                    return Ok(Guard::from_inner(fresh));
                 }
+                Start::BackingOff if state == State::Expiring => {
+                    shared.counters.hit();
+                    return Ok(Guard::from_inner(cached));
+                }
+                Start::BackingOff => return Err(no_valid_token(shared, last_error(shared))),
+                Start::NoRuntime(error) => return Err(error),
+                Start::Joined(flight) => {
+                    Counters::add(&shared.counters.waits);
+                    flight
+                }
+                Start::Started(flight) => flight,
+            };
+            let error = match wait(shared, flight).await {
+                Ok(fresh) => return Ok(Guard::from_inner(fresh)),
+                Err(error) => error,
+            };
+            // Static stability: a token that is still valid beats an error.
+            let current = shared.current.load();
+            if current.state(precise_now(shared)) != State::Expired {
+                return Ok(current);
             }
+            // A `set_tokens` ended that flight early: one more, with its token.
+            // (After a `logout`, a call made before it gets no new login.)
+            let superseded = shared.epoch.load(SeqCst) != epoch;
+            if superseded && !superseded_once && !shared.logged_out.load(SeqCst) {
+                superseded_once = true;
+                continue;
+            }
+            return Err(no_valid_token(shared, error));
         }
     }
     .boxed()
@@ -187,12 +302,18 @@ pub(super) fn slow_path(
 /// A new token from the source now, joining a flight already running.
 pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
     match join_or_start(shared, Mode::Forced) {
-        Start::Joined(flight) | Start::Started(flight) => flight.await,
+        Start::Joined(flight) | Start::Started(flight) => wait(shared, flight).await,
         // Neither happens in forced mode; answered sensibly all the same.
         Start::Done(cached) => Ok(cached),
         Start::BackingOff => Err(no_valid_token(shared, last_error(shared))),
         Start::NoRuntime(error) => Err(error),
     }
+}
+
+/// The time (Unix ms) from the clock's precise reading, not the hit path's coarse
+/// one: off the hit path, the last moments before expiry are decided with it.
+fn precise_now(shared: &Shared) -> u64 {
+    crate::clock::unix_millis(shared.settings.clock.now())
 }
 
 fn last_error(shared: &Shared) -> Error {
@@ -226,13 +347,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
                 "the token source panicked; see the panic message above",
             ))
         }),
-        () = timeout => Err(Error::transport(
-            &s.source_name,
-            format!(
-                "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
-                s.refresh_timeout
-            ),
-        )),
+        () = timeout => Err(refresh_timed_out(shared)),
     };
     let _entered = span.enter();
     match &outcome {

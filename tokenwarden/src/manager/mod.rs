@@ -125,7 +125,7 @@ struct Shared {
     settings: Settings,
     current: ArcSwap<Cached>,
     /// The refresh in flight, if any; see [`flight`].
-    flight: Mutex<Option<flight::Flight>>,
+    flight: Mutex<Option<flight::InFlight>>,
     /// Whether `flight` holds a refresh, readable without the lock.
     in_flight: AtomicBool,
     backoff: backoff::Backoff,

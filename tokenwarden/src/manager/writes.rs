@@ -5,7 +5,7 @@
 
 use super::cached::Cached;
 use super::install::{complete, load_stored, prepare, publish};
-use super::Shared;
+use super::{flight, Shared};
 use crate::events::TokenEventKind;
 use crate::store::Lease;
 use crate::{Error, Result, Token};
@@ -33,9 +33,10 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     let now = s.clock.now();
     let token = complete(shared, token, now, true)?;
     let cached = prepare(shared, token, now)?;
-    // A flight that has not sent its request yet stops before it does: it would
-    // spend the refresh token this call replaces, or the one it sets.
+    // The flight in progress ends here: it would spend the refresh token this
+    // call replaces or the one it sets, or store a token over it.
     shared.epoch.fetch_add(1, SeqCst);
+    flight::cancel(shared);
     let lease = take_lease(shared).await?;
     let saved = {
         let _writing = shared.writes.lock().await;
@@ -81,7 +82,8 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     let s = &shared.settings;
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
-    // Not served from now on; a refresh in flight drops its result.
+    flight::cancel(shared);
+    // Not served from now on; a refresh still running drops its result.
     let held = shared.current.load_full();
     publish(shared, Cached::empty());
     let mut first_error = None;
