@@ -250,6 +250,26 @@ mod tests {
     }
 
     #[test]
+    fn the_coarse_clock_never_decides_a_tokens_last_moments() {
+        // No windows at all (a CLI's settings): the hit path, which reads a clock
+        // up to a tick behind, stops 20 ms before the end; the precise clock
+        // decides those 20 ms, and the token is served until its very end.
+        let no_windows = Windows {
+            refresh_ahead: Duration::ZERO,
+            min_valid: Duration::ZERO,
+            jitter: 0.0,
+        };
+        let now = at(1_000);
+        let ends = unix_millis(now) + 5_000;
+        let token = Token::new("a").with_expires_at(now + Duration::from_secs(5));
+        let cached = Cached::new(token, now, &no_windows, 1, "s").unwrap();
+        assert!(cached.is_fresh(ends - 21));
+        assert!(!cached.is_fresh(ends - 20));
+        assert_eq!(cached.state(ends - 1), State::Stale);
+        assert_eq!(cached.state(ends), State::Expired);
+    }
+
+    #[test]
     fn jitter_stays_within_its_bound() {
         for _ in 0..200 {
             let token = Token::new("a").with_expires_at(at(3_600));

@@ -55,6 +55,9 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
         shared.counters.hit();
         return Ok(cached);
     }
+    // Past the fresh window the coarse reading may be a tick behind a token's
+    // end: the precise clock decides.
+    let now = crate::clock::unix_millis(settings.clock.now());
     match cached.state(now) {
         State::Stale => flight::refresh_in_background(shared, now),
         // Still valid while a failed refresh backs off: served without waiting.

@@ -24,13 +24,18 @@ pub(super) async fn load_stored(shared: &Shared) -> Option<Token> {
 }
 
 /// Whether `stored` is another token than `ours` that may replace it: still
-/// valid, and expiring later than ours (or ours was rejected or is gone).
+/// valid, and not older than ours (or ours was rejected or is gone). A store
+/// written under fenced leases never goes back, so another token of the same
+/// expiry there is newer; except when ours is the one the store failed to save.
 pub(super) fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
     let now = shared.settings.clock.now();
     let newer = match ours.token() {
         Some(token) => {
+            let unsaved = shared.unsaved.load(SeqCst) == ours.generation;
             !token.access_token.ct_eq(&stored.access_token)
-                && (!ours.is_held() || stored.expires_at > token.expires_at)
+                && (!ours.is_held()
+                    || stored.expires_at > token.expires_at
+                    || (stored.expires_at == token.expires_at && !unsaved))
         }
         None => true,
     };

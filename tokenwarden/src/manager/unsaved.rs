@@ -9,12 +9,15 @@ use super::Shared;
 use crate::Result;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// Marks `cached` unsaved and starts saving it again in the background.
 pub(super) fn keep_saving(shared: &Arc<Shared>, cached: &Arc<Cached>) {
     shared.unsaved.store(cached.generation, SeqCst);
+    // Backoff is counted from the failure, whenever the task first runs.
+    let failed_at = shared.settings.clock.monotonic();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(retry(Arc::downgrade(shared), cached.generation));
+        runtime.spawn(retry(Arc::downgrade(shared), cached.generation, failed_at));
     }
 }
 
@@ -24,7 +27,7 @@ pub(super) fn is_unsaved(shared: &Shared) -> bool {
     unsaved != 0 && unsaved == shared.current.load().generation
 }
 
-async fn retry(manager: Weak<Shared>, generation: u64) {
+async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) {
     let mut delay = None;
     loop {
         let (clock, wait) = {
@@ -32,13 +35,15 @@ async fn retry(manager: Weak<Shared>, generation: u64) {
                 return;
             };
             let s = &shared.settings;
-            let wait = delay.map_or(s.backoff_initial, |d: std::time::Duration| {
-                (d * 2).min(s.backoff_max)
-            });
+            let wait = delay.map_or(s.backoff_initial, |d: Duration| (d * 2).min(s.backoff_max));
             (s.clock.clone(), wait)
         };
         delay = Some(wait);
-        clock.sleep(wait).await;
+        let retry_at = failed_at + wait;
+        clock
+            .sleep(retry_at.saturating_sub(clock.monotonic()))
+            .await;
+        failed_at = clock.monotonic();
         let Some(shared) = manager.upgrade() else {
             return;
         };

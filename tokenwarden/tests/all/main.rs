@@ -5,10 +5,15 @@
 
 mod browser;
 mod common;
+#[path = "../support/gated_store.rs"]
+mod gated_store;
+#[path = "../support/grant_server.rs"]
+mod grant_server;
 mod oidc;
 
 mod background;
 mod contention;
+mod coordination;
 mod file_processes;
 mod file_store;
 mod keyring_store;
@@ -20,6 +25,7 @@ mod oauth2_server;
 mod persist_listener;
 mod recovery;
 mod registry;
+mod runtimes;
 mod secrets;
 mod sources;
 mod tonic_channel;

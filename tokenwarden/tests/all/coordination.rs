@@ -1,0 +1,293 @@
+//! The coordination protocol under adversity (issue 12's scenarios): a slow lease
+//! holder, a refresh racing `logout` or `set_tokens`, a forced refresh and an
+//! `invalid_grant` in a fleet, a failed save. Against a model server that rotates
+//! refresh tokens and revokes the whole grant when a spent one comes back.
+
+use crate::common::*;
+use crate::gated_store::GatedStore;
+use crate::grant_server::{GrantServer, OnReuse};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::store::{MemoryStore, TokenStore};
+use tokenwarden::{ManualClock, TokenManager};
+
+const LIFETIME: Duration = Duration::from_secs(600);
+
+fn manager(
+    server: &Arc<GrantServer>,
+    clock: &ManualClock,
+    store: impl TokenStore + 'static,
+) -> TokenManager {
+    TokenManager::builder(server.clone())
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap()
+}
+
+/// Scenario 1: a waiter whose wait for the lease ends (the holder is slow) does
+/// not refresh with the refresh token it read before waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_lease_wait_ends_spends_no_refresh_token() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    // Two processes' stores: one directory, two file locks.
+    let build = || {
+        TokenManager::builder(server.clone())
+            .clock(clock.clone())
+            .store(file_store(dir.path(), [7; 32]))
+            .lease_ttl(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    };
+    let (holder, waiter) = (build(), build());
+    let first = holder.token().await.unwrap().fingerprint();
+    assert_eq!(waiter.token().await.unwrap().fingerprint(), first);
+
+    clock.advance(LIFETIME);
+    server.arrival.close(); // the token endpoint is slow
+    let holding = tokio::spawn({
+        let holder = holder.clone();
+        async move { holder.token().await.map(|t| t.fingerprint()) }
+    });
+    server.arrival.until_arrived(1).await; // the holder's refresh is at the server
+    let waited = waiter.token().await;
+    let error = waited.expect_err("no token while the holder refreshes, and no refresh");
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(server.arrival.arrived(), 1, "the waiter sent nothing");
+
+    server.arrival.open();
+    let second = holding.await.unwrap().unwrap();
+    clock.advance(Duration::from_secs(2)); // past the waiter's backoff
+    assert_eq!(waiter.token().await.unwrap().fingerprint(), second);
+    assert_eq!(server.reuses(), 0, "no refresh token spent twice");
+}
+
+/// Scenario 4: a `token()` racing `logout()` never serves the logged-out token
+/// once `logout()` returned, and a slow revocation holds nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_call_racing_logout_never_serves_the_logged_out_token() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let manager = manager(&server, &clock, store.clone());
+    let logged_out = manager.token().await.unwrap().fingerprint();
+
+    server.revocation.close(); // a slow revocation endpoint
+    let logout = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.logout().await }
+    });
+    server.revocation.until_arrived(1).await;
+    let racing = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    settle().await;
+    server.revocation.open();
+    logout.await.unwrap().unwrap();
+    if let Ok(racing) = racing.await.unwrap() {
+        assert_ne!(
+            racing, logged_out,
+            "the racing call got the logged-out token"
+        );
+    }
+    let after = manager.token().await.unwrap().fingerprint();
+    assert_ne!(after, logged_out, "a new login after the logout");
+    assert_eq!(server.revocations(), 1);
+}
+
+/// Scenario 4: a logout whose caller stops waiting still removes the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_whose_caller_goes_away_still_removes_the_token() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let manager = manager(&server, &clock, store.clone());
+    manager.token().await.unwrap();
+    assert_eq!(store.len(), 1);
+
+    server.revocation.close();
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), manager.logout()).await;
+    assert!(
+        gave_up.is_err(),
+        "the caller stopped waiting during the revocation"
+    );
+    assert!(store.is_empty(), "the stored token is gone all the same");
+    assert!(!manager.info().await.authenticated, "and not served");
+    server.revocation.open();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.revocations() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the revocation went on without its caller");
+}
+
+/// Scenario 5: `set_tokens` stops a refresh in flight before it reaches the
+/// source, so the refresh token it sets is never spent by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_tokens_supersedes_a_refresh_in_flight_before_it_is_sent() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    let manager = manager(&server, &clock, store.clone());
+    manager.token().await.unwrap();
+
+    clock.advance(LIFETIME);
+    store.loads.close(); // the refresh is on its way, reading the store
+    let in_flight = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    store.loads.until_arrived(1).await;
+    let given = server.login(); // signed in elsewhere, handed over by the user
+    let given_refresh = given.refresh_token.as_ref().unwrap().secret().to_owned();
+    manager.set_tokens(given.clone()).await.unwrap();
+    store.loads.open();
+
+    let served = in_flight.await.unwrap().expect("the token that was set");
+    assert_eq!(served, given.fingerprint());
+    assert_eq!(
+        server.refreshes_with(&given_refresh),
+        0,
+        "the flight did not spend the refresh token just set"
+    );
+    clock.advance(LIFETIME);
+    manager
+        .token()
+        .await
+        .expect("the set refresh token still works");
+    assert_eq!(server.refreshes_with(&given_refresh), 1);
+    assert_eq!(server.reuses(), 0);
+}
+
+/// Scenario 6: a forced refresh with a shared store looks in the store first; a
+/// token newer than the caller's (another instance refreshed) counts as forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_refresh_takes_a_newer_stored_token_instead_of_spending_its_own() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let (a, b) = (
+        manager(&server, &clock, store.clone()),
+        manager(&server, &clock, store.clone()),
+    );
+    a.token().await.unwrap();
+    b.token().await.unwrap(); // the same token, from the store
+    let newer = a.force_refresh().await.unwrap().fingerprint();
+    let forced = b.force_refresh().await.unwrap().fingerprint();
+    assert_eq!(forced, newer, "b took the token a stored");
+    assert_eq!(b.stats().refreshes, 0);
+    assert_eq!(server.reuses(), 0, "b's old refresh token was not sent");
+}
+
+/// Scenario 7: `invalid_grant` on a refresh looks in the store (a sibling rotated
+/// the token) before logging in again. A store without leases lets the two
+/// instances refresh at once; the server refuses the second use of the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_grant_in_a_fleet_takes_the_siblings_token_before_logging_in() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::Refuse);
+    let clock = clock();
+    let store = Arc::new(GatedStore {
+        without_leases: true,
+        ..GatedStore::over(MemoryStore::with_clock(clock.clone()))
+    });
+    let (a, b) = (
+        manager(&server, &clock, store.clone()),
+        manager(&server, &clock, store.clone()),
+    );
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+
+    clock.advance(LIFETIME);
+    server.arrival.close();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.token().await.map(|t| t.fingerprint()) }
+    });
+    server.arrival.until_arrived(1).await;
+    let second = tokio::spawn({
+        let b = b.clone();
+        async move { b.token().await.map(|t| t.fingerprint()) }
+    });
+    server.arrival.until_arrived(2).await;
+    server.arrival.let_one_through(); // a's refresh: rotated, stored
+    let rotated = first.await.unwrap().unwrap();
+    server.arrival.let_one_through(); // b's, with the spent token: invalid_grant
+    let taken = second.await.unwrap().expect("the sibling's token");
+    assert_eq!(taken, rotated);
+    assert_eq!(b.stats().fetches, 0, "no new login");
+    assert_eq!(server.reuses(), 1, "the one refused request");
+}
+
+/// Scenario 11: a token the store failed to save is served, shown as unsaved,
+/// and saved again with backoff until the save lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_save_is_retried_until_it_lands() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    store.failing_saves.store(2, SeqCst);
+    let manager = manager(&server, &clock, store.clone());
+    let served = manager.token().await.expect("served though not saved");
+    assert!(manager.info().await.unsaved);
+    assert!(manager.stats().unsaved);
+    assert_eq!(manager.stats().save_failures, 1);
+    assert!(store.inner.is_empty());
+
+    // The retries back off (1 s, then 2 s) on the clock's monotonic time.
+    clock.advance(Duration::from_secs(1));
+    until(|| store.failed_saves.load(SeqCst) == 2).await;
+    assert!(store.inner.is_empty());
+    clock.advance(Duration::from_secs(2));
+    until(|| !store.inner.is_empty()).await;
+    let stored = store.inner.load(manager.key()).await.unwrap().unwrap();
+    assert_eq!(stored.fingerprint(), served.fingerprint());
+    until(|| !manager.stats().unsaved).await;
+    assert!(!manager.info().await.unsaved);
+}
+
+/// Scenario 11: a newer token ends the retries of an older one's save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_token_replaces_an_unsaved_one() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    store.failing_saves.store(1, SeqCst);
+    let manager = manager(&server, &clock, store.clone());
+    manager.token().await.unwrap();
+    assert!(manager.stats().unsaved);
+    let newer = manager.force_refresh().await.unwrap().fingerprint();
+    assert!(!manager.stats().unsaved);
+    clock.advance(Duration::from_secs(60));
+    settle().await;
+    let stored = store.inner.load(manager.key()).await.unwrap().unwrap();
+    assert_eq!(
+        stored.fingerprint(),
+        newer,
+        "the old one was not saved over it"
+    );
+}
+
+/// Polls `done` (10 s of real time at most: a hang, not a timing check).
+async fn until(done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the condition came true");
+}
