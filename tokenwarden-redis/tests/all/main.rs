@@ -4,6 +4,9 @@
 #[allow(dead_code)] // not every binary uses every helper
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;
+#[path = "../../../tokenwarden/tests/support/grant_server.rs"]
+mod grant_server;
+mod fencing;
 mod processes;
 mod restart;
 mod shared;

@@ -55,7 +55,10 @@ async fn keep_fresh(manager: Weak<Shared>) {
         // Without a deadline, wake once a day anyway (a bounded time on every platform).
         let deadline = wait_until.unwrap_or_else(|| clock.now_millis().saturating_add(DAY_MS));
         let sleep = clock.sleep_until(from_unix_millis(deadline));
+        // Biased, here and in every `select!` of the library: no hidden randomness,
+        // so that a seeded simulation replays exactly.
         tokio::select! {
+            biased;
             () = sleep => {}
             () = wake.notified() => {}
         }

@@ -5,15 +5,17 @@
 //! 2. the lease: of all instances sharing the store, one goes on; without it no
 //!    refresh token is spent;
 //! 3. the store read again (whoever held the lease before may have stored a token);
-//! 4. the refresh, sent only if no `set_tokens`/`logout` superseded this flight and
-//!    the lease is still held, with the lease's end as the source's deadline;
+//! 4. the refresh with the stored token's refresh token (or this manager's own
+//!    token, if the store failed to save it; an empty store means a new login),
+//!    sent only if no `set_tokens`/`logout` superseded this flight and the lease
+//!    is still held, with the lease's end as the source's deadline;
 //! 5. on `invalid_grant`, the store read again before a full login;
 //! 6. the new token saved under the lease (a compare-and-set against its fence)
 //!    before anyone sees it; refused, the stored token is adopted instead.
 
 use super::cached::{Cached, State};
 use super::flight::Mode;
-use super::install::{adopt, complete, load_stored, prepare, publish};
+use super::install::{adopt, complete, load_stored, prepare, publish, read_store};
 use super::stats::Counters;
 use super::{unsaved, Shared};
 use crate::events::TokenEventKind;
@@ -33,7 +35,7 @@ pub(super) async fn obtain(
     let s = &shared.settings;
     let current = shared.current.load_full();
     let Some(store) = &s.store else {
-        return refresh(shared, &current, None, None, epoch, deadline).await;
+        return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
     if mode == Mode::Due {
         let stored = load_stored(shared).await;
@@ -63,7 +65,7 @@ async fn under_lease(
 ) -> Result<Arc<Cached>> {
     // A token stored by the lease's previous holder (for a forced refresh: a token
     // newer than the caller's counts as the forced refresh).
-    let stored = load_stored(shared).await;
+    let stored = read_store(shared).await?;
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
         return Ok(adopted);
     }
@@ -75,7 +77,7 @@ async fn under_lease(
             return Ok(now);
         }
     }
-    refresh(shared, current, stored, Some(lease), epoch, deadline).await
+    refresh(shared, current, Seen::Store(stored), Some(lease), epoch, deadline).await
 }
 
 /// The lease could not be had (held past its TTL by a stuck instance, or the store
@@ -102,25 +104,47 @@ async fn without_lease(
         return Err(error);
     }
     tracing::warn!(%error, "no lease: fetching a token for this instance only; it is not stored");
-    refresh(shared, current, None, None, epoch, deadline).await
+    refresh(shared, current, Seen::Store(None), None, epoch, deadline).await
 }
 
-/// Refresh with the best refresh token known (the store's is the newest), else
-/// fetch; then [`accept`]. `lease` is `None` when nothing may be stored.
+/// What the chain saw of the store.
+enum Seen {
+    /// The manager has no store: its own token is all there is.
+    NoStore,
+    /// What the store held (under the lease, when there is one).
+    Store(Option<Token>),
+}
+
+/// The token whose refresh token to send: with a store, the stored one (the
+/// store is the fleet's truth: another instance may have rotated the token since
+/// this one got its copy, and an empty store was cleared by a logout), except
+/// this manager's own token that the store failed to save; without a store, its
+/// own. `None`: log in again.
+fn refresh_base(shared: &Shared, current: &Cached, seen: &Seen) -> Option<Token> {
+    let ours = current.token().filter(|t| t.refresh_token.is_some());
+    match seen {
+        Seen::Store(_) if ours.is_some() && unsaved::is(shared, current) => ours.cloned(),
+        Seen::Store(stored) => stored.clone().filter(|t| t.refresh_token.is_some()),
+        Seen::NoStore => ours.cloned(),
+    }
+}
+
+/// Refresh with the refresh token of [`refresh_base`], else fetch; then
+/// [`accept`]. `lease` is `None` when nothing may be stored.
 async fn refresh(
     shared: &Arc<Shared>,
     current: &Arc<Cached>,
-    stored: Option<Token>,
+    seen: Seen,
     lease: Option<&Lease>,
     epoch: u64,
     deadline: &Deadline,
 ) -> Result<Arc<Cached>> {
     let s = &shared.settings;
-    let base = stored
-        .into_iter()
-        .chain(current.token().cloned())
-        .find(|t| t.refresh_token.is_some());
-    if let Some(base) = base {
+    let replaces = match &seen {
+        Seen::Store(stored) => stored.clone(),
+        Seen::NoStore => None,
+    };
+    if let Some(base) = refresh_base(shared, current, &seen) {
         let deadline = ready_to_send(shared, epoch, lease, deadline)?;
         Counters::add(&shared.counters.refreshes);
         tracing::debug!(fingerprint = %base.fingerprint(), "refreshing the token");
@@ -129,7 +153,8 @@ async fn refresh(
                 if token.refresh_token.is_none() {
                     token.refresh_token = base.refresh_token.clone();
                 }
-                return accept(shared, token, TokenEventKind::Refreshed, epoch, lease).await;
+                let kind = TokenEventKind::Refreshed;
+                return accept(shared, token, kind, epoch, lease, replaces.as_ref()).await;
             }
             Err(error) if error.is_invalid_grant() => {
                 // Another instance may have rotated the refresh token: its token
@@ -148,7 +173,7 @@ async fn refresh(
     Counters::add(&shared.counters.fetches);
     tracing::debug!("fetching a new token");
     let token = source::scope(deadline, s.source.fetch()).await?;
-    accept(shared, token, TokenEventKind::Fetched, epoch, lease).await
+    accept(shared, token, TokenEventKind::Fetched, epoch, lease, replaces.as_ref()).await
 }
 
 fn same_refresh_token(a: &Token, b: &Token) -> bool {
@@ -204,6 +229,7 @@ async fn accept(
     kind: TokenEventKind,
     epoch: u64,
     lease: Option<&Lease>,
+    replaces: Option<&Token>,
 ) -> Result<Arc<Cached>> {
     let s = &shared.settings;
     let now = s.clock.now();
@@ -251,7 +277,7 @@ async fn accept(
     drop(writing);
     shared.emit(kind, Some(&cached.token));
     if !saved {
-        unsaved::keep_saving(shared, &cached);
+        unsaved::keep_saving(shared, &cached, replaces);
     }
     Ok(cached)
 }

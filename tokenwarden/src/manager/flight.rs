@@ -334,21 +334,30 @@ async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
         key = %shared.settings.key,
         ?mode
     );
-    let epoch = shared.epoch.load(SeqCst);
     let s = &shared.settings;
     // On the monotonic clock: a wall clock stepped back extends no wait.
     let deadline = Deadline::after(s.clock.clone(), s.refresh_timeout);
-    let attempt = AssertUnwindSafe(attempt(shared, mode, epoch, &deadline)).catch_unwind();
+    let epoch = shared.epoch.load(SeqCst);
+    let attempt = AssertUnwindSafe(async {
+        // Not halfway through a `set_tokens` or `logout`: after it, with its epoch.
+        let _changing = shared.changing.read().await;
+        let epoch = shared.epoch.load(SeqCst);
+        (epoch, attempt(shared, mode, epoch, &deadline).await)
+    })
+    .catch_unwind();
     let timeout = s.clock.sleep(s.refresh_timeout);
     let outcome = tokio::select! {
-        outcome = attempt.instrument(span.clone()) => outcome.unwrap_or_else(|_| {
-            Err(Error::source_failed(
+        biased;
+        outcome = attempt.instrument(span.clone()) => match outcome {
+            Ok((started, outcome)) => (started, outcome),
+            Err(_) => (epoch, Err(Error::source_failed(
                 &s.source_name,
                 "the token source panicked; see the panic message above",
-            ))
-        }),
-        () = timeout => Err(refresh_timed_out(shared)),
+            ))),
+        },
+        () = timeout => (epoch, Err(refresh_timed_out(shared))),
     };
+    let (epoch, outcome) = outcome;
     let _entered = span.enter();
     match &outcome {
         Ok(_) => shared.backoff.reset(),

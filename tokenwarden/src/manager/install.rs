@@ -13,14 +13,17 @@ use std::time::SystemTime;
 /// The stored token, or `None` when there is none or it cannot be read (logged:
 /// an unreadable store is not a reason to stop serving).
 pub(super) async fn load_stored(shared: &Shared) -> Option<Token> {
-    let store = shared.settings.store.as_ref()?;
-    match store.load(&shared.settings.key).await {
-        Ok(token) => token,
-        Err(error) => {
-            tracing::warn!(%error, "could not read the stored token");
-            None
-        }
-    }
+    read_store(shared).await.ok().flatten()
+}
+
+/// The stored token (`Ok(None)` without a store); an error is logged.
+pub(super) async fn read_store(shared: &Shared) -> Result<Option<Token>> {
+    let Some(store) = shared.settings.store.as_ref() else {
+        return Ok(None);
+    };
+    store.load(&shared.settings.key).await.inspect_err(|error| {
+        tracing::warn!(%error, "could not read the stored token");
+    })
 }
 
 /// Whether `stored` is another token than `ours` that may replace it: still
@@ -31,7 +34,7 @@ pub(super) fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
     let now = shared.settings.clock.now();
     let newer = match ours.token() {
         Some(token) => {
-            let unsaved = shared.unsaved.load(SeqCst) == ours.generation;
+            let unsaved = super::unsaved::is(shared, ours);
             !token.access_token.ct_eq(&stored.access_token)
                 && (!ours.is_held()
                     || stored.expires_at > token.expires_at

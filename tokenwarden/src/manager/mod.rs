@@ -138,6 +138,9 @@ struct Shared {
     /// Held while a token is written to the store and the cache (by a flight,
     /// `set_tokens` or `logout`), so that the epoch check and the write are one step.
     writes: tokio::sync::Mutex<()>,
+    /// Held (write) by `set_tokens` and `logout` from start to end, and (read) by
+    /// each flight: a flight starts only between them, never halfway through one.
+    changing: tokio::sync::RwLock<()>,
     /// The last generation given to a token.
     generations: AtomicU64,
     /// Set by `logout`, cleared by `set_tokens` or the next caller: keeps the
@@ -145,8 +148,8 @@ struct Shared {
     logged_out: AtomicBool,
     /// When a caller last looked in the store while backing off (Unix ms).
     store_checked_at: AtomicU64,
-    /// The generation of a token served but not saved yet (0: none); see [`unsaved`].
-    unsaved: AtomicU64,
+    /// A token served but not saved yet; see [`unsaved`].
+    unsaved: Mutex<Option<unsaved::Unsaved>>,
 }
 
 impl Shared {
@@ -163,9 +166,10 @@ impl Shared {
             background_started: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             writes: tokio::sync::Mutex::new(()),
+            changing: tokio::sync::RwLock::new(()),
             logged_out: AtomicBool::new(false),
             generations: AtomicU64::new(0),
-            unsaved: AtomicU64::new(0),
+            unsaved: Mutex::new(None),
         }
     }
 

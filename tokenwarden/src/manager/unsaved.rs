@@ -1,19 +1,36 @@
 //! A token that could not be saved: it is served (the old refresh token is spent,
 //! so it is the only usable one), and saved again with backoff until the save
-//! lands or a newer token replaces it. [`TokenInfo::unsaved`](crate::TokenInfo)
-//! and [`Stats::unsaved`](crate::Stats) show the state meanwhile.
+//! lands, a newer token replaces it, or the store no longer holds the token it
+//! replaced (another instance stored a newer one, or a logout cleared it).
+//! [`TokenInfo::unsaved`](crate::TokenInfo) and [`Stats::unsaved`](crate::Stats)
+//! show the state meanwhile.
 
 use super::cached::Cached;
-use super::install::{load_stored, replaces};
+use super::install::{publish, read_store};
 use super::Shared;
-use crate::Result;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Weak};
+use crate::{Result, Token};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
+/// The token that could not be saved, and what the store held when it was made.
+#[derive(Debug)]
+pub(super) struct Unsaved {
+    generation: u64,
+    /// The fingerprint of the stored token it replaces (`None`: the store was empty).
+    replaces: Option<String>,
+}
+
+fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
+    shared.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Marks `cached` unsaved and starts saving it again in the background.
-pub(super) fn keep_saving(shared: &Arc<Shared>, cached: &Arc<Cached>) {
-    shared.unsaved.store(cached.generation, SeqCst);
+/// `replaces` is the token the store held when `cached` was made.
+pub(super) fn keep_saving(shared: &Arc<Shared>, cached: &Arc<Cached>, replaces: Option<&Token>) {
+    *state(shared) = Some(Unsaved {
+        generation: cached.generation,
+        replaces: replaces.map(Token::fingerprint),
+    });
     // Backoff is counted from the failure, whenever the task first runs.
     let failed_at = shared.settings.clock.monotonic();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -21,10 +38,24 @@ pub(super) fn keep_saving(shared: &Arc<Shared>, cached: &Arc<Cached>) {
     }
 }
 
+/// Whether `cached` is a token that could not be saved yet.
+pub(super) fn is(shared: &Shared, cached: &Cached) -> bool {
+    state(shared)
+        .as_ref()
+        .is_some_and(|u| u.generation == cached.generation && cached.generation != 0)
+}
+
 /// Whether the token being served is one that could not be saved yet.
 pub(super) fn is_unsaved(shared: &Shared) -> bool {
-    let unsaved = shared.unsaved.load(SeqCst);
-    unsaved != 0 && unsaved == shared.current.load().generation
+    is(shared, &shared.current.load())
+}
+
+/// Ends the unsaved state of `generation`, if it is still that one's.
+fn clear(shared: &Shared, generation: u64) {
+    let mut state = state(shared);
+    if state.as_ref().is_some_and(|u| u.generation == generation) {
+        *state = None;
+    }
 }
 
 async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) {
@@ -48,15 +79,12 @@ async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) 
             return;
         };
         let current = shared.current.load_full();
-        if current.generation != generation || shared.unsaved.load(SeqCst) != generation {
+        if !is(&shared, &current) {
             return; // replaced by a newer token, or cleared
         }
         match save(&shared, &current).await {
             Ok(()) => {
-                let _ = shared
-                    .unsaved
-                    .compare_exchange(generation, 0, SeqCst, SeqCst);
-                tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
+                clear(&shared, generation);
                 return;
             }
             Err(error) => {
@@ -66,24 +94,35 @@ async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) 
     }
 }
 
-/// One attempt, under the lease: unless the store holds a newer token already.
-async fn save(shared: &Shared, current: &Cached) -> Result<()> {
+/// One attempt, under the lease: saved if the store still holds the token ours
+/// replaced; given up if it holds another (a newer one, or none after a logout).
+async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
     let s = &shared.settings;
     let Some(store) = &s.store else {
         return Ok(());
     };
     let lease = store.lease(&s.key, s.lease_ttl).await?;
-    let newer = load_stored(shared)
-        .await
-        .is_some_and(|stored| replaces(shared, current, &stored));
-    let outcome = {
+    let outcome = async {
+        let stored = read_store(shared).await?;
         let _writing = shared.writes.lock().await;
-        if newer || shared.current.load().generation != current.generation {
-            Ok(()) // nothing of ours left to save
-        } else {
-            store.save_leased(&s.key, &current.token, &lease).await
+        if !is(shared, current) {
+            return Ok(()); // nothing of ours left to save
         }
-    };
+        let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
+        let holds = stored.as_ref().map(Token::fingerprint);
+        if holds == expected {
+            store.save_leased(&s.key, &current.token, &lease).await?;
+            tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
+        } else if holds.is_none() {
+            // Cleared by a logout elsewhere: this token goes too.
+            tracing::info!(fingerprint = %current.fingerprint, "the store was cleared meanwhile; dropping the unsaved token");
+            publish(shared, Cached::empty());
+        } else {
+            tracing::info!(fingerprint = %current.fingerprint, "the store holds a newer token; the unsaved one is not saved");
+        }
+        Ok(())
+    }
+    .await;
     if let Err(error) = lease.release().await {
         tracing::debug!(%error, "the lease ended before the save released it");
     }

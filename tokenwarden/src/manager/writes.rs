@@ -37,6 +37,7 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     // call replaces or the one it sets, or store a token over it.
     shared.epoch.fetch_add(1, SeqCst);
     flight::cancel(shared);
+    let _changing = shared.changing.write().await;
     let lease = take_lease(shared).await?;
     let saved = {
         let _writing = shared.writes.lock().await;
@@ -83,6 +84,7 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
     flight::cancel(shared);
+    let _changing = shared.changing.write().await;
     // Not served from now on; a refresh still running drops its result.
     let held = shared.current.load_full();
     publish(shared, Cached::empty());

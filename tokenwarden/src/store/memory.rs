@@ -157,6 +157,7 @@ impl TokenStore for MemoryStore {
                 ));
             }
             tokio::select! {
+                biased;
                 () = released => {}
                 () = clock.sleep(wait.min(give_up_at - now)) => {}
             }

@@ -54,7 +54,9 @@ async fn a_waiter_whose_lease_wait_ends_spends_no_refresh_token() {
         async move { holder.token().await.map(|t| t.fingerprint()) }
     });
     server.arrival.until_arrived(1).await; // the holder's refresh is at the server
-    let waited = waiter.token().await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter.token())
+        .await
+        .expect("the waiter does not wait for the slow holder's request");
     let error = waited.expect_err("no token while the holder refreshes, and no refresh");
     assert!(error.is_transient(), "{error}");
     assert_eq!(server.arrival.arrived(), 1, "the waiter sent nothing");
@@ -73,7 +75,7 @@ async fn a_token_call_racing_logout_never_serves_the_logged_out_token() {
     let _h = harness();
     let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
     let clock = clock();
-    let store = MemoryStore::with_clock(clock.clone());
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
     let manager = manager(&server, &clock, store.clone());
     let logged_out = manager.token().await.unwrap().fingerprint();
 
@@ -83,22 +85,36 @@ async fn a_token_call_racing_logout_never_serves_the_logged_out_token() {
         async move { manager.logout().await }
     });
     server.revocation.until_arrived(1).await;
+    // A caller asks for a token while the logout revokes, and reads the store.
+    store.loads.close();
     let racing = tokio::spawn({
         let manager = manager.clone();
         async move { manager.token().await.map(|t| t.fingerprint()) }
     });
-    settle().await;
+    store.loads.until_arrived(1).await;
+    let read_before = store.loaded.load(SeqCst);
+    store.loads.open();
+    until(|| store.loaded.load(SeqCst) > read_before).await;
     server.revocation.open();
-    logout.await.unwrap().unwrap();
-    if let Ok(racing) = racing.await.unwrap() {
-        assert_ne!(
-            racing, logged_out,
-            "the racing call got the logged-out token"
-        );
+    tokio::time::timeout(Duration::from_secs(10), logout)
+        .await
+        .expect("the logout ends")
+        .unwrap()
+        .unwrap();
+    let racing = tokio::time::timeout(Duration::from_secs(10), racing)
+        .await
+        .expect("the racing call ends")
+        .unwrap();
+    if let Ok(racing) = racing {
+        assert_ne!(racing, logged_out, "the racing call got the logged-out token");
     }
     let after = manager.token().await.unwrap().fingerprint();
     assert_ne!(after, logged_out, "a new login after the logout");
     assert_eq!(server.revocations(), 1);
+    assert!(
+        !store.inner.load(manager.key()).await.unwrap().is_some_and(|t| t.fingerprint() == logged_out),
+        "not stored again"
+    );
 }
 
 /// Scenario 4: a logout whose caller stops waiting still removes the token.
@@ -223,8 +239,13 @@ async fn invalid_grant_in_a_fleet_takes_the_siblings_token_before_logging_in() {
     server.arrival.until_arrived(2).await;
     server.arrival.let_one_through(); // a's refresh: rotated, stored
     let rotated = first.await.unwrap().unwrap();
+    server.arrival.stop_holding(); // a new login would not be held
     server.arrival.let_one_through(); // b's, with the spent token: invalid_grant
-    let taken = second.await.unwrap().expect("the sibling's token");
+    let taken = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("b ends")
+        .unwrap()
+        .expect("the sibling's token");
     assert_eq!(taken, rotated);
     assert_eq!(b.stats().fetches, 0, "no new login");
     assert_eq!(server.reuses(), 1, "the one refused request");

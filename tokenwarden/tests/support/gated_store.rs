@@ -15,6 +15,8 @@ pub struct GatedStore {
     pub inner: MemoryStore,
     /// Loads wait here before they read.
     pub loads: Gate,
+    /// How many loads have read.
+    pub loaded: AtomicUsize,
     /// How many of the next saves fail.
     pub failing_saves: AtomicUsize,
     /// How many saves failed.
@@ -47,7 +49,9 @@ impl GatedStore {
 impl TokenStore for GatedStore {
     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
         self.loads.pass().await;
-        self.inner.load(key).await
+        let loaded = self.inner.load(key).await;
+        self.loaded.fetch_add(1, SeqCst);
+        loaded
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {

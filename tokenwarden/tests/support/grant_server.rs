@@ -49,6 +49,12 @@ impl Gate {
         self.permits.add_permits(1);
     }
 
+    /// Lets the calls that arrive from now on through, and keeps holding those
+    /// that are held.
+    pub fn stop_holding(&self) {
+        self.closed.store(false, SeqCst);
+    }
+
     /// Lets every call through, now and later.
     pub fn open(&self) {
         self.closed.store(false, SeqCst);

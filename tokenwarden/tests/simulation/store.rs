@@ -1,0 +1,206 @@
+//! The shared store model: the real `MemoryStore` (leases with a TTL and fencing,
+//! as Redis's) on the world's time, seen by each process through its own door:
+//! calls stop while the process is paused, may fail or stall, and every write is
+//! checked (the store never goes back to an older token, and holds nothing from
+//! before a logout once the logout returned).
+
+use crate::life::Life;
+use crate::server::{number, Server};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokenwarden::store::{Lease, MemoryStore, TokenStore};
+use tokenwarden::{Error, Result, Token, TokenKey};
+
+/// How the store misbehaves, per call (probabilities).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFaults {
+    /// An error before the call did anything.
+    pub fails: f64,
+    /// A write that landed, but whose answer was lost (an error all the same).
+    pub answer_lost: f64,
+    /// 100 ms to 3 s before the call is made.
+    pub stalls: f64,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    /// The number of the token stored last (None: nothing stored).
+    last: Option<u64>,
+    /// Tokens up to this number were issued before a logout that returned.
+    logged_out_up_to: u64,
+    /// Tokens given to `set_tokens`: the caller's choice, whatever else the store
+    /// held (a set token replaces newer ones, and may follow a logout).
+    handed_over: std::collections::HashSet<u64>,
+    pub violations: Vec<String>,
+}
+
+/// What all processes share.
+#[derive(Debug)]
+pub struct Shared {
+    pub memory: MemoryStore,
+    pub server: Arc<Server>,
+    faults: StoreFaults,
+    rng: Mutex<fastrand::Rng>,
+    history: Mutex<History>,
+}
+
+impl Shared {
+    pub fn new(memory: MemoryStore, server: Arc<Server>, faults: StoreFaults, seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            memory,
+            server,
+            faults,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5707_e5e5)),
+            history: Mutex::default(),
+        })
+    }
+
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().unwrap_or_else(PoisonError::into_inner).f64() < p
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.history().violations.clone()
+    }
+
+    /// A token given to `set_tokens`.
+    pub fn handed_over(&self, token: &Token) {
+        let n = number(token.access_token.secret());
+        self.history().handed_over.insert(n);
+    }
+
+    /// A logout returned: nothing issued so far may be stored again.
+    pub fn logged_out(&self, issued: u64) {
+        let mut history = self.history();
+        history.logged_out_up_to = history.logged_out_up_to.max(issued);
+    }
+
+    fn wrote(&self, token: &Token) {
+        let n = number(token.access_token.secret());
+        let mut history = self.history();
+        let chosen = history.handed_over.contains(&n);
+        if let Some(last) = history.last.filter(|&last| n < last && !chosen) {
+            history
+                .violations
+                .push(format!("the store went back from token {last} to token {n}"));
+        }
+        if n <= history.logged_out_up_to && !chosen {
+            let up_to = history.logged_out_up_to;
+            history.violations.push(format!(
+                "token {n} stored after a logout that cleared every token up to {up_to}"
+            ));
+        }
+        history.last = Some(n);
+        tracing::debug!("store: token {n} written");
+    }
+
+    fn deleted(&self) {
+        tracing::debug!("store: token deleted");
+        self.history().last = None;
+    }
+}
+
+/// One process's view of the shared store.
+#[derive(Debug)]
+pub struct Door {
+    pub shared: Arc<Shared>,
+    pub life: Life,
+}
+
+impl Door {
+    /// Before a call: the process must run; the store may stall or fail.
+    async fn enter(&self) -> Result<()> {
+        self.life.step().await;
+        let s = &self.shared;
+        if s.chance(s.faults.stalls) {
+            let stall = s.rng.lock().unwrap_or_else(PoisonError::into_inner).u64(100..3_000);
+            tokio::time::sleep(Duration::from_millis(stall)).await;
+        }
+        if s.chance(s.faults.fails) {
+            return Err(Error::store("sim-store", "connection refused"));
+        }
+        Ok(())
+    }
+
+    /// After a write: the answer may be lost; the process may have paused.
+    async fn leave(&self, written: Result<()>) -> Result<()> {
+        let s = &self.shared;
+        let written = match written {
+            Ok(()) if s.chance(s.faults.answer_lost) => {
+                Err(Error::store("sim-store", "the connection closed"))
+            }
+            other => other,
+        };
+        self.life.step().await;
+        written
+    }
+
+    async fn write(&self, token: &Token, save: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+        if let Err(error) = self.enter().await {
+            self.shared
+                .server
+                .unsaved
+                .lock()
+                .unwrap()
+                .insert(number(token.access_token.secret()));
+            return Err(error);
+        }
+        let saved = save.await;
+        if saved.is_ok() {
+            self.shared.wrote(token);
+        }
+        self.leave(saved).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for Door {
+    async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
+        self.enter().await?;
+        let loaded = self.shared.memory.load(key).await;
+        self.life.step().await;
+        loaded
+    }
+
+    async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
+        self.write(token, self.shared.memory.save(key, token)).await
+    }
+
+    async fn delete(&self, key: &TokenKey) -> Result<()> {
+        self.enter().await?;
+        let deleted = self.shared.memory.delete(key).await;
+        if deleted.is_ok() {
+            self.shared.deleted();
+        }
+        self.leave(deleted).await
+    }
+
+    async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
+        self.enter().await?;
+        let lease = self.shared.memory.lease(key, ttl).await;
+        self.life.step().await;
+        lease
+    }
+
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        self.write(token, self.shared.memory.save_leased(key, token, lease))
+            .await
+    }
+
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        self.enter().await?;
+        let deleted = self.shared.memory.delete_leased(key, lease).await;
+        if deleted.is_ok() {
+            self.shared.deleted();
+        }
+        self.leave(deleted).await
+    }
+
+    fn name(&self) -> &str {
+        "sim-store"
+    }
+}
