@@ -2,7 +2,8 @@
 //! It holds the manager only weakly and ends when the last handle is dropped.
 
 use super::cached::State;
-use super::flight::{join_or_start, Mode, Start};
+use super::chain::Mode;
+use super::flight::{join_or_start, Start};
 use super::Shared;
 use crate::clock::from_unix_millis;
 use std::sync::atomic::Ordering::SeqCst;

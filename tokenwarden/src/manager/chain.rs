@@ -14,7 +14,6 @@
 //!    before anyone sees it; refused, the stored token is adopted instead.
 
 use super::cached::{Cached, State};
-use super::flight::Mode;
 use super::install::{adopt, complete, load_stored, prepare, publish, read_store};
 use super::stats::Counters;
 use super::{unsaved, Shared};
@@ -24,6 +23,24 @@ use crate::store::Lease;
 use crate::{Error, Result, Token};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+
+/// What a flight is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The token is stale, expiring or gone: a token in the store will do.
+    Due,
+    /// The caller wants a new token from the source, whatever is cached or stored.
+    Forced,
+    /// Backing off after a failure: only a token another process stored will do.
+    StoreOnly,
+}
+
+/// Whether the flight in progress has sent a request to the source (its
+/// `Shared::sending`): one that has not can be stopped by `set_tokens`; one that
+/// has may bring a rotated refresh token, which must reach the store.
+pub(super) const IDLE: u8 = 0;
+pub(super) const SENDING: u8 = 1;
+pub(super) const STOPPED: u8 = 2;
 
 /// A new token for a due or forced refresh, within `deadline`.
 pub(super) async fn obtain(
@@ -38,12 +55,12 @@ pub(super) async fn obtain(
         return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
     if mode == Mode::Due {
-        let stored = load_stored(shared).await;
+        let stored = within(shared, deadline, async { Ok(load_stored(shared).await) }).await?;
         if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
             return Ok(adopted);
         }
     }
-    let lease = match store.lease(&s.key, s.lease_ttl).await {
+    let lease = match within(shared, deadline, store.lease(&s.key, s.lease_ttl)).await {
         Ok(lease) => lease,
         Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
     };
@@ -65,7 +82,7 @@ async fn under_lease(
 ) -> Result<Arc<Cached>> {
     // A token stored by the lease's previous holder (for a forced refresh: a token
     // newer than the caller's counts as the forced refresh).
-    let stored = read_store(shared).await?;
+    let stored = within(shared, deadline, read_store(shared)).await?;
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
         return Ok(adopted);
     }
@@ -91,7 +108,7 @@ async fn without_lease(
     deadline: &Deadline,
     error: Error,
 ) -> Result<Arc<Cached>> {
-    let stored = load_stored(shared).await;
+    let stored = within(shared, deadline, async { Ok(load_stored(shared).await) }).await?;
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
         return Ok(adopted);
     }
@@ -148,7 +165,8 @@ async fn refresh(
         let deadline = ready_to_send(shared, epoch, lease, deadline)?;
         Counters::add(&shared.counters.refreshes);
         tracing::debug!(fingerprint = %base.fingerprint(), "refreshing the token");
-        match source::scope(deadline, s.source.refresh(&base)).await {
+        let refreshed = source::scope(deadline.clone(), s.source.refresh(&base));
+        match within(shared, &deadline, refreshed).await {
             Ok(mut token) => {
                 if token.refresh_token.is_none() {
                     token.refresh_token = base.refresh_token.clone();
@@ -172,7 +190,7 @@ async fn refresh(
     let deadline = ready_to_send(shared, epoch, lease, deadline)?;
     Counters::add(&shared.counters.fetches);
     tracing::debug!("fetching a new token");
-    let token = source::scope(deadline, s.source.fetch()).await?;
+    let token = within(shared, &deadline, source::scope(deadline.clone(), s.source.fetch())).await?;
     accept(shared, token, TokenEventKind::Fetched, epoch, lease, replaces.as_ref()).await
 }
 
@@ -197,6 +215,13 @@ fn ready_to_send(
     if shared.epoch.load(SeqCst) != epoch {
         return Err(superseded(shared));
     }
+    // From here on a `set_tokens` waits for this flight instead of stopping it.
+    let sending = shared
+        .sending
+        .compare_exchange(IDLE, SENDING, SeqCst, SeqCst);
+    if sending == Err(STOPPED) {
+        return Err(superseded(shared));
+    }
     match lease.and_then(Lease::held_for) {
         Some(left) if left.is_zero() => {
             Counters::add(&shared.counters.lease_losses);
@@ -208,6 +233,35 @@ fn ready_to_send(
         Some(left) => Ok(deadline.capped(left)),
         None => Ok(deadline.clone()),
     }
+}
+
+/// `work`, unless `deadline` comes first. Everything up to the token request's
+/// answer runs within the refresh timeout; saving what the answer brought does
+/// not: a rotated refresh token is never dropped for our own timeout (the save is
+/// fenced, so a late one is refused rather than harmful).
+pub(super) async fn within<T>(
+    shared: &Shared,
+    deadline: &Deadline,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let timeout = shared.settings.clock.sleep(deadline.remaining());
+    tokio::select! {
+        biased;
+        done = work => done,
+        () = timeout => Err(refresh_timed_out(shared)),
+    }
+}
+
+/// A refresh that took longer than the refresh timeout.
+pub(super) fn refresh_timed_out(shared: &Shared) -> Error {
+    let s = &shared.settings;
+    Error::transport(
+        &s.source_name,
+        format!(
+            "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
+            s.refresh_timeout
+        ),
+    )
 }
 
 /// The error of a flight that a `set_tokens` or `logout` made pointless.
@@ -237,6 +291,14 @@ async fn accept(
     let cached = prepare(shared, token, now)?;
     let writing = shared.writes.lock().await;
     if shared.epoch.load(SeqCst) != epoch {
+        // Superseded by `set_tokens` after the request went out: the rotated
+        // token is stored all the same (fenced), so that no instance sends the
+        // spent refresh token, and `set_tokens` writes over it next.
+        if let (Some(store), Some(lease), TokenEventKind::Refreshed) = (&s.store, lease, kind) {
+            if let Err(error) = store.save_leased(&s.key, &cached.token, lease).await {
+                tracing::warn!(%error, "could not store the token of a superseded refresh");
+            }
+        }
         let current = shared.current.load_full();
         return match current.state(s.clock.now_millis()) {
             State::Expired => Err(superseded(shared)),

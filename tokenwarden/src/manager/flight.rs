@@ -12,7 +12,8 @@
 use super::cached::{Cached, State};
 use super::install::{adopt, load_stored};
 use super::stats::Counters;
-use super::{chain, Shared};
+use super::chain::{self, refresh_timed_out, Mode, IDLE, STOPPED};
+use super::Shared;
 use crate::source::Deadline;
 use crate::{Error, Result};
 use arc_swap::Guard;
@@ -51,16 +52,6 @@ impl std::fmt::Debug for InFlight {
 }
 
 static FLIGHT_IDS: AtomicU64 = AtomicU64::new(1);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    /// The token is stale, expiring or gone: a token in the store will do.
-    Due,
-    /// The caller wants a new token from the source, whatever is cached or stored.
-    Forced,
-    /// Backing off after a failure: only a token another process stored will do.
-    StoreOnly,
-}
 
 /// How often callers that are backing off look in the store for a token.
 pub(super) const STORE_RECHECK_MS: u64 = 100;
@@ -155,10 +146,27 @@ fn start(
     Start::Started(in_flight)
 }
 
-/// Ends the flight in progress, if any, before it stores or serves anything: a
-/// `set_tokens` or `logout` replaces whatever it would bring. Its callers get an
-/// error (and the store's lease it held is given up).
-pub(super) fn cancel(shared: &Shared) {
+/// What [`cancel`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cancel {
+    /// A flight that has not sent its request yet (`set_tokens`): one that has
+    /// goes on, stores what it brings (fenced), and serves nothing.
+    Unsent,
+    /// Any flight (`logout`: whatever it brings is cleared anyway).
+    Any,
+}
+
+/// Ends the flight in progress, as `which` says. Its callers get an error (and
+/// the store's lease it held is given up).
+pub(super) fn cancel(shared: &Shared, which: Cancel) {
+    let stoppable = which == Cancel::Any
+        || shared
+            .sending
+            .compare_exchange(IDLE, STOPPED, SeqCst, SeqCst)
+            .is_ok();
+    if !stoppable {
+        return;
+    }
     let in_flight = shared
         .flight
         .lock()
@@ -215,16 +223,6 @@ async fn wait(shared: &Shared, in_flight: InFlight) -> Result<Arc<Cached>> {
 /// How much longer than the refresh timeout a caller waits for a flight.
 const CALLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn refresh_timed_out(shared: &Shared) -> Error {
-    let s = &shared.settings;
-    Error::transport(
-        &s.source_name,
-        format!(
-            "no token within the refresh timeout of {:?}: the token endpoint or the store hangs",
-            s.refresh_timeout
-        ),
-    )
-}
 
 /// In the stale window: starts the one background refresh unless it is running
 /// or backing off. Never waits, and takes no lock unless it starts one.
@@ -257,7 +255,7 @@ pub(super) fn slow_path(
             shared.counters.hit();
             return Ok(Guard::from_inner(cached));
         }
-        let mut superseded_once = false;
+        let mut tried_again = false;
         loop {
             let epoch = shared.epoch.load(SeqCst);
             let flight = match join_or_start(shared, Mode::Due) {
@@ -278,7 +276,16 @@ pub(super) fn slow_path(
                 Start::Started(flight) => flight,
             };
             let error = match wait(shared, flight).await {
-                Ok(fresh) => return Ok(Guard::from_inner(fresh)),
+                // Not if it expired on its way (a slow store, or the wall clock
+                // stepped forward meanwhile).
+                Ok(fresh) if fresh.state(precise_now(shared)) != State::Expired => {
+                    return Ok(Guard::from_inner(fresh))
+                }
+                Ok(_) => Error::source_failed(
+                    &shared.settings.source_name,
+                    "the new token had expired by the time it was ready; is the clock stepping?",
+                )
+                .with_transient(true),
                 Err(error) => error,
             };
             // Static stability: a token that is still valid beats an error.
@@ -289,8 +296,8 @@ pub(super) fn slow_path(
             // A `set_tokens` ended that flight early: one more, with its token.
             // (After a `logout`, a call made before it gets no new login.)
             let superseded = shared.epoch.load(SeqCst) != epoch;
-            if superseded && !superseded_once && !shared.logged_out.load(SeqCst) {
-                superseded_once = true;
+            if superseded && !tried_again && !shared.logged_out.load(SeqCst) {
+                tried_again = true;
                 continue;
             }
             return Err(no_valid_token(shared, error));
@@ -338,26 +345,32 @@ async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
     // On the monotonic clock: a wall clock stepped back extends no wait.
     let deadline = Deadline::after(s.clock.clone(), s.refresh_timeout);
     let epoch = shared.epoch.load(SeqCst);
+    // The attempt keeps to `deadline` up to the token request's answer; storing
+    // what the answer brought is not cut short (see `chain::within`).
     let attempt = AssertUnwindSafe(async {
         // Not halfway through a `set_tokens` or `logout`: after it, with its epoch.
-        let _changing = shared.changing.read().await;
+        let changing = chain::within(shared, &deadline, async {
+            Ok(shared.changing.read().await)
+        });
+        let _changing = match changing.await {
+            Ok(guard) => guard,
+            Err(error) => return (epoch, Err(error)),
+        };
+        shared.sending.store(IDLE, SeqCst);
         let epoch = shared.epoch.load(SeqCst);
         (epoch, attempt(shared, mode, epoch, &deadline).await)
     })
     .catch_unwind();
-    let timeout = s.clock.sleep(s.refresh_timeout);
-    let outcome = tokio::select! {
-        biased;
-        outcome = attempt.instrument(span.clone()) => match outcome {
-            Ok((started, outcome)) => (started, outcome),
-            Err(_) => (epoch, Err(Error::source_failed(
+    let (epoch, outcome) = match attempt.instrument(span.clone()).await {
+        Ok(outcome) => outcome,
+        Err(_) => (
+            epoch,
+            Err(Error::source_failed(
                 &s.source_name,
                 "the token source panicked; see the panic message above",
-            ))),
-        },
-        () = timeout => (epoch, Err(refresh_timed_out(shared))),
+            )),
+        ),
     };
-    let (epoch, outcome) = outcome;
     let _entered = span.enter();
     match &outcome {
         Ok(_) => shared.backoff.reset(),

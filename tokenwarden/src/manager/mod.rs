@@ -141,6 +141,8 @@ struct Shared {
     /// Held (write) by `set_tokens` and `logout` from start to end, and (read) by
     /// each flight: a flight starts only between them, never halfway through one.
     changing: tokio::sync::RwLock<()>,
+    /// Whether the flight in progress has sent its request (see `flight::cancel`).
+    sending: std::sync::atomic::AtomicU8,
     /// The last generation given to a token.
     generations: AtomicU64,
     /// Set by `logout`, cleared by `set_tokens` or the next caller: keeps the
@@ -167,6 +169,7 @@ impl Shared {
             epoch: AtomicU64::new(0),
             writes: tokio::sync::Mutex::new(()),
             changing: tokio::sync::RwLock::new(()),
+            sending: std::sync::atomic::AtomicU8::new(0),
             logged_out: AtomicBool::new(false),
             generations: AtomicU64::new(0),
             unsaved: Mutex::new(None),

@@ -33,10 +33,12 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     let now = s.clock.now();
     let token = complete(shared, token, now, true)?;
     let cached = prepare(shared, token, now)?;
-    // The flight in progress ends here: it would spend the refresh token this
-    // call replaces or the one it sets, or store a token over it.
+    // The flight in progress ends here if it has not sent its request (it would
+    // spend the refresh token this call replaces, or the one it sets); if it has,
+    // it stores what it brings (so that no instance sends the spent one) and
+    // serves nothing, and this call waits for it.
     shared.epoch.fetch_add(1, SeqCst);
-    flight::cancel(shared);
+    flight::cancel(shared, flight::Cancel::Unsent);
     let _changing = shared.changing.write().await;
     let lease = take_lease(shared).await?;
     let saved = {
@@ -83,7 +85,7 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     let s = &shared.settings;
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
-    flight::cancel(shared);
+    flight::cancel(shared, flight::Cancel::Any);
     let _changing = shared.changing.write().await;
     // Not served from now on; a refresh still running drops its result.
     let held = shared.current.load_full();

@@ -39,6 +39,8 @@ struct Use {
     lost: bool,
     /// The token the refresh issued, if it did.
     issued: Option<u64>,
+    /// Its answer reached the sender (in time or not).
+    delivered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +118,15 @@ impl Server {
 
     pub fn issued(&self) -> u64 {
         self.state().issued
+    }
+
+    /// A process died: the answers it was waiting for are lost.
+    pub fn died(&self, process: usize) {
+        for waiting in self.state().uses.iter_mut() {
+            if waiting.process == process && !waiting.delivered {
+                waiting.lost = true;
+            }
+        }
     }
 
     pub fn requests(&self) -> u64 {
@@ -294,6 +305,7 @@ impl TokenSource for Client {
                 refresh,
                 lost: false,
                 issued: None,
+                delivered: false,
             });
             state.uses.len() - 1
         };
@@ -334,8 +346,11 @@ struct Delivery<'a> {
 
 impl Drop for Delivery<'_> {
     fn drop(&mut self) {
+        let mut state = self.server.state();
+        let delivered = &mut state.uses[self.use_id];
+        delivered.delivered = true;
         if !self.in_time {
-            self.server.state().uses[self.use_id].lost = true;
+            delivered.lost = true;
         }
     }
 }

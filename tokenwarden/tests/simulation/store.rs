@@ -73,6 +73,11 @@ impl Shared {
         self.history().handed_over.insert(n);
     }
 
+    /// Whether token `n` was given to `set_tokens`.
+    pub fn was_handed_over(&self, n: u64) -> bool {
+        self.history().handed_over.contains(&n)
+    }
+
     /// A logout returned: nothing issued so far may be stored again.
     pub fn logged_out(&self, issued: u64) {
         let mut history = self.history();
