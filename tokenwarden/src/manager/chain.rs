@@ -339,7 +339,8 @@ async fn accept(
     drop(writing);
     shared.emit(kind, Some(&cached.token));
     if !saved {
-        unsaved::keep_saving(shared, &cached, replaces);
+        let fence = lease.and_then(Lease::fence);
+        unsaved::keep_saving(shared, &cached, replaces, fence);
     }
     Ok(cached)
 }

@@ -18,6 +18,9 @@ pub(super) struct Unsaved {
     generation: u64,
     /// The fingerprint of the stored token it replaces (`None`: the store was empty).
     replaces: Option<String>,
+    /// The fence of this manager's last lease on the key (made under it, or
+    /// taken to save it since), where the store fences its leases.
+    fence: Option<u64>,
 }
 
 fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
@@ -26,10 +29,16 @@ fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
 
 /// Marks `cached` unsaved and starts saving it again in the background.
 /// `replaces` is the token the store held when `cached` was made.
-pub(super) fn keep_saving(shared: &Arc<Shared>, cached: &Arc<Cached>, replaces: Option<&Token>) {
+pub(super) fn keep_saving(
+    shared: &Arc<Shared>,
+    cached: &Arc<Cached>,
+    replaces: Option<&Token>,
+    fence: Option<u64>,
+) {
     *state(shared) = Some(Unsaved {
         generation: cached.generation,
         replaces: replaces.map(Token::fingerprint),
+        fence: fence.filter(|&f| f != 0),
     });
     // Backoff is counted from the failure, whenever the task first runs.
     let failed_at = shared.settings.clock.monotonic();
@@ -96,6 +105,8 @@ async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) 
 
 /// One attempt, under the lease: saved if the store still holds the token ours
 /// replaced; given up if it holds another (a newer one, or none after a logout).
+/// An empty store is ambiguous (still empty, or emptied by a logout since): where
+/// the store fences its leases, nobody else may have taken one in between.
 async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
     let s = &shared.settings;
     let Some(store) = &s.store else {
@@ -108,9 +119,21 @@ async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
         if !is(shared, current) {
             return Ok(()); // nothing of ours left to save
         }
-        let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
+        let (expected, quiet) = {
+            let mut state = state(shared);
+            let Some(unsaved) = state.as_mut() else {
+                return Ok(());
+            };
+            let taken = lease.fence().filter(|&f| f != 0);
+            let quiet = match (unsaved.fence, taken) {
+                (Some(ours), Some(now)) => now == ours + 1,
+                _ => true, // no fences: the stored token is all there is to compare
+            };
+            unsaved.fence = taken.or(unsaved.fence);
+            (unsaved.replaces.clone(), quiet)
+        };
         let holds = stored.as_ref().map(Token::fingerprint);
-        if holds == expected {
+        if holds == expected && (holds.is_some() || quiet) {
             store.save_leased(&s.key, &current.token, &lease).await?;
             tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
         } else if holds.is_none() {

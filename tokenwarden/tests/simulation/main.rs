@@ -37,8 +37,15 @@ mod world;
 
 use world::Kind;
 
-/// Seeds that once failed: always run.
-const REGRESSIONS: &[u64] = &[];
+/// Seeds that once failed: always run. Each found a hole the protocol closed:
+/// a flight restarted halfway through `set_tokens` (7); refreshes with the
+/// in-memory token after a logout emptied the store (0); a hung request
+/// processed after its sender gave up (4); a set token (5, 80); a token that
+/// expired while being stored as the wall clock stepped (57); an answer lost to
+/// a crash (75); a flight stopped after its request went out (83, 465); an
+/// answer held while its sender was paused (891); a login whose save failed,
+/// saved again after another process's logout (83).
+const REGRESSIONS: &[u64] = &[0, 4, 5, 7, 57, 75, 80, 83, 465, 891];
 
 /// A replay's log: the library's own events (DEBUG), stamped with simulated time.
 fn log_to_stdout() {

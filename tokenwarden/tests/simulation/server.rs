@@ -41,6 +41,8 @@ struct Use {
     issued: Option<u64>,
     /// Its answer reached the sender (in time or not).
     delivered: bool,
+    /// When its sender's time ran out (monotonic): its lease or refresh timeout.
+    deadline: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -173,8 +175,11 @@ impl Server {
             // one no client can rule out), or the store refused to save what it
             // brought. Otherwise two live senders spent it: a violation.
             let unsaved = self.unsaved.lock().unwrap();
+            let now = self.clock.monotonic();
             let residual = state.uses.iter().any(|u| {
-                u.refresh == refresh && (u.lost || u.issued.is_some_and(|n| unsaved.contains(&n)))
+                let overdue = !u.delivered && now > u.deadline;
+                u.refresh == refresh
+                    && (u.lost || overdue || u.issued.is_some_and(|n| unsaved.contains(&n)))
             });
             drop(unsaved);
             if residual {
@@ -306,6 +311,7 @@ impl TokenSource for Client {
                 lost: false,
                 issued: None,
                 delivered: false,
+                deadline,
             });
             state.uses.len() - 1
         };
