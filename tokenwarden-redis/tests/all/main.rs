@@ -7,6 +7,7 @@ mod leaks;
 mod processes;
 mod restart;
 mod shared;
+mod wakeups;
 
 #[path = "../../../tokenwarden/tests/all/browser.rs"]
 mod browser;
