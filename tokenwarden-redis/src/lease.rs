@@ -5,24 +5,41 @@
 //! the lease's TTL, so a live holder is done (or has given up) before its lease
 //! ends; a holder that stalls past it (a pause, a partition) finds its late save
 //! refused by the fence. See `docs/design/001-fenced-leases.md`.
+//!
+//! A waiter is woken by the release (see [`crate::wake`]) instead of polling; a
+//! store without pub/sub polls every [`POLL`].
 
 use crate::store::RedisStore;
+use crate::wake::{self, WaitFor, Waiter, FALLBACK};
 use async_trait::async_trait;
 use std::sync::LazyLock;
 use std::time::Duration;
 use tokenwarden::store::LeaseGuard;
 use tokenwarden::{Error, Result, TokenKey};
 
-/// How often a waiting instance tries to take the lease.
+/// How often a waiting instance tries to take the lease when its store has no
+/// pub/sub connection.
 const POLL: Duration = Duration::from_millis(25);
 
 /// Takes the lease (KEYS[1]) if it is free and returns the key's next fence
-/// (KEYS[2]), else `false`. A fence that does not exist (new, or expired with its
-/// token) starts from the server's clock in microseconds, so that it never
+/// (KEYS[2]) with the stored token (KEYS[3]), read in the same step so that the
+/// holder need not read it again. A fence that does not exist (new, or expired with
+/// its token) starts from the server's clock in microseconds, so that it never
 /// repeats a generation an old, stalled holder may still carry.
+///
+/// Else returns `{0, PTTL of the lease}`, and queues the waiter's address (ARGV[4],
+/// when it has one) in KEYS[4], where it keeps its place until it takes the lease.
 const TAKE: &str = r"
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return false
+  if ARGV[4] ~= '' then
+    local now = redis.call('time')
+    redis.call('zadd', KEYS[4], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[4])
+    redis.call('pexpire', KEYS[4], ARGV[2])
+  end
+  return {0, redis.call('pttl', KEYS[1])}
+end
+if ARGV[4] ~= '' then
+  redis.call('zrem', KEYS[4], ARGV[4])
 end
 if redis.call('exists', KEYS[2]) == 0 then
   local now = redis.call('time')
@@ -33,22 +50,66 @@ redis.call('pexpire', KEYS[2], ARGV[3], 'GT')
 if redis.call('pttl', KEYS[2]) < 0 then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
-return fence
+return {fence, redis.call('get', KEYS[3])}
 ";
 
-static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-    )
-});
+/// Releases the lease (KEYS[1]) if ARGV[1] still holds it, and wakes the waiter
+/// first in the queue (KEYS[2]).
+const RELEASE: &str = concat!(
+    "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])",
+    wake::wake_next!(),
+    "return 1"
+);
+
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+
+/// What the take script answered.
+enum Answer {
+    Taken {
+        fence: u64,
+        stored: Option<Vec<u8>>,
+    },
+    /// Held by another, for this long more if Redis said.
+    Held(Option<Duration>),
+}
+
+impl Answer {
+    fn parse(value: redis::Value) -> Option<Self> {
+        let redis::Value::Array(mut fields) = value else {
+            return None;
+        };
+        let second = fields.pop()?;
+        let redis::Value::Int(first) = fields.pop()? else {
+            return None;
+        };
+        Some(match (first, second) {
+            (0, redis::Value::Int(pttl)) => {
+                Answer::Held(u64::try_from(pttl).ok().map(Duration::from_millis))
+            }
+            (fence, redis::Value::BulkString(bytes)) => Answer::Taken {
+                fence: u64::try_from(fence).ok()?,
+                stored: Some(bytes),
+            },
+            (fence, redis::Value::Nil) => Answer::Taken {
+                fence: u64::try_from(fence).ok()?,
+                stored: None,
+            },
+            _ => return None,
+        })
+    }
+}
 
 /// A held lease.
 #[derive(Debug)]
 pub(crate) struct RedisLease {
     store: RedisStore,
     name: String,
+    /// The key's queue of waiters, woken on release.
+    waiters: String,
     owner: String,
     fence: u64,
+    ttl_ms: u64,
     /// When the lease surely ends, on the store clock's monotonic time: measured
     /// from before the `SET` was sent, so never later than Redis's own view.
     until: Duration,
@@ -58,53 +119,117 @@ pub(crate) struct RedisLease {
 impl RedisLease {
     /// Waits until this instance holds the lease of `key`, or `ttl` passed (then
     /// the holder is stuck or Redis is away, and an error says so).
+    ///
+    /// A failed attempt queues this waiter; it tries again when woken (the holder
+    /// released), when the holder's lease would have expired, after [`FALLBACK`]
+    /// (a wake-up lost), or, without pub/sub, every [`POLL`].
     pub(crate) async fn take(store: &RedisStore, key: &TokenKey, ttl: Duration) -> Result<Self> {
         let name = store.redis_key(key, ":lease");
         let fence_key = store.redis_key(key, ":fence");
+        let token_key = store.redis_key(key, "");
+        let waiters = store.redis_key(key, ":waiters");
+        let channel = store.wake_channel(key);
         let owner = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(100);
         let fence_ttl_ms = store.fence_ttl_ms(ttl_ms);
+        let wait = WaitFor {
+            channel: &channel,
+            keys: (&name, &waiters),
+            owner: &owner,
+            max_wait_ms: ttl_ms,
+        };
+        let wake_ups = store.wake_ups();
         let clock = store.clock();
         let give_up_at = clock.monotonic() + ttl;
         static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
         let script = &*SCRIPT;
+        // Registered before the first attempt when that costs no command.
+        let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
+        let mut polling = false;
         loop {
             let asked_at = clock.monotonic();
+            let address = waiter.as_ref().map(Waiter::address).unwrap_or_default();
             let mut connection = store.inner.connection.clone();
-            let taken: Option<u64> = store
+            let answer: redis::Value = store
                 .command(
                     "take the lease",
                     script
                         .key(&name)
                         .key(&fence_key)
+                        .key(&token_key)
+                        .key(&waiters)
                         .arg(&owner)
                         .arg(ttl_ms)
                         .arg(fence_ttl_ms)
+                        .arg(address)
                         .invoke_async(&mut connection),
                 )
                 .await?;
-            if let Some(fence) = taken {
-                return Ok(Self {
-                    store: store.clone(),
-                    name,
-                    owner,
-                    fence,
-                    until: asked_at + Duration::from_millis(ttl_ms),
-                    released: false,
-                });
-            }
-            if clock.monotonic() >= give_up_at {
+            let held_for = match Answer::parse(answer) {
+                Some(Answer::Taken { fence, stored }) => {
+                    let until = asked_at + Duration::from_millis(ttl_ms);
+                    store.remember_read(&token_key, &owner, until, stored);
+                    return Ok(Self {
+                        store: store.clone(),
+                        name,
+                        waiters,
+                        owner,
+                        fence,
+                        ttl_ms,
+                        until,
+                        released: false,
+                    });
+                }
+                Some(Answer::Held(held_for)) => held_for,
+                None => {
+                    return Err(store.error("take the lease", "unexpected answer from the script"))
+                }
+            };
+            let now = clock.monotonic();
+            if now >= give_up_at {
                 return Err(store.error(
                     "take the lease",
                     format!("`{name}` stayed held for {ttl:?}: another instance is refreshing, or is stuck"),
                 ));
             }
-            tokio::time::sleep(POLL).await;
+            if waiter.as_ref().is_some_and(|w| !w.is_live()) {
+                // Its pub/sub connection was lost: subscribe again on a new one.
+                waiter = None;
+            }
+            if waiter.is_none() && !polling {
+                match wake_ups.waiter(&wait).await {
+                    Ok(registered) => {
+                        // Queued by the next attempt, made at once.
+                        waiter = Some(registered);
+                        continue;
+                    }
+                    Err(why) => {
+                        tracing::debug!(store = %store.inner.name, %why, "no lease wake-ups: polling");
+                        polling = true;
+                    }
+                }
+            }
+            let left = give_up_at.saturating_sub(clock.monotonic());
+            match &waiter {
+                Some(waiter) => {
+                    // The holder's lease ends at the latest `held_for` after the
+                    // answer came; a holder that died releases nothing.
+                    let expiry = held_for.map_or(FALLBACK, |d| {
+                        (now + d + Duration::from_millis(1)).saturating_sub(clock.monotonic())
+                    });
+                    tokio::select! {
+                        () = waiter.woken() => {}
+                        () = tokio::time::sleep(expiry.min(FALLBACK).min(left)) => {}
+                    }
+                }
+                None => tokio::time::sleep(POLL.min(left)).await,
+            }
         }
     }
 
     async fn end(&mut self) -> Result<bool> {
         self.released = true;
+        self.store.forget_read(&self.owner);
         let mut connection = self.store.inner.connection.clone();
         let deleted: i64 = self
             .store
@@ -112,7 +237,9 @@ impl RedisLease {
                 "release the lease",
                 RELEASE_SCRIPT
                     .key(&self.name)
+                    .key(&self.waiters)
                     .arg(&self.owner)
+                    .arg(self.ttl_ms)
                     .invoke_async(&mut connection),
             )
             .await?;
@@ -127,14 +254,20 @@ impl Drop for RedisLease {
         if self.released {
             return;
         }
+        self.store.forget_read(&self.owner);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let mut lease = Self {
                 store: self.store.clone(),
                 name: std::mem::take(&mut self.name),
+                waiters: std::mem::take(&mut self.waiters),
                 owner: std::mem::take(&mut self.owner),
                 fence: self.fence,
+                ttl_ms: self.ttl_ms,
                 until: self.until,
-                released: false,
+                // Released by the task; and if the task is dropped unrun (its
+                // runtime shutting down), not spawned again from this drop, which
+                // would recurse until the stack overflows. It then expires.
+                released: true,
             };
             runtime.spawn(async move {
                 let _ = lease.end().await;

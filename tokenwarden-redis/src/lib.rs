@@ -14,8 +14,23 @@
 //!   scripts against it, so a holder that stalled past its lease while another
 //!   instance took over cannot overwrite the newer token (its save is refused
 //!   with [`ErrorKind::LeaseLost`](tokenwarden::ErrorKind::LeaseLost), and its
-//!   manager adopts what is stored). The lease is released by compare-and-delete;
-//!   waiters poll briefly. All keys of one token share a `{hash tag}`.
+//!   manager adopts what is stored). The lease is released by compare-and-delete.
+//!   All keys of one token share a `{hash tag}`.
+//! - Waiting for a lease costs no polling. An instance that finds the lease held
+//!   is queued (`<prefix>:{<key>}:waiters`, in the same script) and sleeps; the
+//!   release script wakes the instance that has waited longest with a `PUBLISH`
+//!   on that instance's channel (`<prefix>:{<key>}:wake:<store id>`), one at a
+//!   time, since each waiter takes the lease in turn. Each store has one pub/sub
+//!   connection, made on its first wait, shared by all its waiters and keys. As
+//!   pub/sub may lose a message (a reconnect), a waiter also tries again when the
+//!   holder's lease would have expired (read with the failed attempt: a holder
+//!   that died sends nothing), after 1 s without a message, and at once when the
+//!   pub/sub connection drops. The token stored is read in the script that takes
+//!   the lease, so a waiter's turn costs its take, and its release: with the
+//!   read before it and the failed attempt, 4 commands per instance per expiry.
+//!   A store without pub/sub (made [`with_connection`](RedisStore::with_connection)
+//!   and no [`pubsub`](RedisStoreBuilder::pubsub) client, or whose pub/sub
+//!   connection cannot be made) polls every 25 ms instead.
 //! - The manager re-reads the store after taking the lease and uses a token another
 //!   instance stored meanwhile, so a rotating refresh token is never spent twice
 //!   by instances that keep to their leases (the one case left, a holder paused
@@ -46,11 +61,13 @@
     unreachable_pub
 )]
 
+mod builder;
 mod connection;
 mod lease;
+mod leased_read;
 mod store;
+mod wake;
 
+pub use builder::{RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_REFRESH_RETENTION};
 pub use connection::RedisConnection;
-pub use store::{
-    RedisStore, RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_REFRESH_RETENTION,
-};
+pub use store::RedisStore;

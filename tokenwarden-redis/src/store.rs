@@ -3,19 +3,14 @@
 
 use crate::connection::RedisConnection;
 use crate::lease::RedisLease;
+use crate::leased_read::LeasedReads;
+use crate::wake::WakeUps;
 use async_trait::async_trait;
 use redis::AsyncCommands as _;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokenwarden::store::{Lease, TokenStore};
-use tokenwarden::{Clock, Error, Result, SystemClock, Token, TokenKey};
-
-/// The longest any Redis command may take: 2 s.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a token with a refresh token is kept when the server did not say how
-/// long the refresh token lives (`refresh_expires_in`): 30 days.
-pub const DEFAULT_REFRESH_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+use tokenwarden::{Clock, Error, Result, Token, TokenKey};
 
 /// Saves the token (KEYS[1]) if the key's fence (KEYS[2]) is still the writer's
 /// lease's (ARGV[1]); keeps the fence at least as long as the token.
@@ -38,6 +33,12 @@ return 1
 ";
 
 /// A token store in Redis, shared by every instance that uses the same prefix.
+///
+/// Its [`lease`](TokenStore::lease) waits without polling: a waiter is queued
+/// and woken by pub/sub when the holder releases, or tries again when the
+/// holder's lease would have expired or after 1 s without news; without a pub/sub
+/// connection ([`RedisStoreBuilder::pubsub`](crate::RedisStoreBuilder::pubsub)) it polls every 25 ms. See the crate
+/// docs.
 #[derive(Clone)]
 pub struct RedisStore {
     pub(crate) inner: Arc<Inner>,
@@ -45,69 +46,20 @@ pub struct RedisStore {
 
 pub(crate) struct Inner {
     pub(crate) connection: RedisConnection,
-    prefix: String,
+    pub(crate) prefix: String,
     pub(crate) name: String,
     pub(crate) timeout: Duration,
-    clock: Arc<dyn Clock>,
-    retention: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) retention: Duration,
     #[cfg(feature = "encryption")]
-    cipher: Option<tokenwarden::store::TokenCipher>,
-}
-
-/// Where a builder's connection comes from.
-enum Target {
-    Url(String),
-    Connection(RedisConnection),
-}
-
-/// Builds a [`RedisStore`]. Made by [`RedisStore::builder`] or
-/// [`RedisStore::with_connection`].
-pub struct RedisStoreBuilder {
-    target: Target,
-    prefix: String,
-    timeout: Duration,
-    clock: Arc<dyn Clock>,
-    retention: Duration,
-    #[cfg(feature = "encryption")]
-    cipher: Option<tokenwarden::store::TokenCipher>,
+    pub(crate) cipher: Option<tokenwarden::store::TokenCipher>,
+    /// This store's part of its wake-up channels' names: random.
+    pub(crate) id: String,
+    pub(crate) wake_ups: WakeUps,
+    pub(crate) leased_reads: LeasedReads,
 }
 
 impl RedisStore {
-    /// Starts building a store on the Redis at `url` (`redis://host:port/db`).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        Self::builder_for(Target::Url(url.into()))
-    }
-
-    /// Starts building a store on a connection you have: a
-    /// [`ConnectionManager`](redis::aio::ConnectionManager) or a
-    /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection).
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
-    /// let connection = client.get_multiplexed_async_connection().await?;
-    /// let store = tokenwarden_redis::RedisStore::with_connection(connection)
-    ///     .prefix("billing")
-    ///     .build()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn with_connection(connection: impl Into<RedisConnection>) -> RedisStoreBuilder {
-        Self::builder_for(Target::Connection(connection.into()))
-    }
-
-    fn builder_for(target: Target) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            target,
-            prefix: "tokenwarden".into(),
-            timeout: DEFAULT_COMMAND_TIMEOUT,
-            clock: Arc::new(SystemClock),
-            retention: DEFAULT_REFRESH_RETENTION,
-            #[cfg(feature = "encryption")]
-            cipher: None,
-        }
-    }
-
     /// The prefix of this store's Redis keys.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -118,6 +70,33 @@ impl RedisStore {
     /// the scripts that touch several of them can run there.
     pub(crate) fn redis_key(&self, key: &TokenKey, suffix: &str) -> String {
         format!("{}:{{{}}}{suffix}", self.inner.prefix, key.as_str())
+    }
+
+    /// The channel on which this store's waiters for `key` are woken. It carries
+    /// the key's hash tag, so that sharded pub/sub (`SPUBLISH`) can deliver it on
+    /// Redis Cluster, and this store's id, so that a release wakes one instance.
+    pub(crate) fn wake_channel(&self, key: &TokenKey) -> String {
+        self.redis_key(key, &format!(":wake:{}", self.inner.id))
+    }
+
+    pub(crate) fn wake_ups(&self) -> &WakeUps {
+        &self.inner.wake_ups
+    }
+
+    /// Keeps the value read with `owner`'s new lease for the next [`load`](TokenStore::load).
+    pub(crate) fn remember_read(
+        &self,
+        name: &str,
+        owner: &str,
+        until: Duration,
+        stored: Option<Vec<u8>>,
+    ) {
+        self.inner.leased_reads.remember(name, owner, until, stored);
+    }
+
+    /// Forgets the value read with `owner`'s lease, which ends.
+    pub(crate) fn forget_read(&self, owner: &str) {
+        self.inner.leased_reads.forget_lease(owner);
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {
@@ -214,6 +193,7 @@ impl RedisStore {
                 format!("could not {action}: no lease was held"),
             ));
         };
+        self.inner.leased_reads.forget(&self.redis_key(key, ""));
         let mut connection = self.inner.connection.clone();
         let mut invocation = script.prepare_invoke();
         invocation
@@ -245,17 +225,26 @@ fn millis(duration: Duration) -> u64 {
 #[async_trait]
 impl TokenStore for RedisStore {
     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
-        let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
-        let value: Option<Vec<u8>> = self
-            .command("read the token", connection.get(&name))
-            .await?;
+        let now = self.inner.clock.monotonic();
+        let value = match self.inner.leased_reads.take(&name, now) {
+            Some(read_with_the_lease) => read_with_the_lease,
+            None => {
+                let mut connection = self.inner.connection.clone();
+                self.command(
+                    "read the token",
+                    connection.get::<_, Option<Vec<u8>>>(&name),
+                )
+                .await?
+            }
+        };
         value.map(|bytes| self.decode(&name, &bytes)).transpose()
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
         let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
+        self.inner.leased_reads.forget(&name);
         let value = self.encode(&name, token)?;
         let ttl = self.ttl_ms(token);
         self.command(
@@ -267,6 +256,7 @@ impl TokenStore for RedisStore {
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
         let mut connection = self.inner.connection.clone();
+        self.inner.leased_reads.forget(&self.redis_key(key, ""));
         self.command(
             "delete the token",
             connection.del::<_, ()>(self.redis_key(key, "")),
@@ -297,107 +287,10 @@ impl TokenStore for RedisStore {
     }
 }
 
-impl RedisStoreBuilder {
-    /// The prefix of every Redis key. Defaults to `tokenwarden`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The timeout of each command. Defaults to [`DEFAULT_COMMAND_TIMEOUT`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long a token with a refresh token is kept when the server did not say
-    /// how long its refresh token lives (`refresh_expires_in`). A stored token lives
-    /// as long as its refresh token can be used, not as long as its access token,
-    /// so that a new instance refreshes instead of logging in again. Defaults to
-    /// [`DEFAULT_REFRESH_RETENTION`] (30 days).
-    pub fn refresh_retention(mut self, retention: Duration) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// The clock that turns a token's expiry into a TTL and times leases (use the
-    /// manager's). Defaults to the system clock.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Seals tokens with `cipher` (XChaCha20-Poly1305, the file store's scheme, the
-    /// Redis key bound in) so that Redis, its backups and its replicas hold no
-    /// readable token. Every instance sharing the prefix needs the same key.
-    ///
-    /// ```no_run
-    /// # async fn run() -> tokenwarden::Result<()> {
-    /// use tokenwarden::store::TokenCipher;
-    /// let key: [u8; 32] = [0; 32]; // from your secret manager
-    /// let store = tokenwarden_redis::RedisStore::builder("redis://127.0.0.1:6379")
-    ///     .cipher(TokenCipher::new(key))
-    ///     .build()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "encryption")]
-    pub fn cipher(mut self, cipher: tokenwarden::store::TokenCipher) -> Self {
-        self.cipher = Some(cipher);
-        self
-    }
-
-    /// Connects (a connection made from the URL then reconnects by itself).
-    pub async fn build(self) -> Result<RedisStore> {
-        let name = format!("redis:{}", self.prefix);
-        let connection = match self.target {
-            Target::Connection(connection) => connection,
-            Target::Url(url) => connect(&url, &name, self.timeout).await?.into(),
-        };
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                connection,
-                prefix: self.prefix,
-                name,
-                timeout: self.timeout,
-                clock: self.clock,
-                retention: self.retention,
-                #[cfg(feature = "encryption")]
-                cipher: self.cipher,
-            }),
-        })
-    }
-}
-
-/// A connection manager for `url`, with `timeout` on connecting and on answers.
-async fn connect(
-    url: &str,
-    name: &str,
-    timeout: Duration,
-) -> Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url)
-        .map_err(|e| Error::config(format!("the Redis URL is not valid: {e}")))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_connection_timeout(Some(timeout));
-    tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))
-        .await
-        .map_err(|_| Error::store(name, format!("no connection to Redis within {timeout:?}")))?
-        .map_err(|e| Error::store(name, format!("could not connect to Redis: {e}")))
-}
-
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("name", &self.inner.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }

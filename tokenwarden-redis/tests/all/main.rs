@@ -10,6 +10,7 @@ mod fencing;
 mod processes;
 mod restart;
 mod shared;
+mod wakeups;
 
 #[path = "../../../tokenwarden/tests/all/browser.rs"]
 mod browser;

@@ -156,6 +156,39 @@ async fn one_lease_holder_at_a_time_and_a_dead_holder_expires() {
     assert!(taken.is_held());
 }
 
+/// A lease dropped unreleased is released by a task; one dropped as its runtime
+/// shuts down (the task cannot run) is left to expire, and its drop does not
+/// spawn again and again until the stack overflows.
+#[test]
+fn a_lease_dropped_as_its_runtime_shuts_down_is_left_to_expire() {
+    let _h = crate::leaks::harness();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = ManualClock::default();
+    let Some(store) = runtime.block_on(store(&clock)) else {
+        return;
+    };
+    let key = TokenKey::new("api");
+    let lease = runtime
+        .block_on(store.lease(&key, Duration::from_millis(500)))
+        .unwrap();
+    runtime.spawn(async move {
+        let _held = lease;
+        std::future::pending::<()>().await;
+    });
+    drop(runtime);
+    // The store's connection went with its runtime: another instance's.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let next = runtime.block_on(async {
+        let other = same_prefix(&store, &clock).await;
+        other.lease(&key, Duration::from_secs(5)).await
+    });
+    assert!(next.unwrap().is_held());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_instances_make_one_token_request_per_expiry() {
     let _h = crate::leaks::harness();

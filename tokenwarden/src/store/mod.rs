@@ -6,7 +6,7 @@
 //! | [`MemoryStore`] | this process | in-process | (always) |
 //! | `FileStore` | encrypted files, platform data dir | OS file locks | `file-store` |
 //! | `KeyringStore` | the OS credential store | OS file locks | `keyring` |
-//! | `RedisStore` (crate `tokenwarden-redis`) | Redis, optionally sealed | `SET NX PX`, renewed | — |
+//! | `RedisStore` (crate `tokenwarden-redis`) | Redis, optionally sealed | `SET NX PX`, fenced; waiters woken by pub/sub | — |
 //!
 //! `TokenCipher` (feature `encryption`) seals tokens for any store of your own.
 //!

@@ -1,0 +1,207 @@
+//! [`RedisStoreBuilder`]: where a [`RedisStore`] connects (a URL, or a connection
+//! you have, and a client for pub/sub), its prefix, timeouts, retention and cipher.
+
+use crate::connection::RedisConnection;
+use crate::leased_read::LeasedReads;
+use crate::store::{Inner, RedisStore};
+use crate::wake::WakeUps;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::{Clock, Error, Result, SystemClock};
+
+/// The longest any Redis command may take: 2 s.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a token with a refresh token is kept when the server did not say how
+/// long the refresh token lives (`refresh_expires_in`): 30 days.
+pub const DEFAULT_REFRESH_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Where a builder's connection comes from.
+enum Target {
+    Url(String),
+    Connection(RedisConnection),
+}
+
+/// Builds a [`RedisStore`]. Made by [`RedisStore::builder`] or
+/// [`RedisStore::with_connection`].
+pub struct RedisStoreBuilder {
+    target: Target,
+    prefix: String,
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    #[cfg(feature = "encryption")]
+    cipher: Option<tokenwarden::store::TokenCipher>,
+    pubsub: Option<redis::Client>,
+}
+
+impl RedisStore {
+    /// Starts building a store on the Redis at `url` (`redis://host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        Self::builder_for(Target::Url(url.into()))
+    }
+
+    /// Starts building a store on a connection you have: a
+    /// [`ConnectionManager`](redis::aio::ConnectionManager) or a
+    /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection).
+    ///
+    /// Give it a [`pubsub`](RedisStoreBuilder::pubsub) client too, or its instances
+    /// waiting for a lease poll Redis every 25 ms instead of being woken.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    /// let connection = client.get_multiplexed_async_connection().await?;
+    /// let store = tokenwarden_redis::RedisStore::with_connection(connection)
+    ///     .prefix("billing")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_connection(connection: impl Into<RedisConnection>) -> RedisStoreBuilder {
+        Self::builder_for(Target::Connection(connection.into()))
+    }
+
+    fn builder_for(target: Target) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            target,
+            prefix: "tokenwarden".into(),
+            timeout: DEFAULT_COMMAND_TIMEOUT,
+            clock: Arc::new(SystemClock),
+            retention: DEFAULT_REFRESH_RETENTION,
+            #[cfg(feature = "encryption")]
+            cipher: None,
+            pubsub: None,
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key. Defaults to `tokenwarden`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The timeout of each command. Defaults to [`DEFAULT_COMMAND_TIMEOUT`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a token with a refresh token is kept when the server did not say
+    /// how long its refresh token lives (`refresh_expires_in`). A stored token lives
+    /// as long as its refresh token can be used, not as long as its access token,
+    /// so that a new instance refreshes instead of logging in again. Defaults to
+    /// [`DEFAULT_REFRESH_RETENTION`] (30 days).
+    pub fn refresh_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The clock that turns a token's expiry into a TTL and times leases (use the
+    /// manager's). Defaults to the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Seals tokens with `cipher` (XChaCha20-Poly1305, the file store's scheme, the
+    /// Redis key bound in) so that Redis, its backups and its replicas hold no
+    /// readable token. Every instance sharing the prefix needs the same key.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tokenwarden::Result<()> {
+    /// use tokenwarden::store::TokenCipher;
+    /// let key: [u8; 32] = [0; 32]; // from your secret manager
+    /// let store = tokenwarden_redis::RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .cipher(TokenCipher::new(key))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "encryption")]
+    pub fn cipher(mut self, cipher: tokenwarden::store::TokenCipher) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    /// The client the store opens its one pub/sub connection with (on the first
+    /// wait for a lease; it subscribes once per key it waits on), so that an
+    /// instance waiting for a lease is woken when the holder releases it. Defaults
+    /// to the URL's client for [`RedisStore::builder`]; a store made
+    /// [`with_connection`](RedisStore::with_connection) has none unless given one,
+    /// and its waiters poll every 25 ms, as do those of a store whose pub/sub
+    /// connection cannot be made (tried again 5 s later).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    /// let connection = client.get_connection_manager().await?;
+    /// let store = tokenwarden_redis::RedisStore::with_connection(connection)
+    ///     .pubsub(client)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pubsub(mut self, client: redis::Client) -> Self {
+        self.pubsub = Some(client);
+        self
+    }
+
+    /// Connects (a connection made from the URL then reconnects by itself).
+    pub async fn build(self) -> Result<RedisStore> {
+        let name = format!("redis:{}", self.prefix);
+        let (connection, pubsub) = match self.target {
+            Target::Connection(connection) => (connection, self.pubsub),
+            Target::Url(url) => {
+                let (client, connection) = connect(&url, &name, self.timeout).await?;
+                (connection.into(), Some(self.pubsub.unwrap_or(client)))
+            }
+        };
+        let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: self.prefix,
+                name,
+                timeout: self.timeout,
+                clock: self.clock,
+                retention: self.retention,
+                #[cfg(feature = "encryption")]
+                cipher: self.cipher,
+                id: format!("{:016x}", fastrand::u64(..)),
+                wake_ups,
+                leased_reads: LeasedReads::default(),
+            }),
+        })
+    }
+}
+
+/// A client for `url` and a connection manager made with it, with `timeout` on
+/// connecting and on answers.
+async fn connect(
+    url: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(redis::Client, redis::aio::ConnectionManager)> {
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::config(format!("the Redis URL is not valid: {e}")))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout));
+    let connection =
+        tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| Error::store(name, format!("no connection to Redis within {timeout:?}")))?
+            .map_err(|e| Error::store(name, format!("could not connect to Redis: {e}")))?;
+    Ok((client, connection))
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
