@@ -58,13 +58,35 @@
 //! `http::HeaderValue`, which is not zeroized when dropped. `TokenManager`'s `Debug`
 //! shows names and state only, never the source's own fields.
 //!
-//! ## Durability
+//! ## Durability and coordination
 //!
 //! A new token is saved to the store before any caller sees it, so a rotated
 //! refresh token is never lost to a crash. If the save fails, the token is still
 //! served from memory (the refresh token was already spent at the server, so
-//! dropping the new one would lose both), the failure is logged, and the next
-//! refresh saves again.
+//! dropping the new one would lose both), [`TokenInfo::unsaved`] says so, and the
+//! save is retried with backoff until it lands or a newer token replaces it.
+//!
+//! Managers sharing a store coordinate through its leases (see [`TokenStore`]):
+//!
+//! - every write (a refreshed token, [`TokenManager::set_tokens`],
+//!   [`TokenManager::logout`]) is made under a lease; where a lease can end while
+//!   its holder runs (Redis, [`store::MemoryStore`]) it carries a **fencing
+//!   generation** and the write is a compare-and-set against it, so a holder that
+//!   stalled past its lease cannot store over a newer token
+//!   ([`ErrorKind::LeaseLost`]; it adopts the stored token);
+//! - no refresh token is spent without the lease; whoever takes it reads the store
+//!   first, and the stored token's refresh token is the one sent (the store is the
+//!   fleet's truth; an empty store means a new login);
+//! - the lease TTL is never shorter than the refresh timeout, and a request is
+//!   sent only if it can end within the lease ([`source::time_left`]); a refresh
+//!   is retried only when it surely was not processed;
+//! - `invalid_grant` reads the store before logging in again;
+//! - all timeouts and waits run on the clock's monotonic time.
+//!
+//! The one risk left: an instance that sent a refresh and then could not store the
+//! answer within its lease (it paused, died or lost the connection) leaves the
+//! spent refresh token as the newest one known. The protocol and this risk are in
+//! `docs/design/001-fenced-leases.md`; a deterministic simulation checks them.
 
 #![forbid(unsafe_code)]
 #![warn(

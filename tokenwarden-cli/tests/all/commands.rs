@@ -470,6 +470,82 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
     assert!(!status.stdout().contains(&refresh_token) && !status.stdout().contains(token.trim()));
 }
 
+/// Issue 12, scenario 3 through the CLI: a Redis store keeps a token as long as
+/// its refresh token, so a new process after each access token's expiry
+/// refreshes with the rotated refresh token instead of resending the spent one.
+#[test]
+fn a_redis_store_keeps_the_rotated_refresh_token_past_the_access_tokens_expiry() {
+    use tokenwarden::source::oauth2::{ClientAuth, OAuth2Client};
+    let Some(oidc) = oidc::server() else { return };
+    if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+        assert!(!required(), "CI needs Redis on 127.0.0.1:6379");
+        eprintln!("skipped: no Redis on 127.0.0.1:6379");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refresh_token = runtime.block_on(async {
+        let source = OAuth2Client::builder()
+            .issuer(&oidc.issuer)
+            .client_id("app")
+            .auth(ClientAuth::SecretBasic(tokenwarden::ClientSecret::new(
+                "app-TOPSECRET",
+            )))
+            .build()
+            .unwrap()
+            .device_code()
+            .scope("openid offline_access read")
+            .on_prompt(|prompt| {
+                let page = prompt.verification_uri_complete.clone().unwrap();
+                tokio::spawn(async move { browser::approve(&page).await });
+            });
+        let token = tokenwarden::TokenSource::fetch(&source).await.unwrap();
+        token.refresh_token.unwrap().secret().to_owned()
+    });
+    let home = Home::with_config(&format!(
+        "[profiles.seeded]\nissuer = \"{}\"\ngrant = \"refresh_token\"\nclient_id = \"app\"\n\
+         client_secret = \"app-TOPSECRET\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n\
+         store = \"redis://127.0.0.1:6379/0\"\n",
+        oidc.issuer
+    ));
+    let token = || {
+        let run = Run::checked(
+            home.command(&["token", "-p", "seeded"])
+                .env("REFRESH_TOKEN", &refresh_token)
+                .output()
+                .unwrap(),
+            &[],
+        );
+        run.expect_no_secret(false);
+        run.expect_code(0).stdout()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for expiry in 0..3 {
+        assert!(seen.insert(token()), "expiry {expiry}: a new access token");
+        // The test server's access tokens live 5 s; Redis keeps the entry longer.
+        std::thread::sleep(std::time::Duration::from_millis(5_500));
+    }
+    let status = Run::checked(
+        home.command(&["status", "-p", "seeded"])
+            .env("REFRESH_TOKEN", "x")
+            .output()
+            .unwrap(),
+        &[],
+    );
+    assert!(status
+        .expect_code(0)
+        .stdout()
+        .contains("refresh token  yes"));
+    let logout = home
+        .command(&["logout", "-p", "seeded"])
+        .env("REFRESH_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert!(
+        logout.status.success(),
+        "logged out, the Redis entry removed"
+    );
+}
+
 #[test]
 fn a_custom_login_api_profile() {
     use axum::{routing::post, Json, Router};

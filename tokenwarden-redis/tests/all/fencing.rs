@@ -23,7 +23,11 @@ async fn a_late_write_under_a_lost_lease_is_refused_and_release_says_so() {
     let ttl = Duration::from_millis(200);
     let stalled = store.lease(&key, ttl).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // Redis lets it expire
-    let next = same_prefix(&store, &clock).await.lease(&key, ttl).await.unwrap();
+    let next = same_prefix(&store, &clock)
+        .await
+        .lease(&key, ttl)
+        .await
+        .unwrap();
     assert!(next.fence() > stalled.fence(), "fences only grow");
     store
         .save_leased(&key, &Token::new("new-TOPSECRET"), &next)

@@ -1,12 +1,12 @@
 //! The Redis store against the real server on 127.0.0.1:6379 (started by `.ci/run`;
 //! without it these tests print why and skip, except under `CI`, where they fail).
 
+mod fencing;
+#[path = "../../../tokenwarden/tests/support/grant_server.rs"]
+mod grant_server;
 #[allow(dead_code)] // not every binary uses every helper
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;
-#[path = "../../../tokenwarden/tests/support/grant_server.rs"]
-mod grant_server;
-mod fencing;
 mod processes;
 mod restart;
 mod shared;

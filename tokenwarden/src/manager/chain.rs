@@ -94,7 +94,15 @@ async fn under_lease(
             return Ok(now);
         }
     }
-    refresh(shared, current, Seen::Store(stored), Some(lease), epoch, deadline).await
+    refresh(
+        shared,
+        current,
+        Seen::Store(stored),
+        Some(lease),
+        epoch,
+        deadline,
+    )
+    .await
 }
 
 /// The lease could not be had (held past its TTL by a stuck instance, or the store
@@ -190,8 +198,21 @@ async fn refresh(
     let deadline = ready_to_send(shared, epoch, lease, deadline)?;
     Counters::add(&shared.counters.fetches);
     tracing::debug!("fetching a new token");
-    let token = within(shared, &deadline, source::scope(deadline.clone(), s.source.fetch())).await?;
-    accept(shared, token, TokenEventKind::Fetched, epoch, lease, replaces.as_ref()).await
+    let token = within(
+        shared,
+        &deadline,
+        source::scope(deadline.clone(), s.source.fetch()),
+    )
+    .await?;
+    accept(
+        shared,
+        token,
+        TokenEventKind::Fetched,
+        epoch,
+        lease,
+        replaces.as_ref(),
+    )
+    .await
 }
 
 fn same_refresh_token(a: &Token, b: &Token) -> bool {

@@ -10,9 +10,9 @@
 //! may have got a token meanwhile.
 
 use super::cached::{Cached, State};
+use super::chain::{self, refresh_timed_out, Mode, IDLE, STOPPED};
 use super::install::{adopt, load_stored};
 use super::stats::Counters;
-use super::chain::{self, refresh_timed_out, Mode, IDLE, STOPPED};
 use super::Shared;
 use crate::source::Deadline;
 use crate::{Error, Result};
@@ -222,7 +222,6 @@ async fn wait(shared: &Shared, in_flight: InFlight) -> Result<Arc<Cached>> {
 
 /// How much longer than the refresh timeout a caller waits for a flight.
 const CALLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
 
 /// In the stale window: starts the one background refresh unless it is running
 /// or backing off. Never waits, and takes no lock unless it starts one.

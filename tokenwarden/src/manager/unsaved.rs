@@ -24,7 +24,10 @@ pub(super) struct Unsaved {
 }
 
 fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
-    shared.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+    shared
+        .unsaved
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Marks `cached` unsaved and starts saving it again in the background.

@@ -51,7 +51,10 @@ const REGRESSIONS: &[u64] = &[0, 4, 5, 7, 57, 75, 80, 83, 465, 891];
 fn log_to_stdout() {
     struct SimTime;
     impl tracing_subscriber::fmt::time::FormatTime for SimTime {
-        fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        fn format_time(
+            &self,
+            w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+        ) -> std::fmt::Result {
             let start = *START.lock().unwrap();
             let ms = start.map_or(0, |s| (tokio::time::Instant::now() - s).as_millis());
             write!(w, "{ms:>7} ms")
@@ -120,5 +123,9 @@ fn seeds_hold_the_protocol() {
             println!("  {violation}");
         }
     }
-    assert!(failed.is_empty(), "{} runs broke the protocol", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} runs broke the protocol",
+        failed.len()
+    );
 }

@@ -106,7 +106,13 @@ impl Server {
     }
 
     fn chance(&self, p: f64) -> bool {
-        p > 0.0 && self.rng.lock().unwrap_or_else(PoisonError::into_inner).f64() < p
+        p > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .f64()
+                < p
     }
 
     fn millis(&self, range: std::ops::Range<u64>) -> Duration {
@@ -164,7 +170,12 @@ impl Server {
             .with_expires_at(self.clock.now() + self.lifetime)
     }
 
-    fn refresh(&self, refresh: u64, use_id: usize, expires_at: Option<std::time::SystemTime>) -> Result<Token> {
+    fn refresh(
+        &self,
+        refresh: u64,
+        use_id: usize,
+        expires_at: Option<std::time::SystemTime>,
+    ) -> Result<Token> {
         let mut state = self.state();
         let Some(&(grant, spent_by)) = state.refresh_tokens.get(&refresh) else {
             return Err(invalid_grant());
@@ -199,7 +210,9 @@ impl Server {
             if self.clock.now() + self.ahead < expires_at {
                 state.early.push(format!(
                     "refresh token {refresh} sent {:?} before its stale window",
-                    expires_at.duration_since(self.clock.now() + self.ahead).unwrap_or_default()
+                    expires_at
+                        .duration_since(self.clock.now() + self.ahead)
+                        .unwrap_or_default()
                 ));
             }
         }
@@ -301,7 +314,13 @@ impl TokenSource for Client {
         if left < REQUEST_TIMEOUT {
             return Err(Error::transport(&self.name, "not sent: no time left"));
         }
-        let refresh = number(current.refresh_token.as_ref().expect("a refresh token").secret());
+        let refresh = number(
+            current
+                .refresh_token
+                .as_ref()
+                .expect("a refresh token")
+                .secret(),
+        );
         let deadline = self.server.clock.monotonic() + left;
         let use_id = {
             let mut state = self.server.state();

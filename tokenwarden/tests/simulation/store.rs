@@ -45,7 +45,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(memory: MemoryStore, server: Arc<Server>, faults: StoreFaults, seed: u64) -> Arc<Self> {
+    pub fn new(
+        memory: MemoryStore,
+        server: Arc<Server>,
+        faults: StoreFaults,
+        seed: u64,
+    ) -> Arc<Self> {
         Arc::new(Self {
             memory,
             server,
@@ -56,7 +61,13 @@ impl Shared {
     }
 
     fn chance(&self, p: f64) -> bool {
-        p > 0.0 && self.rng.lock().unwrap_or_else(PoisonError::into_inner).f64() < p
+        p > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .f64()
+                < p
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, History> {
@@ -89,9 +100,9 @@ impl Shared {
         let mut history = self.history();
         let chosen = history.handed_over.contains(&n);
         if let Some(last) = history.last.filter(|&last| n < last && !chosen) {
-            history
-                .violations
-                .push(format!("the store went back from token {last} to token {n}"));
+            history.violations.push(format!(
+                "the store went back from token {last} to token {n}"
+            ));
         }
         if n <= history.logged_out_up_to && !chosen {
             let up_to = history.logged_out_up_to;
@@ -122,7 +133,11 @@ impl Door {
         self.life.step().await;
         let s = &self.shared;
         if s.chance(s.faults.stalls) {
-            let stall = s.rng.lock().unwrap_or_else(PoisonError::into_inner).u64(100..3_000);
+            let stall = s
+                .rng
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .u64(100..3_000);
             tokio::time::sleep(Duration::from_millis(stall)).await;
         }
         if s.chance(s.faults.fails) {
@@ -144,7 +159,11 @@ impl Door {
         written
     }
 
-    async fn write(&self, token: &Token, save: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    async fn write(
+        &self,
+        token: &Token,
+        save: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
         if let Err(error) = self.enter().await {
             self.shared
                 .server

@@ -145,7 +145,8 @@ impl World {
                 60..=67 => {
                     // A 401 from the API: the token in use is dropped.
                     let manager = self.processes[i].manager.clone();
-                    if let Some(Ok(token)) = futures_util::FutureExt::now_or_never(manager.token()) {
+                    if let Some(Ok(token)) = futures_util::FutureExt::now_or_never(manager.token())
+                    {
                         self.note(verbose, format!("p{i} invalidates {}", token.fingerprint()));
                         manager.invalidate(&token);
                     }
@@ -158,14 +159,18 @@ impl World {
                 74..=77 => {
                     let token = self.server.login();
                     self.shared.handed_over(&token);
-                    self.note(verbose, format!("p{i} set_tokens {}", number(token.access_token.secret())));
+                    self.note(
+                        verbose,
+                        format!("p{i} set_tokens {}", number(token.access_token.secret())),
+                    );
                     let manager = self.processes[i].manager.clone();
                     tokio::spawn(async move { drop(manager.set_tokens(token).await) });
                 }
                 78..=80 => self.logout(i, verbose),
                 81..=87 => {
                     let life = self.processes[i].life.clone();
-                    let pause = Duration::from_millis(self.rng.u64(500..3 * LEASE_TTL.as_millis() as u64));
+                    let pause =
+                        Duration::from_millis(self.rng.u64(500..3 * LEASE_TTL.as_millis() as u64));
                     self.note(verbose, format!("p{i} pauses for {pause:?}"));
                     life.pause();
                     tokio::spawn(async move {
@@ -220,7 +225,9 @@ impl World {
                         ));
                     }
                     if token.is_expired_at(clock.now()) {
-                        outcome.violations.push(format!("p{i} served expired token {n}"));
+                        outcome
+                            .violations
+                            .push(format!("p{i} served expired token {n}"));
                     }
                 }
                 Err(error) if kind == Kind::Healthy => outcome
@@ -229,9 +236,9 @@ impl World {
                 Err(_) => {}
             }
             if kind == Kind::Healthy && waited > Duration::from_secs(1) {
-                outcome
-                    .violations
-                    .push(format!("p{i}: a caller waited {waited:?} with a healthy endpoint"));
+                outcome.violations.push(format!(
+                    "p{i}: a caller waited {waited:?} with a healthy endpoint"
+                ));
             }
         });
     }
