@@ -51,6 +51,10 @@ pub(super) async fn obtain(
 ) -> Result<Arc<Cached>> {
     let s = &shared.settings;
     let current = shared.current.load_full();
+    if mode == Mode::Due && current.state(precise_now(shared)) == State::Fresh {
+        // Put in place while this flight waited to start (`set_tokens`).
+        return Ok(current);
+    }
     let Some(store) = &s.store else {
         return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
@@ -82,7 +86,15 @@ async fn under_lease(
 ) -> Result<Arc<Cached>> {
     // A token stored by the lease's previous holder (for a forced refresh: a token
     // newer than the caller's counts as the forced refresh).
-    let stored = within(shared, deadline, read_store(shared)).await?;
+    let stored = match within(shared, deadline, read_store(shared)).await {
+        Ok(stored) => stored,
+        // Unreadable: this manager's refresh token may have been rotated by
+        // another instance since; only a fetch, which spends nothing, may go on.
+        Err(error) if current.token().is_some_and(|t| t.refresh_token.is_some()) => {
+            return Err(error)
+        }
+        Err(_) => None,
+    };
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
         return Ok(adopted);
     }
@@ -254,6 +266,12 @@ fn ready_to_send(
         Some(left) => Ok(deadline.capped(left)),
         None => Ok(deadline.clone()),
     }
+}
+
+/// The time (Unix ms) from the clock's precise reading, not the hit path's coarse
+/// one: off the hit path, the last moments before expiry are decided with it.
+pub(super) fn precise_now(shared: &Shared) -> u64 {
+    crate::clock::unix_millis(shared.settings.clock.now())
 }
 
 /// `work`, unless `deadline` comes first. Everything up to the token request's

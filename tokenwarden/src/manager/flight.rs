@@ -10,7 +10,7 @@
 //! may have got a token meanwhile.
 
 use super::cached::{Cached, State};
-use super::chain::{self, refresh_timed_out, Mode, IDLE, STOPPED};
+use super::chain::{self, precise_now, refresh_timed_out, Mode, IDLE, STOPPED};
 use super::install::{adopt, load_stored};
 use super::stats::Counters;
 use super::Shared;
@@ -316,11 +316,6 @@ pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
     }
 }
 
-/// The time (Unix ms) from the clock's precise reading, not the hit path's coarse
-/// one: off the hit path, the last moments before expiry are decided with it.
-fn precise_now(shared: &Shared) -> u64 {
-    crate::clock::unix_millis(shared.settings.clock.now())
-}
 
 fn last_error(shared: &Shared) -> Error {
     shared.backoff.last_error().unwrap_or_else(|| {

@@ -86,7 +86,7 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
     flight::cancel(shared, flight::Cancel::Any);
-    let _changing = shared.changing.write().await;
+    let changing = shared.changing.write().await;
     // Not served from now on; a refresh still running drops its result.
     let held = shared.current.load_full();
     publish(shared, Cached::empty());
@@ -116,6 +116,7 @@ async fn logout_now(shared: &Shared) -> Result<()> {
         stored
     };
     release(lease).await;
+    drop(changing);
     // Revoked once nothing serves them any more: a slow server delays nobody.
     let mut revoked: Vec<Token> = Vec::new();
     for token in held.token().cloned().into_iter().chain(stored) {

@@ -68,6 +68,45 @@ async fn a_waiter_whose_lease_wait_ends_spends_no_refresh_token() {
     assert_eq!(server.reuses(), 0, "no refresh token spent twice");
 }
 
+/// Scenario 2: a holder whose lease ended while it stalled (here: reading the
+/// store) learns it before it sends its refresh, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_lost_its_lease_sends_no_refresh() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    // The store's time (Redis's, say) runs on while the holder is stalled.
+    let (clock, store_clock) = (clock(), self::clock());
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(store_clock.clone())));
+    let manager = TokenManager::builder(server.clone())
+        .clock(clock.clone())
+        .store(store.clone())
+        .lease_ttl(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    manager.token().await.unwrap();
+    clock.advance(LIFETIME);
+    store_clock.advance(LIFETIME);
+    store.loads.close();
+    let stalled = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.token().await.map(|t| t.fingerprint()) }
+    });
+    store.loads.until_arrived(1).await; // the read before the lease
+    store.loads.let_one_through();
+    store.loads.until_arrived(2).await; // under the lease, reading the store again
+    store_clock.advance(Duration::from_secs(6)); // the lease ends meanwhile
+    server.arrival.close();
+    store.loads.open();
+    let error = tokio::time::timeout(Duration::from_secs(10), stalled)
+        .await
+        .expect("the stalled holder ends")
+        .unwrap()
+        .expect_err("no token: its lease ended");
+    assert!(error.to_string().contains("lease"), "{error}");
+    assert_eq!(server.arrival.arrived(), 0, "nothing was sent");
+    assert_eq!(manager.stats().lease_losses, 1);
+}
+
 /// Scenario 4: a `token()` racing `logout()` never serves the logged-out token
 /// once `logout()` returned, and a slow revocation holds nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +281,11 @@ async fn invalid_grant_in_a_fleet_takes_the_siblings_token_before_logging_in() {
     });
     server.arrival.until_arrived(2).await;
     server.arrival.let_one_through(); // a's refresh: rotated, stored
-    let rotated = first.await.unwrap().unwrap();
+    let rotated = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("a ends")
+        .unwrap()
+        .unwrap();
     server.arrival.stop_holding(); // a new login would not be held
     server.arrival.let_one_through(); // b's, with the spent token: invalid_grant
     let taken = tokio::time::timeout(Duration::from_secs(10), second)
