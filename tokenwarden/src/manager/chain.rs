@@ -326,7 +326,10 @@ async fn accept(
 ) -> Result<Arc<Cached>> {
     let s = &shared.settings;
     let now = s.clock.now();
-    let token = complete(shared, token, now, false)?;
+    // A token that looks expired on arrival (the wall clock stepped forward) is
+    // still stored if it has a refresh token: that refresh token may be the
+    // grant's only live one now. It is not served; the next attempt refreshes it.
+    let token = complete(shared, token, now, true)?;
     let cached = prepare(shared, token, now)?;
     let writing = shared.writes.lock().await;
     if shared.epoch.load(SeqCst) != epoch {

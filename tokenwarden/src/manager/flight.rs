@@ -274,18 +274,21 @@ pub(super) fn slow_path(
                 }
                 Start::Started(flight) => flight,
             };
-            let error = match wait(shared, flight).await {
+            let (error, expired) = match wait(shared, flight).await {
                 // Not if it expired on its way (a slow store, or the wall clock
                 // stepped forward meanwhile).
                 Ok(fresh) if fresh.state(precise_now(shared)) != State::Expired => {
                     return Ok(Guard::from_inner(fresh))
                 }
-                Ok(_) => Error::source_failed(
-                    &shared.settings.source_name,
-                    "the new token had expired by the time it was ready; is the clock stepping?",
-                )
-                .with_transient(true),
-                Err(error) => error,
+                Ok(_) => (
+                    Error::source_failed(
+                        &shared.settings.source_name,
+                        "the new token had expired by the time it was ready; is the clock stepping?",
+                    )
+                    .with_transient(true),
+                    true,
+                ),
+                Err(error) => (error, false),
             };
             // Static stability: a token that is still valid beats an error.
             let current = shared.current.load();
@@ -294,8 +297,9 @@ pub(super) fn slow_path(
             }
             // A `set_tokens` ended that flight early: one more, with its token.
             // (After a `logout`, a call made before it gets no new login.)
+            // So does a token that expired on its way: its refresh token is fresh.
             let superseded = shared.epoch.load(SeqCst) != epoch;
-            if superseded && !tried_again && !shared.logged_out.load(SeqCst) {
+            if (superseded || expired) && !tried_again && !shared.logged_out.load(SeqCst) {
                 tried_again = true;
                 continue;
             }
@@ -315,7 +319,6 @@ pub(super) async fn forced(shared: &Arc<Shared>) -> Result<Arc<Cached>> {
         Start::NoRuntime(error) => Err(error),
     }
 }
-
 
 fn last_error(shared: &Shared) -> Error {
     shared.backoff.last_error().unwrap_or_else(|| {

@@ -76,7 +76,9 @@ async fn a_holder_that_lost_its_lease_sends_no_refresh() {
     let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
     // The store's time (Redis's, say) runs on while the holder is stalled.
     let (clock, store_clock) = (clock(), self::clock());
-    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(store_clock.clone())));
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(
+        store_clock.clone(),
+    )));
     let manager = TokenManager::builder(server.clone())
         .clock(clock.clone())
         .store(store.clone())

@@ -71,6 +71,8 @@ pub struct Server {
     state: Mutex<State>,
     /// Tokens whose save the store refused for a fault of its own.
     pub unsaved: Mutex<HashSet<u64>>,
+    /// Tokens the store holds or held.
+    pub written: Mutex<HashSet<u64>>,
 }
 
 /// The number in `at-<n>` / `rt-<n>`.
@@ -98,6 +100,7 @@ impl Server {
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5e4e_4e4e)),
             state: Mutex::default(),
             unsaved: Mutex::default(),
+            written: Mutex::default(),
         })
     }
 
@@ -185,14 +188,17 @@ impl Server {
             // Residual: some send of this refresh token lost its answer (the
             // one no client can rule out), or the store refused to save what it
             // brought. Otherwise two live senders spent it: a violation.
-            let unsaved = self.unsaved.lock().unwrap();
+            let (unsaved, written) = (self.unsaved.lock().unwrap(), self.written.lock().unwrap());
             let now = self.clock.monotonic();
             let residual = state.uses.iter().any(|u| {
-                let overdue = !u.delivered && now > u.deadline;
+                // Its sender's time ran out before it had the answer, or before
+                // the store had what the answer brought (a stalled store, say).
+                let not_stored = u.issued.is_some_and(|n| !written.contains(&n));
+                let overdue = (!u.delivered || not_stored) && now > u.deadline;
                 u.refresh == refresh
                     && (u.lost || overdue || u.issued.is_some_and(|n| unsaved.contains(&n)))
             });
-            drop(unsaved);
+            drop((unsaved, written));
             if residual {
                 state.residual += 1;
             } else {

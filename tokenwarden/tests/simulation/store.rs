@@ -174,8 +174,17 @@ impl Door {
             return Err(error);
         }
         let saved = save.await;
-        if saved.is_ok() {
-            self.shared.wrote(token);
+        match &saved {
+            Ok(()) => {
+                self.shared.wrote(token);
+                let n = number(token.access_token.secret());
+                self.shared.server.written.lock().unwrap().insert(n);
+            }
+            // Refused (its lease ended while the store stalled, say): not saved.
+            Err(_) => {
+                let n = number(token.access_token.secret());
+                self.shared.server.unsaved.lock().unwrap().insert(n);
+            }
         }
         self.leave(saved).await
     }
