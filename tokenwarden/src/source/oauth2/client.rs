@@ -23,6 +23,9 @@ use url::Url;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default timeout for connecting to the authorization server.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time left in a refresh for a request that spends a one-time
+/// credential to be sent (or retried): under it, the request is not sent.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(500);
 /// The largest response body read from the authorization server.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -47,11 +50,10 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 ///   That error is returned at once, still transient, so that the
 ///   [`TokenManager`](crate::TokenManager) backs off and looks in its store first.
 ///
-/// Within a manager's refresh, no retry starts when its wait plus the request
-/// timeout would go past the refresh's deadline ([`time_left`]), and a request that
-/// spends a one-time credential is not sent at all when the request timeout is
-/// longer than the time left: it could outlive the manager's store lease, after
-/// which another process may send the same refresh token.
+/// Within a manager's refresh, each request's timeout is cut to the refresh's
+/// time left ([`time_left`]): no request outlives the manager's store lease, after
+/// which another process may send the same refresh token. A request that spends a
+/// one-time credential is not sent, nor retried, with less than half a second left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -328,7 +330,7 @@ impl OAuth2Client {
         let mut request = inner
             .http
             .post(url.clone())
-            .timeout(inner.timeout)
+            .timeout(self.request_timeout())
             .header(ACCEPT, "application/json")
             .form(&form);
         if let Some(authorization) = authorization {
@@ -353,7 +355,7 @@ impl OAuth2Client {
                 .inner
                 .http
                 .post(url.clone())
-                .timeout(self.inner.timeout)
+                .timeout(self.request_timeout())
                 .header(ACCEPT, "application/json")
                 .headers(headers.clone());
             if let Some((content_type, text)) = &body {
@@ -372,7 +374,7 @@ impl OAuth2Client {
             .inner
             .http
             .get(url.clone())
-            .timeout(self.inner.timeout)
+            .timeout(self.request_timeout())
             .header(ACCEPT, "application/json");
         self.send(request).await
     }
@@ -380,12 +382,13 @@ impl OAuth2Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer> {
         let name = &self.inner.name;
         let (client, request) = request.build_split();
-        let request = request.map_err(|e| transport_error(name, e, self.inner.timeout))?;
+        let timeout = self.request_timeout();
+        let request = request.map_err(|e| transport_error(name, e, timeout))?;
         let asked = request.url().clone();
         let mut response = client
             .execute(request)
             .await
-            .map_err(|e| transport_error(name, e, self.inner.timeout))?;
+            .map_err(|e| transport_error(name, e, timeout))?;
         if response.url() != &asked {
             // Only a user-supplied client follows redirects, and credentials went along.
             return Err(Error::transport(
@@ -408,7 +411,7 @@ impl OAuth2Client {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| transport_error(name, e, self.inner.timeout))?
+            .map_err(|e| transport_error(name, e, timeout))?
         {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(Error::invalid_response(
@@ -430,6 +433,14 @@ impl OAuth2Client {
         })
     }
 
+    /// The timeout of a request sent now: the client's, cut to the time left of the
+    /// refresh in progress ([`time_left`]), so that no request outlives the
+    /// manager's lease.
+    fn request_timeout(&self) -> Duration {
+        let timeout = self.inner.timeout;
+        time_left().map_or(timeout, |left| timeout.min(left))
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, the retry policy ends, or
     /// a retry could not finish before the refresh's deadline ([`time_left`]).
     /// `replay` says which failures may be retried.
@@ -439,16 +450,14 @@ impl OAuth2Client {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let policy = self.inner.retry;
-        let timeout = self.inner.timeout;
         if replay == Replay::OnlyIfUnprocessed {
-            if let Some(left) = time_left().filter(|left| *left < timeout) {
+            if let Some(left) = time_left().filter(|left| *left < MIN_REQUEST_TIME) {
                 return Err(Error::transport(
                     &self.inner.name,
                     format!(
                         "the refresh could not finish within its lease or refresh timeout \
-                         ({} ms left, the request timeout is {} ms): not sent",
+                         ({} ms left): not sent",
                         left.as_millis(),
-                        timeout.as_millis()
                     ),
                 ));
             }
@@ -468,7 +477,7 @@ impl OAuth2Client {
                 Some(asked) => asked,
                 None => delay / 2 + delay.mul_f64(fastrand::f64() / 2.0),
             };
-            if time_left().is_some_and(|left| wait + timeout > left) {
+            if time_left().is_some_and(|left| wait + MIN_REQUEST_TIME > left) {
                 tracing::debug!(%error, "not retried: the retry could not finish before the refresh's deadline");
                 return Err(error);
             }
@@ -859,13 +868,14 @@ mod tests {
             let down = || Error::transport("t", "no answer");
             let zero = Duration::ZERO;
             let secs = Duration::from_secs;
+            let ms = Duration::from_millis;
             for (replay, left, step, expected) in [
                 (Replay::Safe, None, secs(100), 3),
                 (Replay::Safe, Some(secs(60)), zero, 3),
-                // The request timeout alone is more than what is left: one try.
-                (Replay::Safe, Some(secs(9)), zero, 1),
-                // 15 s, then 12 s left after the first try; 9 s after the second.
-                (Replay::Safe, Some(secs(15)), secs(3), 2),
+                // Under half a second left after the first try: no retry.
+                (Replay::Safe, Some(ms(400)), zero, 1),
+                // 1.5 s: 0.9 s left after the first try, 0.3 s after the second.
+                (Replay::Safe, Some(ms(1_500)), ms(600), 2),
             ] {
                 let (tried, error) = attempts(replay, left, step, down()).await;
                 assert_eq!(tried, expected, "{replay:?} with {left:?} left");
@@ -877,7 +887,7 @@ mod tests {
         async fn a_spending_request_is_not_started_when_it_could_outlive_the_deadline() {
             let (tried, error) = attempts(
                 Replay::OnlyIfUnprocessed,
-                Some(TIMEOUT - Duration::from_millis(1)),
+                Some(MIN_REQUEST_TIME - Duration::from_millis(1)),
                 Duration::ZERO,
                 Error::transport("t", "down").with_nothing_sent(),
             )
@@ -894,7 +904,7 @@ mod tests {
                 &clock,
                 &format!("http://{}/token", listener.local_addr().unwrap()),
             );
-            let soon = Deadline::after(Arc::new(clock.clone()), TIMEOUT / 2);
+            let soon = Deadline::after(Arc::new(clock.clone()), MIN_REQUEST_TIME / 2);
             let error = scope(soon, client.refresh("TOPSECRET-rt", &[]))
                 .await
                 .unwrap_err();
@@ -916,6 +926,19 @@ mod tests {
             let (socket, _) = listener.accept().await.unwrap();
             drop(socket);
             assert!(refresh.await.unwrap().is_err());
+        }
+
+        #[tokio::test]
+        async fn a_request_never_outlives_the_refresh() {
+            let clock = ManualClock::default();
+            let client = client(&clock, "http://127.0.0.1:9/token");
+            assert_eq!(client.request_timeout(), TIMEOUT, "outside a refresh");
+            let left = Duration::from_secs(2);
+            let within = scope(Deadline::after(Arc::new(clock.clone()), left), async {
+                client.request_timeout()
+            })
+            .await;
+            assert_eq!(within, left, "cut to the time left");
         }
 
         #[tokio::test]
