@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokenwarden::clock::Sleep;
 use tokenwarden::Clock;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// The simulation's time: Tokio's (paused) clock, and a wall clock that can be
 /// stepped. One per process, sharing the world's wall offset; a paused process's
@@ -23,9 +23,16 @@ pub struct SimClock {
 const WALL_START_SECS: u64 = 1_893_456_000;
 
 impl SimClock {
+    /// A clock starting now. Async: it first lets Tokio's paused time advance to
+    /// its timer's next millisecond, so that every deadline of the run (whole
+    /// milliseconds from the start) falls on the timer's grid; a start a few real
+    /// microseconds off the grid would round some deadlines one way in one run and
+    /// the other way in the next, and two timers firing in one tick or in two
+    /// would make runs of the same seed differ.
     // The simulation's clock is the injected clock: it reads Tokio's paused time.
     #[allow(clippy::disallowed_methods)]
-    pub fn new() -> Self {
+    pub async fn new() -> Self {
+        tokio::time::sleep(Duration::from_millis(1)).await;
         Self {
             start: tokio::time::Instant::now(),
             wall_step_ms: Arc::default(),
@@ -83,57 +90,59 @@ impl Clock for SimClock {
 /// Whether a process runs, is paused, or is dead. Every store and token-endpoint
 /// call of a process passes [`Life::step`] on its way out and on its way back, as
 /// do its sleeps: a paused process makes no step until it resumes, a dead one never.
-#[derive(Debug, Clone)]
+///
+/// A `Notify`, not a `watch` channel: tokio's `watch` spreads its waiters over
+/// shards picked at random, so the order in which paused steps wake would differ
+/// between two runs of one seed.
+#[derive(Debug, Clone, Default)]
 pub struct Life {
-    running: Arc<watch::Sender<bool>>,
-    dead: Arc<AtomicBool>,
+    inner: Arc<LifeState>,
 }
 
-impl Default for Life {
-    fn default() -> Self {
-        Self {
-            running: Arc::new(watch::channel(true).0),
-            dead: Arc::default(),
-        }
-    }
+#[derive(Debug, Default)]
+struct LifeState {
+    paused: AtomicBool,
+    dead: AtomicBool,
+    resumed: Notify,
 }
 
 impl Life {
     pub fn pause(&self) {
-        self.running.send_replace(false);
+        self.inner.paused.store(true, SeqCst);
     }
 
     pub fn resume(&self) {
         if !self.is_dead() {
-            self.running.send_replace(true);
+            self.inner.paused.store(false, SeqCst);
+            self.inner.resumed.notify_waiters();
         }
     }
 
     /// Dies: every task of the process stops at its next step, for good (its
     /// store leases are left to expire).
     pub fn kill(&self) {
-        self.dead.store(true, SeqCst);
-        self.running.send_replace(false);
+        self.inner.dead.store(true, SeqCst);
+        self.inner.paused.store(true, SeqCst);
     }
 
     pub fn is_dead(&self) -> bool {
-        self.dead.load(SeqCst)
+        self.inner.dead.load(SeqCst)
     }
 
     pub fn is_running(&self) -> bool {
-        *self.running.borrow()
+        !self.inner.paused.load(SeqCst)
     }
 
     /// Returns once the process runs (never, if it is dead).
     pub async fn step(&self) {
-        let mut running = self.running.subscribe();
         loop {
-            if *running.borrow_and_update() {
+            let resumed = self.inner.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if self.is_running() {
                 return;
             }
-            if running.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+            resumed.await;
         }
     }
 }

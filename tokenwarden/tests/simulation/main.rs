@@ -111,6 +111,12 @@ fn seeds_hold_the_protocol() {
     for seed in REGRESSIONS.iter().copied().chain(0..seeds) {
         for kind in [Kind::Adversity, Kind::Healthy] {
             let outcome = simulate(seed, kind, false);
+            if std::env::var_os("SIM_PRINT").is_some() {
+                println!(
+                    "seed {seed} {kind:?}: {} calls, {} requests, {} residual",
+                    outcome.calls, outcome.requests, outcome.residual
+                );
+            }
             if !outcome.violations.is_empty() {
                 failed.push((seed, kind, outcome.violations.clone()));
             }

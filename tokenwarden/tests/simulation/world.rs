@@ -57,7 +57,7 @@ struct World {
 
 pub async fn run(seed: u64, kind: Kind, verbose: bool) -> Outcome {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let clock = SimClock::new();
+    let clock = SimClock::new().await;
     let (faults, store_faults) = match kind {
         Kind::Healthy => (Faults::default(), StoreFaults::default()),
         Kind::Adversity => (
