@@ -398,15 +398,25 @@ fn private_key_jwt_client_authentication() {
     );
 }
 
-#[test]
-fn a_refresh_token_from_the_environment_seeds_a_profile() {
+/// `args` run with `$REFRESH_TOKEN` set to `value`.
+fn with_refresh_token(home: &Home, args: &[&str], value: &str) -> Run {
+    Run::checked(
+        home.command(args)
+            .env("REFRESH_TOKEN", value)
+            .output()
+            .unwrap(),
+        &[],
+    )
+}
+
+/// A refresh token of the `app` client from a device login through the library,
+/// approved in the headless browser.
+fn device_refresh_token(issuer: &str) -> String {
     use tokenwarden::source::oauth2::{ClientAuth, OAuth2Client};
-    let Some(oidc) = oidc::server() else { return };
-    // A refresh token obtained elsewhere (here: a device login through the library).
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let refresh_token = runtime.block_on(async {
+    runtime.block_on(async {
         let source = OAuth2Client::builder()
-            .issuer(&oidc.issuer)
+            .issuer(issuer)
             .client_id("app")
             .auth(ClientAuth::SecretBasic(tokenwarden::ClientSecret::new(
                 "app-TOPSECRET",
@@ -421,7 +431,14 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
             });
         let token = tokenwarden::TokenSource::fetch(&source).await.unwrap();
         token.refresh_token.unwrap().secret().to_owned()
-    });
+    })
+}
+
+#[test]
+fn a_refresh_token_from_the_environment_seeds_a_profile() {
+    let Some(oidc) = oidc::server() else { return };
+    // A refresh token obtained elsewhere (here: a device login through the library).
+    let refresh_token = device_refresh_token(&oidc.issuer);
     let home = Home::with_config(&format!(
         "[profiles.seeded]\nissuer = \"{}\"\ngrant = \"refresh_token\"\nclient_id = \"app\"\n\
          client_secret = \"app-TOPSECRET\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n",
@@ -456,13 +473,7 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
         token,
         "the stored token, not a new refresh"
     );
-    let status = Run::checked(
-        home.command(&["status", "-p", "seeded"])
-            .env("REFRESH_TOKEN", "x")
-            .output()
-            .unwrap(),
-        &[],
-    );
+    let status = with_refresh_token(&home, &["status", "-p", "seeded"], "x");
     assert!(status
         .expect_code(0)
         .stdout()
@@ -475,32 +486,13 @@ fn a_refresh_token_from_the_environment_seeds_a_profile() {
 /// refreshes with the rotated refresh token instead of resending the spent one.
 #[test]
 fn a_redis_store_keeps_the_rotated_refresh_token_past_the_access_tokens_expiry() {
-    use tokenwarden::source::oauth2::{ClientAuth, OAuth2Client};
     let Some(oidc) = oidc::server() else { return };
     if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
         assert!(!required(), "CI needs Redis on 127.0.0.1:6379");
         eprintln!("skipped: no Redis on 127.0.0.1:6379");
         return;
     }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let refresh_token = runtime.block_on(async {
-        let source = OAuth2Client::builder()
-            .issuer(&oidc.issuer)
-            .client_id("app")
-            .auth(ClientAuth::SecretBasic(tokenwarden::ClientSecret::new(
-                "app-TOPSECRET",
-            )))
-            .build()
-            .unwrap()
-            .device_code()
-            .scope("openid offline_access read")
-            .on_prompt(|prompt| {
-                let page = prompt.verification_uri_complete.clone().unwrap();
-                tokio::spawn(async move { browser::approve(&page).await });
-            });
-        let token = tokenwarden::TokenSource::fetch(&source).await.unwrap();
-        token.refresh_token.unwrap().secret().to_owned()
-    });
+    let refresh_token = device_refresh_token(&oidc.issuer);
     let home = Home::with_config(&format!(
         "[profiles.seeded]\nissuer = \"{}\"\ngrant = \"refresh_token\"\nclient_id = \"app\"\n\
          client_secret = \"app-TOPSECRET\"\nrefresh_token = \"${{REFRESH_TOKEN}}\"\n\
@@ -508,13 +500,7 @@ fn a_redis_store_keeps_the_rotated_refresh_token_past_the_access_tokens_expiry()
         oidc.issuer
     ));
     let token = || {
-        let run = Run::checked(
-            home.command(&["token", "-p", "seeded"])
-                .env("REFRESH_TOKEN", &refresh_token)
-                .output()
-                .unwrap(),
-            &[],
-        );
+        let run = with_refresh_token(&home, &["token", "-p", "seeded"], &refresh_token);
         run.expect_no_secret(false);
         run.expect_code(0).stdout()
     };
@@ -524,13 +510,7 @@ fn a_redis_store_keeps_the_rotated_refresh_token_past_the_access_tokens_expiry()
         // The test server's access tokens live 5 s; Redis keeps the entry longer.
         std::thread::sleep(std::time::Duration::from_millis(5_500));
     }
-    let status = Run::checked(
-        home.command(&["status", "-p", "seeded"])
-            .env("REFRESH_TOKEN", "x")
-            .output()
-            .unwrap(),
-        &[],
-    );
+    let status = with_refresh_token(&home, &["status", "-p", "seeded"], "x");
     assert!(status
         .expect_code(0)
         .stdout()

@@ -146,3 +146,29 @@ impl Life {
         }
     }
 }
+
+/// A seeded source of the faults' dice, shared by a model's tasks.
+#[derive(Debug)]
+pub struct Dice(std::sync::Mutex<fastrand::Rng>);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(std::sync::Mutex::new(fastrand::Rng::with_seed(seed)))
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, fastrand::Rng> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng().f64() < p
+    }
+
+    /// A duration in `range`, in milliseconds.
+    pub fn millis(&self, range: std::ops::Range<u64>) -> Duration {
+        Duration::from_millis(self.rng().u64(range))
+    }
+}

@@ -5,7 +5,7 @@
 //! answer in time to store it: it paused, died, timed out, or its lease had
 //! ended; or the store failed to save it) or a violation of the protocol.
 
-use crate::life::{Life, SimClock};
+use crate::life::{Dice, Life, SimClock};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub struct Server {
     /// The refresh-ahead window of the managers (capped at half the lifetime).
     ahead: Duration,
     faults: Faults,
-    rng: Mutex<fastrand::Rng>,
+    dice: Dice,
     state: Mutex<State>,
     /// Tokens whose save the store refused for a fault of its own.
     pub unsaved: Mutex<HashSet<u64>>,
@@ -97,7 +97,7 @@ impl Server {
             lifetime,
             ahead,
             faults,
-            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5e4e_4e4e)),
+            dice: Dice::new(seed ^ 0x5e4e_4e4e),
             state: Mutex::default(),
             unsaved: Mutex::default(),
             written: Mutex::default(),
@@ -106,25 +106,6 @@ impl Server {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn chance(&self, p: f64) -> bool {
-        p > 0.0
-            && self
-                .rng
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .f64()
-                < p
-    }
-
-    fn millis(&self, range: std::ops::Range<u64>) -> Duration {
-        Duration::from_millis(
-            self.rng
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .u64(range),
-        )
     }
 
     pub fn issued(&self) -> u64 {
@@ -270,24 +251,24 @@ impl Client {
         let f = server.faults;
         let (answer, answered) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let mut wait = server.millis(5..50);
-            if server.chance(f.slow) {
-                wait += server.millis(1_000..4_000);
+            let mut wait = server.dice.millis(5..50);
+            if server.dice.chance(f.slow) {
+                wait += server.dice.millis(1_000..4_000);
             }
-            if server.chance(f.hangs) {
+            if server.dice.chance(f.hangs) {
                 wait += Duration::from_secs(30);
             }
-            if server.chance(f.unavailable) {
+            if server.dice.chance(f.unavailable) {
                 tokio::time::sleep(wait).await;
                 let _ = answer.send(Err(unavailable()));
                 return;
             }
             tokio::time::sleep(wait).await;
             let mut outcome = work(&server);
-            if outcome.is_ok() && server.chance(f.fails_after) {
+            if outcome.is_ok() && server.dice.chance(f.fails_after) {
                 outcome = Err(Error::transport("sim", "HTTP 500").with_status(500));
             }
-            tokio::time::sleep(server.millis(5..50)).await;
+            tokio::time::sleep(server.dice.millis(5..50)).await;
             let _ = answer.send(outcome);
         });
         match tokio::time::timeout(REQUEST_TIMEOUT, answered).await {

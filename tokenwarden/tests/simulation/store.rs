@@ -4,7 +4,7 @@
 //! checked (the store never goes back to an older token, and holds nothing from
 //! before a logout once the logout returned).
 
-use crate::life::Life;
+use crate::life::{Dice, Life};
 use crate::server::{number, Server};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,7 +40,7 @@ pub struct Shared {
     pub memory: MemoryStore,
     pub server: Arc<Server>,
     faults: StoreFaults,
-    rng: Mutex<fastrand::Rng>,
+    dice: Dice,
     history: Mutex<History>,
 }
 
@@ -55,19 +55,9 @@ impl Shared {
             memory,
             server,
             faults,
-            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5707_e5e5)),
+            dice: Dice::new(seed ^ 0x5707_e5e5),
             history: Mutex::default(),
         })
-    }
-
-    fn chance(&self, p: f64) -> bool {
-        p > 0.0
-            && self
-                .rng
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .f64()
-                < p
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, History> {
@@ -132,15 +122,10 @@ impl Door {
     async fn enter(&self) -> Result<()> {
         self.life.step().await;
         let s = &self.shared;
-        if s.chance(s.faults.stalls) {
-            let stall = s
-                .rng
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .u64(100..3_000);
-            tokio::time::sleep(Duration::from_millis(stall)).await;
+        if s.dice.chance(s.faults.stalls) {
+            tokio::time::sleep(s.dice.millis(100..3_000)).await;
         }
-        if s.chance(s.faults.fails) {
+        if s.dice.chance(s.faults.fails) {
             return Err(Error::store("sim-store", "connection refused"));
         }
         Ok(())
@@ -150,7 +135,7 @@ impl Door {
     async fn leave(&self, written: Result<()>) -> Result<()> {
         let s = &self.shared;
         let written = match written {
-            Ok(()) if s.chance(s.faults.answer_lost) => {
+            Ok(()) if s.dice.chance(s.faults.answer_lost) => {
                 Err(Error::store("sim-store", "the connection closed"))
             }
             other => other,
