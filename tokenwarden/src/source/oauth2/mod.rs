@@ -139,6 +139,7 @@ mod exchange;
 mod grant;
 mod grants;
 mod response;
+mod retry;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
@@ -156,8 +157,8 @@ pub(crate) use response::status_error;
 /// What `crate::fuzzing` reaches inside this module.
 #[cfg(fuzzing)]
 pub(crate) mod fuzz {
-    pub(crate) use super::client::parse_retry_after;
     pub(crate) use super::device::read_authorization;
     pub(crate) use super::discovery::check;
     pub(crate) use super::response::{oauth_error, status_error, token_from, Answer};
+    pub(crate) use super::retry::parse_retry_after;
 }
