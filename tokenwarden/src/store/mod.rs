@@ -3,7 +3,7 @@
 //!
 //! | store | where | leases | feature |
 //! |---|---|---|---|
-//! | [`MemoryStore`] | this process | in-process | (always) |
+//! | [`MemoryStore`] | this process | in-process, with a TTL, fenced | (always) |
 //! | `FileStore` | encrypted files, platform data dir | OS file locks | `file-store` |
 //! | `KeyringStore` | the OS credential store | OS file locks | `keyring` |
 //! | `RedisStore` (crate `tokenwarden-redis`) | Redis, optionally sealed | `SET NX PX`, fenced; waiters woken by pub/sub | — |
