@@ -46,8 +46,9 @@ if redis.call('exists', KEYS[2]) == 0 then
   redis.call('set', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
 end
 local fence = redis.call('incr', KEYS[2])
-redis.call('pexpire', KEYS[2], ARGV[3], 'GT')
-if redis.call('pttl', KEYS[2]) < 0 then
+-- Longer only (PEXPIRE's GT would do this on Redis 7; this works on 6 too).
+local left = redis.call('pttl', KEYS[2])
+if left >= 0 and left < tonumber(ARGV[3]) or left == -1 then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
 return {fence, redis.call('get', KEYS[3])}

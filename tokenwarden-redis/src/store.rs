@@ -19,7 +19,10 @@ if redis.call('get', KEYS[2]) ~= ARGV[1] then
   return 0
 end
 redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('pexpire', KEYS[2], ARGV[3], 'GT')
+local left = redis.call('pttl', KEYS[2])
+if left >= 0 and left < tonumber(ARGV[3]) then
+  redis.call('pexpire', KEYS[2], ARGV[3])
+end
 return 1
 ";
 

@@ -35,6 +35,10 @@ pub(super) enum Mode {
     StoreOnly,
 }
 
+/// The share of the lease TTL kept, at its end, for storing the answer: a fifth
+/// (6 s of the default 30 s).
+const SAVE_MARGIN_DIVISOR: u32 = 5;
+
 /// Whether the flight in progress has sent a request to the source (its
 /// `Shared::sending`): one that has not can be stopped by `set_tokens`; one that
 /// has may bring a rotated refresh token, which must reach the store.
@@ -101,7 +105,7 @@ async fn under_lease(
     if mode == Mode::Due {
         // `set_tokens` in this process may have put a good token in place meanwhile.
         let now = shared.current.load_full();
-        let state = now.state(shared.settings.clock.now_millis());
+        let state = now.state(precise_now(shared));
         if now.generation != current.generation && matches!(state, State::Fresh | State::Stale) {
             return Ok(now);
         }
@@ -197,8 +201,8 @@ async fn refresh(
             Err(error) if error.is_invalid_grant() => {
                 // Another instance may have rotated the refresh token: its token
                 // is in the store, and a new login is needed only if it is not.
-                let stored = load_stored(shared).await;
-                let rotated = stored.filter(|t| !same_refresh_token(t, &base));
+                let stored = within(shared, &deadline, async { Ok(load_stored(shared).await) });
+                let rotated = stored.await?.filter(|t| !same_refresh_token(t, &base));
                 if let Some(adopted) = adopt(shared, current, rotated.as_ref(), epoch).await? {
                     return Ok(adopted);
                 }
@@ -255,15 +259,18 @@ fn ready_to_send(
     if sending == Err(STOPPED) {
         return Err(superseded(shared));
     }
+    // The answer must reach the store while the lease is held: the request's
+    // time ends a margin before the lease does.
+    let margin = s.lease_ttl / SAVE_MARGIN_DIVISOR;
     match lease.and_then(Lease::held_for) {
-        Some(left) if left.is_zero() => {
+        Some(left) if left <= margin => {
             Counters::add(&shared.counters.lease_losses);
             Err(Error::lease_lost(
                 s.store_name.as_deref().unwrap_or_default(),
-                "the lease ended before the token request could be sent; nothing was sent",
+                "the lease ends too soon to store an answer; the token request was not sent",
             ))
         }
-        Some(left) => Ok(deadline.capped(left)),
+        Some(left) => Ok(deadline.capped(left - margin)),
         None => Ok(deadline.clone()),
     }
 }
@@ -356,7 +363,7 @@ async fn accept(
                 drop(writing);
                 Counters::add(&shared.counters.lease_losses);
                 tracing::warn!(%error, "another instance took over the lease; using what it stored");
-                let stored = load_stored(shared).await;
+                let stored = store.load(&s.key).await.ok().flatten();
                 let current = shared.current.load_full();
                 return match adopt(shared, &current, stored.as_ref(), epoch).await? {
                     Some(adopted) => Ok(adopted),
@@ -371,6 +378,10 @@ async fn accept(
         }
     }
     let cached = Arc::new(cached);
+    if !saved {
+        // Marked before anyone sees it: the token is this manager's only copy.
+        unsaved::keep_saving(shared, &cached, replaces, lease.and_then(Lease::fence));
+    }
     tracing::info!(
         kind = ?kind,
         fingerprint = %cached.token.fingerprint(),
@@ -380,9 +391,5 @@ async fn accept(
     publish(shared, cached.clone());
     drop(writing);
     shared.emit(kind, Some(&cached.token));
-    if !saved {
-        let fence = lease.and_then(Lease::fence);
-        unsaved::keep_saving(shared, &cached, replaces, fence);
-    }
     Ok(cached)
 }

@@ -135,9 +135,12 @@ fn start(
         shared: shared.clone(),
         id,
     };
+    // The epoch the flight was started in: a `set_tokens` or `logout` that comes
+    // before the flight gets going ends it.
+    let started = shared.epoch.load(SeqCst);
     let task = runtime.spawn(async move {
         let slot_guard = slot_guard;
-        let outcome = run(&slot_guard.shared, mode).await;
+        let outcome = run(&slot_guard.shared, mode, started).await;
         // Freed first: a caller who gets this outcome and asks again starts anew.
         drop(slot_guard);
         let _ = send.send(outcome);
@@ -331,7 +334,7 @@ fn no_valid_token(shared: &Shared, last_attempt: Error) -> Error {
 }
 
 /// The flight task: runs the chain, records the outcome, and frees the slot.
-async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
+async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cached>> {
     let span = tracing::debug_span!(
         "tokenwarden.refresh",
         source = %shared.settings.source_name,
@@ -353,8 +356,11 @@ async fn run(shared: &Arc<Shared>, mode: Mode) -> Result<Arc<Cached>> {
             Ok(guard) => guard,
             Err(error) => return (epoch, Err(error)),
         };
-        shared.sending.store(IDLE, SeqCst);
         let epoch = shared.epoch.load(SeqCst);
+        if epoch != started {
+            return (started, Err(chain::superseded(shared)));
+        }
+        shared.sending.store(IDLE, SeqCst);
         (epoch, attempt(shared, mode, epoch, &deadline).await)
     })
     .catch_unwind();

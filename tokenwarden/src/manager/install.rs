@@ -36,6 +36,7 @@ pub(super) fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
         Some(token) => {
             let unsaved = super::unsaved::is(shared, ours);
             !token.access_token.ct_eq(&stored.access_token)
+                && !super::unsaved::replaced(shared, ours, stored)
                 && (!ours.is_held()
                     || stored.expires_at > token.expires_at
                     || (stored.expires_at == token.expires_at && !unsaved))

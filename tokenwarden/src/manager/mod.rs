@@ -287,8 +287,11 @@ impl TokenManager {
     ///
     /// Once this returns, this manager serves no token issued before the call, a
     /// refresh in flight anywhere that shares the store cannot store one again
-    /// (its save is fenced out), and the next [`token`](Self::token) logs in
-    /// again. The logout runs to its end even if the caller stops waiting for it.
+    /// (its save is fenced out by the lease the logout takes), and the next
+    /// [`token`](Self::token) logs in again. If the store's lease cannot be had,
+    /// the stored token is deleted without it and the lease's error is returned:
+    /// a refresh in flight elsewhere may then store its token once more. The
+    /// logout runs to its end even if the caller stops waiting for it.
     pub async fn logout(&self) -> Result<()> {
         writes::logout(&self.shared).await
     }

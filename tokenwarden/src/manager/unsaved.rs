@@ -57,6 +57,17 @@ pub(super) fn is(shared: &Shared, cached: &Cached) -> bool {
         .is_some_and(|u| u.generation == cached.generation && cached.generation != 0)
 }
 
+/// Whether `stored` is the very token that the unsaved `cached` replaced: its
+/// refresh token is spent, and it must not take the unsaved one's place (even
+/// once that one is invalidated).
+pub(super) fn replaced(shared: &Shared, cached: &Cached, stored: &Token) -> bool {
+    let state = state(shared);
+    state.as_ref().is_some_and(|u| {
+        u.generation == cached.generation
+            && u.replaces.as_deref() == Some(stored.fingerprint().as_str())
+    })
+}
+
 /// Whether the token being served is one that could not be saved yet.
 pub(super) fn is_unsaved(shared: &Shared) -> bool {
     is(shared, &shared.current.load())
@@ -116,25 +127,28 @@ async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
         return Ok(());
     };
     let lease = store.lease(&s.key, s.lease_ttl).await?;
+    // Whether nobody else took a lease since this manager's last one; noted at
+    // once, so that a failed attempt of its own leaves no gap.
+    let quiet = {
+        let mut state = state(shared);
+        let Some(unsaved) = state.as_mut() else {
+            return Ok(());
+        };
+        let taken = lease.fence().filter(|&f| f != 0);
+        let quiet = match (unsaved.fence, taken) {
+            (Some(ours), Some(now)) => now == ours + 1,
+            _ => true, // no fences: the stored token is all there is to compare
+        };
+        unsaved.fence = taken.or(unsaved.fence);
+        quiet
+    };
     let outcome = async {
         let stored = read_store(shared).await?;
         let _writing = shared.writes.lock().await;
         if !is(shared, current) {
             return Ok(()); // nothing of ours left to save
         }
-        let (expected, quiet) = {
-            let mut state = state(shared);
-            let Some(unsaved) = state.as_mut() else {
-                return Ok(());
-            };
-            let taken = lease.fence().filter(|&f| f != 0);
-            let quiet = match (unsaved.fence, taken) {
-                (Some(ours), Some(now)) => now == ours + 1,
-                _ => true, // no fences: the stored token is all there is to compare
-            };
-            unsaved.fence = taken.or(unsaved.fence);
-            (unsaved.replaces.clone(), quiet)
-        };
+        let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
         let holds = stored.as_ref().map(Token::fingerprint);
         if holds == expected && (holds.is_some() || quiet) {
             store.save_leased(&s.key, &current.token, &lease).await?;

@@ -86,7 +86,14 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
     flight::cancel(shared, flight::Cancel::Any);
-    let changing = shared.changing.write().await;
+    // A flight stuck saving to a store that hangs does not hold the logout for
+    // good: after the refresh timeout it goes on (the epoch keeps that flight
+    // from serving anything, and its save is fenced out by the lease below).
+    let changing = tokio::select! {
+        biased;
+        guard = shared.changing.write() => Some(guard),
+        () = s.clock.sleep(s.refresh_timeout) => None,
+    };
     // Not served from now on; a refresh still running drops its result.
     let held = shared.current.load_full();
     publish(shared, Cached::empty());

@@ -328,6 +328,32 @@ async fn a_failed_save_is_retried_until_it_lands() {
     assert!(!manager.info().await.unsaved);
 }
 
+/// Scenario 11: a 401 for a token the store failed to save does not bring back
+/// the stored token it replaced (whose refresh token is spent): the unsaved
+/// token's refresh token is the one sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_token_rejected_by_the_api_is_refreshed_not_replaced_by_the_stale_one() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    let manager = manager(&server, &clock, store.clone());
+    manager.token().await.unwrap(); // stored
+    store.failing_saves.store(1, SeqCst);
+    let unsaved = manager.force_refresh().await.unwrap().to_token();
+    assert!(manager.stats().unsaved);
+    manager.invalidate(&unsaved); // the API answered 401
+    let next = manager.token().await.expect("refreshed");
+    assert_ne!(next.fingerprint(), unsaved.fingerprint());
+    let spent = unsaved.refresh_token.as_ref().unwrap().secret().to_owned();
+    assert_eq!(
+        server.refreshes_with(&spent),
+        1,
+        "the unsaved refresh token was used"
+    );
+    assert_eq!(server.reuses(), 0, "the stale stored one was not");
+}
+
 /// Scenario 11: a newer token ends the retries of an older one's save.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_token_replaces_an_unsaved_one() {
