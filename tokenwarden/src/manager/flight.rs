@@ -149,25 +149,16 @@ fn start(
     Start::Started(in_flight)
 }
 
-/// What [`cancel`] stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cancel {
-    /// A flight that has not sent its request yet (`set_tokens`): one that has
-    /// goes on, stores what it brings (fenced), and serves nothing.
-    Unsent,
-    /// Any flight (`logout`: whatever it brings is cleared anyway).
-    Any,
-}
-
-/// Ends the flight in progress, as `which` says. Its callers get an error (and
-/// the store's lease it held is given up).
-pub(super) fn cancel(shared: &Shared, which: Cancel) {
-    let stoppable = which == Cancel::Any
-        || shared
-            .sending
-            .compare_exchange(IDLE, STOPPED, SeqCst, SeqCst)
-            .is_ok();
-    if !stoppable {
+/// Ends the flight in progress if it has not sent its request yet (its callers
+/// get an error, and the store's lease it held is given up). One that has sent
+/// goes on: it may bring a rotated refresh token, which must reach the store; it
+/// stores it (fenced) and serves nothing, as the caller bumped the epoch.
+pub(super) fn cancel(shared: &Shared) {
+    let unsent = shared
+        .sending
+        .compare_exchange(IDLE, STOPPED, SeqCst, SeqCst)
+        .is_ok();
+    if !unsent {
         return;
     }
     let in_flight = shared

@@ -21,6 +21,8 @@ pub(super) struct Unsaved {
     /// The fence of this manager's last lease on the key (made under it, or
     /// taken to save it since), where the store fences its leases.
     fence: Option<u64>,
+    /// Whether another instance took a lease since the token was made.
+    disturbed: bool,
 }
 
 fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
@@ -42,6 +44,7 @@ pub(super) fn keep_saving(
         generation: cached.generation,
         replaces: replaces.map(Token::fingerprint),
         fence: fence.filter(|&f| f != 0),
+        disturbed: false,
     });
     // Backoff is counted from the failure, whenever the task first runs.
     let failed_at = shared.settings.clock.monotonic();
@@ -135,12 +138,12 @@ async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
             return Ok(());
         };
         let taken = lease.fence().filter(|&f| f != 0);
-        let quiet = match (unsaved.fence, taken) {
-            (Some(ours), Some(now)) => now == ours + 1,
-            _ => true, // no fences: the stored token is all there is to compare
-        };
+        if let (Some(ours), Some(now)) = (unsaved.fence, taken) {
+            // Without fences the stored token is all there is to compare.
+            unsaved.disturbed |= now != ours + 1;
+        }
         unsaved.fence = taken.or(unsaved.fence);
-        quiet
+        !unsaved.disturbed
     };
     let outcome = async {
         let stored = read_store(shared).await?;

@@ -38,7 +38,7 @@ pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
     // it stores what it brings (so that no instance sends the spent one) and
     // serves nothing, and this call waits for it.
     shared.epoch.fetch_add(1, SeqCst);
-    flight::cancel(shared, flight::Cancel::Unsent);
+    flight::cancel(shared);
     let _changing = shared.changing.write().await;
     let lease = take_lease(shared).await?;
     let saved = {
@@ -85,7 +85,10 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     let s = &shared.settings;
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
-    flight::cancel(shared, flight::Cancel::Any);
+    // As for `set_tokens`: a flight that has sent its request stores what it
+    // brings (fenced) before the store entry is deleted below, so that no other
+    // instance reads the refresh token it spent.
+    flight::cancel(shared);
     // A flight stuck saving to a store that hangs does not hold the logout for
     // good: after the refresh timeout it goes on (the epoch keeps that flight
     // from serving anything, and its save is fenced out by the lease below).
