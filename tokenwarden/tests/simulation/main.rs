@@ -49,9 +49,14 @@ use world::Kind;
 /// wall clock stepped) thrown away with its rotated refresh token (1452, 1382,
 /// 2942, 3628, 3910, 4838, 5030, 5059); a save stalled past its lease by the
 /// store, counted as the residual case it is (1742, 4695).
+///
+/// From the second: `logout` stopped a flight whose rotated token was on its way
+/// to the store, and another process sent the spent one (8195, 11793, 14391,
+/// 24058, 34999, 55330, 63016, 64216); a login saved after a logout because the
+/// retry's own fence hid the logout's (40699, 47973).
 const REGRESSIONS: &[u64] = &[
     0, 4, 5, 7, 57, 75, 80, 83, 465, 891, 1382, 1452, 1742, 2942, 3628, 3910, 4695, 4838, 5030,
-    5059,
+    5059, 8195, 11793, 14391, 24058, 34999, 40699, 47973, 55330, 63016, 64216,
 ];
 
 /// A replay's log: the library's own events (DEBUG), stamped with simulated time.
