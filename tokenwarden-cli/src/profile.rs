@@ -16,6 +16,9 @@ use tokenwarden::{
 };
 use url::Url;
 
+/// [`Profile::store_recheck`] for a store on this machine.
+const LOCAL_STORE_RECHECK: Duration = Duration::from_secs(1);
+
 /// A grant builder with the profile's scope.
 macro_rules! scoped {
     ($profile:expr, $grant:expr) => {{
@@ -258,7 +261,21 @@ impl Profile {
         let key = source.key().with("profile", &self.name);
         Ok(TokenManager::builder(source)
             .key(key)
-            .store(self.store().await?))
+            .store(self.store().await?)
+            .store_recheck(self.store_recheck()))
+    }
+
+    /// How long a process serves its copy of the stored token before reading the
+    /// store again, which is how long `logout` waits after deleting it. Stores
+    /// on this machine are shared by its own processes (`proxy`, the commands)
+    /// only, for which a second is cheap; a Redis store may be shared with a fleet
+    /// of library users, which use the library's default.
+    fn store_recheck(&self) -> Option<Duration> {
+        match &self.store {
+            StoreKind::Memory => None,
+            StoreKind::Keyring | StoreKind::File => Some(LOCAL_STORE_RECHECK),
+            StoreKind::Redis(_) => Some(tokenwarden::DEFAULT_STORE_RECHECK),
+        }
     }
 
     /// The profile's base URL, checked.

@@ -166,6 +166,8 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
     let clock = ManualClock::default();
     let key = TokenKey::new("fleet");
     let requests = Arc::new(AtomicU64::new(0));
+    // When the last token request started.
+    let started = Arc::new(std::sync::Mutex::new(Instant::now()));
     let mut managers = Vec::with_capacity(instances);
     for _ in 0..instances {
         let store = RedisStore::builder(URL)
@@ -175,8 +177,10 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
             .await
             .map_err(|e| e.to_string())?;
         let requests = requests.clone();
+        let started = started.clone();
         let source = from_fn("bench", move || {
             let n = requests.fetch_add(1, SeqCst);
+            *started.lock().expect("not poisoned") = Instant::now();
             async move {
                 tokio::time::sleep(REQUEST_TIME).await;
                 Ok(Token::new(format!("at-{n}")).with_expires_in(LIFETIME))
@@ -212,6 +216,9 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
     managers[0].token().await.map_err(|e| e.to_string())?;
 
     let mut waits = Vec::new();
+    // From the end of each round's token request to each caller holding the token.
+    let mut after_request = Vec::new();
+    let mut request_starts = Vec::new();
     let mut first = None;
     let (mut total, mut sent) = (0, BTreeMap::new());
     let requests_before = requests.load(SeqCst);
@@ -241,6 +248,13 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
             first = Some(counts);
             continue;
         }
+        let start = started.lock().expect("not poisoned").duration_since(expiry);
+        request_starts.push(start);
+        after_request.extend(
+            round_waits
+                .iter()
+                .map(|wait| wait.saturating_sub(start + REQUEST_TIME)),
+        );
         waits.extend(round_waits);
         total += counts.total;
         for (name, n) in counts.sent {
@@ -259,6 +273,8 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
     drop(managers);
 
     waits.sort();
+    after_request.sort();
+    request_starts.sort();
     let divisor = (instances * rounds) as f64;
     let first = first.expect("a first round");
     let sum = |sent: &BTreeMap<String, u64>| sent.values().sum::<u64>() as f64;
@@ -284,6 +300,17 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
             ms(percentile(&waits, 50.0)),
             ms(percentile(&waits, 99.0)),
             ms(*waits.last().expect("waits"))
+        ),
+        format!(
+            "  the token request started after expiry: p50 {}, max {} (the instances' first reads, on this machine's 2 cores)",
+            ms(percentile(&request_starts, 50.0)),
+            ms(*request_starts.last().expect("rounds"))
+        ),
+        format!(
+            "  wait from the token request's end to each caller's token: p50 {}, p99 {}, max {}",
+            ms(percentile(&after_request, 50.0)),
+            ms(percentile(&after_request, 99.0)),
+            ms(*after_request.last().expect("waits"))
         ),
         format!("  token requests: {requests_made} in {} expiries", rounds + 1),
     ])

@@ -27,16 +27,29 @@ const POLL: Duration = Duration::from_millis(25);
 /// its token) starts from the server's clock in microseconds, so that it never
 /// repeats a generation an old, stalled holder may still carry.
 ///
-/// Else returns `{0, PTTL of the lease}`, and queues the waiter's address (ARGV[4],
-/// when it has one) in KEYS[4], where it keeps its place until it takes the lease.
+/// Else, for a waiter that watches the stored token (ARGV[5] is `sha:` and the
+/// SHA-1 of the token it saw, or nothing) and finds it changed, returns `{-1,
+/// stored token}` (`{-1}`: none) and takes the waiter out of the queue.
+///
+/// Else returns `{0, PTTL of the lease, SHA-1 of the stored token}`, and queues
+/// the waiter's address (ARGV[4], when it has one) in KEYS[4], where it keeps its
+/// place until it takes the lease (or a save wakes every waiter: see `SAVE`).
 const TAKE: &str = r"
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local stored = redis.call('get', KEYS[3])
+  local digest = ''
+  if stored then digest = redis.sha1hex(stored) end
+  if ARGV[5] ~= '' and ARGV[5] ~= 'sha:' .. digest then
+    if ARGV[4] ~= '' then redis.call('zrem', KEYS[4], ARGV[4]) end
+    if stored then return {-1, stored} end
+    return {-1}
+  end
   if ARGV[4] ~= '' then
     local now = redis.call('time')
     redis.call('zadd', KEYS[4], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[4])
     redis.call('pexpire', KEYS[4], ARGV[2])
   end
-  return {0, redis.call('pttl', KEYS[1])}
+  return {0, redis.call('pttl', KEYS[1]), digest}
 end
 if ARGV[4] ~= '' then
   redis.call('zrem', KEYS[4], ARGV[4])
@@ -71,34 +84,52 @@ enum Answer {
         fence: u64,
         stored: Option<Vec<u8>>,
     },
-    /// Held by another, for this long more if Redis said.
-    Held(Option<Duration>),
+    /// Held by another, for this long more if Redis said; the SHA-1 of the stored
+    /// token (empty: none).
+    Held(Option<Duration>, String),
+    /// Held, and the stored token is no longer the one this waiter saw.
+    Changed(Option<Vec<u8>>),
 }
 
 impl Answer {
     fn parse(value: redis::Value) -> Option<Self> {
-        let redis::Value::Array(mut fields) = value else {
+        let redis::Value::Array(fields) = value else {
             return None;
         };
-        let second = fields.pop()?;
-        let redis::Value::Int(first) = fields.pop()? else {
+        let mut fields = fields.into_iter();
+        let redis::Value::Int(first) = fields.next()? else {
             return None;
         };
-        Some(match (first, second) {
-            (0, redis::Value::Int(pttl)) => {
-                Answer::Held(u64::try_from(pttl).ok().map(Duration::from_millis))
+        let bytes = |value: Option<redis::Value>| match value {
+            None | Some(redis::Value::Nil) => Some(None),
+            Some(redis::Value::BulkString(bytes)) => Some(Some(bytes)),
+            Some(_) => None,
+        };
+        Some(match first {
+            -1 => Answer::Changed(bytes(fields.next())?),
+            0 => {
+                let redis::Value::Int(pttl) = fields.next()? else {
+                    return None;
+                };
+                let digest = bytes(fields.next())?.unwrap_or_default();
+                Answer::Held(
+                    u64::try_from(pttl).ok().map(Duration::from_millis),
+                    String::from_utf8(digest).ok()?,
+                )
             }
-            (fence, redis::Value::BulkString(bytes)) => Answer::Taken {
+            fence => Answer::Taken {
                 fence: u64::try_from(fence).ok()?,
-                stored: Some(bytes),
+                stored: bytes(fields.next())?,
             },
-            (fence, redis::Value::Nil) => Answer::Taken {
-                fence: u64::try_from(fence).ok()?,
-                stored: None,
-            },
-            _ => return None,
         })
     }
+}
+
+/// How a wait for the lease ended.
+pub(crate) enum Taken {
+    Lease(RedisLease),
+    /// The stored token changed while the waiter watched it: what is stored now.
+    Changed(Option<Vec<u8>>),
 }
 
 /// A held lease.
@@ -122,9 +153,16 @@ impl RedisLease {
     /// the holder is stuck or Redis is away, and an error says so).
     ///
     /// A failed attempt queues this waiter; it tries again when woken (the holder
-    /// released), when the holder's lease would have expired, after [`FALLBACK`]
-    /// (a wake-up lost), or, without pub/sub, every [`POLL`].
-    pub(crate) async fn take(store: &RedisStore, key: &TokenKey, ttl: Duration) -> Result<Self> {
+    /// released, or stored a token), when the holder's lease would have expired,
+    /// after [`FALLBACK`] (a wake-up lost), or, without pub/sub, every [`POLL`].
+    /// With `watch`, the wait also ends when the stored token is no longer the one
+    /// the first attempt saw.
+    pub(crate) async fn take(
+        store: &RedisStore,
+        key: &TokenKey,
+        ttl: Duration,
+        watch: bool,
+    ) -> Result<Taken> {
         let name = store.redis_key(key, ":lease");
         let fence_key = store.redis_key(key, ":fence");
         let token_key = store.redis_key(key, "");
@@ -147,6 +185,8 @@ impl RedisLease {
         // Registered before the first attempt when that costs no command.
         let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
         let mut polling = false;
+        // What the first attempt saw stored, once it was made (`sha:<digest>`).
+        let mut seen = String::new();
         loop {
             let asked_at = clock.monotonic();
             let address = waiter.as_ref().map(Waiter::address).unwrap_or_default();
@@ -163,6 +203,7 @@ impl RedisLease {
                         .arg(ttl_ms)
                         .arg(fence_ttl_ms)
                         .arg(address)
+                        .arg(&seen)
                         .invoke_async(&mut connection),
                 )
                 .await?;
@@ -170,7 +211,7 @@ impl RedisLease {
                 Some(Answer::Taken { fence, stored }) => {
                     let until = asked_at + Duration::from_millis(ttl_ms);
                     store.remember_read(&token_key, &owner, until, stored);
-                    return Ok(Self {
+                    return Ok(Taken::Lease(Self {
                         store: store.clone(),
                         name,
                         waiters,
@@ -179,9 +220,15 @@ impl RedisLease {
                         ttl_ms,
                         until,
                         released: false,
-                    });
+                    }));
                 }
-                Some(Answer::Held(held_for)) => held_for,
+                Some(Answer::Changed(stored)) => return Ok(Taken::Changed(stored)),
+                Some(Answer::Held(held_for, digest)) => {
+                    if watch && seen.is_empty() {
+                        seen = format!("sha:{digest}");
+                    }
+                    held_for
+                }
                 None => {
                     return Err(store.error("take the lease", "unexpected answer from the script"))
                 }
@@ -219,7 +266,12 @@ impl RedisLease {
                         (now + d + Duration::from_millis(1)).saturating_sub(clock.monotonic())
                     });
                     tokio::select! {
-                        () = waiter.woken() => {}
+                        () = waiter.woken() => {
+                            // A save or delete said what is stored now.
+                            if let Some(stored) = waiter.news().filter(|_| watch) {
+                                return Ok(Taken::Changed(stored));
+                            }
+                        }
                         () = tokio::time::sleep(expiry.min(FALLBACK).min(left)) => {}
                     }
                 }

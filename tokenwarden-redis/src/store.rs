@@ -2,19 +2,38 @@
 //! as their refresh token can be used, and written under fenced leases.
 
 use crate::connection::RedisConnection;
-use crate::lease::RedisLease;
+use crate::lease::{RedisLease, Taken};
 use crate::leased_read::LeasedReads;
 use crate::wake::WakeUps;
 use async_trait::async_trait;
 use redis::AsyncCommands as _;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokenwarden::store::{Lease, TokenStore};
+use tokenwarden::store::{Lease, LeaseWait, TokenStore};
 use tokenwarden::{Clock, Error, Result, Token, TokenKey};
+
+/// Lua: wakes every waiter queued in KEYS[3] and empties the queue, telling each
+/// what is stored now (`news`: `<owner> s<stored value>` after a save, `<owner> d`
+/// after a delete): a waiter that any new token will do takes it from the
+/// message, without another command; one that still needs the lease queues again.
+/// Part of `SAVE` and `DELETE`.
+macro_rules! wake_all {
+    () => {
+        r"
+local waiting = redis.call('zrange', KEYS[3], 0, -1)
+redis.call('del', KEYS[3])
+for _, address in ipairs(waiting) do
+  local channel, owner = string.match(address, '^(.*) ([^ ]+)$')
+  if channel then redis.pcall('publish', channel, owner .. ' ' .. news) end
+end
+"
+    };
+}
 
 /// Saves the token (KEYS[1]) if the key's fence (KEYS[2]) is still the writer's
 /// lease's (ARGV[1]); keeps the fence at least as long as the token.
-const SAVE: &str = r"
+const SAVE: &str = concat!(
+    r"
 if redis.call('get', KEYS[2]) ~= ARGV[1] then
   return 0
 end
@@ -23,17 +42,22 @@ local left = redis.call('pttl', KEYS[2])
 if left >= 0 and left < tonumber(ARGV[3]) then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
-return 1
-";
+local news = 's' .. ARGV[2]",
+    wake_all!(),
+    "return 1"
+);
 
 /// Deletes the token (KEYS[1]) if the key's fence (KEYS[2]) is the writer's.
-const DELETE: &str = r"
+const DELETE: &str = concat!(
+    r"
 if redis.call('get', KEYS[2]) ~= ARGV[1] then
   return 0
 end
 redis.call('del', KEYS[1])
-return 1
-";
+local news = 'd'",
+    wake_all!(),
+    "return 1"
+);
 
 /// A token store in Redis, shared by every instance that uses the same prefix.
 ///
@@ -202,6 +226,7 @@ impl RedisStore {
         invocation
             .key(self.redis_key(key, ""))
             .key(self.redis_key(key, ":fence"))
+            .key(self.redis_key(key, ":waiters"))
             .arg(fence.to_string())
             .arg(args.0)
             .arg(args.1);
@@ -268,7 +293,23 @@ impl TokenStore for RedisStore {
     }
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
-        RedisLease::take(self, key, ttl).await.map(Lease::new)
+        match RedisLease::take(self, key, ttl, false).await? {
+            Taken::Lease(lease) => Ok(Lease::new(lease)),
+            Taken::Changed(_) => {
+                Err(self.error("take the lease", "unexpected answer from the script"))
+            }
+        }
+    }
+
+    async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
+        match RedisLease::take(self, key, ttl, true).await? {
+            Taken::Lease(lease) => Ok(LeaseWait::Held(Lease::new(lease))),
+            Taken::Changed(stored) => {
+                let name = self.redis_key(key, "");
+                let token = stored.map(|bytes| self.decode(&name, &bytes)).transpose()?;
+                Ok(LeaseWait::Changed(token))
+            }
+        }
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {

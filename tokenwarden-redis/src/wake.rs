@@ -1,11 +1,16 @@
 //! Lease wake-ups: a queue of waiting instances per key, and one pub/sub
 //! connection per store on which the lease's releaser wakes the instance that has
-//! waited longest.
+//! waited longest, and a save (or delete) wakes every waiter with what is stored
+//! now, so that those any new token will do take it without another command.
 //!
-//! Why one at a time, rather than a message to every waiter: each waiter must take
-//! the lease in turn (the manager re-reads the store under it), so a release that
-//! woke all N waiters would have N-1 of them try in vain, N times over: N²/2
-//! attempts per expiry. The queue (a sorted set, `<prefix>:{<key>}:waiters`) holds
+//! Why a release wakes one at a time: a waiter that needs the lease itself must
+//! take it in turn, so a release that woke all N of them would have N-1 try in
+//! vain, N times over: N²/2 attempts per expiry. A save is different: the waiters
+//! that wait only for a new token (`TokenStore::lease_unless_changed`, which the
+//! manager uses for every due refresh) are all done with it at once, so the save
+//! script wakes every queued waiter with the stored value in the message (no
+//! command needed to read it) and empties the queue; a waiter that still needs
+//! the lease queues again. The queue (a sorted set, `<prefix>:{<key>}:waiters`) holds
 //! each waiter's address, `<its store's channel> <its owner>`; the release script
 //! pops the oldest and `PUBLISH`es to that channel, skipping waiters that gave up
 //! long ago and channels nobody listens to any more (a process that died). A store
@@ -108,7 +113,34 @@ struct Channel {
     /// The lease and the queue of the key, to pass a wake-up on.
     keys: (String, String),
     max_wait_ms: u64,
-    waiting: HashMap<String, Arc<Notify>>,
+    waiting: HashMap<String, Arc<Slot>>,
+}
+
+/// Where a waiter is woken, and what a save or delete told it.
+#[derive(Default)]
+struct Slot {
+    notify: Notify,
+    /// What is stored now, from the last save (`Some`) or delete (`None`) that
+    /// woke it.
+    news: Mutex<Option<Option<Vec<u8>>>>,
+}
+
+/// What a wake-up message says: the lease is free (`None`), or what is stored now.
+type News = Option<Option<Vec<u8>>>;
+
+/// Splits a message into its owner and its news: `<owner>` (a release),
+/// `<owner> s<stored value>` (a save), `<owner> d` (a delete).
+fn parse(payload: &[u8]) -> (String, News) {
+    let Some(space) = payload.iter().position(|&b| b == b' ') else {
+        return (String::from_utf8_lossy(payload).into_owned(), None);
+    };
+    let owner = String::from_utf8_lossy(&payload[..space]).into_owned();
+    let news = match payload.get(space + 1) {
+        Some(b's') => Some(Some(payload[space + 2..].to_vec())),
+        Some(b'd') => Some(None),
+        _ => None,
+    };
+    (owner, news)
 }
 
 /// Where a waiter is woken: its channel and owner. Registered while it lives.
@@ -116,7 +148,7 @@ pub(crate) struct Waiter {
     waiters: Arc<Waiters>,
     channel: String,
     owner: String,
-    notify: Arc<Notify>,
+    slot: Arc<Slot>,
     generation: u64,
 }
 
@@ -209,19 +241,17 @@ impl WakeUps {
     }
 
     fn register(&self, wait: &WaitFor<'_>) -> Waiter {
-        let notify = Arc::new(Notify::new());
+        let slot = Arc::new(Slot::default());
         let mut channels = self.waiters.lock();
         let channel = channels.entry(wait.channel.to_owned()).or_default();
         channel.keys = (wait.keys.0.to_owned(), wait.keys.1.to_owned());
         channel.max_wait_ms = wait.max_wait_ms;
-        channel
-            .waiting
-            .insert(wait.owner.to_owned(), notify.clone());
+        channel.waiting.insert(wait.owner.to_owned(), slot.clone());
         Waiter {
             waiters: self.waiters.clone(),
             channel: wait.channel.to_owned(),
             owner: wait.owner.to_owned(),
-            notify,
+            slot,
             generation: self.waiters.generation.load(SeqCst),
         }
     }
@@ -265,8 +295,12 @@ async fn read(
             message = stream.next() => message,
         };
         let Some(message) = message else { break };
-        let owner = String::from_utf8_lossy(message.get_payload_bytes());
-        if let Some((keys, max_wait_ms)) = waiters.wake(message.get_channel_name(), &owner) {
+        let (owner, news) = parse(message.get_payload_bytes());
+        let release = news.is_none();
+        let gone = waiters.wake(message.get_channel_name(), &owner, news);
+        // A release's wake-up is passed on (the next waiter must take the lease);
+        // a save's or delete's reached every waiter, and the queue was emptied.
+        if let Some((keys, max_wait_ms)) = gone.filter(|_| release) {
             let mut connection = connection.clone();
             tokio::spawn(async move {
                 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PASS));
@@ -282,7 +316,7 @@ async fn read(
     waiters.generation.fetch_add(1, SeqCst);
     tracing::debug!("the pub/sub connection for lease wake-ups ended; waiters try again");
     for channel in waiters.lock().values() {
-        channel.waiting.values().for_each(|n| n.notify_one());
+        channel.waiting.values().for_each(|s| s.notify.notify_one());
     }
 }
 
@@ -296,12 +330,15 @@ impl Waiters {
 
     /// Wakes `owner`, waiting on `channel`; if it is not waiting any more, the keys
     /// and wait limit to pass the wake-up on with.
-    fn wake(&self, channel: &str, owner: &str) -> Option<((String, String), u64)> {
+    fn wake(&self, channel: &str, owner: &str, news: News) -> Option<((String, String), u64)> {
         let channels = self.lock();
         let channel = channels.get(channel)?;
         match channel.waiting.get(owner) {
-            Some(notify) => {
-                notify.notify_one();
+            Some(slot) => {
+                if let Some(news) = news {
+                    *slot.news.lock().unwrap_or_else(PoisonError::into_inner) = Some(news);
+                }
+                slot.notify.notify_one();
                 None
             }
             None => Some((channel.keys.clone(), channel.max_wait_ms)),
@@ -317,7 +354,17 @@ impl Waiter {
 
     /// Until a wake-up arrives (at once if one came since the last).
     pub(crate) async fn woken(&self) {
-        self.notify.notified().await;
+        self.slot.notify.notified().await;
+    }
+
+    /// What the last save or delete that woke this waiter said is stored now
+    /// (`Some(None)`: deleted), taken.
+    pub(crate) fn news(&self) -> News {
+        self.slot
+            .news
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Whether the connection it was registered on is still up.
@@ -333,7 +380,7 @@ impl Drop for Waiter {
             if channel
                 .waiting
                 .get(&self.owner)
-                .is_some_and(|n| Arc::ptr_eq(n, &self.notify))
+                .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
             {
                 channel.waiting.remove(&self.owner);
             }

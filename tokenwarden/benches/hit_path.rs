@@ -29,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, SystemTime};
 use support::{measure, ns, ratio, time_loop, SAMPLES};
+use tokenwarden::store::MemoryStore;
 use tokenwarden::{source::from_fn, Clock, SystemClock, Token, TokenManager};
 use tokio::runtime::Handle;
 
@@ -61,6 +62,19 @@ fn main() {
         .to_token();
     let fetches_before = manager.stats().fetches;
 
+    // The same with a store: its copy is checked against the store every
+    // `DEFAULT_STORE_RECHECK` (5 s), so the hit path also reads the coarse
+    // monotonic clock, and one call in each interval reads the store.
+    let stored = TokenManager::builder(from_fn("bench-api-stored", || async {
+        Ok(Token::new("fake-access-token-0123456789abcdef")
+            .with_refresh_token("fake-refresh-token")
+            .with_expires_in(Duration::from_secs(3600)))
+    }))
+    .store(MemoryStore::new())
+    .build()
+    .expect("manager");
+    rt.block_on(stored.token()).expect("first fetch");
+
     // The baselines hold the same token.
     let expires_at = SystemTime::now() + Duration::from_secs(3600);
     let rwlock = RwLock::new(Some(token.clone()));
@@ -68,6 +82,9 @@ fn main() {
 
     let token_fn = || poll_once(manager.token());
     let header_fn = || poll_once(manager.header());
+    // A call that finds the copy due for its re-read returns `Pending` here (its
+    // flight runs when the runtime next runs): counted like any other call.
+    let stored_fn = || poll_once(stored.token());
     let rwlock_fn = || rwlock.read().expect("not poisoned").clone();
     let swap_fn = || {
         let entry = swap.load();
@@ -83,6 +100,12 @@ fn main() {
     });
     let h2 = measure(&mut g, "header()/2 threads", |n| {
         two_threads(n, &handle, header_fn)
+    });
+    let s1 = measure(&mut g, "token() with a store/1 thread", |n| {
+        let elapsed = time_loop(n, stored_fn);
+        // Lets a due re-read run, so that the next batch finds the copy fresh.
+        rt.block_on(tokio::task::yield_now());
+        elapsed
     });
     g.finish();
 
@@ -119,6 +142,10 @@ fn main() {
     // --- allocations per call ----------------------------------------------------
     let a_token = allocations_per_call(token_fn);
     let a_header = allocations_per_call(header_fn);
+    // Counted within one interval (a million calls take milliseconds), after a
+    // call that lets a due re-read run.
+    rt.block_on(stored.token()).expect("re-read");
+    let a_stored = allocations_per_call(stored_fn);
     let a_rw = allocations_per_call(rwlock_fn);
     let a_swap = allocations_per_call(swap_fn);
 
@@ -133,6 +160,10 @@ fn main() {
         format!("hit_path token() 1 thread: {}, {a_token} allocations/call", ns(t1)),
         format!("hit_path header() 1 thread: {}, {a_header} allocations/call", ns(h1)),
         format!("hit_path token() 2 threads calling at once: {} (per call, each thread)", ns(t2)),
+        format!(
+            "hit_path token() with a store (its copy re-read every 5 s) 1 thread: {}, {a_stored} allocations/call",
+            ns(s1)
+        ),
         format!("hit_path header() 2 threads calling at once: {} (per call, each thread)", ns(h2)),
         format!(
             "baseline (a) RwLock<Option<Token>> read + Token clone 1 thread: {}, {a_rw} allocations/call; token()/baseline = {}, header()/baseline = {}",

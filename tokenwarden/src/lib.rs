@@ -81,6 +81,11 @@
 //!   sent only if it can end within the lease ([`source::time_left`]); a refresh
 //!   is retried only when it surely was not processed;
 //! - `invalid_grant` reads the store before logging in again;
+//! - a copy of the stored token is served for
+//!   [`store_recheck`](TokenManagerBuilder::store_recheck) (5 s) before the store
+//!   is read again, and [`TokenManager::logout`] waits that long after its delete:
+//!   once it returns, no instance sharing the store serves a token from before it
+//!   (`docs/design/002-copies-that-lapse.md`);
 //! - all timeouts and waits run on the clock's monotonic time.
 //!
 //! The one risk left: an instance that sent a refresh and then could not store the
@@ -122,7 +127,7 @@ pub use key::TokenKey;
 pub use manager::{
     HeaderRef, Stats, TokenManager, TokenManagerBuilder, TokenRef, DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL, DEFAULT_LIFETIME, DEFAULT_MIN_VALID,
-    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_TIMEOUT, DEFAULT_STORE_RECHECK,
 };
 pub use registry::{TokenRegistry, TokenRegistryBuilder, DEFAULT_IDLE_TIMEOUT};
 pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken, REDACTED};

@@ -403,3 +403,44 @@ async fn proxy_errors_are_a_502_a_503_and_a_busy_address() {
         assert!(!stderr.contains(MARKER), "a secret on stderr: {stderr}");
     }
 }
+
+/// A `logout` run in another process reaches the running proxy: once it has
+/// returned, the proxy sends no token issued before it (its copy of the stored
+/// token lapses within a second, the wait `logout` makes after its delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_in_another_process_reaches_a_running_proxy() {
+    let Some(oidc) = oidc::server() else { return };
+    let api = Arc::new(Api::default());
+    let upstream = resource_server(api.clone()).await;
+    let base_url = format!("http://{upstream}/api");
+    let file_store = config(&oidc.issuer, "api", "cc-basic-TOPSECRET", &base_url)
+        .replace("store = \"memory\"", "store = \"file\"");
+    let home = Arc::new(Home::with_config(&file_store));
+    let proxy = Proxy::start(&home, "api");
+    let client = reqwest::Client::new();
+    let hello = || client.get(format!("{}/hello", proxy.url)).send();
+
+    assert_eq!(hello().await.unwrap().status(), 200);
+    let before = api.seen("/hello").pop().unwrap().authorization;
+    assert_eq!(hello().await.unwrap().status(), 200);
+    assert_eq!(
+        api.seen("/hello").pop().unwrap().authorization,
+        before,
+        "served from the proxy's cache"
+    );
+    let logout = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || home.run(&["logout", "-p", "api"])
+    });
+    let logout = logout.await.unwrap();
+    logout.expect_code(0);
+
+    assert_eq!(hello().await.unwrap().status(), 200);
+    let after = api.seen("/hello").pop().unwrap().authorization;
+    assert_ne!(after, before, "the proxy dropped the logged-out token");
+    let (_, stderr) = proxy.stop();
+    assert!(
+        stderr.contains("the store no longer holds this token"),
+        "{stderr}"
+    );
+}

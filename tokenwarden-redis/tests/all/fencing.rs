@@ -132,3 +132,49 @@ async fn a_new_instance_after_the_access_token_expired_refreshes_with_the_stored
     assert_eq!((stats.fetches, stats.refreshes), (0, 1), "no new login");
     assert_eq!(server.reuses(), 0);
 }
+
+/// Scenario 4 across machines: two instances, each with its own connection to
+/// Redis. Once one instance's `logout()` returns, the other serves no token
+/// issued before it: its copy lapses within the re-read interval, which the
+/// logout waits out after its delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_logout_returns_the_other_instances_serve_nothing_from_before_it() {
+    let _h = crate::leaks::harness();
+    let clock = ManualClock::default();
+    let Some(store) = store(&clock).await else {
+        return;
+    };
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let instance = |store| {
+        TokenManager::builder(server.clone())
+            .clock(clock.clone())
+            .store(store)
+            .build()
+            .unwrap()
+    };
+    let other = same_prefix(&store, &clock).await;
+    let (a, b) = (instance(store), instance(other));
+    let old = a.token().await.unwrap().fingerprint();
+    assert_eq!(
+        b.token().await.unwrap().fingerprint(),
+        old,
+        "b uses a's token"
+    );
+
+    let logout = tokio::spawn({
+        let b = b.clone();
+        async move { b.logout().await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !logout.is_finished() {
+            clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the logout ended");
+    logout.await.unwrap().unwrap();
+    let after = a.token().await.unwrap().fingerprint();
+    assert_ne!(after, old, "a serves no token issued before b's logout");
+    assert_eq!(server.issued(), 2, "a logged in again, once");
+}

@@ -9,8 +9,8 @@ use crate::{store, URL};
 use futures_util::StreamExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenwarden::store::TokenStore;
-use tokenwarden::{ManualClock, TokenKey};
+use tokenwarden::store::{LeaseWait, TokenStore};
+use tokenwarden::{ManualClock, Token, TokenKey};
 use tokenwarden_redis::RedisStore;
 
 /// Every command Redis runs, as `MONITOR` prints it, from when it was started.
@@ -158,6 +158,53 @@ async fn a_waiter_is_woken_by_the_release_not_by_polling() {
     // subscribed, then the one the release woke it for.
     assert_eq!(takes, 4, "attempts to take the lease");
     taken.release().await.unwrap();
+}
+
+/// The holder's save ends every `lease_unless_changed` wait at once, with the
+/// saved token in the message: no further attempt on the lease, and the waiters
+/// leave the queue. A plain `lease` waiter is woken too, and queues again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_hands_the_new_token_to_every_waiter_that_any_token_will_do() {
+    let _h = crate::leaks::harness();
+    let clock = ManualClock::default();
+    let Some(a) = store(&clock).await else { return };
+    let mut monitor = Monitor::start().await;
+    let key = TokenKey::new("api");
+    let ttl = Duration::from_secs(30);
+    let held = a.lease(&key, ttl).await.unwrap();
+    let mut watching = Vec::new();
+    for _ in 0..3 {
+        let (b, key) = (on_system_clock(&a).await, key.clone());
+        watching.push(tokio::spawn(async move {
+            b.lease_unless_changed(&key, ttl).await
+        }));
+    }
+    let plain = tokio::spawn({
+        let (b, key) = (on_system_clock(&a).await, key.clone());
+        async move { b.lease(&key, ttl).await }
+    });
+    queued(&a, &key, 4).await;
+    let before = monitor.takes(&redis_key(&a, &key, ":lease")).await;
+    a.save_leased(&key, &Token::new("new-TOPSECRET"), &held)
+        .await
+        .unwrap();
+    for waiter in watching {
+        match waiter.await.unwrap().unwrap() {
+            LeaseWait::Changed(Some(token)) => {
+                assert_eq!(token.access_token.secret(), "new-TOPSECRET");
+            }
+            other => panic!("not the saved token: {other:?}"),
+        }
+    }
+    queued(&a, &key, 1).await; // the plain waiter, queued again
+    let after = monitor.takes(&redis_key(&a, &key, ":lease")).await;
+    assert_eq!(
+        after - before,
+        1,
+        "only the plain waiter tried the lease again"
+    );
+    held.release().await.unwrap();
+    plain.await.unwrap().unwrap().release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

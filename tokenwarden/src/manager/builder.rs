@@ -30,6 +30,13 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 ///
 /// [`DEFAULT_REQUEST_TIMEOUT`]: crate::source::oauth2::DEFAULT_REQUEST_TIMEOUT
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a token read from (or written to) a store is served before the store
+/// is read again to see that it is still there: 5 s. A [`logout`] anywhere that
+/// shares the store waits this long after deleting the token, so that no
+/// instance serves it once the logout has returned.
+///
+/// [`logout`]: crate::TokenManager::logout
+pub const DEFAULT_STORE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Builds a [`TokenManager`]. Made by [`TokenManager::builder`].
 pub struct TokenManagerBuilder {
@@ -45,6 +52,7 @@ pub struct TokenManagerBuilder {
     backoff: Option<(Duration, Duration)>,
     lease_ttl: Option<Duration>,
     refresh_timeout: Option<Duration>,
+    store_recheck: Option<Option<Duration>>,
     background_refresh: bool,
 }
 
@@ -75,6 +83,7 @@ impl TokenManagerBuilder {
             backoff: None,
             lease_ttl: None,
             refresh_timeout: None,
+            store_recheck: None,
             background_refresh: false,
         }
     }
@@ -172,6 +181,27 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// How long a token from the store is served before the store is read again
+    /// (one read per interval, by the first caller after it; the callers of that
+    /// moment wait for it), so that a logout, a new sign-in or `set_tokens` made
+    /// by another instance sharing the store takes effect here within this time.
+    /// Defaults to [`DEFAULT_STORE_RECHECK`] (5 s) when the manager has a store.
+    ///
+    /// [`logout`](TokenManager::logout) waits as long after deleting the stored
+    /// token, so that once it returns no instance that shares the store (and uses
+    /// the same interval, or a shorter one) serves a token issued before it.
+    /// Measured on the clock's monotonic time. An instance that cannot read the
+    /// store keeps serving its token (the store's outage is not an API outage),
+    /// and tries again a second later.
+    ///
+    /// `None` turns the re-reads off: copies elsewhere are then served until
+    /// they next read the store (their stale window at the latest), and `logout`
+    /// does not wait. Right for a store no other instance shares.
+    pub fn store_recheck(mut self, every: impl Into<Option<Duration>>) -> Self {
+        self.store_recheck = Some(every.into());
+        self
+    }
+
     /// Whether a background task keeps the token fresh even when nobody asks for it
     /// (fetching the first one at once, refreshing at the start of each stale
     /// window, retrying after failures). The task ends when the last handle to the
@@ -214,6 +244,10 @@ impl TokenManagerBuilder {
         }
         let (refresh_timeout, lease_ttl) = lease_timing(self.refresh_timeout, self.lease_ttl)?;
         let key = self.key.unwrap_or_else(|| self.source.key());
+        let store_recheck = match &self.store {
+            Some(_) => self.store_recheck.unwrap_or(Some(DEFAULT_STORE_RECHECK)),
+            None => None,
+        };
         let shared = Arc::new(Shared::new(super::Settings {
             source_name: self.source.name().to_owned(),
             source: self.source,
@@ -229,6 +263,7 @@ impl TokenManagerBuilder {
             backoff_max,
             lease_ttl,
             refresh_timeout,
+            store_recheck,
             background_refresh: self.background_refresh,
         }));
         if shared.settings.background_refresh && tokio::runtime::Handle::try_current().is_ok() {

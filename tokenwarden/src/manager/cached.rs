@@ -39,6 +39,9 @@ pub(crate) struct Cached {
     /// Unix ms: the end of its last moments, after which it is not handed out.
     usable_until: u64,
     invalidated: AtomicBool,
+    /// Monotonic ms: when the store must be read again before this token is
+    /// served once more (see [`recheck`](super::recheck)); `u64::MAX`: never.
+    checked_until: AtomicU64,
     /// 0 for the empty placeholder, then 1, 2... for each token the manager holds.
     pub(crate) generation: u64,
 }
@@ -58,6 +61,7 @@ impl Cached {
                     expiring_at: 0,
                     usable_until: 0,
                     invalidated: AtomicBool::new(false),
+                    checked_until: AtomicU64::new(u64::MAX),
                     generation: 0,
                 })
             })
@@ -107,6 +111,7 @@ impl Cached {
             expiring_at,
             usable_until,
             invalidated: AtomicBool::new(false),
+            checked_until: AtomicU64::new(u64::MAX),
             generation,
         })
     }
@@ -130,6 +135,18 @@ impl Cached {
         } else {
             State::Fresh
         }
+    }
+
+    /// Whether the store must be read again before this token is served, at
+    /// `monotonic` (ms on the manager's monotonic clock).
+    #[inline]
+    pub(crate) fn check_due(&self, monotonic: u64) -> bool {
+        monotonic >= self.checked_until.load(Relaxed)
+    }
+
+    /// Sets when the store must next be read (monotonic ms).
+    pub(crate) fn check_again_at(&self, monotonic: u64) {
+        self.checked_until.store(monotonic, Relaxed);
     }
 
     /// The start of the stale window (Unix ms), when a background refresh is due.

@@ -3,7 +3,8 @@
 //!
 //! 1. a token another instance stored → served, nothing sent;
 //! 2. the lease: of all instances sharing the store, one goes on; without it no
-//!    refresh token is spent;
+//!    refresh token is spent; a waiter whose wait ends because the holder stored
+//!    a token takes that token instead (every waiter at once, not in turn);
 //! 3. the store read again (whoever held the lease before may have stored a token);
 //! 4. the refresh with the stored token's refresh token (or this manager's own
 //!    token, if the store failed to save it; an empty store means a new login),
@@ -16,10 +17,10 @@
 use super::cached::{Cached, State};
 use super::install::{adopt, complete, load_stored, prepare, publish, read_store};
 use super::stats::Counters;
-use super::{unsaved, Shared};
+use super::{recheck, unsaved, Shared};
 use crate::events::TokenEventKind;
 use crate::source::{self, Deadline};
-use crate::store::Lease;
+use crate::store::{Lease, LeaseWait};
 use crate::{Error, Result, Token};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -54,8 +55,11 @@ pub(super) async fn obtain(
     deadline: &Deadline,
 ) -> Result<Arc<Cached>> {
     let s = &shared.settings;
-    let current = shared.current.load_full();
-    if mode == Mode::Due && current.state(precise_now(shared)) == State::Fresh {
+    let mut current = shared.current.load_full();
+    let fresh = |c: &Cached| {
+        c.state(precise_now(shared)) == State::Fresh && !recheck::due_precisely(shared, c)
+    };
+    if mode == Mode::Due && fresh(&current) {
         // Put in place while this flight waited to start (`set_tokens`).
         return Ok(current);
     }
@@ -63,13 +67,46 @@ pub(super) async fn obtain(
         return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
     if mode == Mode::Due {
-        let stored = within(shared, deadline, async { Ok(load_stored(shared).await) }).await?;
-        if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch).await? {
+        let from = recheck::now(shared);
+        let read = within(shared, deadline, async { Ok(read_store(shared).await) }).await?;
+        let stored = match read {
+            Ok(stored) => {
+                // The copy checked against the store: kept, replaced, or dropped.
+                current =
+                    recheck::reconcile(shared, &current, stored.as_ref(), from, epoch).await?;
+                if fresh(&current) {
+                    return Ok(current);
+                }
+                stored
+            }
+            Err(_) => {
+                recheck::unreadable(shared, &current, from);
+                None
+            }
+        };
+        if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch, from).await? {
             return Ok(adopted);
         }
     }
-    let lease = match within(shared, deadline, store.lease(&s.key, s.lease_ttl)).await {
-        Ok(lease) => lease,
+    // Any token newer than ours will do: one the holder stores ends the wait.
+    let from = recheck::now(shared);
+    let waited = within(
+        shared,
+        deadline,
+        store.lease_unless_changed(&s.key, s.lease_ttl),
+    )
+    .await;
+    let lease = match waited {
+        Ok(LeaseWait::Held(lease)) => lease,
+        Ok(LeaseWait::Changed(stored)) => {
+            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch, from).await? {
+                return Ok(adopted);
+            }
+            match within(shared, deadline, store.lease(&s.key, s.lease_ttl)).await {
+                Ok(lease) => lease,
+                Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
+            }
+        }
         Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
     };
     let outcome = under_lease(shared, mode, &current, epoch, &lease, deadline).await;
@@ -90,6 +127,7 @@ async fn under_lease(
 ) -> Result<Arc<Cached>> {
     // A token stored by the lease's previous holder (for a forced refresh: a token
     // newer than the caller's counts as the forced refresh).
+    let from = recheck::now(shared);
     let stored = match within(shared, deadline, read_store(shared)).await {
         Ok(stored) => stored,
         // Unreadable: this manager's refresh token may have been rotated by
@@ -99,7 +137,7 @@ async fn under_lease(
         }
         Err(_) => None,
     };
-    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
+    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch, from).await? {
         return Ok(adopted);
     }
     if mode == Mode::Due {
@@ -132,8 +170,9 @@ async fn without_lease(
     deadline: &Deadline,
     error: Error,
 ) -> Result<Arc<Cached>> {
+    let from = recheck::now(shared);
     let stored = within(shared, deadline, async { Ok(load_stored(shared).await) }).await?;
-    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch).await? {
+    if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch, from).await? {
         return Ok(adopted);
     }
     let spends = stored
@@ -201,9 +240,11 @@ async fn refresh(
             Err(error) if error.is_invalid_grant() => {
                 // Another instance may have rotated the refresh token: its token
                 // is in the store, and a new login is needed only if it is not.
+                let from = recheck::now(shared);
                 let stored = within(shared, &deadline, async { Ok(load_stored(shared).await) });
                 let rotated = stored.await?.filter(|t| !same_refresh_token(t, &base));
-                if let Some(adopted) = adopt(shared, current, rotated.as_ref(), epoch).await? {
+                if let Some(adopted) = adopt(shared, current, rotated.as_ref(), epoch, from).await?
+                {
                     return Ok(adopted);
                 }
                 tracing::info!(%error, "the refresh token was rejected; logging in again");
@@ -363,9 +404,10 @@ async fn accept(
                 drop(writing);
                 Counters::add(&shared.counters.lease_losses);
                 tracing::warn!(%error, "another instance took over the lease; using what it stored");
+                let from = recheck::now(shared);
                 let stored = store.load(&s.key).await.ok().flatten();
                 let current = shared.current.load_full();
-                return match adopt(shared, &current, stored.as_ref(), epoch).await? {
+                return match adopt(shared, &current, stored.as_ref(), epoch, from).await? {
                     Some(adopted) => Ok(adopted),
                     None => Err(error),
                 };

@@ -6,7 +6,7 @@
 //! and moves of the `Result` that cost as much as the check itself.
 
 use super::cached::{Cached, State};
-use super::{flight, Shared};
+use super::{flight, recheck, Shared};
 use crate::{Clock as _, Result, SystemClock, Token};
 use arc_swap::Guard;
 use futures_util::future::BoxFuture;
@@ -51,7 +51,10 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
     } else {
         settings.clock.now_millis()
     };
-    if cached.is_fresh(now) {
+    // A copy of a shared store's token is served for a while only, then the
+    // store is read again (the slow path does that).
+    let due = recheck::due(shared, &cached);
+    if cached.is_fresh(now) && !due {
         shared.counters.hit();
         return Ok(cached);
     }
@@ -59,9 +62,9 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
     // end: the precise clock decides.
     let now = crate::clock::unix_millis(settings.clock.now());
     match cached.state(now) {
-        State::Stale => flight::refresh_in_background(shared, now),
+        State::Stale if !due => flight::refresh_in_background(shared, now),
         // Still valid while a failed refresh backs off: served without waiting.
-        State::Expiring if shared.backoff.is_waiting(now) => {}
+        State::Expiring if !due && shared.backoff.is_waiting(now) => {}
         _ => return Err(cached),
     }
     shared.counters.hit();

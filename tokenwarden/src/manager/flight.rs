@@ -11,7 +11,8 @@
 
 use super::cached::{Cached, State};
 use super::chain::{self, precise_now, refresh_timed_out, Mode, IDLE, STOPPED};
-use super::install::{adopt, load_stored};
+use super::install::{adopt, read_store};
+use super::recheck;
 use super::stats::Counters;
 use super::Shared;
 use crate::source::Deadline;
@@ -78,13 +79,16 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, mode: Mode) -> Start {
     if mode == Mode::Due {
         let now = precise_now(shared);
         let cached = shared.current.load_full();
-        if cached.state(now) == State::Fresh {
+        if cached.state(now) == State::Fresh && !recheck::due_precisely(shared, &cached) {
             return Start::Done(cached);
         }
         if shared.backoff.is_waiting(now) {
             // The slot lock is held: one caller at a time gets here.
             let checked = shared.store_checked_at.load(SeqCst);
-            if shared.settings.store.is_none() || now.saturating_sub(checked) < STORE_RECHECK_MS {
+            let recently = now.saturating_sub(checked) < STORE_RECHECK_MS;
+            // A copy due for its re-read gets it, backing off or not.
+            let due = recheck::due_precisely(shared, &cached);
+            if shared.settings.store.is_none() || (recently && !due) {
                 return Start::BackingOff;
             }
             shared.store_checked_at.store(now, SeqCst);
@@ -242,13 +246,14 @@ pub(super) fn slow_path(
         let state = cached.state(precise_now(shared));
         // Not held across the waits below (a guard pins a slot of arc-swap's).
         let cached = Guard::into_inner(cached);
-        if matches!(state, State::Fresh | State::Stale) {
+        if matches!(state, State::Fresh | State::Stale) && !recheck::due_precisely(shared, &cached) {
             // The clock moved back between the caller's check and this one, or the
             // coarse clock left the token's last moments to the precise one.
             shared.counters.hit();
             return Ok(Guard::from_inner(cached));
         }
         let mut tried_again = false;
+        let mut rechecked = false;
         loop {
             let epoch = shared.epoch.load(SeqCst);
             let flight = match join_or_start(shared, Mode::Due) {
@@ -256,7 +261,9 @@ pub(super) fn slow_path(
                     shared.counters.hit();
                     return Ok(Guard::from_inner(fresh));
                 }
-                Start::BackingOff if state == State::Expiring => {
+                Start::BackingOff
+                    if state != State::Expired && !recheck::due_precisely(shared, &cached) =>
+                {
                     shared.counters.hit();
                     return Ok(Guard::from_inner(cached));
                 }
@@ -269,6 +276,12 @@ pub(super) fn slow_path(
                 Start::Started(flight) => flight,
             };
             let (error, expired) = match wait(shared, flight).await {
+                // A flight that read the store too long ago for this caller
+                // (it started before the copy lapsed): one more, which reads it now.
+                Ok(fresh) if !rechecked && recheck::due_precisely(shared, &fresh) => {
+                    rechecked = true;
+                    continue;
+                }
                 // Not if it expired on its way (a slow store, or the wall clock
                 // stepped forward meanwhile).
                 Ok(fresh) if fresh.state(precise_now(shared)) != State::Expired => {
@@ -284,10 +297,17 @@ pub(super) fn slow_path(
                 ),
                 Err(error) => (error, false),
             };
-            // Static stability: a token that is still valid beats an error.
+            // Static stability: a token that is still valid beats an error (not
+            // a copy due for its re-read: one more flight reads the store).
             let current = shared.current.load();
             if current.state(precise_now(shared)) != State::Expired {
-                return Ok(current);
+                if !recheck::due_precisely(shared, &current) {
+                    return Ok(current);
+                }
+                if !rechecked {
+                    rechecked = true;
+                    continue;
+                }
             }
             // A `set_tokens` ended that flight early: one more, with its token.
             // (After a `logout`, a call made before it gets no new login.)
@@ -397,8 +417,19 @@ async fn attempt(
 ) -> Result<Arc<Cached>> {
     if mode == Mode::StoreOnly {
         let current = shared.current.load_full();
-        let stored = load_stored(shared).await;
-        return match adopt(shared, &current, stored.as_ref(), epoch).await? {
+        let from = recheck::now(shared);
+        let stored = match read_store(shared).await {
+            Ok(stored) => stored,
+            Err(_) => {
+                recheck::unreadable(shared, &current, from);
+                return Err(last_error(shared));
+            }
+        };
+        let now = recheck::reconcile(shared, &current, stored.as_ref(), from, epoch).await?;
+        if !Arc::ptr_eq(&now, &current) && now.is_held() {
+            return Ok(now);
+        }
+        return match adopt(shared, &now, stored.as_ref(), epoch, from).await? {
             Some(adopted) => Ok(adopted),
             None => Err(last_error(shared)),
         };

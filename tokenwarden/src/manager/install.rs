@@ -26,13 +26,12 @@ pub(super) async fn read_store(shared: &Shared) -> Result<Option<Token>> {
     })
 }
 
-/// Whether `stored` is another token than `ours` that may replace it: still
-/// valid, and not older than ours (or ours was rejected or is gone). A store
+/// Whether `stored` is another token than `ours` that may replace it (if it can
+/// be served: [`install_stored`] checks that): not older than ours (or ours was rejected or is gone). A store
 /// written under fenced leases never goes back, so another token of the same
 /// expiry there is newer; except when ours is the one the store failed to save.
-pub(super) fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
-    let now = shared.settings.clock.now();
-    let newer = match ours.token() {
+fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
+    match ours.token() {
         Some(token) => {
             let unsaved = super::unsaved::is(shared, ours);
             !token.access_token.ct_eq(&stored.access_token)
@@ -42,30 +41,46 @@ pub(super) fn replaces(shared: &Shared, ours: &Cached, stored: &Token) -> bool {
                     || (stored.expires_at == token.expires_at && !unsaved))
         }
         None => true,
-    };
-    let expires_at = stored.expires_at.or_else(|| stored.jwt_expiry());
-    newer && !stored.access_token.is_empty() && expires_at.is_some_and(|at| at > now)
+    }
 }
 
 /// Serves the stored token if it [replaces](replaces) `ours` and no logout or
-/// `set_tokens` happened since `epoch`.
+/// `set_tokens` happened since `epoch`. `from`: when the read that found it began
+/// (monotonic ms).
 pub(super) async fn adopt(
     shared: &Shared,
     ours: &Cached,
     stored: Option<&Token>,
     epoch: u64,
+    from: u64,
 ) -> Result<Option<Arc<Cached>>> {
-    let Some(stored) = stored.filter(|stored| replaces(shared, ours, stored)) else {
+    match stored.filter(|stored| replaces(shared, ours, stored)) {
+        Some(stored) => install_stored(shared, stored, epoch, from).await,
+        None => Ok(None),
+    }
+}
+
+/// Serves `stored` (found by a read that began at `from`) if it can be served and
+/// no logout or `set_tokens` happened since `epoch`.
+pub(super) async fn install_stored(
+    shared: &Shared,
+    stored: &Token,
+    epoch: u64,
+    from: u64,
+) -> Result<Option<Arc<Cached>>> {
+    let now = shared.settings.clock.now();
+    let expires_at = stored.expires_at.or_else(|| stored.jwt_expiry());
+    if stored.access_token.is_empty() || expires_at.is_none_or(|at| at <= now) {
         return Ok(None);
-    };
+    }
     let _writing = shared.writes.lock().await;
     if shared.epoch.load(SeqCst) != epoch {
         return Ok(None);
     }
-    let now = shared.settings.clock.now();
     let mut token = stored.clone();
-    token.expires_at = token.expires_at.or_else(|| token.jwt_expiry());
+    token.expires_at = expires_at;
     let cached = Arc::new(prepare(shared, token, now)?);
+    super::recheck::found(shared, &cached, from);
     Counters::add(&shared.counters.store_loads);
     tracing::debug!(fingerprint = %cached.token.fingerprint(), "using the token found in the store");
     publish(shared, cached.clone());
@@ -110,7 +125,10 @@ pub(super) fn complete(
 pub(super) fn prepare(shared: &Shared, token: Token, now: SystemTime) -> Result<Cached> {
     let s = &shared.settings;
     let generation = shared.generations.fetch_add(1, SeqCst) + 1;
-    Cached::new(token, now, &s.windows, generation, &s.source_name)
+    let cached = Cached::new(token, now, &s.windows, generation, &s.source_name)?;
+    // Made now, before it is saved: a logout can delete it only after that.
+    super::recheck::found(shared, &cached, super::recheck::now(shared));
+    Ok(cached)
 }
 
 /// Serves `cached` to every caller from now on.

@@ -14,6 +14,7 @@ mod chain;
 mod current;
 mod flight;
 mod install;
+mod recheck;
 mod stats;
 mod unsaved;
 mod writes;
@@ -21,7 +22,7 @@ mod writes;
 pub use builder::{
     TokenManagerBuilder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL,
     DEFAULT_LIFETIME, DEFAULT_MIN_VALID, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER,
-    DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_REFRESH_TIMEOUT, DEFAULT_STORE_RECHECK,
 };
 pub use current::{HeaderRef, TokenRef};
 pub use stats::Stats;
@@ -109,6 +110,9 @@ struct Settings {
     backoff_max: Duration,
     lease_ttl: Duration,
     refresh_timeout: Duration,
+    /// How long a token from the store is served before the store is read again
+    /// (`None`: never; always `None` without a store).
+    store_recheck: Option<Duration>,
     background_refresh: bool,
 }
 
@@ -285,9 +289,13 @@ impl TokenManager {
     /// the store, then revokes it where the source can. Everything is cleared even
     /// if revocation fails; the first error is returned.
     ///
-    /// Once this returns, this manager serves no token issued before the call, a
-    /// refresh in flight anywhere that shares the store cannot store one again
-    /// (its save is fenced out by the lease the logout takes), and the next
+    /// Once this returns, no manager that shares the store serves a token issued
+    /// before the call: this one has dropped its copy, and every other one's copy
+    /// has lapsed (a copy is served for
+    /// [`store_recheck`](TokenManagerBuilder::store_recheck), 5 s by default,
+    /// before the store is read again, and the logout waits that long after its
+    /// delete). A refresh in flight anywhere cannot store such a token again (its
+    /// save is fenced out by the lease the logout takes), and the next
     /// [`token`](Self::token) logs in again. If the store's lease cannot be had,
     /// the stored token is deleted without it and the lease's error is returned:
     /// a refresh in flight elsewhere may then store its token once more. The

@@ -5,7 +5,7 @@
 
 use super::cached::Cached;
 use super::install::{complete, load_stored, prepare, publish};
-use super::{flight, Shared};
+use super::{flight, recheck, Shared};
 use crate::events::TokenEventKind;
 use crate::store::Lease;
 use crate::{Error, Result, Token};
@@ -106,6 +106,9 @@ async fn logout_now(shared: &Shared) -> Result<()> {
         first_error = Some(error);
         Lease::none()
     });
+    // Copies read elsewhere before the delete took effect (at the latest, when
+    // it returned) lapse within the re-read interval of that moment.
+    let mut deleted_at = None;
     let stored = {
         let _writing = shared.writes.lock().await;
         let stored = load_stored(shared).await;
@@ -114,8 +117,11 @@ async fn logout_now(shared: &Shared) -> Result<()> {
                 true => store.delete_leased(&s.key, &lease).await,
                 false => store.delete(&s.key).await,
             };
-            if let Err(error) = deleted {
-                first_error.get_or_insert(error);
+            match deleted {
+                Ok(()) => deleted_at = Some(recheck::now(shared)),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
             }
         }
         // A token read before this point (a refresh that looked in the store just
@@ -141,6 +147,19 @@ async fn logout_now(shared: &Shared) -> Result<()> {
             first_error.get_or_insert(error);
         }
         revoked.push(token);
+    }
+    // Until every copy read before the delete has lapsed: from then on, no
+    // instance sharing the store serves a token issued before this logout.
+    if let Some(at) = deleted_at {
+        let until = std::time::Duration::from_millis(at) + recheck::logout_wait(shared);
+        let left = until.saturating_sub(s.clock.monotonic());
+        if !left.is_zero() {
+            tracing::debug!(
+                wait_ms = left.as_millis() as u64,
+                "waiting for copies elsewhere to lapse"
+            );
+            s.clock.sleep(left).await;
+        }
     }
     tracing::info!(source = %s.source_name, "logged out");
     shared.emit(TokenEventKind::Cleared, None);

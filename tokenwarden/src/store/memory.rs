@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: tokens in this process's memory, shared by the managers that
 //! hold the same store.
 
-use super::{Lease, LeaseGuard, TokenStore};
+use super::{Lease, LeaseGuard, LeaseWait, TokenStore};
 use crate::{Clock, Error, Result, SystemClock, Token, TokenKey};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -28,13 +28,16 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Entries are never removed, so that fences never go back (only tokens are).
     keys: Mutex<HashMap<TokenKey, Entry>>,
-    /// Wakes the instances waiting for a lease when one is released.
+    /// Wakes the instances waiting for a lease when one is released, or the
+    /// stored token changes.
     released: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Entry {
     token: Option<Token>,
+    /// Moves on with every write of `token`.
+    version: u64,
     /// The generation of the newest lease taken on this key.
     fence: u64,
     /// The lease's holder: its generation and when (monotonic) the lease ends.
@@ -114,20 +117,55 @@ impl TokenStore for MemoryStore {
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
-        self.keys().entry(key.clone()).or_default().token = Some(token.clone());
+        self.write(self.keys().entry(key.clone()).or_default(), Some(token));
         Ok(())
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
         if let Some(entry) = self.keys().get_mut(key) {
-            entry.token = None;
+            self.write(entry, None);
         }
         Ok(())
     }
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
+        match self.wait(key, ttl, false).await? {
+            LeaseWait::Held(lease) => Ok(lease),
+            LeaseWait::Changed(_) => unreachable!("only asked to end on a change"),
+        }
+    }
+
+    async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
+        self.wait(key, ttl, true).await
+    }
+
+    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        self.fenced(key, lease, |entry| self.write(entry, Some(token)))
+    }
+
+    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
+        self.fenced(key, lease, |entry| self.write(entry, None))
+    }
+
+    fn name(&self) -> &str {
+        "memory"
+    }
+}
+
+impl MemoryStore {
+    /// Writes the entry's token, and wakes the waiters that end on a change.
+    fn write(&self, entry: &mut Entry, token: Option<&Token>) {
+        entry.token = token.cloned();
+        entry.version += 1;
+        self.inner.released.notify_waiters();
+    }
+
+    /// Waits for the lease of `key`; with `unless_changed`, ends early when the
+    /// stored token changes meanwhile.
+    async fn wait(&self, key: &TokenKey, ttl: Duration, unless_changed: bool) -> Result<LeaseWait> {
         let clock = &self.inner.clock;
         let give_up_at = clock.monotonic() + ttl;
+        let mut seen = None;
         loop {
             let released = self.inner.released.notified();
             tokio::pin!(released);
@@ -138,15 +176,21 @@ impl TokenStore for MemoryStore {
                 let mut keys = self.keys();
                 let entry = keys.entry(key.clone()).or_default();
                 match entry.held {
+                    Some(_)
+                        if unless_changed
+                            && *seen.get_or_insert(entry.version) != entry.version =>
+                    {
+                        return Ok(LeaseWait::Changed(entry.token.clone()));
+                    }
                     Some((_, until)) if until > now => until - now,
                     _ => {
                         entry.fence += 1;
                         entry.held = Some((entry.fence, now + ttl));
-                        return Ok(Lease::new(MemoryLease {
+                        return Ok(LeaseWait::Held(Lease::new(MemoryLease {
                             store: self.clone(),
                             key: key.clone(),
                             fence: entry.fence,
-                        }));
+                        })));
                     }
                 }
             };
@@ -162,18 +206,6 @@ impl TokenStore for MemoryStore {
                 () = clock.sleep(wait.min(give_up_at - now)) => {}
             }
         }
-    }
-
-    async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
-        self.fenced(key, lease, |entry| entry.token = Some(token.clone()))
-    }
-
-    async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
-        self.fenced(key, lease, |entry| entry.token = None)
-    }
-
-    fn name(&self) -> &str {
-        "memory"
     }
 }
 
@@ -265,6 +297,35 @@ mod tests {
         );
         store.delete(&key).await.unwrap();
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_save_ends_a_wait_that_any_new_token_ends() {
+        let store = MemoryStore::new();
+        let key = TokenKey::new("k");
+        let ttl = Duration::from_secs(5);
+        let held = store.lease(&key, ttl).await.unwrap();
+        let watching = tokio::spawn({
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.lease_unless_changed(&key, ttl).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !watching.is_finished(),
+            "the lease is held, nothing changed"
+        );
+        store
+            .save_leased(&key, &Token::new("new"), &held)
+            .await
+            .unwrap();
+        match watching.await.unwrap().unwrap() {
+            LeaseWait::Changed(Some(token)) => assert_eq!(token.access_token.secret(), "new"),
+            other => panic!("{other:?}"),
+        }
+        // Once the lease is free, it is taken as usual.
+        held.release().await.unwrap();
+        let free = store.lease_unless_changed(&key, ttl).await.unwrap();
+        assert!(matches!(free, LeaseWait::Held(lease) if lease.is_held()));
     }
 
     #[tokio::test]

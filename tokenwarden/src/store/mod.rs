@@ -119,6 +119,18 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
         Ok(Lease::none())
     }
 
+    /// Like [`lease`](Self::lease), but also ends, without the lease, as soon as
+    /// the token stored under `key` changes while this caller waits (the holder
+    /// stored the token it refreshed, or a logout deleted it), with what the store
+    /// holds then. The manager calls it when any new token will do: every waiter
+    /// of an expiry then takes the holder's token at once, instead of the lease in
+    /// turn.
+    ///
+    /// Defaults to [`lease`](Self::lease).
+    async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
+        self.lease(key, ttl).await.map(LeaseWait::Held)
+    }
+
     /// Stores `token` under `key` if `lease` is still the newest lease of `key`,
     /// as one atomic step; otherwise refuses with
     /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) and leaves the
@@ -150,6 +162,16 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
     fn name(&self) -> &str {
         "custom"
     }
+}
+
+/// How [`TokenStore::lease_unless_changed`] ended.
+#[derive(Debug)]
+pub enum LeaseWait {
+    /// This caller holds the lease.
+    Held(Lease),
+    /// The stored token changed while this caller waited; what the store holds
+    /// now (`None`: deleted). No lease is held.
+    Changed(Option<Token>),
 }
 
 /// What a store returns from [`TokenStore::lease`] to hold the lease.
@@ -237,6 +259,10 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         (**self).lease(key, ttl).await
+    }
+
+    async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
+        (**self).lease_unless_changed(key, ttl).await
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {

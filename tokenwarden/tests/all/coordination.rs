@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden::store::{MemoryStore, TokenStore};
-use tokenwarden::{ManualClock, TokenManager};
+use tokenwarden::{Clock as _, ManualClock, TokenManager};
 
 const LIFETIME: Duration = Duration::from_secs(600);
 
@@ -137,11 +137,9 @@ async fn a_token_call_racing_logout_never_serves_the_logged_out_token() {
     store.loads.open();
     until(|| store.loaded.load(SeqCst) > read_before).await;
     server.revocation.open();
-    tokio::time::timeout(Duration::from_secs(10), logout)
-        .await
-        .expect("the logout ends")
-        .unwrap()
-        .unwrap();
+    // The logout waits for copies elsewhere to lapse, on the manual clock.
+    advance_until_finished(&clock, &logout).await;
+    logout.await.unwrap().unwrap();
     let racing = tokio::time::timeout(Duration::from_secs(10), racing)
         .await
         .expect("the racing call ends")
@@ -189,6 +187,115 @@ async fn a_logout_whose_caller_goes_away_still_removes_the_token() {
     })
     .await
     .expect("the revocation went on without its caller");
+}
+
+/// Scenario 4, across instances: once one instance's `logout()` returns, no
+/// instance that shares the store serves a token issued before it. Each copy is
+/// served for the re-read interval only; the logout waits as long after its delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_logout_returns_no_instance_sharing_the_store_serves_the_old_token() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    let (a, b) = (
+        manager(&server, &clock, store.clone()),
+        manager(&server, &clock, store.clone()),
+    );
+    let old = a.token().await.unwrap().fingerprint();
+    assert_eq!(
+        b.token().await.unwrap().fingerprint(),
+        old,
+        "b adopted a's token"
+    );
+
+    let started = clock.monotonic();
+    let logout = tokio::spawn({
+        let b = b.clone();
+        async move { b.logout().await }
+    });
+    advance_until_finished(&clock, &logout).await;
+    logout.await.unwrap().unwrap();
+    assert!(
+        clock.monotonic() - started >= tokenwarden::DEFAULT_STORE_RECHECK,
+        "the logout waited for copies elsewhere to lapse"
+    );
+    let after = a.token().await.unwrap().fingerprint();
+    assert_ne!(after, old, "a serves no token issued before b's logout");
+    assert_eq!(server.revocations(), 1);
+}
+
+/// The re-read costs one store read per interval, made by one caller; a token
+/// that another instance put in the store (here `set_tokens`) is served from the
+/// next re-read on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_is_checked_against_the_store_once_per_interval() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = Arc::new(GatedStore::over(MemoryStore::with_clock(clock.clone())));
+    let (a, b) = (
+        manager(&server, &clock, store.clone()),
+        manager(&server, &clock, store.clone()),
+    );
+    let first = a.token().await.unwrap().fingerprint();
+    let reads = store.loaded.load(SeqCst);
+    for _ in 0..100 {
+        assert_eq!(a.token().await.unwrap().fingerprint(), first);
+    }
+    assert_eq!(
+        store.loaded.load(SeqCst),
+        reads,
+        "no reads within the interval"
+    );
+
+    b.set_tokens(server.login()).await.unwrap();
+    let given = b.token().await.unwrap().fingerprint();
+    assert_eq!(
+        a.token().await.unwrap().fingerprint(),
+        first,
+        "a's copy, within its interval"
+    );
+    clock.advance(tokenwarden::DEFAULT_STORE_RECHECK);
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.token().await.map(|t| t.fingerprint()) })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().unwrap(), given, "the token b set");
+    }
+    assert_eq!(
+        store.loaded.load(SeqCst),
+        reads + 1,
+        "50 callers at the end of the interval: one read"
+    );
+    assert_eq!(
+        server.issued(),
+        2,
+        "a's login and the token b set: nothing fetched to find it"
+    );
+}
+
+/// With re-reads off (a store nobody else shares), a logout does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_re_reads_a_logout_does_not_wait() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let manager = TokenManager::builder(server.clone())
+        .clock(clock.clone())
+        .store(MemoryStore::with_clock(clock.clone()))
+        .store_recheck(None)
+        .build()
+        .unwrap();
+    manager.token().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), manager.logout())
+        .await
+        .expect("no wait on the manual clock")
+        .unwrap();
+    assert!(!manager.info().await.authenticated);
 }
 
 /// Scenario 5: `set_tokens` stops a refresh in flight before it reaches the
@@ -375,6 +482,19 @@ async fn a_newer_token_replaces_an_unsaved_one() {
         newer,
         "the old one was not saved over it"
     );
+}
+
+/// Moves `clock` on a second at a time until `task` ends (10 s of real time at
+/// most: a hang, not a timing check).
+async fn advance_until_finished<T>(clock: &ManualClock, task: &tokio::task::JoinHandle<T>) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !task.is_finished() {
+            clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the task ended");
 }
 
 /// Polls `done` (10 s of real time at most: a hang, not a timing check).

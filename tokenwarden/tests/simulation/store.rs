@@ -8,7 +8,7 @@ use crate::life::{Dice, Life};
 use crate::server::{number, Server};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokenwarden::store::{Lease, MemoryStore, TokenStore};
+use tokenwarden::store::{Lease, LeaseWait, MemoryStore, TokenStore};
 use tokenwarden::{Error, Result, Token, TokenKey};
 
 /// How the store misbehaves, per call (probabilities).
@@ -31,6 +31,8 @@ struct History {
     /// Tokens given to `set_tokens`: the caller's choice, whatever else the store
     /// held (a set token replaces newer ones, and may follow a logout).
     handed_over: std::collections::HashSet<u64>,
+    /// Per process: when a read of the store last failed.
+    read_failed: std::collections::HashMap<usize, tokio::time::Instant>,
     pub violations: Vec<String>,
 }
 
@@ -74,6 +76,16 @@ impl Shared {
         self.history().handed_over.insert(n);
     }
 
+    /// Whether a read of process `i` failed at `since` or later: it then serves
+    /// its copy on (the store's outage is not an API outage), the one case where
+    /// a copy outlives a logout elsewhere.
+    pub fn read_failed_since(&self, i: usize, since: tokio::time::Instant) -> bool {
+        self.history()
+            .read_failed
+            .get(&i)
+            .is_some_and(|&at| at >= since)
+    }
+
     /// Whether token `n` was given to `set_tokens`.
     pub fn was_handed_over(&self, n: u64) -> bool {
         self.history().handed_over.contains(&n)
@@ -115,6 +127,8 @@ impl Shared {
 pub struct Door {
     pub shared: Arc<Shared>,
     pub life: Life,
+    /// The process's number.
+    pub process: usize,
 }
 
 impl Door {
@@ -178,7 +192,11 @@ impl Door {
 #[async_trait::async_trait]
 impl TokenStore for Door {
     async fn load(&self, key: &TokenKey) -> Result<Option<Token>> {
-        self.enter().await?;
+        if let Err(error) = self.enter().await {
+            let now = tokio::time::Instant::now();
+            self.shared.history().read_failed.insert(self.process, now);
+            return Err(error);
+        }
         let loaded = self.shared.memory.load(key).await;
         self.life.step().await;
         loaded
@@ -202,6 +220,13 @@ impl TokenStore for Door {
         let lease = self.shared.memory.lease(key, ttl).await;
         self.life.step().await;
         lease
+    }
+
+    async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
+        self.enter().await?;
+        let waited = self.shared.memory.lease_unless_changed(key, ttl).await;
+        self.life.step().await;
+        waited
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
