@@ -16,7 +16,7 @@
 //!   token (real time), and the token requests made (one per expiry is right).
 //!
 //! Nothing else should use the Redis while it runs: every command counts. Run with
-//! `cargo bench -p tokenwarden-redis --bench lease_wakeups`.
+//! `cargo bench -p tokenwarden-redis --features encryption --bench lease_wakeups`.
 
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokenwarden::store::TokenCipher;
 use tokenwarden::{source::from_fn, ManualClock, Token, TokenKey, TokenManager};
 use tokenwarden_redis::RedisStore;
 
@@ -40,8 +41,13 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let mut out = Vec::new();
-    for (instances, rounds) in [(16, 20), (200, 10)] {
-        match rt.block_on(fleet(instances, rounds)) {
+    for (instances, rounds, sealed) in [
+        (16, 20, true),
+        (200, 10, true),
+        (16, 20, false),
+        (200, 10, false),
+    ] {
+        match rt.block_on(fleet(instances, rounds, sealed)) {
             Ok(lines) => out.extend(lines),
             Err(error) => {
                 println!("skipped: no Redis to measure at {URL}: {error}");
@@ -160,8 +166,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// One fleet of `instances`, `rounds` measured expiries after a first one.
-async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
+/// One fleet of `instances`, `rounds` measured expiries after a first one; its
+/// stores seal their tokens (the save's wake-up then carries the token) or not.
+async fn fleet(instances: usize, rounds: usize, sealed: bool) -> Result<Vec<String>, String> {
     let prefix = format!("tokenwarden-bench-{:016x}", fastrand::u64(..));
     let clock = ManualClock::default();
     let key = TokenKey::new("fleet");
@@ -170,12 +177,14 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
     let started = Arc::new(std::sync::Mutex::new(Instant::now()));
     let mut managers = Vec::with_capacity(instances);
     for _ in 0..instances {
-        let store = RedisStore::builder(URL)
+        let builder = RedisStore::builder(URL)
             .prefix(&prefix)
-            .clock(clock.clone())
-            .build()
-            .await
-            .map_err(|e| e.to_string())?;
+            .clock(clock.clone());
+        let builder = match sealed {
+            true => builder.cipher(TokenCipher::new([7; 32])),
+            false => builder,
+        };
+        let store = builder.build().await.map_err(|e| e.to_string())?;
         let requests = requests.clone();
         let started = started.clone();
         let source = from_fn("bench", move || {
@@ -280,7 +289,8 @@ async fn fleet(instances: usize, rounds: usize) -> Result<Vec<String>, String> {
     let sum = |sent: &BTreeMap<String, u64>| sent.values().sum::<u64>() as f64;
     Ok(vec![
         format!(
-            "{instances} instances, {rounds} measured expiries (+1 first), token request {}:",
+            "{instances} instances, tokens {}, {rounds} measured expiries (+1 first), token request {}:",
+            if sealed { "sealed" } else { "in clear" },
             ms(REQUEST_TIME)
         ),
         format!(

@@ -19,10 +19,11 @@
 //! - Waiting for a lease costs no polling. An instance that finds the lease held
 //!   is queued (`<prefix>:{<key>}:waiters`, in the same script) and sleeps. The
 //!   holder's save wakes every queued instance with a `PUBLISH` on its channel
-//!   (`<prefix>:{<key>}:wake:<store id>`) that carries the stored value, so a
-//!   waiter that any new token will do (a due refresh: the manager asks with
+//!   (`<prefix>:{<key>}:wake:<store id>`), which carries the stored value when
+//!   tokens are sealed (never a token in clear: pub/sub has ACLs of its own), so
+//!   a waiter that any new token will do (a due refresh: the manager asks with
 //!   [`lease_unless_changed`](tokenwarden::TokenStore::lease_unless_changed))
-//!   takes it from the message; the release wakes the instance that has waited
+//!   takes it at once; the release wakes the instance that has waited
 //!   longest, for waiters that need the lease itself, one at a time. Each store
 //!   has one pub/sub connection, made on its first wait, shared by all its waiters
 //!   and keys. As pub/sub may lose a message (a reconnect), a waiter also tries
@@ -30,7 +31,8 @@
 //!   attempt: a holder that died sends nothing), after 1 s without a message, and
 //!   at once when the pub/sub connection drops. Per expiry, the holder sends 4
 //!   commands (a read, the take, the save, the release) and every other instance
-//!   2 (a read, the failed take), however many share the token.
+//!   2 with sealed tokens (a read, the failed take), 3 in clear (and the take
+//!   that finds the new token), however many share the token.
 //!   A store without pub/sub (made [`with_connection`](RedisStore::with_connection)
 //!   and no [`pubsub`](RedisStoreBuilder::pubsub) client, or whose pub/sub
 //!   connection cannot be made) polls every 25 ms instead.

@@ -13,10 +13,12 @@ use tokenwarden::store::{Lease, LeaseWait, TokenStore};
 use tokenwarden::{Clock, Error, Result, Token, TokenKey};
 
 /// Lua: wakes every waiter queued in KEYS[3] and empties the queue, telling each
-/// what is stored now (`news`: `<owner> s<stored value>` after a save, `<owner> d`
-/// after a delete): a waiter that any new token will do takes it from the
-/// message, without another command; one that still needs the lease queues again.
-/// Part of `SAVE` and `DELETE`.
+/// what changed (`news`): `<owner> s<stored value>` after a save by a store that
+/// seals its tokens (a waiter that any new token will do takes it from the
+/// message, without another command), `<owner> c` after a save in clear (the token
+/// is not sent over pub/sub, whose ACLs are not the keys': the waiter reads it
+/// with its next attempt), `<owner> d` after a delete. A waiter that still needs
+/// the lease queues again. Part of `SAVE` and `DELETE`.
 macro_rules! wake_all {
     () => {
         r"
@@ -42,7 +44,8 @@ local left = redis.call('pttl', KEYS[2])
 if left >= 0 and left < tonumber(ARGV[3]) then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
-local news = 's' .. ARGV[2]",
+local news = 'c'
+if ARGV[4] == '1' then news = 's' .. ARGV[2] end",
     wake_all!(),
     "return 1"
 );
@@ -229,7 +232,8 @@ impl RedisStore {
             .key(self.redis_key(key, ":waiters"))
             .arg(fence.to_string())
             .arg(args.0)
-            .arg(args.1);
+            .arg(args.1)
+            .arg(if self.seals() { "1" } else { "0" });
         let written: i64 = self
             .command(action, invocation.invoke_async(&mut connection))
             .await?;
@@ -243,6 +247,16 @@ impl RedisStore {
                 self.redis_key(key, "")
             ),
         ))
+    }
+}
+
+impl RedisStore {
+    /// Whether tokens are sealed before they are stored (a cipher is set).
+    fn seals(&self) -> bool {
+        #[cfg(feature = "encryption")]
+        return self.inner.cipher.is_some();
+        #[cfg(not(feature = "encryption"))]
+        false
     }
 }
 

@@ -1,16 +1,19 @@
 //! Lease wake-ups: a queue of waiting instances per key, and one pub/sub
 //! connection per store on which the lease's releaser wakes the instance that has
-//! waited longest, and a save (or delete) wakes every waiter with what is stored
-//! now, so that those any new token will do take it without another command.
+//! waited longest, and a save (or delete) wakes every waiter (with what is stored
+//! now, when the store seals its tokens), so that those any new token will do
+//! take it at once.
 //!
 //! Why a release wakes one at a time: a waiter that needs the lease itself must
 //! take it in turn, so a release that woke all N of them would have N-1 try in
 //! vain, N times over: N²/2 attempts per expiry. A save is different: the waiters
 //! that wait only for a new token (`TokenStore::lease_unless_changed`, which the
 //! manager uses for every due refresh) are all done with it at once, so the save
-//! script wakes every queued waiter with the stored value in the message (no
-//! command needed to read it) and empties the queue; a waiter that still needs
-//! the lease queues again. The queue (a sorted set, `<prefix>:{<key>}:waiters`) holds
+//! script wakes every queued waiter and empties the queue: with the stored value
+//! in the message where it is sealed (no command needed to read it), else with a
+//! notice (the waiter's next attempt reads it: pub/sub channels have ACLs of their
+//! own, and a token in clear is not sent there); a waiter that still needs the
+//! lease queues again. The queue (a sorted set, `<prefix>:{<key>}:waiters`) holds
 //! each waiter's address, `<its store's channel> <its owner>`; the release script
 //! pops the oldest and `PUBLISH`es to that channel, skipping waiters that gave up
 //! long ago and channels nobody listens to any more (a process that died). A store
@@ -128,11 +131,12 @@ struct Slot {
 /// What a wake-up message says: the lease is free (`None`), or what is stored now.
 type News = Option<Option<Vec<u8>>>;
 
-/// Splits a message into its owner and its news: `<owner>` (a release),
-/// `<owner> s<stored value>` (a save), `<owner> d` (a delete).
-fn parse(payload: &[u8]) -> (String, News) {
+/// Splits a message into its owner, whether it is a release's, and its news:
+/// `<owner>` (a release), `<owner> s<stored value>` (a sealed save), `<owner> c`
+/// (a save in clear: no news, the waiter reads), `<owner> d` (a delete).
+fn parse(payload: &[u8]) -> (String, bool, News) {
     let Some(space) = payload.iter().position(|&b| b == b' ') else {
-        return (String::from_utf8_lossy(payload).into_owned(), None);
+        return (String::from_utf8_lossy(payload).into_owned(), true, None);
     };
     let owner = String::from_utf8_lossy(&payload[..space]).into_owned();
     let news = match payload.get(space + 1) {
@@ -140,7 +144,7 @@ fn parse(payload: &[u8]) -> (String, News) {
         Some(b'd') => Some(None),
         _ => None,
     };
-    (owner, news)
+    (owner, false, news)
 }
 
 /// Where a waiter is woken: its channel and owner. Registered while it lives.
@@ -295,8 +299,7 @@ async fn read(
             message = stream.next() => message,
         };
         let Some(message) = message else { break };
-        let (owner, news) = parse(message.get_payload_bytes());
-        let release = news.is_none();
+        let (owner, release, news) = parse(message.get_payload_bytes());
         let gone = waiters.wake(message.get_channel_name(), &owner, news);
         // A release's wake-up is passed on (the next waiter must take the lease);
         // a save's or delete's reached every waiter, and the queue was emptied.

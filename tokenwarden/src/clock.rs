@@ -199,6 +199,14 @@ mod manual {
             self.set(self.now() + by);
         }
 
+        /// Moves the wall clock forward by `by` while the monotonic time stands
+        /// still: a machine suspended (a laptop asleep, a paused VM) for that long.
+        pub fn suspend(&self, by: Duration) {
+            let nanos = unix_nanos(self.now() + by);
+            self.inner.nanos.store(nanos, Ordering::SeqCst);
+            self.inner.moved.notify_waiters();
+        }
+
         /// Moves the clock back by `by` (a wall-clock step backwards).
         pub fn rewind(&self, by: Duration) {
             self.set(self.now() - by);

@@ -9,7 +9,7 @@ use crate::{store, URL};
 use futures_util::StreamExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenwarden::store::{LeaseWait, TokenStore};
+use tokenwarden::store::{LeaseWait, TokenCipher, TokenStore};
 use tokenwarden::{ManualClock, Token, TokenKey};
 use tokenwarden_redis::RedisStore;
 
@@ -160,27 +160,39 @@ async fn a_waiter_is_woken_by_the_release_not_by_polling() {
     taken.release().await.unwrap();
 }
 
-/// The holder's save ends every `lease_unless_changed` wait at once, with the
-/// saved token in the message: no further attempt on the lease, and the waiters
-/// leave the queue. A plain `lease` waiter is woken too, and queues again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_hands_the_new_token_to_every_waiter_that_any_token_will_do() {
+/// The holder's save ends every `lease_unless_changed` wait at once, and the
+/// waiters leave the queue; a plain `lease` waiter is woken too, and queues
+/// again. A store that seals its tokens hands the saved token over in the
+/// message (no further attempt on the lease); one that stores them in clear
+/// never sends a token over pub/sub (each waiter reads it with one attempt).
+async fn a_save_wakes_every_waiter(sealed: bool) {
     let _h = crate::leaks::harness();
     let clock = ManualClock::default();
-    let Some(a) = store(&clock).await else { return };
+    let Some(first) = store(&clock).await else {
+        return;
+    };
+    let open = |first: RedisStore| async move {
+        let builder = RedisStore::builder(URL).prefix(first.prefix());
+        let builder = match sealed {
+            true => builder.cipher(TokenCipher::new([9; 32])),
+            false => builder,
+        };
+        builder.build().await.unwrap()
+    };
+    let a = open(first.clone()).await;
     let mut monitor = Monitor::start().await;
     let key = TokenKey::new("api");
     let ttl = Duration::from_secs(30);
     let held = a.lease(&key, ttl).await.unwrap();
     let mut watching = Vec::new();
     for _ in 0..3 {
-        let (b, key) = (on_system_clock(&a).await, key.clone());
+        let (b, key) = (open(first.clone()).await, key.clone());
         watching.push(tokio::spawn(async move {
             b.lease_unless_changed(&key, ttl).await
         }));
     }
     let plain = tokio::spawn({
-        let (b, key) = (on_system_clock(&a).await, key.clone());
+        let (b, key) = (open(first.clone()).await, key.clone());
         async move { b.lease(&key, ttl).await }
     });
     queued(&a, &key, 4).await;
@@ -198,13 +210,32 @@ async fn a_save_hands_the_new_token_to_every_waiter_that_any_token_will_do() {
     }
     queued(&a, &key, 1).await; // the plain waiter, queued again
     let after = monitor.takes(&redis_key(&a, &key, ":lease")).await;
+    let expected = if sealed { 1 } else { 4 };
     assert_eq!(
         after - before,
-        1,
-        "only the plain waiter tried the lease again"
+        expected,
+        "attempts on the lease after the save"
+    );
+    // In clear, the token shows in the save's script call and its SET only,
+    // never in a PUBLISH; sealed, nowhere.
+    let in_clear = if sealed { 0 } else { 2 };
+    assert_eq!(
+        monitor.count("TOPSECRET").await,
+        in_clear,
+        "lines with the token"
     );
     held.release().await.unwrap();
     plain.await.unwrap().unwrap().release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_hands_a_sealed_token_to_every_waiter_in_its_message() {
+    a_save_wakes_every_waiter(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_in_clear_wakes_every_waiter_without_sending_the_token() {
+    a_save_wakes_every_waiter(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,9 @@ pub(crate) struct Cached {
     /// Monotonic ms: when the store must be read again before this token is
     /// served once more (see [`recheck`](super::recheck)); `u64::MAX`: never.
     checked_until: AtomicU64,
+    /// The same moment in Unix ms: a machine that was suspended (its monotonic
+    /// clock stood still meanwhile) sees its wall clock past it.
+    checked_until_wall: AtomicU64,
     /// 0 for the empty placeholder, then 1, 2... for each token the manager holds.
     pub(crate) generation: u64,
 }
@@ -62,6 +65,7 @@ impl Cached {
                     usable_until: 0,
                     invalidated: AtomicBool::new(false),
                     checked_until: AtomicU64::new(u64::MAX),
+                    checked_until_wall: AtomicU64::new(u64::MAX),
                     generation: 0,
                 })
             })
@@ -112,6 +116,7 @@ impl Cached {
             usable_until,
             invalidated: AtomicBool::new(false),
             checked_until: AtomicU64::new(u64::MAX),
+            checked_until_wall: AtomicU64::new(u64::MAX),
             generation,
         })
     }
@@ -138,15 +143,17 @@ impl Cached {
     }
 
     /// Whether the store must be read again before this token is served, at
-    /// `monotonic` (ms on the manager's monotonic clock).
+    /// `monotonic` (ms on the manager's monotonic clock) and `wall` (Unix ms).
     #[inline]
-    pub(crate) fn check_due(&self, monotonic: u64) -> bool {
+    pub(crate) fn check_due(&self, monotonic: u64, wall: u64) -> bool {
         monotonic >= self.checked_until.load(Relaxed)
+            || wall >= self.checked_until_wall.load(Relaxed)
     }
 
-    /// Sets when the store must next be read (monotonic ms).
-    pub(crate) fn check_again_at(&self, monotonic: u64) {
+    /// Sets when the store must next be read (monotonic ms, and Unix ms).
+    pub(crate) fn check_again_at(&self, monotonic: u64, wall: u64) {
         self.checked_until.store(monotonic, Relaxed);
+        self.checked_until_wall.store(wall, Relaxed);
     }
 
     /// The start of the stale window (Unix ms), when a background refresh is due.

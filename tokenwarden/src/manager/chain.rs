@@ -128,14 +128,27 @@ async fn under_lease(
     // A token stored by the lease's previous holder (for a forced refresh: a token
     // newer than the caller's counts as the forced refresh).
     let from = recheck::now(shared);
-    let stored = match within(shared, deadline, read_store(shared)).await {
-        Ok(stored) => stored,
+    let (stored, readable) = match within(shared, deadline, read_store(shared)).await {
+        Ok(stored) => (stored, true),
         // Unreadable: this manager's refresh token may have been rotated by
         // another instance since; only a fetch, which spends nothing, may go on.
         Err(error) if current.token().is_some_and(|t| t.refresh_token.is_some()) => {
             return Err(error)
         }
-        Err(_) => None,
+        Err(_) => (None, false),
+    };
+    // What this read shows counts for the copy too: one the store no longer
+    // holds is not served on if what follows fails; another token stored there
+    // is served instead.
+    let reconciled;
+    let current = if readable {
+        reconciled = recheck::reconcile(shared, current, stored.as_ref(), from, epoch).await?;
+        if !Arc::ptr_eq(&reconciled, current) && reconciled.is_held() {
+            return Ok(reconciled);
+        }
+        &reconciled
+    } else {
+        current
     };
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch, from).await? {
         return Ok(adopted);

@@ -53,7 +53,7 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
     };
     // A copy of a shared store's token is served for a while only, then the
     // store is read again (the slow path does that).
-    let due = recheck::due(shared, &cached);
+    let due = recheck::due(shared, &cached, now);
     if cached.is_fresh(now) && !due {
         shared.counters.hit();
         return Ok(cached);

@@ -15,7 +15,7 @@
 use super::cached::Cached;
 use super::install::{install_stored, publish};
 use super::{unsaved, Shared};
-use crate::clock::{millis, system_monotonic_millis};
+use crate::clock::{millis, system_monotonic_millis, unix_millis};
 use crate::events::TokenEventKind;
 use crate::{Result, Token};
 use std::sync::atomic::Ordering::SeqCst;
@@ -35,9 +35,10 @@ pub(super) fn now(shared: &Shared) -> u64 {
 }
 
 /// Whether `cached` must not be served before the store is read again (the hit
-/// path's check: a coarse reading of the system's monotonic clock).
+/// path's check: a coarse reading of the system's monotonic clock, and the
+/// wall-clock time `wall` the caller read, in Unix ms).
 #[inline]
-pub(super) fn due(shared: &Shared, cached: &Cached) -> bool {
+pub(super) fn due(shared: &Shared, cached: &Cached, wall: u64) -> bool {
     let s = &shared.settings;
     if s.store_recheck.is_none() {
         return false;
@@ -47,13 +48,14 @@ pub(super) fn due(shared: &Shared, cached: &Cached) -> bool {
     } else {
         now(shared)
     };
-    cached.check_due(monotonic)
+    cached.check_due(monotonic, wall)
 }
 
 /// Whether `cached` must not be served before the store is read again, on the
-/// precise clock (off the hit path).
+/// precise clocks (off the hit path).
 pub(super) fn due_precisely(shared: &Shared, cached: &Cached) -> bool {
-    shared.settings.store_recheck.is_some() && cached.check_due(now(shared))
+    shared.settings.store_recheck.is_some()
+        && cached.check_due(now(shared), unix_millis(shared.settings.clock.now()))
 }
 
 /// Records that the store held `cached` at `from` (monotonic ms, taken before the
@@ -61,7 +63,7 @@ pub(super) fn due_precisely(shared: &Shared, cached: &Cached) -> bool {
 /// interval.
 pub(super) fn found(shared: &Shared, cached: &Cached, from: u64) {
     if let Some(every) = shared.settings.store_recheck {
-        cached.check_again_at(from.saturating_add(millis(every)));
+        lapse_at(shared, cached, from, millis(every));
     }
 }
 
@@ -69,8 +71,17 @@ pub(super) fn found(shared: &Shared, cached: &Cached, from: u64) {
 /// the copy is served a little longer, and the store is tried again then.
 pub(super) fn unreadable(shared: &Shared, cached: &Cached, from: u64) {
     if due_precisely(shared, cached) {
-        cached.check_again_at(from.saturating_add(STORE_DOWN_RETRY_MS));
+        lapse_at(shared, cached, from, STORE_DOWN_RETRY_MS);
     }
+}
+
+/// Makes `cached` due `after` ms past `from` on the monotonic clock, and at the
+/// same moment on the wall clock (which goes on while a machine is suspended,
+/// when the monotonic clock stands still).
+fn lapse_at(shared: &Shared, cached: &Cached, from: u64, after: u64) {
+    let wall_now = unix_millis(shared.settings.clock.now());
+    let wall_from = wall_now.saturating_sub(now(shared).saturating_sub(from));
+    cached.check_again_at(from.saturating_add(after), wall_from.saturating_add(after));
 }
 
 /// How long a logout waits after deleting the stored token (zero without re-reads).
@@ -107,11 +118,12 @@ pub(super) async fn reconcile(
         return Ok(current.clone());
     }
     let same = stored.is_some_and(|t| t.access_token.ct_eq(&ours.access_token));
+    // A copy the store failed to save is kept while the store still holds the
+    // token it replaced. One that replaced nothing is not kept over an empty
+    // store: that store may have been emptied by a logout since (a store without
+    // fences cannot tell), and the logout must win; the next call logs in again.
     let unsaved_over_it = unsaved::is(shared, current)
-        && match stored {
-            Some(stored) => unsaved::replaced(shared, current, stored),
-            None => unsaved::replaced_nothing(shared, current),
-        };
+        && stored.is_some_and(|stored| unsaved::replaced(shared, current, stored));
     if same || unsaved_over_it {
         found(shared, current, from);
         return Ok(current.clone());

@@ -71,14 +71,6 @@ pub(super) fn replaced(shared: &Shared, cached: &Cached, stored: &Token) -> bool
     })
 }
 
-/// Whether the unsaved `cached` was made when the store held nothing.
-pub(super) fn replaced_nothing(shared: &Shared, cached: &Cached) -> bool {
-    let state = state(shared);
-    state
-        .as_ref()
-        .is_some_and(|u| u.generation == cached.generation && u.replaces.is_none())
-}
-
 /// Whether the token being served is one that could not be saved yet.
 pub(super) fn is_unsaved(shared: &Shared) -> bool {
     is(shared, &shared.current.load())

@@ -117,11 +117,11 @@ async fn logout_now(shared: &Shared) -> Result<()> {
                 true => store.delete_leased(&s.key, &lease).await,
                 false => store.delete(&s.key).await,
             };
-            match deleted {
-                Ok(()) => deleted_at = Some(recheck::now(shared)),
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
+            // Waited for after an error too: the delete may have landed (an
+            // answer lost, a command that timed out but ran).
+            deleted_at = Some(recheck::now(shared));
+            if let Err(error) = deleted {
+                first_error.get_or_insert(error);
             }
         }
         // A token read before this point (a refresh that looked in the store just

@@ -278,6 +278,64 @@ async fn a_copy_is_checked_against_the_store_once_per_interval() {
     );
 }
 
+/// A machine suspended for longer than the interval (its monotonic clock stood
+/// still) reads the store again on waking: its wall clock says the copy lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_lapses_across_a_suspend() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let (a, b) = (
+        manager(&server, &clock, store.clone()),
+        manager(&server, &clock, store),
+    );
+    let first = a.token().await.unwrap().fingerprint();
+    b.set_tokens(server.login()).await.unwrap();
+    let set = b.token().await.unwrap().fingerprint();
+    assert_eq!(
+        a.token().await.unwrap().fingerprint(),
+        first,
+        "within the interval"
+    );
+    clock.suspend(Duration::from_secs(60));
+    assert_eq!(
+        a.token().await.unwrap().fingerprint(),
+        set,
+        "re-read after the suspend"
+    );
+}
+
+/// A login whose save failed (the store held nothing) is not served past
+/// another instance's logout: the store, empty, cannot say whether it was
+/// emptied since, and the logout wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_login_does_not_outlive_a_logout_elsewhere() {
+    let _h = harness();
+    let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
+    let clock = clock();
+    let memory = MemoryStore::with_clock(clock.clone());
+    let failing = Arc::new(GatedStore::over(memory.clone()));
+    failing.failing_saves.store(usize::MAX, SeqCst);
+    let b = manager(&server, &clock, failing.clone());
+    let a = manager(&server, &clock, memory);
+    let unsaved = b.token().await.unwrap().fingerprint();
+    assert!(b.info().await.unsaved);
+
+    let logout = tokio::spawn({
+        let a = a.clone();
+        async move { a.logout().await }
+    });
+    advance_until_finished(&clock, &logout).await;
+    logout.await.unwrap().unwrap();
+    failing.failing_saves.store(0, SeqCst);
+    let after = b.token().await.unwrap().fingerprint();
+    assert_ne!(
+        after, unsaved,
+        "the unsaved login did not outlive the logout"
+    );
+}
+
 /// With re-reads off (a store nobody else shares), a logout does not wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_re_reads_a_logout_does_not_wait() {
