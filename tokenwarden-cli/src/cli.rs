@@ -74,6 +74,14 @@ pub enum Command {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8790", value_name = "ADDR:PORT")]
         listen: SocketAddr,
+        /// Another name clients may use for the proxy in `Host` (repeatable);
+        /// by default only the listening address (and `localhost`).
+        #[arg(long = "allow-host", value_name = "NAME[:PORT]")]
+        allow_hosts: Vec<String>,
+        /// A web origin whose pages may use the proxy (repeatable); by default
+        /// browser requests from other sites get 403.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
     },
     /// Print a shell completion script.
     Completions {

@@ -68,7 +68,12 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             commands::logout::run(&ctx, profile.profile.as_deref()).await
         }
         Command::Demo { seconds, workers } => demo::run(seconds, workers).await,
-        Command::Proxy { profile, listen } => {
+        Command::Proxy {
+            profile,
+            listen,
+            allow_hosts,
+            allow_origins,
+        } => {
             let profile = ctx.profile(profile.profile.as_deref())?;
             let base_url = profile.base_url()?.ok_or_else(|| {
                 CliError::usage(format!(
@@ -78,7 +83,12 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 .hint("add base_url = \"https://api.example.com\" to the profile")
             })?;
             let manager = profile.service_manager().await?;
-            proxy::run(manager, base_url, listen).await
+            let access = proxy::Access {
+                listen,
+                allow_hosts,
+                allow_origins,
+            };
+            proxy::run(manager, base_url, access).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -196,8 +196,19 @@ impl TokenMiddleware {
                     span.record("fingerprint", sent.fingerprint());
                     span.record("replays", replays);
                 }
+                let sent_to = request.url().origin();
                 let response = transport.send(request).await?;
                 if !rejects_token(response.status(), response.headers()) {
+                    return Ok(response);
+                }
+                // Only the origin the token was sent to may reject it: a redirect
+                // to another origin (which got no token) says nothing about it.
+                if response.url().origin() != sent_to {
+                    tracing::debug!(
+                        status = response.status().as_u16(),
+                        origin = %response.url().origin().ascii_serialization(),
+                        "a rejection from another origin than the token's, after a redirect: the token stays"
+                    );
                     return Ok(response);
                 }
                 manager.invalidate(sent.token());

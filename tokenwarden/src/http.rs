@@ -101,6 +101,9 @@ impl TokenPlacement {
                 headers.insert(name.clone(), bare()?);
             }
             TokenPlacement::Cookie(name) => {
+                // A replay's headers hold the rejected token's cookie: it goes,
+                // with any other cookie of that name; the caller's others stay.
+                remove_cookie(headers, name);
                 let cookie = format!("{name}={}", header.token().access_token.secret());
                 let mut value = HeaderValue::try_from(cookie).map_err(|_| {
                     Error::invalid_response("", "the access token cannot be sent in a cookie")
@@ -110,6 +113,40 @@ impl TokenPlacement {
             }
         }
         Ok(())
+    }
+}
+
+/// Removes every cookie named `name` from the `Cookie` headers of `headers`
+/// (RFC 6265 §5.4: `name=value` pairs joined by `; `), keeping the others and
+/// their order; a header left empty goes.
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let named = |pair: &[u8]| {
+        let pair = pair.trim_ascii();
+        pair.strip_prefix(name.as_bytes())
+            .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+    };
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    if !values
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b';').any(named))
+    {
+        return;
+    }
+    headers.remove(COOKIE);
+    for value in values {
+        let kept: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .filter(|pair| !named(pair) && !pair.trim_ascii().is_empty())
+            .map(<[u8]>::trim_ascii)
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(mut rebuilt) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            rebuilt.set_sensitive(value.is_sensitive());
+            headers.append(COOKIE, rebuilt);
+        }
     }
 }
 
@@ -147,6 +184,19 @@ pub(crate) fn bearer_invalid_token(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_of_the_tokens_name_is_replaced_the_others_kept() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; session=old; b=2"));
+        headers.append(COOKIE, HeaderValue::from_static("session=older"));
+        headers.append(COOKIE, HeaderValue::from_static("sessionx=3"));
+        remove_cookie(&mut headers, "session");
+        let left: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(left, ["a=1; b=2", "sessionx=3"]);
+        remove_cookie(&mut headers, "absent");
+        assert_eq!(headers.get_all(COOKIE).iter().count(), 2);
+    }
 
     #[test]
     fn only_allowed_secure_origins() {

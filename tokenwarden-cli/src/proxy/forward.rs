@@ -2,6 +2,7 @@
 //! once after a rejected token when its body was kept.
 
 use super::body::Outgoing;
+use super::guard::Callers;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use std::sync::Arc;
-use tokenwarden::http::rejects_token;
+use tokenwarden::http::{rejects_token, AllowedOrigins};
 use tokenwarden::TokenManager;
 use url::Url;
 
@@ -19,6 +20,10 @@ pub(super) struct Proxy {
     /// One client: its pool keeps the upstream connections alive.
     pub(super) client: reqwest::Client,
     pub(super) base_url: Url,
+    /// Where the token may go (the base URL's origin, https or loopback).
+    pub(super) allowed: AllowedOrigins,
+    /// Who may use the proxy.
+    pub(super) callers: Callers,
 }
 
 /// Headers that concern one connection only, never forwarded.
@@ -37,10 +42,18 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// Forwards `request` to the upstream (the router's fallback: every method and path).
 pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if let Some(why) = proxy.callers.refuse(&parts.headers) {
+        tracing::warn!(reason = %why, "refused a request");
+        return text(StatusCode::FORBIDDEN, &why);
+    }
+    if let Some(why) = ambiguous_framing(&parts.headers) {
+        return text(StatusCode::BAD_REQUEST, why);
+    }
     if parts.method == Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
     }
-    let Some(url) = target(&proxy.base_url, &parts.uri) else {
+    let Some(url) = target(&proxy.base_url, &parts.uri).filter(|url| proxy.allowed.allows(url))
+    else {
         return text(
             StatusCode::BAD_REQUEST,
             "the path leaves the base_url's path",
@@ -108,6 +121,25 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
         );
         body = buffered(&again);
     }
+}
+
+/// Why a request's framing is ambiguous (RFC 9112 §6.3), if it is: both
+/// `Transfer-Encoding` and `Content-Length` (a proxy and its upstream could read
+/// different bodies: request smuggling), or `Content-Length` values that differ.
+fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
+    let lengths: Vec<&[u8]> = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    if headers.contains_key(header::TRANSFER_ENCODING) && !lengths.is_empty() {
+        return Some("a request with both Transfer-Encoding and Content-Length is refused");
+    }
+    if lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Some("a request with Content-Length values that differ is refused");
+    }
+    None
 }
 
 /// A kept body, to send: none if empty (so that a GET gets no `Content-Length`).

@@ -25,6 +25,20 @@
 //!   is unknown) is buffered and replayed; a larger one is sent streaming and, if
 //!   its token is rejected, that response is returned as it is (the token is
 //!   still invalidated, so the next request gets a fresh one).
+//! - **Who may use it** (see [`guard`]): only requests whose `Host` names the
+//!   listening address (or a name given with `--allow-host`), and no browser
+//!   request from a page of another site (`Origin`, `Sec-Fetch-Site`; allow a
+//!   site's pages with `--allow-origin`): others get 403. The upstream must be
+//!   https, or http on loopback, as for `tokenwarden curl` and the library's
+//!   [`AllowedOrigins`](tokenwarden::http::AllowedOrigins); another is refused at
+//!   start.
+//! - **Framing** (RFC 9112 §6, request smuggling): a request with
+//!   `Content-Length` values that differ, or a `Transfer-Encoding` that does not
+//!   end in `chunked`, is refused with 400. One with both `Transfer-Encoding` and
+//!   `Content-Length` is read by `Transfer-Encoding` alone (hyper drops the
+//!   length; the check here refuses it should one ever come through), forwarded
+//!   with one framing, and its connection closed after the answer. The upstream
+//!   request is framed anew by the proxy's client.
 //! - **Errors**: an upstream that cannot be reached gives 502, a token that cannot
 //!   be had gives 503, each with a one-line text body and a `tracing` warning.
 //!   Neither ever shows a token.
@@ -34,6 +48,7 @@
 
 mod body;
 mod forward;
+mod guard;
 
 use crate::exit::{CliError, OK, UNAVAILABLE};
 use axum::serve::ListenerExt as _;
@@ -41,24 +56,39 @@ use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden::http::AllowedOrigins;
 use tokenwarden::TokenManager;
 use url::Url;
 
 /// How long connecting to the upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the proxy on `listen` until Ctrl-C or SIGTERM (then returns
+/// Where the proxy listens and who may use it.
+#[derive(Debug)]
+pub struct Access {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// More names for the proxy in `Host`.
+    pub allow_hosts: Vec<String>,
+    /// Web origins whose pages may use the proxy.
+    pub allow_origins: Vec<String>,
+}
+
+/// Serves the proxy on `access.listen` until Ctrl-C or SIGTERM (then returns
 /// `OK`); a second signal stops it without waiting for the
 /// requests still in flight. Prints one line to stderr once listening, with the
 /// bound address (so `--listen 127.0.0.1:0` works). A listen address that cannot
-/// be used is a usage error.
-pub async fn run(manager: TokenManager, base_url: Url, listen: SocketAddr) -> Result<u8, CliError> {
+/// be used is a usage error; so is an upstream the token may not go to.
+pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result<u8, CliError> {
     if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
         return Err(CliError::usage(format!(
             "the profile's base_url `{}` is not an http(s) URL",
             shown(&base_url)
         )));
     }
+    // The same rule as `tokenwarden curl` and the library's adapters.
+    let allowed = AllowedOrigins::of(base_url.as_str())?;
+    let listen = access.listen;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
@@ -77,6 +107,8 @@ pub async fn run(manager: TokenManager, base_url: Url, listen: SocketAddr) -> Re
         manager,
         client,
         base_url,
+        allowed,
+        callers: guard::Callers::new(local, &access.allow_hosts, &access.allow_origins),
     });
     let app = axum::Router::new()
         .fallback(forward::forward)

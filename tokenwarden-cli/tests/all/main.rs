@@ -15,3 +15,4 @@ mod commands;
 mod config;
 mod demo;
 mod proxy;
+mod proxy_access;

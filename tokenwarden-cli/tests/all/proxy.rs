@@ -18,26 +18,26 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A request the resource server got.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    authorization: String,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) authorization: String,
     host: String,
     /// The body, whole up to 1 MiB; only its `length` beyond.
-    body: Bytes,
+    pub(crate) body: Bytes,
     length: usize,
     /// The proxy's connection it came on.
     peer: SocketAddr,
 }
 
 #[derive(Default)]
-struct Api {
+pub(crate) struct Api {
     seen: Mutex<Vec<Seen>>,
     /// The `/reject-once/*` paths that have rejected their first request.
     rejected: Mutex<HashSet<String>>,
 }
 
 impl Api {
-    fn seen(&self, path: &str) -> Vec<Seen> {
+    pub(crate) fn seen(&self, path: &str) -> Vec<Seen> {
         let seen = self.seen.lock().unwrap();
         seen.iter().filter(|s| s.path == path).cloned().collect()
     }
@@ -123,7 +123,7 @@ async fn api(
 }
 
 /// Serves [`api`] on 127.0.0.1.
-async fn resource_server(state: Arc<Api>) -> SocketAddr {
+pub(crate) async fn resource_server(state: Arc<Api>) -> SocketAddr {
     let app = axum::Router::new().fallback(api).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -132,7 +132,7 @@ async fn resource_server(state: Arc<Api>) -> SocketAddr {
     addr
 }
 
-fn config(issuer: &str, profile: &str, secret: &str, base_url: &str) -> String {
+pub(crate) fn config(issuer: &str, profile: &str, secret: &str, base_url: &str) -> String {
     format!(
         "[profiles.{profile}]\nissuer = \"{issuer}\"\ngrant = \"client_credentials\"\n\
          client_id = \"cc-basic\"\nclient_secret = \"{secret}\"\nscope = \"read\"\n\
@@ -141,17 +141,23 @@ fn config(issuer: &str, profile: &str, secret: &str, base_url: &str) -> String {
 }
 
 /// A running `tokenwarden proxy` (with debug logs), killed when dropped.
-struct Proxy {
+pub(crate) struct Proxy {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     stderr: Arc<Mutex<String>>,
     drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proxy {
-    fn start(home: &Home, profile: &str) -> Self {
+    pub(crate) fn start(home: &Home, profile: &str) -> Self {
+        Self::start_with(home, profile, &[])
+    }
+
+    /// Started with more arguments.
+    pub(crate) fn start_with(home: &Home, profile: &str, more: &[&str]) -> Self {
+        let args = [&["proxy", "-p", profile, "--listen", "127.0.0.1:0"], more].concat();
         let mut child = home
-            .command(&["proxy", "-p", profile, "--listen", "127.0.0.1:0"])
+            .command(&args)
             .env("TOKENWARDEN_LOG", "tokenwarden=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -189,7 +195,7 @@ impl Proxy {
     }
 
     /// Stops it with SIGTERM: its exit code and all its stderr.
-    fn stop(mut self) -> (Option<i32>, String) {
+    pub(crate) fn stop(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         let kill = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -216,7 +222,8 @@ async fn two_requests_on_one_connection(proxy: &str) -> Vec<String> {
         .unwrap();
     let mut bodies = Vec::new();
     for query in ["a=1", "b=2"] {
-        let request = format!("GET /hello?{query} HTTP/1.1\r\nHost: proxy\r\n\r\n");
+        let host = &proxy["http://".len()..];
+        let request = format!("GET /hello?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n");
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {

@@ -123,3 +123,38 @@ async fn a_token_in_a_custom_header_does_not_follow_a_redirect_to_another_origin
     assert_eq!(client.get(&location).send().await.unwrap().status(), 200);
     assert_eq!(*servers.api.captured.lock().unwrap(), vec![None]);
 }
+
+/// A 401 from another origin, reached through a redirect (the token did not go
+/// there), leaves the token alone: no refresh, no replay, through `AuthClient`
+/// and through the middleware.
+#[tokio::test]
+async fn a_rejection_from_another_origin_after_a_redirect_keeps_the_token() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let manager = manager(&servers.api);
+    let client = client(&servers, manager.clone());
+    let response = client.get("redirect-to-reject").send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "the other origin's answer, handed back"
+    );
+    let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(tokenwarden_reqwest::TokenMiddleware::new(
+            manager.clone(),
+            AllowedOrigins::of(&servers.base).unwrap(),
+        ))
+        .build();
+    let response = middleware
+        .get(format!("{}redirect-to-reject", servers.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        servers.api.logins.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one login: the token was never invalidated"
+    );
+    assert_eq!(manager.stats().refreshes + manager.stats().fetches, 1);
+}

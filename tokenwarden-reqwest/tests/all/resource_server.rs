@@ -1,6 +1,6 @@
 //! A local API on 127.0.0.1 (axum): `/data` and `/echo` need a current bearer
 //! token; `/redirect` sends the caller to a second origin, which records what
-//! arrives. Tokens come from a counting login that registers each new token.
+//! arrives, and `/redirect-to-reject` to one that answers 401 to everybody. Tokens come from a counting login that registers each new token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -79,6 +79,15 @@ pub async fn start() -> Servers {
     let other = serve(
         Router::new()
             .route(
+                "/reject",
+                any(|| async {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", r#"Bearer error="invalid_token""#)],
+                    )
+                }),
+            )
+            .route(
                 "/capture",
                 any(
                     |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
@@ -95,6 +104,7 @@ pub async fn start() -> Servers {
     )
     .await;
     let to_other = format!("{other}/capture");
+    let to_reject = format!("{other}/reject");
     let base = serve(
         Router::new()
             .route(
@@ -123,6 +133,10 @@ pub async fn start() -> Servers {
             .route(
                 "/redirect",
                 get(move || async move { Redirect::temporary(&to_other) }),
+            )
+            .route(
+                "/redirect-to-reject",
+                get(move || async move { Redirect::temporary(&to_reject) }),
             )
             .with_state(api.clone()),
     )

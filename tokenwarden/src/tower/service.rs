@@ -202,5 +202,7 @@ fn clone_request<B, P: Replay<B>>(replay: &P, request: &Request<B>) -> Option<Re
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
+    // Every extension can be cloned (http 1 requires it of what is inserted).
+    *copy.extensions_mut() = request.extensions().clone();
     Some(copy)
 }

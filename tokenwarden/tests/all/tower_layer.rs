@@ -21,6 +21,8 @@ struct Api {
     valid: Mutex<HashSet<String>>,
     logins: AtomicUsize,
     seen: Mutex<Vec<Option<String>>>,
+    /// `/cookie`: the Cookie headers and `x-request-id` of each request.
+    cookies: Mutex<Vec<(Vec<String>, Option<String>)>>,
 }
 
 async fn api() -> (Arc<Api>, String) {
@@ -28,9 +30,33 @@ async fn api() -> (Arc<Api>, String) {
         valid: Mutex::default(),
         logins: AtomicUsize::new(0),
         seen: Mutex::default(),
+        cookies: Mutex::default(),
     });
     let state = api.clone();
+    let cookie_state = api.clone();
     let router = axum::Router::new().route(
+        "/cookie",
+        axum::routing::post(move |headers: HeaderMap| {
+            let api = cookie_state.clone();
+            async move {
+                let text = |v: &http::HeaderValue| v.to_str().unwrap_or("?").to_owned();
+                let cookies: Vec<String> = headers.get_all("cookie").iter().map(text).collect();
+                let id = headers.get("x-request-id").map(text);
+                api.cookies.lock().unwrap().push((cookies.clone(), id));
+                let valid = cookies
+                    .iter()
+                    .flat_map(|c| c.split("; "))
+                    .filter_map(|pair| pair.strip_prefix("session="))
+                    .any(|token| api.valid.lock().unwrap().contains(token));
+                if valid {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }
+        }),
+    );
+    let router = router.route(
         "/echo",
         axum::routing::post(move |headers: HeaderMap, body: String| {
             let api = state.clone();
@@ -121,4 +147,80 @@ async fn other_origins_get_no_token() {
         "sent without a token"
     );
     assert_eq!(api.logins.load(SeqCst), 0);
+}
+
+/// What a layer below the token layer reads from a request's extensions.
+#[derive(Clone)]
+struct RequestId(&'static str);
+
+/// A layer below the token layer that puts the request's `RequestId` extension in
+/// a header (as tracing or context propagation layers do with theirs).
+#[derive(Clone)]
+struct IdToHeader<S>(S);
+
+impl<S, B> tower_service::Service<http::Request<B>> for IdToHeader<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+        if let Some(RequestId(id)) = request.extensions().get::<RequestId>().cloned() {
+            request
+                .headers_mut()
+                .insert("x-request-id", http::HeaderValue::from_static(id));
+        }
+        self.0.call(request)
+    }
+}
+
+/// A replay after a rejected token carries only the new token's cookie (the
+/// caller's other cookies stay), and the request's extensions.
+#[tokio::test]
+async fn a_replay_carries_only_the_new_cookie_and_keeps_the_extensions() {
+    let _h = harness();
+    let (api, base) = api().await;
+    let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut client = TokenLayer::new(manager(&api))
+        .allowed_origins(AllowedOrigins::of(&base).unwrap())
+        .placement(tokenwarden::http::TokenPlacement::Cookie("session".into()))
+        .layer(IdToHeader(hyper));
+    let request = || {
+        let mut request = http::Request::post(format!("{base}/cookie"))
+            .header("cookie", "theme=dark")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        request.extensions_mut().insert(RequestId("req-7"));
+        request
+    };
+    assert_eq!(client.call(request()).await.unwrap().status(), 200);
+    api.valid.lock().unwrap().clear(); // revoked
+    assert_eq!(
+        client.call(request()).await.unwrap().status(),
+        200,
+        "replayed"
+    );
+    let seen = api.cookies.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "request, rejected request, replay");
+    let (replay_cookies, replay_id) = &seen[2];
+    let pairs: Vec<&str> = replay_cookies.iter().flat_map(|c| c.split("; ")).collect();
+    assert_eq!(
+        pairs,
+        ["theme=dark", &format!("session={MARKER}-tower-2")],
+        "only the new token's cookie, and the caller's own"
+    );
+    assert_eq!(
+        replay_id.as_deref(),
+        Some("req-7"),
+        "the extension survived the replay"
+    );
 }

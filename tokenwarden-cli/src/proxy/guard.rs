@@ -1,0 +1,201 @@
+//! Who may use the proxy: only clients on this machine that name it by its own
+//! address, never a web page of another site.
+//!
+//! A browser lets any page send requests to `127.0.0.1:PORT`; without these checks
+//! such a request would leave with the user's token. Two attacks are refused:
+//!
+//! - **Cross-site requests** (a page on `https://evil.example` posting to the
+//!   proxy): browsers send `Origin` (and `Sec-Fetch-Site`) with them. A request
+//!   whose `Origin` is not the proxy's own (or one allowed with `--allow-origin`),
+//!   or whose `Sec-Fetch-Site` is `cross-site` or `same-site` without such an
+//!   `Origin`, gets 403. Tools (curl, SDKs) send neither header and pass.
+//! - **DNS rebinding** (a page on `evil.example`, whose name the attacker then points
+//!   at 127.0.0.1, so that its requests count as same-origin): the request's `Host`
+//!   names `evil.example`. Only `Host` values that name the listening address
+//!   (`127.0.0.1:PORT`, `localhost:PORT` for a loopback address, `[::1]:PORT`) or a
+//!   name allowed with `--allow-host` pass; any other gets 403, and so does a
+//!   request without `Host`.
+
+use http::header::{HeaderMap, HOST, ORIGIN};
+use http::HeaderName;
+use std::net::SocketAddr;
+
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// The `Host` values and browser origins the proxy answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Callers {
+    /// Lowercase `host:port` (and bare `host` where the port is 80).
+    hosts: Vec<String>,
+    /// Lowercase origins (`http://host:port`) whose pages may use the proxy.
+    origins: Vec<String>,
+}
+
+impl Callers {
+    /// The callers of a proxy listening on `local`, plus the names in
+    /// `allowed_hosts` (`name` or `name:port`) and the pages of `allowed_origins`.
+    pub(crate) fn new(
+        local: SocketAddr,
+        allowed_hosts: &[String],
+        allowed_origins: &[String],
+    ) -> Self {
+        let port = local.port();
+        let mut names = vec![match local {
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        }];
+        if local.ip().is_loopback() {
+            names.push("localhost".into());
+        }
+        names.extend(allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let mut hosts = Vec::new();
+        for name in names {
+            if has_port(&name) {
+                hosts.push(name);
+                continue;
+            }
+            hosts.push(format!("{name}:{port}"));
+            if port == 80 {
+                hosts.push(name);
+            }
+        }
+        // The proxy's own pages (none today) and the allowed ones.
+        let mut origins: Vec<String> = hosts.iter().map(|h| format!("http://{h}")).collect();
+        origins.extend(
+            allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
+        Self { hosts, origins }
+    }
+
+    /// Why a request with `headers` may not use the proxy, if it may not.
+    pub(crate) fn refuse(&self, headers: &HeaderMap) -> Option<String> {
+        let host = match headers.get(HOST).map(|h| h.to_str()) {
+            Some(Ok(host)) => host.to_ascii_lowercase(),
+            _ => return Some("a request must name the proxy in its Host header".into()),
+        };
+        if !self.hosts.contains(&host) {
+            return Some(format!(
+                "Host `{host}` is not this proxy's address; allow another name with --allow-host"
+            ));
+        }
+        let origin = match headers.get(ORIGIN).map(|o| o.to_str()) {
+            None => None,
+            Some(Ok(origin)) => Some(origin.to_ascii_lowercase()),
+            Some(Err(_)) => return Some("an Origin header that is not text".into()),
+        };
+        let allowed_origin = match &origin {
+            Some(origin) if self.origins.contains(origin) => true,
+            Some(origin) => {
+                return Some(format!(
+                    "requests from pages of `{origin}` are refused; allow them with --allow-origin"
+                ))
+            }
+            None => false,
+        };
+        let site = headers.get(&SEC_FETCH_SITE).and_then(|s| s.to_str().ok());
+        if matches!(site, Some("cross-site" | "same-site")) && !allowed_origin {
+            return Some("requests from pages of other sites are refused".into());
+        }
+        None
+    }
+}
+
+/// Whether `host` ends with a port (`name:8080`, `[::1]:8080`).
+fn has_port(host: &str) -> bool {
+    match host.rsplit_once(':') {
+        Some((name, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.starts_with('[') || name.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hosts_that_name_the_listening_address_pass() {
+        let callers = Callers::new(
+            "127.0.0.1:8790".parse().unwrap(),
+            &["api.local".into()],
+            &[],
+        );
+        for host in [
+            "127.0.0.1:8790",
+            "localhost:8790",
+            "LOCALHOST:8790",
+            "api.local:8790",
+        ] {
+            assert_eq!(callers.refuse(&headers(&[("host", host)])), None, "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8790",
+            "127.0.0.1:8791",
+            "127.0.0.1",
+        ] {
+            assert!(
+                callers.refuse(&headers(&[("host", host)])).is_some(),
+                "{host}"
+            );
+        }
+        assert!(callers.refuse(&headers(&[])).is_some(), "no Host");
+        let v6 = Callers::new("[::1]:80".parse().unwrap(), &[], &[]);
+        for host in ["[::1]:80", "[::1]", "localhost"] {
+            assert_eq!(v6.refuse(&headers(&[("host", host)])), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn pages_of_other_sites_are_refused() {
+        let callers = Callers::new(
+            "127.0.0.1:8790".parse().unwrap(),
+            &[],
+            &["http://localhost:3000/".into()],
+        );
+        let host = ("host", "127.0.0.1:8790");
+        let refused = [
+            vec![host, ("origin", "https://evil.example")],
+            vec![host, ("origin", "null")],
+            vec![host, ("sec-fetch-site", "cross-site")],
+            vec![host, ("sec-fetch-site", "same-site")],
+        ];
+        for request in refused {
+            assert!(callers.refuse(&headers(&request)).is_some(), "{request:?}");
+        }
+        let passed = [
+            vec![host],
+            vec![host, ("sec-fetch-site", "none")],
+            vec![
+                host,
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://127.0.0.1:8790"),
+            ],
+            vec![
+                host,
+                ("sec-fetch-site", "same-site"),
+                ("origin", "http://localhost:3000"),
+            ],
+        ];
+        for request in passed {
+            assert_eq!(callers.refuse(&headers(&request)), None, "{request:?}");
+        }
+    }
+}
