@@ -5,7 +5,7 @@ use crate::{Clock, Result, SystemClock, TokenManager, TokenRef};
 use dashmap::DashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// How long a registry keeps a manager nobody has asked for.
@@ -39,16 +39,20 @@ type Factory<K> = dyn Fn(&K) -> Result<TokenManager> + Send + Sync;
 /// # Ok(()) }
 /// ```
 pub struct TokenRegistry<K> {
-    managers: DashMap<K, Entry>,
+    managers: DashMap<K, Arc<Entry>>,
     factory: Box<Factory<K>>,
     clock: Arc<dyn Clock>,
     idle_timeout_ms: u64,
     next_sweep: AtomicU64,
 }
 
+/// A key's place in the map: its manager once the factory made it.
 #[derive(Debug)]
 struct Entry {
-    manager: TokenManager,
+    manager: OnceLock<TokenManager>,
+    /// Held while the factory makes the manager, by one caller of the key: the
+    /// others wait here, not on the map.
+    making: Mutex<()>,
     last_used: AtomicU64,
 }
 
@@ -71,9 +75,10 @@ pub struct TokenRegistryBuilder<K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
     /// Starts building a registry whose managers `factory` makes, one per key.
-    /// The factory runs once per key while that key's shard of the map is locked, so
-    /// keep it quick (build a manager; do not fetch a token in it) and never call
-    /// the registry from it: that would deadlock.
+    /// The factory runs once per key (again after it failed), outside the map's
+    /// locks: it may use the registry for other keys (a token exchanged from
+    /// another key's token). Concurrent first callers of a key wait for its one
+    /// run; keep it quick (build a manager; do not fetch a token in it).
     pub fn builder(
         factory: impl Fn(&K) -> Result<TokenManager> + Send + Sync + 'static,
     ) -> TokenRegistryBuilder<K> {
@@ -89,18 +94,41 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
         let now = self.clock.now_millis();
         self.sweep_if_due(now);
         if let Some(entry) = self.managers.get(key) {
-            entry.touch(now);
-            return Ok(entry.manager.clone());
+            if let Some(manager) = entry.manager.get() {
+                entry.touch(now);
+                return Ok(manager.clone());
+            }
         }
-        let entry = match self.managers.entry(key.clone()) {
-            dashmap::Entry::Occupied(entry) => entry.into_ref(),
-            dashmap::Entry::Vacant(entry) => entry.insert(Entry {
-                manager: (self.factory)(key)?,
-                last_used: AtomicU64::new(now),
-            }),
-        };
-        entry.touch(now);
-        Ok(entry.manager.clone())
+        // The key's entry, made empty under the map's lock; filled outside it.
+        let entry = self
+            .managers
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    manager: OnceLock::new(),
+                    making: Mutex::new(()),
+                    last_used: AtomicU64::new(now),
+                })
+            })
+            .clone();
+        let _making = entry.making.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(manager) = entry.manager.get() {
+            entry.touch(now);
+            return Ok(manager.clone());
+        }
+        match (self.factory)(key) {
+            Ok(manager) => {
+                let manager = entry.manager.get_or_init(|| manager).clone();
+                entry.touch(now);
+                Ok(manager)
+            }
+            Err(error) => {
+                // The next caller tries again.
+                self.managers
+                    .remove_if(key, |_, held| Arc::ptr_eq(held, &entry));
+                Err(error)
+            }
+        }
     }
 
     /// A valid token for `key` (see [`TokenManager::token`]).
@@ -133,8 +161,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
         let before = self.managers.len();
         // A manager whose handles are held outside (a client built on it) is in use.
         self.managers.retain(|_, entry| {
+            let Some(manager) = entry.manager.get() else {
+                return true; // being made
+            };
             now.saturating_sub(entry.last_used.load(Relaxed)) <= self.idle_timeout_ms
-                || entry.manager.handles() > 1
+                || manager.handles() > 1
         });
         before.saturating_sub(self.managers.len())
     }

@@ -43,8 +43,35 @@ pub(crate) fn open_no_follow(options: &mut OpenOptions, path: &Path) -> std::io:
 /// The contents of the regular file at `path`, opened without following a
 /// link; a directory or device there is an error too.
 pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_identified(path).map(|(bytes, _)| bytes)
+}
+
+/// Which file a path named when it was read: its device and inode on Unix (a
+/// file replaced by a rename since is another one), nothing elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId(#[cfg(unix)] (u64, u64));
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        return Self((
+            std::os::unix::fs::MetadataExt::dev(meta),
+            std::os::unix::fs::MetadataExt::ino(meta),
+        ));
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Self()
+        }
+    }
+}
+
+/// [`read_regular`], with the identity of the file that was read.
+pub(crate) fn read_identified(path: &Path) -> std::io::Result<(Vec<u8>, FileId)> {
     let mut file = open_no_follow(OpenOptions::new().read(true), path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "it is not a regular file (a directory or a device)",
@@ -52,7 +79,7 @@ pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok((bytes, FileId::of(&meta)))
 }
 
 /// A store error saying what could not be done to which path, and why.

@@ -93,6 +93,9 @@ async fn unreadable_files_are_typed_errors_and_moved_aside() {
         .unwrap();
     std::fs::copy(dir.path().join(format!("{}.tok", other.as_str())), &file).unwrap();
     assert!(store(dir.path(), [1; 32]).load(&key).await.is_err());
+    // Four unreadable files, most in the same second: each kept under a name of
+    // its own, none moved over another.
+    assert_eq!(files_moved_aside(dir.path()), 4, "none overwritten");
 
     // A newer format is reported, not moved.
     store(dir.path(), [1; 32])

@@ -129,3 +129,63 @@ async fn a_manager_held_outside_the_registry_is_not_evicted() {
         "the held manager stays, so its key keeps one single-flight"
     );
 }
+
+/// A factory may use the registry for another key (a token exchanged from
+/// another key's token): no registry lock is held while it runs. Concurrent
+/// first callers of a key still get one manager, made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_may_use_the_registry_and_runs_once_per_key() {
+    let _h = harness();
+    let made = Arc::new(AtomicUsize::new(0));
+    let this: Arc<std::sync::OnceLock<Arc<TokenRegistry<String>>>> = Arc::default();
+    let registry = Arc::new(
+        TokenRegistry::builder({
+            let (this, made) = (this.clone(), made.clone());
+            move |key: &String| {
+                made.fetch_add(1, SeqCst);
+                std::thread::sleep(Duration::from_millis(20)); // a slow factory
+                                                               // Reads every shard of the map: under a shard's lock, a deadlock.
+                assert!(this.get().expect("set").len() <= 2);
+                // A dependent token's manager looks up its base key's.
+                let base = match key.strip_prefix("exchanged-") {
+                    Some(base) => Some(this.get().expect("set").get(&base.to_owned())?),
+                    None => None,
+                };
+                let key = key.clone();
+                TokenManager::builder(from_fn(key.clone(), move || {
+                    let (key, base) = (key.clone(), base.clone());
+                    async move {
+                        let prefix = match &base {
+                            Some(base) => base.token().await?.access_token.secret().to_owned(),
+                            None => MARKER.to_owned(),
+                        };
+                        Ok(Token::new(format!("{prefix}/{key}")).with_expires_in(HOUR))
+                    }
+                }))
+                .build()
+            }
+        })
+        .build(),
+    );
+    this.set(registry.clone()).ok();
+    let lookups: Vec<_> = (0..8)
+        .map(|_| {
+            let registry = registry.clone();
+            tokio::task::spawn_blocking(move || registry.get(&"exchanged-api".to_owned()))
+        })
+        .collect();
+    let made_in_time = tokio::time::timeout(Duration::from_secs(10), async {
+        for lookup in lookups {
+            lookup.await.unwrap().unwrap();
+        }
+    })
+    .await;
+    assert!(made_in_time.is_ok(), "no deadlock");
+    let token = registry.token(&"exchanged-api".to_owned()).await.unwrap();
+    assert_eq!(
+        token.access_token.secret(),
+        format!("{MARKER}/api/exchanged-api")
+    );
+    assert_eq!(made.load(SeqCst), 2, "one manager per key, made once");
+    assert_eq!(registry.len(), 2);
+}

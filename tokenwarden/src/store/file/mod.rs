@@ -2,6 +2,7 @@
 //! user, written atomically, with OS file locks as leases so that processes on one
 //! machine make one refresh between them (feature `file-store`).
 
+mod aside;
 mod key;
 
 pub use key::FileKey;
@@ -22,8 +23,11 @@ use std::time::Duration;
 /// - Writes are atomic and durable: a temporary file in the same directory,
 ///   fsync, rename, fsync of the directory; a crash leaves the old or the new token.
 /// - A file that cannot be read (corrupt, truncated, another key, altered) is moved
-///   aside as `<name>.corrupt-<unix time>`, never overwritten or deleted, and
-///   reported as a store error; the manager then logs in again.
+///   aside as `<name>.corrupt-<unix time>` (`-2`, `-3`... when that name is
+///   taken), never overwritten or deleted, and reported as a store error; the
+///   manager then logs in again. Only the very file that failed to read is moved
+///   (a good token saved there meanwhile by another process is read instead), and
+///   the token path is cleared only under the key's lock.
 /// - [`lease`](TokenStore::lease) takes an OS lock on `<name>.lock`, released when
 ///   the lease or its process ends.
 ///
@@ -92,6 +96,12 @@ impl FileStore {
     }
 
     fn load_blocking(&self, key: &TokenKey) -> Result<Option<Token>> {
+        self.load_once(key, true)
+    }
+
+    /// One read; `again`: once more if the file that failed to read was
+    /// replaced meanwhile.
+    fn load_once(&self, key: &TokenKey, again: bool) -> Result<Option<Token>> {
         let path = self.path(key);
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -106,27 +116,51 @@ impl FileStore {
         }
         // Opened without following a link, so a link put there since the check
         // above is refused too.
-        let bytes = fs::read_regular(&path).map_err(|e| self.io("read", &path, e))?;
+        let (bytes, read) = fs::read_identified(&path).map_err(|e| self.io("read", &path, e))?;
         match self.inner.cipher.open(key.as_str(), &bytes) {
             Ok(token) => Ok(Some(token)),
             Err(OpenError::FutureVersion(version)) => Err(self.error(format!(
                 "{} was written by a newer tokenwarden (format {version}); upgrade, or log in again after removing it",
                 path.display()
             ))),
-            Err(why) => Err(self.move_aside(&path, &why.to_string())),
+            Err(why) => match self.move_aside(key, &path, read, &why.to_string()) {
+                // A good token was saved there since: that one is read.
+                None if again => self.load_once(key, false),
+                None => Err(self.error(format!(
+                    "{} cannot be read: {why}, and it keeps changing; try again",
+                    path.display()
+                ))),
+                Some(error) => Err(error),
+            },
         }
     }
 
-    /// Moves an unreadable file aside (never deleting it) and says so.
-    fn move_aside(&self, path: &Path, why: &str) -> Error {
+    /// Moves the unreadable file `read` aside (never deleting it, never over
+    /// another) and says so; `None` if the path holds another file by now.
+    fn move_aside(
+        &self,
+        key: &TokenKey,
+        path: &Path,
+        read: fs::FileId,
+        why: &str,
+    ) -> Option<Error> {
         let stamp = crate::clock::unix_millis(self.inner.clock.now()) / 1000;
-        let aside = path.with_extension(format!("tok.corrupt-{stamp}"));
-        let moved = match std::fs::rename(path, &aside) {
-            Ok(()) => format!("moved aside to {}", aside.display()),
-            Err(e) => format!("could not move it aside ({e})"),
+        let moved = match aside::move_aside(path, &self.lock_path(key), read, stamp) {
+            aside::Aside::Replaced => return None,
+            aside::Aside::Moved(kept) => format!("moved aside to {}", kept.display()),
+            aside::Aside::Kept(kept) => format!(
+                "kept as {}; it is removed once no other process holds its lock",
+                kept.display()
+            ),
+            aside::Aside::Failed(e) => format!("could not move it aside ({e})"),
         };
         tracing::warn!(file = %path.display(), why, "unreadable token file; {moved}");
-        self.error(format!("{} cannot be read: {why}; {moved}", path.display()))
+        Some(self.error(format!("{} cannot be read: {why}; {moved}", path.display())))
+    }
+
+    /// The lock file of `key`, whose OS lock is the key's lease.
+    fn lock_path(&self, key: &TokenKey) -> PathBuf {
+        self.inner.dir.join(format!("{}.lock", key.as_str()))
     }
 
     fn save_blocking(&self, key: &TokenKey, token: &Token) -> Result<()> {
@@ -200,8 +234,7 @@ impl TokenStore for FileStore {
     }
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
-        let path = self.inner.dir.join(format!("{}.lock", key.as_str()));
-        fs::lock(&path, ttl, &self.inner.name).await
+        fs::lock(&self.lock_path(key), ttl, &self.inner.name).await
     }
 
     async fn contains(&self, key: &TokenKey) -> Result<bool> {
