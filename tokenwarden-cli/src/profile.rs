@@ -116,17 +116,31 @@ impl Profile {
                 path.display()
             ))
         })?;
+        let in_profile = |error: Error| {
+            Error::config(format!(
+                "profile `{}`: {}: {}",
+                self.name,
+                path.display(),
+                error
+                    .to_string()
+                    .trim_start_matches("invalid configuration: ")
+            ))
+        };
+        // The algorithm follows from the key; `private_key_alg` only overrides.
         let algorithm = match self.private_key_alg.as_deref() {
-            None | Some("RS256") => SigningAlgorithm::Rs256,
+            None => return JwtSigner::from_pem_key(&pem).map_err(in_profile),
+            Some("RS256") => SigningAlgorithm::Rs256,
             Some("ES256") => SigningAlgorithm::Es256,
+            Some("ES384") => SigningAlgorithm::Es384,
+            Some("EdDSA") => SigningAlgorithm::EdDsa,
             Some(other) => {
                 return Err(Error::config(format!(
-                    "profile `{}`: unknown private_key_alg `{other}`; use RS256 or ES256",
+                    "profile `{}`: unknown private_key_alg `{other}`; use RS256, ES256, ES384 or EdDSA, or leave it out (it follows from the key)",
                     self.name
                 )))
             }
         };
-        JwtSigner::from_pem(&pem, algorithm)
+        JwtSigner::from_pem(&pem, algorithm).map_err(in_profile)
     }
 
     /// The token source of the profile's grant.

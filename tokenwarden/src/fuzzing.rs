@@ -292,3 +292,30 @@ pub fn www_authenticate(value: &str) {
         assert!(plain.contains("bearer") && plain.contains("invalid_token"));
     }
 }
+
+/// A private key file: which algorithm it is for, and a signer from it. Never a
+/// panic, and never the key's bytes in an error (a PEM body is base64: its
+/// lines are what must not show).
+#[cfg(feature = "oauth2")]
+pub fn private_key_pem(pem: &[u8]) {
+    use crate::source::oauth2::{JwtSigner, SigningAlgorithm};
+    let errors = [
+        SigningAlgorithm::of_pem(pem).err(),
+        JwtSigner::from_pem_key(pem).err(),
+        JwtSigner::from_pem(pem, SigningAlgorithm::Es256).err(),
+    ];
+    let text = String::from_utf8_lossy(pem);
+    let body_lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.trim().len() >= 16)
+        .collect();
+    for error in errors.into_iter().flatten() {
+        let shown = format!("{error} {error:?}");
+        for line in &body_lines {
+            assert!(
+                !shown.contains(line.trim()),
+                "a line of the key in: {shown}"
+            );
+        }
+    }
+}

@@ -398,6 +398,40 @@ fn private_key_jwt_client_authentication() {
     );
 }
 
+/// The signing algorithm follows from the key (RSA, EC P-256, EC P-384,
+/// Ed25519), against the real server; `private_key_alg` only overrides, and a
+/// key of another kind than it names is an error that says what to set.
+#[test]
+fn private_key_jwt_takes_the_algorithm_from_the_key() {
+    let Some(oidc) = oidc::server() else { return };
+    let mut config = String::new();
+    for alg in ["RS256", "ES256", "ES384", "EdDSA"] {
+        config += &format!(
+            "[profiles.{alg}]\nissuer = \"{}\"\nclient_id = \"cc-jwt\"\nclient_auth = \"private_key_jwt\"\n\
+             private_key = \"keys/{alg}.pem\"\nscope = \"read\"\nstore = \"memory\"\n",
+            oidc.issuer
+        );
+    }
+    config += &format!(
+        "[profiles.mismatch]\nissuer = \"{}\"\nclient_id = \"cc-jwt\"\nclient_auth = \"private_key_jwt\"\n\
+         private_key = \"keys/ES256.pem\"\nprivate_key_alg = \"RS256\"\nstore = \"memory\"\n",
+        oidc.issuer
+    );
+    let home = Home::with_config(&config);
+    std::fs::create_dir(home.path().join("keys")).unwrap();
+    for alg in ["RS256", "ES256", "ES384", "EdDSA"] {
+        std::fs::write(home.path().join(format!("keys/{alg}.pem")), &oidc.keys[alg]).unwrap();
+        home.run(&["token", "-p", alg]).expect_code(0);
+    }
+    let mismatch = home.run(&["token", "-p", "mismatch"]);
+    mismatch.expect_code(2);
+    let said = mismatch.stderr();
+    assert!(
+        said.contains("an EC P-256 key, for ES256, not RS256") && said.contains("use ES256"),
+        "{said}"
+    );
+}
+
 /// `args` run with `$REFRESH_TOKEN` set to `value`.
 fn with_refresh_token(home: &Home, args: &[&str], value: &str) -> Run {
     Run::checked(

@@ -45,7 +45,44 @@ async fn client_credentials_with_each_client_authentication_method() {
                 signer("ES256", SigningAlgorithm::Es256).with_key_id("ES256-key"),
             ),
         ),
+        // The algorithm read from the key: EC P-384 and Ed25519 too.
+        client(
+            oidc,
+            "cc-jwt",
+            ClientAuth::PrivateKeyJwt(
+                JwtSigner::from_pem_key(oidc.keys["ES384"].as_bytes()).unwrap(),
+            ),
+        ),
+        client(
+            oidc,
+            "cc-jwt",
+            ClientAuth::PrivateKeyJwt(
+                JwtSigner::from_pem_key(oidc.keys["EdDSA"].as_bytes()).unwrap(),
+            ),
+        ),
     ];
+    for (alg, kind) in [
+        ("RS256", SigningAlgorithm::Rs256),
+        ("ES256", SigningAlgorithm::Es256),
+        ("ES384", SigningAlgorithm::Es384),
+        ("EdDSA", SigningAlgorithm::EdDsa),
+    ] {
+        assert_eq!(
+            SigningAlgorithm::of_pem(oidc.keys[alg].as_bytes()).unwrap(),
+            kind
+        );
+    }
+    // A key of another kind than the one named: an error that says what to use.
+    let wrong = JwtSigner::from_pem(oidc.keys["ES256"].as_bytes(), SigningAlgorithm::Rs256);
+    let wrong = wrong.unwrap_err().to_string();
+    assert!(
+        wrong.contains("EC P-256") && wrong.contains("use ES256"),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.contains(oidc.keys["ES256"].lines().nth(1).unwrap()),
+        "no key material"
+    );
     for client in clients {
         let clock = clock();
         let manager = TokenManager::builder(client.client_credentials().scope("read"))

@@ -17,6 +17,8 @@ async function clientKey(alg) {
 
 const rs256 = await clientKey('RS256');
 const es256 = await clientKey('ES256');
+const es384 = await clientKey('ES384');
+const eddsa = await clientKey('EdDSA');
 
 const secretClient = (client_id, method, extra = {}) => ({
   client_id,
@@ -35,7 +37,7 @@ const clients = [
   {
     client_id: 'cc-jwt',
     token_endpoint_auth_method: 'private_key_jwt',
-    jwks: { keys: [rs256.jwk, es256.jwk] },
+    jwks: { keys: [rs256.jwk, es256.jwk, es384.jwk, eddsa.jwk] },
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
@@ -94,11 +96,15 @@ const provider = new Provider(issuer, {
     RefreshToken: 3600,
   },
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+  enabledJWA: {
+    clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'],
+  },
 });
 provider.proxy = false;
 server.on('request', provider.callback());
 
-process.stdout.write(`${JSON.stringify({ issuer, keys: { RS256: rs256.pem, ES256: es256.pem } })}\n`);
+const keys = { RS256: rs256.pem, ES256: es256.pem, ES384: es384.pem, EdDSA: eddsa.pem };
+process.stdout.write(`${JSON.stringify({ issuer, keys })}\n`);
 // Ends with the test process: it closes our stdin.
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

@@ -86,7 +86,7 @@ impl ClientAuth {
 }
 
 /// Signs the JWTs of `private_key_jwt` and of the JWT bearer grant, with an RSA
-/// (RS256) or EC P-256 (ES256) private key.
+/// (RS256), EC P-256 (ES256), EC P-384 (ES384) or Ed25519 (EdDSA) private key.
 #[derive(Clone)]
 pub struct JwtSigner {
     key: EncodingKey,
@@ -101,16 +101,59 @@ pub struct JwtSigner {
 pub enum SigningAlgorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256, from an RSA key.
     Rs256,
-    /// ECDSA with P-256 and SHA-256, from an EC key.
+    /// ECDSA with P-256 and SHA-256, from an EC P-256 key.
     Es256,
+    /// ECDSA with P-384 and SHA-384, from an EC P-384 key.
+    Es384,
+    /// EdDSA, from an Ed25519 key (servers that accept it: check their
+    /// `token_endpoint_auth_signing_alg_values_supported`).
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    /// The algorithm a PEM private key is for: RSA → RS256, EC P-256 → ES256, EC
+    /// P-384 → ES384, Ed25519 → EdDSA (PKCS#8, or PKCS#1 for RSA / SEC1 for EC).
+    pub fn of_pem(pem: &[u8]) -> Result<Self> {
+        super::key_kind::detect(pem).map(|(algorithm, _)| algorithm)
+    }
+
+    /// Its JWS name (`RS256`, `ES256`, `ES384`, `EdDSA`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Rs256 => "RS256",
+            SigningAlgorithm::Es256 => "ES256",
+            SigningAlgorithm::Es384 => "ES384",
+            SigningAlgorithm::EdDsa => "EdDSA",
+        }
+    }
 }
 
 impl JwtSigner {
-    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC).
+    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC),
+    /// with the algorithm its kind calls for ([`SigningAlgorithm::of_pem`]).
+    pub fn from_pem_key(pem: &[u8]) -> Result<Self> {
+        Self::from_pem(pem, SigningAlgorithm::of_pem(pem)?)
+    }
+
+    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC)
+    /// for `algorithm`. A key of another kind is an error that says which kind it
+    /// is and what to use; [`from_pem_key`](Self::from_pem_key) needs no algorithm.
     pub fn from_pem(pem: &[u8], algorithm: SigningAlgorithm) -> Result<Self> {
+        if let Ok((found, kind)) = super::key_kind::detect(pem) {
+            if found != algorithm {
+                return Err(Error::config(format!(
+                    "the private key is {kind}, for {}, not {}: use {} (or leave the algorithm out: it follows from the key)",
+                    found.name(),
+                    algorithm.name(),
+                    found.name()
+                )));
+            }
+        }
         let (key, algorithm) = match algorithm {
             SigningAlgorithm::Rs256 => (EncodingKey::from_rsa_pem(pem), Algorithm::RS256),
             SigningAlgorithm::Es256 => (EncodingKey::from_ec_pem(pem), Algorithm::ES256),
+            SigningAlgorithm::Es384 => (EncodingKey::from_ec_pem(pem), Algorithm::ES384),
+            SigningAlgorithm::EdDsa => (EncodingKey::from_ed_pem(pem), Algorithm::EdDSA),
         };
         let key = key.map_err(|e| {
             Error::config(format!(

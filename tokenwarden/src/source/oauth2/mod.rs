@@ -46,11 +46,15 @@
 //!
 //! # fn run() -> tokenwarden::Result<()> {
 //! let pem = std::fs::read("keys/svc.pem").expect("the key file");
+//! // The algorithm follows from the key: RSA → RS256, EC P-256 → ES256,
+//! // EC P-384 → ES384, Ed25519 → EdDSA.
 //! let client = OAuth2Client::builder()
 //!     .issuer("https://auth.example.com")
 //!     .client_id("svc")
-//!     .private_key_jwt(JwtSigner::from_pem(&pem, SigningAlgorithm::Es256)?.with_key_id("key-1"))
+//!     .private_key_jwt(JwtSigner::from_pem_key(&pem)?.with_key_id("key-1"))
 //!     .build()?;
+//! // Or named (a key of another kind is an error that says which to use).
+//! let signer = JwtSigner::from_pem(&pem, SigningAlgorithm::Es256)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -138,6 +142,7 @@ mod discovery;
 mod exchange;
 mod grant;
 mod grants;
+mod key_kind;
 mod response;
 mod retry;
 
