@@ -228,12 +228,39 @@ impl Profile {
                 }
                 Arc::new(builder.build()?)
             }
-            StoreKind::Redis(url) => Arc::new(
-                tokenwarden_redis::RedisStore::builder(url.as_str())
-                    .prefix(APP)
-                    .build()
-                    .await?,
-            ),
+            StoreKind::Redis(url) => {
+                let mut builder = tokenwarden_redis::RedisStore::builder(url.as_str()).prefix(APP);
+                if let Some(ca) = &self.redis_ca_file {
+                    builder = builder.tls_ca(self.read_pem("redis_ca_file", ca)?);
+                }
+                match (&self.redis_client_cert, &self.redis_client_key) {
+                    (Some(cert), Some(key)) => {
+                        builder = builder.tls_client_cert(
+                            self.read_pem("redis_client_cert", cert)?,
+                            self.read_pem("redis_client_key", key)?,
+                        );
+                    }
+                    (None, None) => {}
+                    _ => {
+                        return Err(Error::config(format!(
+                            "profile `{}`: redis_client_cert and redis_client_key go together",
+                            self.name
+                        )))
+                    }
+                }
+                Arc::new(builder.build().await?)
+            }
+        })
+    }
+
+    /// The PEM file at `path`, named by the profile's `key`.
+    fn read_pem(&self, key: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "profile `{}`: cannot read {key} {}: {e}",
+                self.name,
+                path.display()
+            ))
         })
     }
 

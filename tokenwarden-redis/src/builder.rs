@@ -1,5 +1,6 @@
-//! [`RedisStoreBuilder`]: where a [`RedisStore`] connects (a URL, or a connection
-//! you have, and a client for pub/sub), its prefix, timeouts, retention and cipher.
+//! [`RedisStoreBuilder`]: where a [`RedisStore`] connects (a URL, `redis://` or
+//! `rediss://` for TLS, or a connection you have, and a client for pub/sub), its
+//! TLS trust, its prefix, timeouts, retention and cipher.
 
 use crate::connection::RedisConnection;
 use crate::leased_read::LeasedReads;
@@ -33,6 +34,10 @@ pub struct RedisStoreBuilder {
     #[cfg(feature = "encryption")]
     cipher: Option<tokenwarden::store::TokenCipher>,
     pubsub: Option<redis::Client>,
+    /// For a `rediss://` URL: the CA to trust instead of the platform's roots,
+    /// and a client certificate and key (all PEM).
+    tls_ca: Option<Vec<u8>>,
+    tls_client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl RedisStore {
@@ -72,6 +77,8 @@ impl RedisStore {
             #[cfg(feature = "encryption")]
             cipher: None,
             pubsub: None,
+            tls_ca: None,
+            tls_client: None,
         }
     }
 }
@@ -149,13 +156,55 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// For a `rediss://` URL (Redis over TLS, with rustls): trusts the server
+    /// certificates issued by the CA certificate(s) in `ca_pem` (PEM), instead of
+    /// the platform's roots. The server's certificate must be valid for the URL's
+    /// host name either way.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = tokenwarden_redis::RedisStore::builder("rediss://tw:${REDIS_PASSWORD}@redis.internal:6380/0")
+    ///     .tls_ca(std::fs::read("/etc/redis/ca.pem")?)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// (An ACL user and password go in the URL, `rediss://user:password@host`;
+    /// they never show in an error or a `Debug` string.)
+    pub fn tls_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
+    /// For a `rediss://` URL: presents this client certificate and private key
+    /// (PEM) to a Redis that asks for one (`tls-auth-clients yes`).
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Connects (a connection made from the URL then reconnects by itself).
     pub async fn build(self) -> Result<RedisStore> {
         let name = format!("redis:{}", self.prefix);
+        let tls = match (self.tls_ca, self.tls_client) {
+            (None, None) => None,
+            (root_cert, client) => Some(redis::TlsCertificates {
+                client_tls: client.map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+                root_cert,
+            }),
+        };
         let (connection, pubsub) = match self.target {
             Target::Connection(connection) => (connection, self.pubsub),
             Target::Url(url) => {
-                let (client, connection) = connect(&url, &name, self.timeout).await?;
+                let (client, connection) = connect(&url, tls, &name, self.timeout).await?;
                 (connection.into(), Some(self.pubsub.unwrap_or(client)))
             }
         };
@@ -182,19 +231,44 @@ impl RedisStoreBuilder {
 /// connecting and on answers.
 async fn connect(
     url: &str,
+    tls: Option<redis::TlsCertificates>,
     name: &str,
     timeout: Duration,
 ) -> Result<(redis::Client, redis::aio::ConnectionManager)> {
-    let client = redis::Client::open(url)
-        .map_err(|e| Error::config(format!("the Redis URL is not valid: {e}")))?;
+    let invalid = |e: redis::RedisError| Error::config(format!("the Redis URL is not valid: {e}"));
+    let secure = url.starts_with("rediss://");
+    let client = match tls {
+        Some(_) if !secure => {
+            return Err(Error::config(
+                "TLS settings (tls_ca, tls_client_cert) need a rediss:// URL",
+            ))
+        }
+        Some(tls) => redis::Client::build_with_tls(url, tls).map_err(invalid)?,
+        None => redis::Client::open(url).map_err(invalid)?,
+    };
+    let failed = |e: redis::RedisError| {
+        let hint = if secure {
+            "; over TLS, check that the server's certificate is issued by a CA this client trusts (the platform's, or tls_ca) and valid for the URL's host name, and give a client certificate (tls_client_cert) if the server asks for one"
+        } else {
+            ""
+        };
+        Error::store(name, format!("could not connect to Redis: {e}{hint}"))
+    };
+    let no_answer = || Error::store(name, format!("no connection to Redis within {timeout:?}"));
+    // One attempt first, for its error: the connection manager retries a refused
+    // handshake (a certificate, a password) until the timeout, and says only that.
+    tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(failed)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout));
     let connection =
         tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))
             .await
-            .map_err(|_| Error::store(name, format!("no connection to Redis within {timeout:?}")))?
-            .map_err(|e| Error::store(name, format!("could not connect to Redis: {e}")))?;
+            .map_err(|_| no_answer())?
+            .map_err(failed)?;
     Ok((client, connection))
 }
 

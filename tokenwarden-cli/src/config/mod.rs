@@ -55,6 +55,11 @@ pub struct Profile {
     pub refresh_url: Option<String>,
     pub store: StoreKind,
     pub store_dir: Option<PathBuf>,
+    /// For a `rediss://` store: the CA to trust instead of the platform's roots,
+    /// and a client certificate and key (PEM files).
+    pub redis_ca_file: Option<PathBuf>,
+    pub redis_client_cert: Option<PathBuf>,
+    pub redis_client_key: Option<PathBuf>,
     pub base_url: Option<String>,
     pub redirect_port: Option<u16>,
 }

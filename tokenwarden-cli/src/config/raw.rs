@@ -42,6 +42,9 @@ pub(super) struct RawProfile {
     refresh_url: Text,
     store: Text,
     store_dir: Text,
+    redis_ca_file: Text,
+    redis_client_cert: Text,
+    redis_client_key: Text,
     base_url: Text,
     redirect_port: Option<Spanned<u16>>,
 }
@@ -190,6 +193,9 @@ pub(super) fn resolve(
         refresh_url: text("refresh_url", &raw.refresh_url)?,
         store,
         store_dir: path("store_dir", &raw.store_dir)?,
+        redis_ca_file: path("redis_ca_file", &raw.redis_ca_file)?,
+        redis_client_cert: path("redis_client_cert", &raw.redis_client_cert)?,
+        redis_client_key: path("redis_client_key", &raw.redis_client_key)?,
         base_url: text("base_url", &raw.base_url)?,
         redirect_port: raw.redirect_port.as_ref().map(|p| *p.get_ref()),
     };

@@ -16,3 +16,7 @@ mod config;
 mod demo;
 mod proxy;
 mod proxy_access;
+mod redis_tls;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden-redis/tests/support/tls_redis.rs"]
+mod tls_redis;

@@ -10,6 +10,9 @@ mod leaks;
 mod processes;
 mod restart;
 mod shared;
+mod tls;
+#[path = "../support/tls_redis.rs"]
+mod tls_redis;
 mod wakeups;
 
 #[path = "../../../tokenwarden/tests/all/browser.rs"]
