@@ -74,6 +74,10 @@ pub enum Command {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8790", value_name = "ADDR:PORT")]
         listen: SocketAddr,
+        /// Listen on a Unix socket instead (made 0600: only you can connect).
+        #[cfg(unix)]
+        #[arg(long, value_name = "PATH", conflicts_with = "listen")]
+        unix_socket: Option<std::path::PathBuf>,
         /// Another name clients may use for the proxy in `Host` (repeatable);
         /// by default only the listening address (and `localhost`).
         #[arg(long = "allow-host", value_name = "NAME[:PORT]")]

@@ -71,6 +71,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Proxy {
             profile,
             listen,
+            #[cfg(unix)]
+            unix_socket,
             allow_hosts,
             allow_origins,
         } => {
@@ -83,8 +85,11 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 .hint("add base_url = \"https://api.example.com\" to the profile")
             })?;
             let manager = profile.service_manager().await?;
+            #[cfg(not(unix))]
+            let unix_socket = None;
             let access = proxy::Access {
                 listen,
+                unix_socket,
                 allow_hosts,
                 allow_origins,
             };

@@ -25,7 +25,8 @@ static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// The `Host` values and browser origins the proxy answers.
 #[derive(Debug, Clone)]
 pub(crate) struct Callers {
-    /// Lowercase `host:port` (and bare `host` where the port is 80).
+    /// Lowercase `host:port` (and bare `host` where the port is 80); empty: any
+    /// (a Unix socket).
     hosts: Vec<String>,
     /// Lowercase origins (`http://host:port`) whose pages may use the proxy.
     origins: Vec<String>,
@@ -69,13 +70,26 @@ impl Callers {
         Self { hosts, origins }
     }
 
+    /// The callers of a proxy on a Unix socket: any `Host` (no browser reaches a
+    /// socket file, so no rebinding either), and the pages of `allowed_origins`.
+    pub(crate) fn unix(allowed_origins: &[String]) -> Self {
+        let mut callers = Self::new(
+            "127.0.0.1:0".parse().expect("an address"),
+            &[],
+            allowed_origins,
+        );
+        callers.hosts.clear();
+        callers
+    }
+
     /// Why a request with `headers` may not use the proxy, if it may not.
     pub(crate) fn refuse(&self, headers: &HeaderMap) -> Option<String> {
         let host = match headers.get(HOST).map(|h| h.to_str()) {
             Some(Ok(host)) => host.to_ascii_lowercase(),
+            _ if self.hosts.is_empty() => String::new(),
             _ => return Some("a request must name the proxy in its Host header".into()),
         };
-        if !self.hosts.contains(&host) {
+        if !self.hosts.is_empty() && !self.hosts.contains(&host) {
             return Some(format!(
                 "Host `{host}` is not this proxy's address; allow another name with --allow-host"
             ));

@@ -25,6 +25,9 @@
 //!   is unknown) is buffered and replayed; a larger one is sent streaming and, if
 //!   its token is rejected, that response is returned as it is (the token is
 //!   still invalidated, so the next request gets a fresh one).
+//! - **Where it listens**: `127.0.0.1:8790` by default (`--listen`), or a Unix
+//!   socket (`--unix-socket PATH`, made 0600: only this user can connect; the
+//!   safest choice on a shared machine, e.g. `curl --unix-socket PATH`).
 //! - **Who may use it** (see [`guard`]): only requests whose `Host` names the
 //!   listening address (or a name given with `--allow-host`), and no browser
 //!   request from a page of another site (`Origin`, `Sec-Fetch-Site`; allow a
@@ -49,6 +52,8 @@
 mod body;
 mod forward;
 mod guard;
+#[cfg(unix)]
+mod unix;
 
 use crate::exit::{CliError, OK, UNAVAILABLE};
 use axum::serve::ListenerExt as _;
@@ -68,14 +73,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Access {
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// A Unix socket to listen on instead (created 0600).
+    pub unix_socket: Option<std::path::PathBuf>,
     /// More names for the proxy in `Host`.
     pub allow_hosts: Vec<String>,
     /// Web origins whose pages may use the proxy.
     pub allow_origins: Vec<String>,
 }
 
-/// Serves the proxy on `access.listen` until Ctrl-C or SIGTERM (then returns
-/// `OK`); a second signal stops it without waiting for the
+/// Serves the proxy on `access.listen` (or its Unix socket) until Ctrl-C or
+/// SIGTERM (then returns `OK`); a second signal stops it without waiting for the
 /// requests still in flight. Prints one line to stderr once listening, with the
 /// bound address (so `--listen 127.0.0.1:0` works). A listen address that cannot
 /// be used is a usage error; so is an upstream the token may not go to.
@@ -88,13 +95,38 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
     }
     // The same rule as `tokenwarden curl` and the library's adapters.
     let allowed = AllowedOrigins::of(base_url.as_str())?;
-    let listen = access.listen;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| CliError::new(UNAVAILABLE, format!("cannot build the HTTP client: {e}")))?;
+    let proxy = |callers| {
+        let proxy = Arc::new(forward::Proxy {
+            manager,
+            client,
+            base_url: base_url.clone(),
+            allowed,
+            callers,
+        });
+        axum::Router::new()
+            .fallback(forward::forward)
+            .with_state(proxy)
+    };
+    #[cfg(unix)]
+    if let Some(path) = &access.unix_socket {
+        let listener = unix::bind(path)?;
+        eprintln!(
+            "tokenwarden proxy: listening on unix:{}, forwarding to {}",
+            path.display(),
+            shown(&base_url)
+        );
+        let app = proxy(guard::Callers::unix(&access.allow_origins));
+        let served = serve(listener, app).await;
+        let _ = std::fs::remove_file(path);
+        return served;
+    }
+    let listen = access.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| bind_error(listen, &e))?;
@@ -103,19 +135,24 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         "tokenwarden proxy: listening on http://{local}, forwarding to {}",
         shown(&base_url)
     );
-    let proxy = Arc::new(forward::Proxy {
-        manager,
-        client,
-        base_url,
-        allowed,
-        callers: guard::Callers::new(local, &access.allow_hosts, &access.allow_origins),
-    });
-    let app = axum::Router::new()
-        .fallback(forward::forward)
-        .with_state(proxy);
+    let app = proxy(guard::Callers::new(
+        local,
+        &access.allow_hosts,
+        &access.allow_origins,
+    ));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    serve(listener, app).await
+}
+
+/// Serves `app` on `listener` until the first signal (then lets the requests in
+/// flight end), or the second.
+async fn serve<L>(listener: L, app: axum::Router) -> Result<u8, CliError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stopping = Arc::new(tokio::sync::Notify::new());
     let first = stopping.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

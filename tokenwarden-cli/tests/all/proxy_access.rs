@@ -185,3 +185,63 @@ async fn ambiguous_request_framing_is_never_forwarded_ambiguously() {
     );
     assert!(api.seen("/second").is_empty(), "no smuggled second request");
 }
+
+/// `--unix-socket`: a socket only this user can connect to (0600), which no
+/// web page reaches; any `Host` passes, other sites' pages still do not.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_listens_on_a_private_unix_socket() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(oidc) = oidc::server() else { return };
+    let api = Arc::new(Api::default());
+    let upstream = resource_server(api.clone()).await;
+    let base_url = format!("http://{upstream}/api");
+    let home = Home::with_config(&config(
+        &oidc.issuer,
+        "api",
+        "cc-basic-TOPSECRET",
+        &base_url,
+    ));
+    let socket = home.path().join("proxy.sock");
+    let mut child = home
+        .command(&[
+            "proxy",
+            "-p",
+            "api",
+            "--unix-socket",
+            socket.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only this user may connect");
+    let ask = |extra: &'static str| {
+        let socket = socket.clone();
+        async move {
+            let mut unix = tokio::net::UnixStream::connect(&socket).await.unwrap();
+            let request = format!(
+                "GET /hello HTTP/1.1\r\nHost: anything\r\n{extra}Connection: close\r\n\r\n"
+            );
+            unix.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            unix.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    assert!(ask("").await.starts_with("HTTP/1.1 200"));
+    assert!(api.seen("/hello")[0].authorization.starts_with("Bearer "));
+    let cross_site = ask("Origin: https://evil.example\r\n").await;
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+    assert_eq!(api.seen("/hello").len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,27 @@
+//! The proxy's Unix-socket listener: a socket file only its user can connect
+//! to (0600), which no web page can reach.
+
+use crate::exit::CliError;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::Path;
+
+/// Binds `path`, made 0600. A socket left there by a proxy that died (nothing
+/// accepts on it) is replaced; any other file there is an error, never removed.
+pub(super) fn bind(path: &Path) -> Result<tokio::net::UnixListener, CliError> {
+    let unusable = |why: String| {
+        CliError::usage(format!("cannot listen on {}: {why}", path.display()))
+            .hint("give --unix-socket a path in a directory of yours, e.g. $XDG_RUNTIME_DIR/tokenwarden.sock")
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let stale =
+            meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_err();
+        if !stale {
+            return Err(unusable("something is there already".into()));
+        }
+        std::fs::remove_file(path).map_err(|e| unusable(e.to_string()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| unusable(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| unusable(e.to_string()))?;
+    Ok(listener)
+}
