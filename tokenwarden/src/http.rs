@@ -25,7 +25,13 @@ impl AllowedOrigins {
     /// Adds the origin of `url`.
     pub fn with(mut self, url: &str) -> Result<Self> {
         let parsed =
-            Url::parse(url).map_err(|e| Error::config(format!("`{url}` is not a URL: {e}")))?;
+            Url::parse(url).map_err(|e| Error::config(format!("the URL is not valid: {e}")))?;
+        // Shown without a password it may hold.
+        let url = &{
+            let mut shown = parsed.clone();
+            let _ = shown.set_password(None);
+            shown.to_string()
+        };
         match (parsed.host_str(), parsed.port_or_known_default()) {
             (Some(_), Some(_)) if parsed.scheme() == "http" && !is_loopback(&parsed) => {
                 Err(Error::config(format!(

@@ -99,35 +99,45 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
                 return Ok(manager.clone());
             }
         }
-        // The key's entry, made empty under the map's lock; filled outside it.
-        let entry = self
-            .managers
-            .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(Entry {
-                    manager: OnceLock::new(),
-                    making: Mutex::new(()),
-                    last_used: AtomicU64::new(now),
+        loop {
+            // The key's entry, made empty under the map's lock; filled outside it.
+            let entry = self
+                .managers
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(Entry {
+                        manager: OnceLock::new(),
+                        making: Mutex::new(()),
+                        last_used: AtomicU64::new(now),
+                    })
                 })
-            })
-            .clone();
-        let _making = entry.making.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(manager) = entry.manager.get() {
-            entry.touch(now);
-            return Ok(manager.clone());
-        }
-        match (self.factory)(key) {
-            Ok(manager) => {
-                let manager = entry.manager.get_or_init(|| manager).clone();
+                .clone();
+            let _making = entry.making.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(manager) = entry.manager.get() {
                 entry.touch(now);
-                Ok(manager)
+                return Ok(manager.clone());
             }
-            Err(error) => {
-                // The next caller tries again.
-                self.managers
-                    .remove_if(key, |_, held| Arc::ptr_eq(held, &entry));
-                Err(error)
+            // Removed meanwhile (a failed factory's caller, or `remove`): a manager
+            // made for it would be one the registry does not hold. Start again.
+            let current = self
+                .managers
+                .get(key)
+                .is_some_and(|e| Arc::ptr_eq(&e, &entry));
+            if !current {
+                continue;
             }
+            // Taken out of the map if the factory fails or panics, so that the
+            // next caller tries again and no empty entry stays.
+            let unmade = Unmade {
+                managers: &self.managers,
+                key,
+                entry: &entry,
+            };
+            let manager = (self.factory)(key)?;
+            std::mem::forget(unmade);
+            let manager = entry.manager.get_or_init(|| manager).clone();
+            entry.touch(now);
+            return Ok(manager);
         }
     }
 
@@ -184,6 +194,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
                 tracing::debug!(evicted, "evicted idle token managers");
             }
         }
+    }
+}
+
+/// Removes a key's entry whose manager could not be made, when dropped.
+struct Unmade<'a, K: Hash + Eq> {
+    managers: &'a DashMap<K, Arc<Entry>>,
+    key: &'a K,
+    entry: &'a Arc<Entry>,
+}
+
+impl<K: Hash + Eq> Drop for Unmade<'_, K> {
+    fn drop(&mut self) {
+        self.managers
+            .remove_if(self.key, |_, held| Arc::ptr_eq(held, self.entry));
     }
 }
 

@@ -1,20 +1,25 @@
 //! Who may use the proxy: only clients on this machine that name it by its own
-//! address, never a web page of another site.
+//! address, never a web browser unless told.
 //!
 //! A browser lets any page send requests to `127.0.0.1:PORT`; without these checks
-//! such a request would leave with the user's token. Two attacks are refused:
+//! such a request would leave with the user's token. Refused with 403:
 //!
-//! - **Cross-site requests** (a page on `https://evil.example` posting to the
-//!   proxy): browsers send `Origin` (and `Sec-Fetch-Site`) with them. A request
-//!   whose `Origin` is not the proxy's own (or one allowed with `--allow-origin`),
-//!   or whose `Sec-Fetch-Site` is `cross-site` or `same-site` without such an
-//!   `Origin`, gets 403. Tools (curl, SDKs) send neither header and pass.
-//! - **DNS rebinding** (a page on `evil.example`, whose name the attacker then points
-//!   at 127.0.0.1, so that its requests count as same-origin): the request's `Host`
-//!   names `evil.example`. Only `Host` values that name the listening address
-//!   (`127.0.0.1:PORT`, `localhost:PORT` for a loopback address, `[::1]:PORT`) or a
-//!   name allowed with `--allow-host` pass; any other gets 403, and so does a
-//!   request without `Host`.
+//! - **Browser requests** (the proxy is for tools): a request with an `Origin`
+//!   that is not one allowed with `--allow-origin`, or with fetch metadata
+//!   (`Sec-Fetch-Site`, which browsers send to loopback addresses with every
+//!   request, even an `<img>` or a typed URL) without such an `Origin`. Not even
+//!   the proxy's own origin is trusted: every page it serves is the upstream's,
+//!   whose scripts would otherwise run with the user's token. Tools (curl, SDKs)
+//!   send neither header and pass.
+//! - **DNS rebinding** (a page on `evil.example`, whose name the attacker then
+//!   points at 127.0.0.1, so that its requests count as same-origin): the request's
+//!   `Host` names `evil.example`. Only `Host` values that name the listening
+//!   address (`127.0.0.1:PORT`, `localhost:PORT` for a loopback address,
+//!   `[::1]:PORT`; never `0.0.0.0`) or a name allowed with `--allow-host` pass.
+//!
+//! Browsers send no fetch metadata to an address that is not loopback (a LAN
+//! address the proxy was told to listen on): there, a page's blind `GET` cannot be
+//! told from a tool's. Keep the proxy on loopback, or on a Unix socket.
 
 use http::header::{HeaderMap, HOST, ORIGIN};
 use http::HeaderName;
@@ -41,13 +46,21 @@ impl Callers {
         allowed_origins: &[String],
     ) -> Self {
         let port = local.port();
-        let mut names = vec![match local {
-            SocketAddr::V4(v4) => v4.ip().to_string(),
-            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
-        }];
-        if local.ip().is_loopback() {
-            names.push("localhost".into());
+        let mut names = Vec::new();
+        // `0.0.0.0` is no host of its own: a page that reaches it cannot be told
+        // from a page on a rebound name.
+        if !local.ip().is_unspecified() {
+            names.push(match local {
+                SocketAddr::V4(v4) => v4.ip().to_string(),
+                SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+            });
         }
+        if local.ip().is_loopback() || local.ip().is_unspecified() {
+            names.push("localhost".into());
+            names.push("127.0.0.1".into());
+        }
+        names.sort();
+        names.dedup();
         names.extend(allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
         let mut hosts = Vec::new();
         for name in names {
@@ -60,13 +73,12 @@ impl Callers {
                 hosts.push(name);
             }
         }
-        // The proxy's own pages (none today) and the allowed ones.
-        let mut origins: Vec<String> = hosts.iter().map(|h| format!("http://{h}")).collect();
-        origins.extend(
-            allowed_origins
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
-        );
+        // Only the pages allowed: not even the proxy's own origin, whose pages
+        // are the upstream's.
+        let origins = allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
         Self { hosts, origins }
     }
 
@@ -108,9 +120,11 @@ impl Callers {
             }
             None => false,
         };
-        let site = headers.get(&SEC_FETCH_SITE).and_then(|s| s.to_str().ok());
-        if matches!(site, Some("cross-site" | "same-site")) && !allowed_origin {
-            return Some("requests from pages of other sites are refused".into());
+        if headers.contains_key(&SEC_FETCH_SITE) && !allowed_origin {
+            return Some(
+                "requests from a browser are refused; allow a site's pages with --allow-origin"
+                    .into(),
+            );
         }
         None
     }
@@ -175,10 +189,16 @@ mod tests {
         for host in ["[::1]:80", "[::1]", "localhost"] {
             assert_eq!(v6.refuse(&headers(&[("host", host)])), None, "{host}");
         }
+        let any = Callers::new("0.0.0.0:8790".parse().unwrap(), &[], &[]);
+        assert!(
+            any.refuse(&headers(&[("host", "0.0.0.0:8790")])).is_some(),
+            "0.0.0.0 is no name"
+        );
+        assert_eq!(any.refuse(&headers(&[("host", "localhost:8790")])), None);
     }
 
     #[test]
-    fn pages_of_other_sites_are_refused() {
+    fn browser_requests_are_refused_unless_their_origin_is_allowed() {
         let callers = Callers::new(
             "127.0.0.1:8790".parse().unwrap(),
             &[],
@@ -190,21 +210,27 @@ mod tests {
             vec![host, ("origin", "null")],
             vec![host, ("sec-fetch-site", "cross-site")],
             vec![host, ("sec-fetch-site", "same-site")],
+            vec![host, ("sec-fetch-site", "none")],
+            // The proxy's own origin: its pages are the upstream's.
+            vec![
+                host,
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://127.0.0.1:8790"),
+            ],
         ];
         for request in refused {
             assert!(callers.refuse(&headers(&request)).is_some(), "{request:?}");
         }
         let passed = [
             vec![host],
-            vec![host, ("sec-fetch-site", "none")],
-            vec![
-                host,
-                ("sec-fetch-site", "same-origin"),
-                ("origin", "http://127.0.0.1:8790"),
-            ],
             vec![
                 host,
                 ("sec-fetch-site", "same-site"),
+                ("origin", "http://localhost:3000"),
+            ],
+            vec![
+                host,
+                ("sec-fetch-site", "cross-site"),
                 ("origin", "http://localhost:3000"),
             ],
         ];

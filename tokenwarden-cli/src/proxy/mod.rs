@@ -30,8 +30,8 @@
 //!   safest choice on a shared machine, e.g. `curl --unix-socket PATH`).
 //! - **Who may use it** (see [`guard`]): only requests whose `Host` names the
 //!   listening address (or a name given with `--allow-host`), and no browser
-//!   request from a page of another site (`Origin`, `Sec-Fetch-Site`; allow a
-//!   site's pages with `--allow-origin`): others get 403. The upstream must be
+//!   request (`Origin`, `Sec-Fetch-Site`; allow a site's pages with
+//!   `--allow-origin`): others get 403. The upstream must be
 //!   https, or http on loopback, as for `tokenwarden curl` and the library's
 //!   [`AllowedOrigins`](tokenwarden::http::AllowedOrigins); another is refused at
 //!   start.
@@ -94,7 +94,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         )));
     }
     // The same rule as `tokenwarden curl` and the library's adapters.
-    let allowed = AllowedOrigins::of(base_url.as_str())?;
+    let allowed = AllowedOrigins::of(shown(&base_url).as_str())?;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
@@ -135,6 +135,12 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         "tokenwarden proxy: listening on http://{local}, forwarding to {}",
         shown(&base_url)
     );
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "tokenwarden proxy: warning: {local} is not a loopback address: anyone who can reach it \
+             sends requests with your token, and browsers' requests to it cannot all be told apart"
+        );
+    }
     let app = proxy(guard::Callers::new(
         local,
         &access.allow_hosts,

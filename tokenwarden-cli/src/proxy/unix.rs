@@ -20,8 +20,21 @@ pub(super) fn bind(path: &Path) -> Result<tokio::net::UnixListener, CliError> {
         }
         std::fs::remove_file(path).map_err(|e| unusable(e.to_string()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| unusable(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    // Made in a directory of its own (0700) and given its mode there, then moved
+    // into place: no moment when another user could connect.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new()
+        .prefix(".tokenwarden-sock")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
         .map_err(|e| unusable(e.to_string()))?;
+    let made = private.path().join("proxy.sock");
+    let listener = tokio::net::UnixListener::bind(&made).map_err(|e| unusable(e.to_string()))?;
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| unusable(e.to_string()))?;
+    std::fs::rename(&made, path).map_err(|e| unusable(e.to_string()))?;
     Ok(listener)
 }

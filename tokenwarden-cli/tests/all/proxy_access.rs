@@ -30,9 +30,10 @@ async fn the_proxy_refuses_a_plain_http_upstream_as_curl_does() {
     assert!(proxy.stderr().contains("plain http"), "{}", proxy.stderr());
 }
 
-/// Requests that a web page of another site could make (cross-site, or through
-/// DNS rebinding) get 403 and never reach the upstream; tools pass, and so do the
-/// pages of an origin allowed with `--allow-origin`.
+/// Requests that a browser makes (a page of another site, a page the proxy
+/// served, a typed URL, or through DNS rebinding) get 403 and never reach the
+/// upstream; tools pass, and so do the pages of an origin allowed with
+/// `--allow-origin`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_pages_of_other_sites_cannot_use_the_proxy() {
     let Some(oidc) = oidc::server() else { return };
@@ -58,7 +59,8 @@ async fn web_pages_of_other_sites_cannot_use_the_proxy() {
     let client = reqwest::Client::new();
     let url = format!("{}/hello", proxy.url);
     let port = proxy.url.rsplit(':').next().unwrap().to_owned();
-    let refused: [&[(&str, &str)]; 5] = [
+    let own = proxy.url.clone();
+    let refused: [&[(&str, &str)]; 7] = [
         &[("origin", "https://evil.example")],
         &[("origin", "null")],
         &[("sec-fetch-site", "cross-site")],
@@ -66,6 +68,10 @@ async fn web_pages_of_other_sites_cannot_use_the_proxy() {
             ("sec-fetch-site", "same-site"),
             ("origin", "http://localhost:4000"),
         ],
+        // A typed URL, or a link opened from another program: still a browser.
+        &[("sec-fetch-site", "none")],
+        // A page the proxy served (the upstream's) calling back: refused too.
+        &[("sec-fetch-site", "same-origin"), ("origin", &own)],
         &[("host", "evil.example")],
     ];
     for headers in refused {
@@ -92,9 +98,8 @@ async fn web_pages_of_other_sites_cannot_use_the_proxy() {
         "nothing reached the upstream"
     );
 
-    let allowed: [&[(&str, &str)]; 4] = [
+    let allowed: [&[(&str, &str)]; 3] = [
         &[],
-        &[("sec-fetch-site", "none")],
         &[
             ("sec-fetch-site", "same-site"),
             ("origin", "http://localhost:3000"),
@@ -108,7 +113,7 @@ async fn web_pages_of_other_sites_cannot_use_the_proxy() {
         }
         assert_eq!(request.send().await.unwrap().status(), 200, "{headers:?}");
     }
-    assert_eq!(api.seen("/hello").len(), 4);
+    assert_eq!(api.seen("/hello").len(), 3);
     let (_, stderr) = proxy.stop();
     assert!(stderr.contains("refused a request"), "{stderr}");
     assert!(!stderr.contains(MARKER), "{stderr}");

@@ -47,23 +47,39 @@ pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Which file a path named when it was read: its device and inode on Unix (a
-/// file replaced by a rename since is another one), nothing elsewhere.
+/// file replaced by a rename since is another one); elsewhere (no stable file
+/// identity in std), its length and a hash of its contents, so that a good file
+/// saved since never passes for the bad one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileId(#[cfg(unix)] (u64, u64));
+pub(crate) struct FileId((u64, u64));
 
 impl FileId {
-    /// The identity of the file `meta` describes.
-    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+    /// The identity of the file `meta` describes, whose contents are `bytes`.
+    pub(crate) fn of(meta: &std::fs::Metadata, bytes: &[u8]) -> Self {
         #[cfg(unix)]
-        return Self((
-            std::os::unix::fs::MetadataExt::dev(meta),
-            std::os::unix::fs::MetadataExt::ino(meta),
-        ));
+        {
+            let _ = bytes;
+            Self((
+                std::os::unix::fs::MetadataExt::dev(meta),
+                std::os::unix::fs::MetadataExt::ino(meta),
+            ))
+        }
         #[cfg(not(unix))]
         {
-            let _ = meta;
-            Self()
+            use std::hash::{Hash as _, Hasher as _};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            Self((meta.len(), hasher.finish()))
         }
+    }
+
+    /// The identity of the file at `path` now, not following a link.
+    pub(crate) fn at(path: &Path) -> Option<Self> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        #[cfg(unix)]
+        return Some(Self::of(&meta, &[]));
+        #[cfg(not(unix))]
+        return read_regular(path).ok().map(|bytes| Self::of(&meta, &bytes));
     }
 }
 
@@ -79,7 +95,8 @@ pub(crate) fn read_identified(path: &Path) -> std::io::Result<(Vec<u8>, FileId)>
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    Ok((bytes, FileId::of(&meta)))
+    let id = FileId::of(&meta, &bytes);
+    Ok((bytes, id))
 }
 
 /// A store error saying what could not be done to which path, and why.

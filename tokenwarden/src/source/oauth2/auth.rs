@@ -112,7 +112,8 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// The algorithm a PEM private key is for: RSA → RS256, EC P-256 → ES256, EC
-    /// P-384 → ES384, Ed25519 → EdDSA (PKCS#8, or PKCS#1 for RSA / SEC1 for EC).
+    /// P-384 → ES384, Ed25519 → EdDSA (PKCS#8, or PKCS#1 for RSA; an EC key in the
+    /// SEC1 format is an error that says how to convert it).
     pub fn of_pem(pem: &[u8]) -> Result<Self> {
         super::key_kind::detect(pem).map(|(algorithm, _)| algorithm)
     }
@@ -129,14 +130,14 @@ impl SigningAlgorithm {
 }
 
 impl JwtSigner {
-    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC),
-    /// with the algorithm its kind calls for ([`SigningAlgorithm::of_pem`]).
+    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA), with the
+    /// algorithm its kind calls for ([`SigningAlgorithm::of_pem`]).
     pub fn from_pem_key(pem: &[u8]) -> Result<Self> {
         Self::from_pem(pem, SigningAlgorithm::of_pem(pem)?)
     }
 
-    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC)
-    /// for `algorithm`. A key of another kind is an error that says which kind it
+    /// A signer from a PEM private key (PKCS#8, or PKCS#1 for RSA) for
+    /// `algorithm`. A key of another kind is an error that says which kind it
     /// is and what to use; [`from_pem_key`](Self::from_pem_key) needs no algorithm.
     pub fn from_pem(pem: &[u8], algorithm: SigningAlgorithm) -> Result<Self> {
         if let Ok((found, kind)) = super::key_kind::detect(pem) {

@@ -29,11 +29,16 @@ pub(super) fn detect(pem: &[u8]) -> Result<(SigningAlgorithm, &'static str)> {
     };
     match parsed.tag() {
         "RSA PRIVATE KEY" => Ok((SigningAlgorithm::Rs256, "an RSA key")),
+        // Read to say which it is; the signer (jsonwebtoken) takes PKCS#8 only.
         "EC PRIVATE KEY" => {
             let key = sec1::EcPrivateKey::try_from(parsed.contents())
                 .map_err(|e| unsupported(format!("an EC key that does not parse ({e})")))?;
             let curve = key.parameters.and_then(|p| p.named_curve());
-            curve_algorithm(curve).ok_or_else(|| unsupported(format!("an EC key on the curve {curve:?}")))
+            let (_, kind) = curve_algorithm(curve)
+                .ok_or_else(|| unsupported(format!("an EC key on the curve {curve:?}")))?;
+            Err(Error::config(format!(
+                "the private key is {kind} in the SEC1 format (`BEGIN EC PRIVATE KEY`); convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-pkcs8.pem"
+            )))
         }
         "PRIVATE KEY" => {
             let info = pkcs8::PrivateKeyInfo::try_from(parsed.contents())

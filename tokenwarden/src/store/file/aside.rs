@@ -33,6 +33,8 @@ pub(super) fn move_aside(path: &Path, lock: &Path, failed: FileId, stamp: u64) -
         Some(kept) => kept,
         None => match link_uniquely(path, stamp) {
             Ok(kept) => kept,
+            // Removed since the read (a logout): nothing to keep.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Aside::Replaced,
             Err(e) => return Aside::Failed(e.to_string()),
         },
     };
@@ -97,9 +99,7 @@ fn kept_already(path: &Path, failed: FileId) -> Option<PathBuf> {
 
 /// The identity of the file at `path`, not following a link.
 fn identity(path: &Path) -> Option<FileId> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|meta| FileId::of(&meta))
+    FileId::at(path)
 }
 
 #[cfg(all(test, unix))]
