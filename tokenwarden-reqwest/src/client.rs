@@ -277,7 +277,12 @@ impl AuthClientBuilder {
                 .redirect(crate::same_origin_redirects())
                 .build()
                 .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
-            (None, _) => reqwest::Client::new(),
+            // A chain that left the token's origin and comes back would bring a
+            // tokenless request to it, whose 401 would cost a needless refresh.
+            (None, _) => reqwest::Client::builder()
+                .redirect(crate::redirect::no_round_trips())
+                .build()
+                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
         };
         let mut middleware = middleware.placement(self.placement);
         if let Some(max_replays) = self.max_replays {

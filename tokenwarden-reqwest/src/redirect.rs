@@ -32,3 +32,24 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
         }
     })
 }
+
+/// The default client's policy: reqwest's (up to 10 redirects), except that a
+/// redirect back to an origin the chain has left (A → B → A, an SSO round trip)
+/// is handed back to the caller rather than followed: reqwest drops the token on
+/// the way out, so the request back to A would carry none, and A's 401 would
+/// look like the token's rejection.
+pub(crate) fn no_round_trips() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = attempt.url().origin();
+        let previous = attempt.previous();
+        let left = previous.iter().any(|url| url.origin() != origin);
+        let back = previous.iter().any(|url| url.origin() == origin);
+        if previous.len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if left && back {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}

@@ -110,7 +110,9 @@ struct Details {
     last_attempt: Option<Error>,
     cause: Option<Cause>,
     /// Nothing of the request left this process (the connection could not be
-    /// made), so the server cannot have acted on it.
+    /// made), so the server cannot have acted on it. (Set and read by the OAuth2
+    /// client only.)
+    #[cfg_attr(not(feature = "oauth2"), allow(dead_code))]
     nothing_sent: bool,
 }
 
@@ -222,6 +224,7 @@ impl Error {
     }
 
     /// Marks a transport error that came before any of the request was sent.
+    #[cfg_attr(not(feature = "oauth2"), allow(dead_code))]
     pub(crate) fn with_nothing_sent(mut self) -> Self {
         self.details().nothing_sent = true;
         self
@@ -229,6 +232,7 @@ impl Error {
 
     /// Whether the request failed before any of it was sent (the connection could
     /// not be made): the server cannot have acted on it.
+    #[cfg_attr(not(feature = "oauth2"), allow(dead_code))]
     pub(crate) fn nothing_sent(&self) -> bool {
         self.0.nothing_sent
     }

@@ -158,3 +158,26 @@ async fn a_rejection_from_another_origin_after_a_redirect_keeps_the_token() {
     );
     assert_eq!(manager.stats().refreshes + manager.stats().fetches, 1);
 }
+
+/// A redirect chain that leaves the token's origin and comes back (an SSO round
+/// trip) is not followed back by `AuthClient`'s client: the request back would
+/// carry no token, and its 401 would cost a refresh. The 3xx is handed back.
+#[tokio::test]
+async fn a_round_trip_through_another_origin_costs_no_refresh() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let manager = manager(&servers.api);
+    let client = client(&servers, manager.clone());
+    let response = client.get("round-trip").send().await.unwrap();
+    assert_eq!(response.status(), 307, "the way back, handed to the caller");
+    assert!(
+        response.url().as_str().ends_with("/back"),
+        "{}",
+        response.url()
+    );
+    assert_eq!(
+        servers.api.logins.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one login: the token was never invalidated"
+    );
+}

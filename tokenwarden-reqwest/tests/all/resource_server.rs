@@ -1,6 +1,7 @@
 //! A local API on 127.0.0.1 (axum): `/data` and `/echo` need a current bearer
 //! token; `/redirect` sends the caller to a second origin, which records what
-//! arrives, and `/redirect-to-reject` to one that answers 401 to everybody. Tokens come from a counting login that registers each new token.
+//! arrives, and `/redirect-to-reject` to one that answers 401 to everybody;
+//! `/round-trip` goes there and back (`/back` redirects to `/data`). Tokens come from a counting login that registers each new token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -76,8 +77,18 @@ async fn guarded(api: &Api, headers: &HeaderMap, body: String) -> Response {
 /// Starts the API and the second origin.
 pub async fn start() -> Servers {
     let api = Arc::new(Api::default());
+    // Where `/back` on the second origin sends the caller: the API, once it runs.
+    let back_to_base: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let back = back_to_base.clone();
     let other = serve(
         Router::new()
+            .route(
+                "/back",
+                any(move || {
+                    let back = back.clone();
+                    async move { Redirect::temporary(&format!("{}data", back.get().unwrap())) }
+                }),
+            )
             .route(
                 "/reject",
                 any(|| async {
@@ -104,6 +115,7 @@ pub async fn start() -> Servers {
     )
     .await;
     let to_other = format!("{other}/capture");
+    let to_back = format!("{other}/back");
     let to_reject = format!("{other}/reject");
     let base = serve(
         Router::new()
@@ -138,9 +150,14 @@ pub async fn start() -> Servers {
                 "/redirect-to-reject",
                 get(move || async move { Redirect::temporary(&to_reject) }),
             )
+            .route(
+                "/round-trip",
+                get(move || async move { Redirect::temporary(&to_back) }),
+            )
             .with_state(api.clone()),
     )
     .await;
+    let _ = back_to_base.set(format!("{base}/"));
     Servers {
         api,
         base: format!("{base}/"),
