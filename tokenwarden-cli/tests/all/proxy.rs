@@ -140,6 +140,17 @@ pub(crate) fn config(issuer: &str, profile: &str, secret: &str, base_url: &str) 
     )
 }
 
+/// A resource server, and a home whose profile `api` forwards to it (tokens in
+/// `store`).
+pub(crate) async fn api_home(oidc: &oidc::Oidc, store: &str) -> (Arc<Api>, SocketAddr, Home) {
+    let api = Arc::new(Api::default());
+    let upstream = resource_server(api.clone()).await;
+    let base_url = format!("http://{upstream}/api");
+    let profile = config(&oidc.issuer, "api", "cc-basic-TOPSECRET", &base_url)
+        .replace("store = \"memory\"", &format!("store = \"{store}\""));
+    (api, upstream, Home::with_config(&profile))
+}
+
 /// A running `tokenwarden proxy` (with debug logs), killed when dropped.
 pub(crate) struct Proxy {
     child: Child,
@@ -245,15 +256,7 @@ async fn two_requests_on_one_connection(proxy: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_adds_tokens_replays_once_and_streams() {
     let Some(oidc) = oidc::server() else { return };
-    let api = Arc::new(Api::default());
-    let upstream = resource_server(api.clone()).await;
-    let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(
-        &oidc.issuer,
-        "api",
-        "cc-basic-TOPSECRET",
-        &base_url,
-    ));
+    let (api, upstream, home) = api_home(oidc, "memory").await;
     let proxy = Proxy::start(&home, "api");
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", proxy.url);
@@ -417,12 +420,8 @@ async fn proxy_errors_are_a_502_a_503_and_a_busy_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_in_another_process_reaches_a_running_proxy() {
     let Some(oidc) = oidc::server() else { return };
-    let api = Arc::new(Api::default());
-    let upstream = resource_server(api.clone()).await;
-    let base_url = format!("http://{upstream}/api");
-    let file_store = config(&oidc.issuer, "api", "cc-basic-TOPSECRET", &base_url)
-        .replace("store = \"memory\"", "store = \"file\"");
-    let home = Arc::new(Home::with_config(&file_store));
+    let (api, _, home) = api_home(oidc, "file").await;
+    let home = Arc::new(home);
     let proxy = Proxy::start(&home, "api");
     let client = reqwest::Client::new();
     let hello = || client.get(format!("{}/hello", proxy.url)).send();

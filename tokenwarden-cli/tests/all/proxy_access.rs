@@ -6,8 +6,7 @@
 
 use crate::common::*;
 use crate::oidc;
-use crate::proxy::{config, resource_server, Api, Proxy};
-use std::sync::Arc;
+use crate::proxy::{api_home, config, Proxy};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A plain-http upstream that is not loopback: the proxy refuses to start, with
@@ -37,15 +36,7 @@ async fn the_proxy_refuses_a_plain_http_upstream_as_curl_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_pages_of_other_sites_cannot_use_the_proxy() {
     let Some(oidc) = oidc::server() else { return };
-    let api = Arc::new(Api::default());
-    let upstream = resource_server(api.clone()).await;
-    let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(
-        &oidc.issuer,
-        "api",
-        "cc-basic-TOPSECRET",
-        &base_url,
-    ));
+    let (api, _, home) = api_home(oidc, "memory").await;
     let proxy = Proxy::start_with(
         &home,
         "api",
@@ -143,15 +134,7 @@ async fn send_raw(address: &str, shape: &str) -> (String, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_request_framing_is_never_forwarded_ambiguously() {
     let Some(oidc) = oidc::server() else { return };
-    let api = Arc::new(Api::default());
-    let upstream = resource_server(api.clone()).await;
-    let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(
-        &oidc.issuer,
-        "api",
-        "cc-basic-TOPSECRET",
-        &base_url,
-    ));
+    let (api, _, home) = api_home(oidc, "memory").await;
     let proxy = Proxy::start(&home, "api");
     let address = &proxy.url["http://".len()..];
     let refused = [
@@ -198,15 +181,7 @@ async fn ambiguous_request_framing_is_never_forwarded_ambiguously() {
 async fn the_proxy_listens_on_a_private_unix_socket() {
     use std::os::unix::fs::PermissionsExt as _;
     let Some(oidc) = oidc::server() else { return };
-    let api = Arc::new(Api::default());
-    let upstream = resource_server(api.clone()).await;
-    let base_url = format!("http://{upstream}/api");
-    let home = Home::with_config(&config(
-        &oidc.issuer,
-        "api",
-        "cc-basic-TOPSECRET",
-        &base_url,
-    ));
+    let (api, _, home) = api_home(oidc, "memory").await;
     let socket = home.path().join("proxy.sock");
     let mut child = home
         .command(&[
