@@ -270,6 +270,7 @@ impl AuthClientBuilder {
                 ))
             }
         };
+        let own_client = self.http.is_none();
         let http = match (self.http, &self.placement) {
             (Some(http), _) => http,
             // reqwest keeps custom headers across redirects to other origins.
@@ -285,6 +286,9 @@ impl AuthClientBuilder {
                 .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
         };
         let mut middleware = middleware.placement(self.placement);
+        if own_client {
+            middleware = middleware.with_no_round_trips();
+        }
         if let Some(max_replays) = self.max_replays {
             middleware = middleware.max_replays(max_replays);
         }

@@ -30,6 +30,10 @@ pub struct TokenMiddleware {
     origins: AllowedOrigins,
     placement: TokenPlacement,
     max_replays: u32,
+    /// Whether the client's redirect policy never brings a chain back to an
+    /// origin it left (`AuthClient`'s own clients): then an answer from the
+    /// token's origin came to a request that carried the token.
+    no_round_trips: bool,
 }
 
 impl TokenMiddleware {
@@ -63,7 +67,15 @@ impl TokenMiddleware {
             origins,
             placement: TokenPlacement::default(),
             max_replays: DEFAULT_MAX_REPLAYS,
+            no_round_trips: false,
         }
+    }
+
+    /// Marks the client's redirect policy as one that never follows a chain back
+    /// to an origin it left.
+    pub(crate) fn with_no_round_trips(mut self) -> Self {
+        self.no_round_trips = true;
+        self
     }
 
     /// Where the token goes. Defaults to `Authorization: <type> <token>`.
@@ -196,18 +208,27 @@ impl TokenMiddleware {
                     span.record("fingerprint", sent.fingerprint());
                     span.record("replays", replays);
                 }
-                let sent_to = request.url().origin();
+                let sent_url = request.url().clone();
+                let sent_to = sent_url.origin();
                 let response = transport.send(request).await?;
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
-                // Only the origin the token was sent to may reject it: a redirect
-                // to another origin (which got no token) says nothing about it.
-                if response.url().origin() != sent_to {
+                // Only an answer to a request that carried the token may reject
+                // it. After a redirect to another origin it did not (reqwest drops
+                // it); after one that came back (A → B → A) it did not either, and
+                // with a client of the caller's the hops cannot be seen: then only
+                // an answer to the very URL sent counts.
+                let carried = if self.no_round_trips {
+                    response.url().origin() == sent_to
+                } else {
+                    *response.url() == sent_url
+                };
+                if !carried {
                     tracing::debug!(
                         status = response.status().as_u16(),
                         origin = %response.url().origin().ascii_serialization(),
-                        "a rejection from another origin than the token's, after a redirect: the token stays"
+                        "a rejection after a redirect the token may not have followed: the token stays"
                     );
                     return Ok(response);
                 }

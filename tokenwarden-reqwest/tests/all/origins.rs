@@ -181,3 +181,39 @@ async fn a_round_trip_through_another_origin_costs_no_refresh() {
         "one login: the token was never invalidated"
     );
 }
+
+/// Through a reqwest client of the caller's, whose hops the middleware cannot
+/// see, a 401 after any redirect leaves the token alone: the request that got it
+/// may have carried none (A → B → A). One to the very URL sent still counts.
+#[tokio::test]
+async fn through_a_client_of_yours_only_an_answer_to_the_url_sent_rejects_the_token() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let manager = manager(&servers.api);
+    let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(tokenwarden_reqwest::TokenMiddleware::new(
+            manager.clone(),
+            AllowedOrigins::of(&servers.base).unwrap(),
+        ))
+        .build();
+    let response = middleware
+        .get(format!("{}round-trip", servers.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "A → B → A, followed by the caller's client"
+    );
+    let logins = || servers.api.logins.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(logins(), 1, "the token stays");
+    servers.api.revoke_all();
+    let response = middleware
+        .get(format!("{}data", servers.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "refreshed and replayed");
+    assert_eq!(logins(), 2);
+}
