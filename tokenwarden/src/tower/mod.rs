@@ -6,7 +6,15 @@
 //! rejected token (401, 403 `invalid_token`, or gRPC `UNAUTHENTICATED`)
 //! invalidates the token it sent and replays the request once when its body can be
 //! replayed ([`ReplayBody`]); otherwise the response is returned and the next
-//! request gets a fresh token.
+//! request gets a fresh token. A replay carries the new token only (and the
+//! request's extensions).
+//!
+//! To follow redirects, put the redirect-following layer (tower-http's
+//! `FollowRedirect`) *above* this one, never below: then every hop passes through
+//! this layer, which puts the token only on hops to allowed origins and takes
+//! only their own answers as the token's rejection. Below it, a chain that left
+//! the token's origin would come back with an answer this layer would take for
+//! its own request's.
 //!
 //! ```no_run
 //! use http_body_util::Full;
