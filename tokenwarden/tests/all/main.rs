@@ -16,6 +16,7 @@ mod contention;
 mod coordination;
 mod file_processes;
 mod file_store;
+mod hostile_server;
 mod keyring_store;
 mod listener;
 mod login_source;

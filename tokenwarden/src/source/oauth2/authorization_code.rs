@@ -4,12 +4,14 @@
 
 use super::client::{form, OAuth2Client};
 use super::grant::Grant;
+use super::response::excerpt;
 use crate::{Error, Result, Token, TokenKey};
 use async_trait::async_trait;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
@@ -25,8 +27,12 @@ type OpenBrowser = Arc<dyn Fn(&Url) + Send + Sync>;
 ///
 /// [`fetch`](crate::TokenSource::fetch) listens on `127.0.0.1` on a free port, opens the
 /// authorization URL in the user's browser (or prints it when no browser can be
-/// opened), checks the `state` of the redirect, and exchanges the code with the
-/// PKCE verifier. Register `http://127.0.0.1/callback` as a redirect URI; the
+/// opened), checks the `state` of the redirect (in constant time) and its `iss`
+/// (RFC 9207: compared exactly with the discovered issuer whenever present, and
+/// required where the server advertises it, so that a response from another
+/// server is never taken for this one's: the mix-up attack), and exchanges the
+/// code with the PKCE verifier. Each login listens on a fresh port with a fresh
+/// `state`. Register `http://127.0.0.1/callback` as a redirect URI; the
 /// server must allow any port on loopback redirect URIs (RFC 8252 §7.3).
 #[derive(Clone)]
 pub struct AuthorizationCode {
@@ -129,7 +135,12 @@ impl AuthorizationCode {
     }
 
     /// Waits for the browser's redirect and returns the code.
-    async fn callback(&self, listener: TcpListener, state: &str) -> Result<String> {
+    async fn callback(
+        &self,
+        listener: TcpListener,
+        state: &str,
+        issuer: Option<&Issuer>,
+    ) -> Result<String> {
         let name = self.client.name();
         let clock = self.client.clock();
         let deadline = clock.sleep_until(clock.now() + self.timeout);
@@ -147,17 +158,50 @@ impl AuthorizationCode {
                 }
             };
             // Anything that is not our callback (a favicon request...) is answered and ignored.
-            if let Some(outcome) = answer_callback(stream, state, name).await {
+            if let Some(outcome) = answer_callback(stream, state, issuer, name).await {
                 return outcome;
             }
         }
     }
 }
 
+/// The authorization server a login was started with, as its authorization
+/// responses must name it (RFC 9207, mix-up defence: RFC 9700 §4.4).
+#[derive(Debug)]
+struct Issuer {
+    /// Its issuer identifier, compared exactly.
+    id: String,
+    /// Whether it advertises `iss` in its responses: then one without it is refused.
+    required: bool,
+}
+
+/// Why an authorization response's `iss` is refused, if it is.
+fn wrong_issuer(expected: Option<&Issuer>, iss: Option<&str>) -> Option<String> {
+    match (expected, iss) {
+        (Some(expected), Some(iss)) if iss != expected.id => Some(format!(
+            "the sign-in answer names issuer {}, not {}, the server this login was started with: \
+             a mix-up attack, or a misconfigured server; the code was not used",
+            excerpt(iss.as_bytes()),
+            expected.id
+        )),
+        (Some(expected), None) if expected.required => Some(format!(
+            "the sign-in answer does not name its issuer, although {} says it always does \
+             (RFC 9207): refused, the code was not used",
+            expected.id
+        )),
+        _ => None,
+    }
+}
+
 /// Reads one request; `None` if it is not the callback of this login (another
 /// path, or a redirect with another `state`, which anyone on this machine could
 /// send: it is refused, and the real one still awaited).
-async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Option<Result<String>> {
+async fn answer_callback(
+    mut stream: TcpStream,
+    state: &str,
+    issuer: Option<&Issuer>,
+    name: &str,
+) -> Option<Result<String>> {
     // One request line is all we need: a hand-written read beats a server framework
     // here. The short timeout keeps an idle browser preconnect from holding us up.
     let mut buffer = vec![0; 8192];
@@ -178,7 +222,10 @@ async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Opti
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     };
-    if url.path() != CALLBACK_PATH || param("state").as_deref() != Some(state) {
+    // Compared in constant time: the state is this login's secret.
+    let state_matches =
+        param("state").is_some_and(|given| bool::from(given.as_bytes().ct_eq(state.as_bytes())));
+    if url.path() != CALLBACK_PATH || !state_matches {
         let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let _ = stream.write_all(refusal.as_bytes()).await;
         if url.path() == CALLBACK_PATH {
@@ -186,7 +233,10 @@ async fn answer_callback(mut stream: TcpStream, state: &str, name: &str) -> Opti
         }
         return None;
     }
-    let outcome = if let Some(error) = param("error") {
+    let outcome = if let Some(why) = wrong_issuer(issuer, param("iss").as_deref()) {
+        tracing::warn!("{why}");
+        Err(Error::invalid_response(name, why))
+    } else if let Some(error) = param("error") {
         let mut oauth = crate::OAuthError::new(error);
         oauth.error_description = param("error_description");
         Err(Error::oauth(name, None, oauth))
@@ -260,8 +310,12 @@ impl Grant for AuthorizationCode {
         let url = self
             .authorization_url(&redirect_uri, &state, &challenge)
             .await?;
+        let issuer = self.client.metadata().await?.map(|m| Issuer {
+            id: m.issuer.clone(),
+            required: m.authorization_response_iss_parameter_supported,
+        });
         (self.open)(&url);
-        let code = self.callback(listener, &state).await?;
+        let code = self.callback(listener, &state, issuer.as_ref()).await?;
         let params = form([
             ("grant_type", "authorization_code"),
             ("code", &code),

@@ -55,6 +55,8 @@ struct Inner {
     client_id: String,
     auth: ClientAuth,
     issuer: Option<Url>,
+    /// The issuer identifier exactly as configured (compared as a string).
+    issuer_id: Option<String>,
     token_url: Option<Url>,
     revocation_url: Option<Url>,
     authorization_url: Option<Url>,
@@ -103,13 +105,13 @@ impl OAuth2Client {
     /// RFC 8414 metadata) and cached. `None` when the client was given endpoints
     /// and no issuer.
     pub async fn metadata(&self) -> Result<Option<&ProviderMetadata>> {
-        let Some(issuer) = &self.inner.issuer else {
+        let (Some(issuer), Some(issuer_id)) = (&self.inner.issuer, &self.inner.issuer_id) else {
             return Ok(None);
         };
         let metadata = self
             .inner
             .metadata
-            .get_or_try_init(|| discovery::fetch(self, issuer))
+            .get_or_try_init(|| discovery::fetch(self, issuer, issuer_id))
             .await?;
         Ok(Some(metadata))
     }
@@ -559,6 +561,7 @@ impl OAuth2ClientBuilder {
             .ok_or_else(|| Error::config("an OAuth2 client needs a client_id"))?;
         let optional =
             |url: Option<String>, what: &str| url.map(|u| secure_url(&u, what)).transpose();
+        let issuer_id = self.issuer.clone();
         let issuer = optional(self.issuer, "the issuer")?;
         let token_url = optional(self.token_url, "the token_url")?;
         if issuer.is_none() && token_url.is_none() {
@@ -580,6 +583,7 @@ impl OAuth2ClientBuilder {
                 client_id,
                 auth: self.auth.unwrap_or(ClientAuth::None),
                 issuer,
+                issuer_id,
                 token_url,
                 revocation_url: optional(self.revocation_url, "the revocation_url")?,
                 authorization_url: optional(self.authorization_url, "the authorization_url")?,

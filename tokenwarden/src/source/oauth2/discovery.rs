@@ -28,6 +28,10 @@ pub struct ProviderMetadata {
     /// The grant types the server supports, if it says.
     #[serde(default)]
     pub grant_types_supported: Vec<String>,
+    /// Whether the server names itself (`iss`) in its authorization responses
+    /// (RFC 9207); then a response without `iss` is refused.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 impl ProviderMetadata {
@@ -47,8 +51,13 @@ impl ProviderMetadata {
 const OPENID: &str = ".well-known/openid-configuration";
 const OAUTH: &str = ".well-known/oauth-authorization-server";
 
-/// Fetches the metadata of `issuer`: OpenID discovery first, RFC 8414 on a 404.
-pub(crate) async fn fetch(client: &OAuth2Client, issuer: &Url) -> Result<ProviderMetadata> {
+/// Fetches the metadata of `issuer` (configured as `issuer_id`): OpenID discovery
+/// first, RFC 8414 on a 404.
+pub(crate) async fn fetch(
+    client: &OAuth2Client,
+    issuer: &Url,
+    issuer_id: &str,
+) -> Result<ProviderMetadata> {
     let name = client.name();
     let mut last = None;
     for well_known in [OPENID, OAUTH] {
@@ -70,7 +79,7 @@ pub(crate) async fn fetch(client: &OAuth2Client, issuer: &Url) -> Result<Provide
             )
             .with_status(answer.status)
         })?;
-        check(name, issuer, &metadata)?;
+        check(name, issuer_id, &metadata)?;
         tracing::debug!(issuer = %metadata.issuer, token_endpoint = %metadata.token_endpoint, "discovered the authorization server");
         return Ok(metadata);
     }
@@ -93,19 +102,34 @@ fn metadata_url(issuer: &Url, well_known: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// The issuer must match (mix-up protection), and every endpoint must be secure.
-pub(crate) fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Result<()> {
-    if metadata.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+/// The issuer must be the very string configured (RFC 8414 §3.3, OpenID
+/// Discovery §4.3: identical, not merely equivalent; mix-up protection), and every
+/// endpoint secure: https, or http on loopback for a loopback issuer only (a
+/// remote server's document must not point the client at this machine).
+pub(crate) fn check(name: &str, issuer_id: &str, metadata: &ProviderMetadata) -> Result<()> {
+    if metadata.issuer != issuer_id {
         return Err(Error::invalid_response(
             name,
             format!(
-                "the discovery document names issuer {} instead of {issuer}; refusing it",
+                "the discovery document names issuer {} instead of {issuer_id}; refusing it \
+                 (issuers must be identical strings: configure exactly the one it names if it is yours)",
                 excerpt(metadata.issuer.as_bytes())
             ),
         ));
     }
+    let local_issuer = Url::parse(issuer_id).is_ok_and(|url| crate::http::is_loopback(&url));
     for endpoint in metadata.endpoints() {
         secure_url(endpoint.as_str(), "a discovered endpoint")?;
+        if endpoint.scheme() == "http" && !local_issuer {
+            return Err(Error::invalid_response(
+                name,
+                format!(
+                    "the discovery document of {issuer_id} names the endpoint {} on this machine \
+                     over plain http; only a loopback issuer may",
+                    excerpt(endpoint.as_str().as_bytes())
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -113,6 +137,37 @@ pub(crate) fn check(name: &str, issuer: &Url, metadata: &ProviderMetadata) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metadata(issuer: &str, token_endpoint: &str) -> ProviderMetadata {
+        serde_json::from_value(serde_json::json!({
+            "issuer": issuer,
+            "token_endpoint": token_endpoint,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn issuers_must_be_identical_strings() {
+        let doc = metadata(
+            "https://auth.example.com/",
+            "https://auth.example.com/token",
+        );
+        assert!(check("t", "https://auth.example.com/", &doc).is_ok());
+        let error = check("t", "https://auth.example.com", &doc).unwrap_err();
+        assert!(error.to_string().contains("identical"), "{error}");
+    }
+
+    #[test]
+    fn only_a_loopback_issuer_may_name_loopback_http_endpoints() {
+        let remote = metadata("https://auth.example.com", "http://127.0.0.1:9/token");
+        let error = check("t", "https://auth.example.com", &remote).unwrap_err();
+        assert!(
+            error.to_string().contains("only a loopback issuer may"),
+            "{error}"
+        );
+        let local = metadata("http://127.0.0.1:8", "http://127.0.0.1:9/token");
+        assert!(check("t", "http://127.0.0.1:8", &local).is_ok());
+    }
 
     #[test]
     fn well_known_urls_follow_the_specs() {

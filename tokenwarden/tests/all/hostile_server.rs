@@ -1,0 +1,121 @@
+//! Against a hostile authorization server (issue 14; RFC 9700): a small server of
+//! the test's own (wiremock) that plays the attacker, with the browser driven by
+//! hand. Each attack gets nothing: no code, assertion or secret reaches a server
+//! it was not meant for.
+
+use crate::common::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokenwarden::source::oauth2::OAuth2Client;
+use tokenwarden::{ErrorKind, TokenSource};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A server whose discovery names itself `A` (its own URL), advertises RFC 9207,
+/// and whose token endpoint records what reaches it.
+async fn attacker() -> MockServer {
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    let metadata = serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "authorization_response_iss_parameter_supported": true,
+    });
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(metadata))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": "invalid_grant"})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// How many requests reached `server`'s token endpoint.
+async fn token_requests(server: &MockServer) -> usize {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests.iter().filter(|r| r.url.path() == "/token").count()
+}
+
+/// Signs in through `server`'s client, answering the browser's redirect by hand
+/// with a code and the `iss` given (`None`: left out).
+async fn sign_in_answered_with(
+    server: &MockServer,
+    iss: Option<String>,
+) -> tokenwarden::Result<tokenwarden::Token> {
+    let client = OAuth2Client::builder()
+        .issuer(server.uri())
+        .client_id("cli")
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let answered = Arc::new(Mutex::new(None));
+    let source = client
+        .authorization_code()
+        .login_timeout(Duration::from_secs(10))
+        .on_open({
+            let answered = answered.clone();
+            move |url| {
+                let find = |key: &str| {
+                    url.query_pairs()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap()
+                };
+                let mut callback = url::Url::parse(&find("redirect_uri")).unwrap();
+                callback
+                    .query_pairs_mut()
+                    .append_pair("code", &format!("{MARKER}-code"))
+                    .append_pair("state", &find("state"));
+                if let Some(iss) = &iss {
+                    callback.query_pairs_mut().append_pair("iss", iss);
+                }
+                // The browser, coming back from the sign-in.
+                *answered.lock().unwrap() = Some(tokio::spawn(async move {
+                    reqwest::get(callback).await.map(|r| r.status().as_u16())
+                }));
+            }
+        });
+    source.fetch().await
+}
+
+/// The mix-up attack (RFC 9700 §4.4): the login was started with server A, whose
+/// authorization endpoint bounced the browser to an honest server H; H's answer
+/// comes back naming H. The code is refused, never sent to A's token endpoint.
+#[tokio::test]
+async fn a_sign_in_answer_from_another_issuer_is_refused() {
+    let _h = harness();
+    let a = attacker().await;
+    let error = sign_in_answered_with(&a, Some("https://honest.example".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{error}");
+    let said = error.to_string();
+    assert!(
+        said.contains("mix-up") && said.contains("https://honest.example"),
+        "{said}"
+    );
+    assert!(!said.contains(MARKER), "{said}");
+    assert_eq!(
+        token_requests(&a).await,
+        0,
+        "the code never reached A's token endpoint"
+    );
+
+    // A server that advertises RFC 9207 and leaves `iss` out: refused too.
+    let error = sign_in_answered_with(&a, None).await.unwrap_err();
+    assert!(error.to_string().contains("RFC 9207"), "{error}");
+    assert_eq!(token_requests(&a).await, 0);
+
+    // Its own name: the code goes to its token endpoint (which refuses it here).
+    let own = a.uri();
+    let error = sign_in_answered_with(&a, Some(own)).await.unwrap_err();
+    assert!(error.is_invalid_grant(), "{error}");
+    assert_eq!(token_requests(&a).await, 1);
+}
