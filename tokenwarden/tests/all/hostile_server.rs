@@ -4,9 +4,10 @@
 //! it was not meant for.
 
 use crate::common::*;
+use base64::Engine as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenwarden::source::oauth2::OAuth2Client;
+use tokenwarden::source::oauth2::{ClientAuth, JwtSigner, OAuth2Client};
 use tokenwarden::{ErrorKind, TokenSource};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -118,4 +119,79 @@ async fn a_sign_in_answer_from_another_issuer_is_refused() {
     let error = sign_in_answered_with(&a, Some(own)).await.unwrap_err();
     assert!(error.is_invalid_grant(), "{error}");
     assert_eq!(token_requests(&a).await, 1);
+}
+
+/// An Ed25519 private key (PKCS#8 PEM) made from random bytes.
+fn ed25519_pem() -> String {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend((0..32).map(|_| fastrand::u8(..)));
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+}
+
+/// The claims of the client assertion in a recorded form body.
+fn assertion_claims(body: &[u8]) -> serde_json::Value {
+    let assertion = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "client_assertion")
+        .map(|(_, v)| v.into_owned())
+        .expect("a client assertion");
+    let payload = assertion.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+/// A hostile discovery document names another server's token endpoint (H's):
+/// the assertions H receives are addressed to the hostile issuer, so H (which
+/// checks that `aud` names it) can use none of them; and each request's
+/// assertion is a new one.
+#[tokio::test]
+async fn a_client_assertion_is_addressed_to_the_issuer_it_was_made_for() {
+    let _h = harness();
+    let honest = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(serde_json::json!({"error": "invalid_client"})),
+        )
+        .mount(&honest)
+        .await;
+    let hostile = MockServer::start().await;
+    let issuer = hostile.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{}/token", honest.uri()),
+        })))
+        .mount(&hostile)
+        .await;
+    let signer = JwtSigner::from_pem_key(ed25519_pem().as_bytes()).unwrap();
+    let client = OAuth2Client::builder()
+        .issuer(&issuer)
+        .client_id("svc")
+        .auth(ClientAuth::PrivateKeyJwt(signer))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert!(client.client_credentials().fetch().await.is_err());
+    }
+    let received = honest.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2);
+    let claims: Vec<_> = received.iter().map(|r| assertion_claims(&r.body)).collect();
+    for claim in &claims {
+        assert_eq!(
+            claim["aud"], issuer,
+            "addressed to the issuer it was made for, not H's endpoint"
+        );
+    }
+    assert_ne!(
+        claims[0]["jti"], claims[1]["jti"],
+        "a new assertion per request"
+    );
 }

@@ -42,7 +42,7 @@ impl ClientAuth {
     }
 
     /// The `Authorization` header and form fields that authenticate `client_id` at
-    /// `audience` (the token endpoint).
+    /// `audience` (the issuer identifier, else the token endpoint).
     pub(crate) fn credentials(
         &self,
         client_id: &str,

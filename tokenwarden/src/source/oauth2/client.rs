@@ -254,16 +254,20 @@ impl OAuth2Client {
     /// POSTs a form with the client's authentication.
     pub(crate) async fn post_form(&self, url: &Url, params: &[(String, String)]) -> Result<Answer> {
         let inner = &self.inner;
-        // A client assertion is addressed to the token endpoint, whichever endpoint
-        // it is sent to (revocation, device authorization): what servers expect.
-        let audience = match &inner.auth {
-            ClientAuth::PrivateKeyJwt(_) => self.token_url().await?,
-            _ => url.clone(),
+        // A client assertion is addressed to the authorization server's issuer
+        // identifier (RFC 7523bis), whichever endpoint it is sent to: an endpoint of
+        // another server (named by a hostile discovery document) can use it nowhere
+        // else. Without an issuer, to the token endpoint. A fresh one (new `jti`)
+        // per request, retries included.
+        let audience = match (&inner.auth, &inner.issuer_id) {
+            (ClientAuth::PrivateKeyJwt(_), Some(issuer)) => issuer.clone(),
+            (ClientAuth::PrivateKeyJwt(_), None) => self.token_url().await?.to_string(),
+            _ => url.to_string(),
         };
         let (authorization, credentials) =
             inner
                 .auth
-                .credentials(&inner.client_id, audience.as_str(), &*inner.clock)?;
+                .credentials(&inner.client_id, &audience, &*inner.clock)?;
         let mut form: Vec<(String, String)> = credentials
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
