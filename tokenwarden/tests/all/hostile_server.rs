@@ -195,3 +195,63 @@ async fn a_client_assertion_is_addressed_to_the_issuer_it_was_made_for() {
         "a new assertion per request"
     );
 }
+
+/// A server's strings reach the user's terminal without control characters:
+/// the device prompt and an error's description with escape sequences (that
+/// would retitle the terminal, clear it, or colour it) and a bidi override.
+#[tokio::test]
+async fn a_servers_strings_reach_the_terminal_without_escape_sequences() {
+    let _h = harness();
+    let server = MockServer::start().await;
+    let nasty = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}";
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dc",
+            "user_code": format!("{nasty}ABCD-EFGH"),
+            "verification_uri": format!("https://example.com/device{nasty}"),
+            "verification_uri_complete": format!("https://example.com/device?code=ABCD{nasty}"),
+            "expires_in": 60,
+            "interval": 1,
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": format!("access_denied{nasty}"),
+            "error_description": format!("{nasty}\u{1b}[31mdenied"),
+        })))
+        .mount(&server)
+        .await;
+    let client = OAuth2Client::builder()
+        .token_url(format!("{}/token", server.uri()))
+        .device_authorization_url(format!("{}/device", server.uri()))
+        .client_id("cli")
+        .build()
+        .unwrap();
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let source = client.device_code().on_prompt({
+        let shown = shown.clone();
+        move |prompt| {
+            let mut shown = shown.lock().unwrap();
+            shown.push(prompt.user_code.clone());
+            shown.push(prompt.verification_uri.clone());
+            shown.extend(prompt.verification_uri_complete.clone());
+        }
+    });
+    let error = source.fetch().await.unwrap_err();
+    let mut texts = shown.lock().unwrap().clone();
+    assert_eq!(
+        texts[0], "]0;pwned[2JABCD-EFGH",
+        "what is left is plain text"
+    );
+    texts.push(error.to_string());
+    texts.push(format!("{error:?}"));
+    for text in texts {
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a control character reaches the terminal: {text:?}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::client::{form, OAuth2Client};
 use super::grant::Grant;
-use super::response::excerpt;
+use super::response::{excerpt, printable};
 use crate::{Error, Result, Token, TokenKey};
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -237,8 +237,8 @@ async fn answer_callback(
         tracing::warn!("{why}");
         Err(Error::invalid_response(name, why))
     } else if let Some(error) = param("error") {
-        let mut oauth = crate::OAuthError::new(error);
-        oauth.error_description = param("error_description");
+        let mut oauth = crate::OAuthError::new(printable(&error));
+        oauth.error_description = param("error_description").as_deref().map(printable);
         Err(Error::oauth(name, None, oauth))
     } else {
         param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))

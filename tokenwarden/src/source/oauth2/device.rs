@@ -121,13 +121,22 @@ pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Resul
     if !(200..300).contains(&answer.status) {
         return Err(response::status_error(name, answer));
     }
-    serde_json::from_slice(&answer.body).map_err(|e| {
+    let mut authorization: Authorization = serde_json::from_slice(&answer.body).map_err(|e| {
         Error::invalid_response(
             name,
             format!("the device authorization response is incomplete: {e}"),
         )
         .with_status(answer.status)
-    })
+    })?;
+    // Shown to the user as they are: never an escape sequence from the server.
+    let prompt = &mut authorization.prompt;
+    prompt.user_code = response::printable(&prompt.user_code);
+    prompt.verification_uri = response::printable(&prompt.verification_uri);
+    prompt.verification_uri_complete = prompt
+        .verification_uri_complete
+        .as_deref()
+        .map(response::printable);
+    Ok(authorization)
 }
 
 #[async_trait]

@@ -87,11 +87,23 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
 /// The RFC 6749 §5.2 error in a JSON body, if it is one.
 pub(crate) fn oauth_error(json: &Value) -> Option<OAuthError> {
     let code = json.get("error")?.as_str()?;
-    let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
-    let mut error = OAuthError::new(code);
+    let text = |name: &str| json.get(name).and_then(Value::as_str).map(printable);
+    let mut error = OAuthError::new(printable(code));
     error.error_description = text("error_description");
     error.error_uri = text("error_uri");
     Some(error)
+}
+
+/// A server's text as it may reach a terminal or a log: without control
+/// characters (so without escape sequences, which could rewrite what the user
+/// sees or run terminal commands) and without the bidirectional-text controls
+/// that reorder what is shown.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
 }
 
 fn parse_token(source: &str, mut fields: Map<String, Value>) -> Result<Token> {
