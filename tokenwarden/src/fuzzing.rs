@@ -125,6 +125,7 @@ mod oauth2_targets {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
         Answer {
+            sent: Vec::new(),
             status,
             headers: map,
             retry_after,

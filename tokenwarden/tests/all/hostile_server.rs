@@ -255,3 +255,55 @@ async fn a_servers_strings_reach_the_terminal_without_escape_sequences() {
         );
     }
 }
+
+/// A server (or a proxy in front of it) whose error page echoes the request:
+/// the error names the status and quotes the page, but never a value the
+/// request carried (the client secret, the password), as sent or form-encoded.
+#[tokio::test]
+async fn an_error_page_that_echoes_the_request_quotes_no_secret() {
+    let _h = harness();
+    struct Echo(u16, bool);
+    impl wiremock::Respond for Echo {
+        fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+            let echoed = String::from_utf8_lossy(&request.body).into_owned();
+            match self.1 {
+                // A JSON error whose description repeats the request.
+                true => ResponseTemplate::new(self.0).set_body_json(serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": format!("could not parse {echoed}"),
+                })),
+                false => ResponseTemplate::new(self.0)
+                    .set_body_string(format!("<pre>bad request: {echoed}</pre>")),
+            }
+        }
+    }
+    for (status, json) in [(400, true), (502, false)] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(Echo(status, json))
+            .mount(&server)
+            .await;
+        let client = OAuth2Client::builder()
+            .token_url(format!("{}/token", server.uri()))
+            .client_id("svc")
+            .auth(ClientAuth::SecretPost(tokenwarden::ClientSecret::new(
+                format!("cs {MARKER}"),
+            )))
+            .retry(tokenwarden::source::oauth2::RetryPolicy::none())
+            .build()
+            .unwrap();
+        let error = client
+            .password("alice", format!("hunter2/{MARKER}"))
+            .fetch()
+            .await
+            .unwrap_err();
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains(MARKER), "a secret quoted back: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("[redacted]"),
+            "the echo is quoted, redacted: {text}"
+        );
+    }
+}

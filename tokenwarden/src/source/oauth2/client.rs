@@ -279,13 +279,16 @@ impl OAuth2Client {
             .timeout(self.request_timeout())
             .header(ACCEPT, "application/json")
             .form(&form);
+        let sent = never_quoted(&form, authorization.as_deref(), &inner.auth);
         if let Some(authorization) = authorization {
             let mut value = reqwest::header::HeaderValue::try_from(authorization)
                 .map_err(|_| Error::config("the client id or secret cannot be sent in a header"))?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
-        self.send(request).await
+        let mut answer = self.send(request).await?;
+        answer.sent = sent;
+        Ok(answer)
     }
 
     /// POSTs `body` (content type, text) with `headers` and no client
@@ -376,6 +379,7 @@ impl OAuth2Client {
             headers,
             retry_after,
             body,
+            sent: Vec::new(),
         })
     }
 
@@ -449,6 +453,54 @@ pub(crate) fn display_url(url: &Url) -> String {
         url.host_str().unwrap_or_default(),
         url.path()
     )
+}
+
+/// The form fields whose values are secrets of the request.
+const SECRET_FIELDS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "password",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "device_code",
+    "assertion",
+    "subject_token",
+    "actor_token",
+];
+
+/// What a request carries that an error must never quote: the values of its
+/// secret fields and its client secret, as sent and form-encoded (an error page
+/// may echo the raw body), and its `Authorization` header's credentials.
+fn never_quoted(
+    form: &[(String, String)],
+    authorization: Option<&str>,
+    auth: &ClientAuth,
+) -> Vec<String> {
+    let mut values: Vec<String> = form
+        .iter()
+        .filter(|(name, _)| SECRET_FIELDS.contains(&name.as_str()))
+        .map(|(_, value)| value.clone())
+        .collect();
+    if let ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) = auth {
+        values.push(secret.secret().to_owned());
+    }
+    values.extend(
+        authorization
+            .and_then(|a| a.strip_prefix("Basic "))
+            .map(str::to_owned),
+    );
+    let encoded: Vec<String> = values
+        .iter()
+        .map(|v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect())
+        .collect();
+    values.extend(encoded);
+    // Longest first, so that a value inside another is not left half-replaced;
+    // short values (a 3-digit code) are common words in error pages too.
+    values.retain(|v| v.len() >= 4);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
 }
 
 pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {

@@ -116,6 +116,7 @@ impl DeviceCode {
 pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Result<Authorization> {
     let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
     if let Some(error) = json.as_ref().and_then(response::oauth_error) {
+        let error = response::scrubbed(error, answer);
         return Err(Error::oauth(name, Some(answer.status), error));
     }
     if !(200..300).contains(&answer.status) {

@@ -15,6 +15,30 @@ pub(crate) struct Answer {
     pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) body: Vec<u8>,
+    /// What the request carried that must never be quoted back (secrets,
+    /// passwords, assertions, codes, verifiers, refresh tokens), as sent and as
+    /// form-encoded: a server's error page may echo the request.
+    pub(crate) sent: Vec<String>,
+}
+
+impl Answer {
+    /// `text` with every value of [`sent`](Self::sent) in it replaced.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.sent {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        text
+    }
+
+    /// An excerpt of the body, for an error message: see [`excerpt`]; never a
+    /// value the request carried.
+    pub(crate) fn quote(&self) -> String {
+        let body = String::from_utf8_lossy(&self.body);
+        excerpt(self.scrub(&body).as_bytes())
+    }
 }
 
 /// Turns an answer into a token, or into the error it is.
@@ -22,7 +46,7 @@ pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
     let json = serde_json::from_slice::<Value>(&answer.body).ok();
     if let Some(error) = json.as_ref().and_then(oauth_error) {
         return Err(with_retry_after(
-            Error::oauth(source, Some(answer.status), error),
+            Error::oauth(source, Some(answer.status), scrubbed(error, answer)),
             answer,
         ));
     }
@@ -44,7 +68,7 @@ pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
                 "the body is not JSON ({} bytes{}): {}",
                 answer.body.len(),
                 content_type(answer),
-                excerpt(&answer.body)
+                answer.quote()
             ),
         )
         .with_status(answer.status)),
@@ -76,12 +100,21 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
         format!(
             "unexpected HTTP status {}: {}",
             answer.status,
-            excerpt(&answer.body)
+            answer.quote()
         ),
     )
     .with_status(answer.status)
     .with_transient(transient);
     with_retry_after(error, answer)
+}
+
+/// `error` without a value the request carried in its texts (a server may echo
+/// the request into its `error_description`).
+pub(crate) fn scrubbed(mut error: OAuthError, answer: &Answer) -> OAuthError {
+    error.error = answer.scrub(&error.error);
+    error.error_description = error.error_description.map(|d| answer.scrub(&d));
+    error.error_uri = error.error_uri.map(|u| answer.scrub(&u));
+    error
 }
 
 /// The RFC 6749 §5.2 error in a JSON body, if it is one.
@@ -200,6 +233,7 @@ mod tests {
 
     fn answer(status: u16, body: &str) -> Answer {
         Answer {
+            sent: Vec::new(),
             status,
             headers: Default::default(),
             retry_after: None,
