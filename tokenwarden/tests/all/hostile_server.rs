@@ -45,11 +45,12 @@ async fn token_requests(server: &MockServer) -> usize {
 }
 
 /// Signs in through `server`'s client, answering the browser's redirect by hand
-/// with a code and the `iss` given (`None`: left out).
+/// with a code and the `iss` given (`None`: left out), while another local
+/// connection sits idle on the listener; the page the browser was shown.
 async fn sign_in_answered_with(
     server: &MockServer,
     iss: Option<String>,
-) -> tokenwarden::Result<tokenwarden::Token> {
+) -> (tokenwarden::Result<tokenwarden::Token>, String) {
     let client = OAuth2Client::builder()
         .issuer(server.uri())
         .client_id("cli")
@@ -59,7 +60,9 @@ async fn sign_in_answered_with(
     let answered = Arc::new(Mutex::new(None));
     let source = client
         .authorization_code()
-        .login_timeout(Duration::from_secs(10))
+        // Shorter than one connection's read timeout (2 s): were the idle
+        // connection served before the others, the login would time out.
+        .login_timeout(Duration::from_secs(1))
         .on_open({
             let answered = answered.clone();
             move |url| {
@@ -77,13 +80,26 @@ async fn sign_in_answered_with(
                 if let Some(iss) = &iss {
                     callback.query_pairs_mut().append_pair("iss", iss);
                 }
-                // The browser, coming back from the sign-in.
+                // An idle connection (a browser's preconnect), then the browser
+                // coming back from the sign-in.
                 *answered.lock().unwrap() = Some(tokio::spawn(async move {
-                    reqwest::get(callback).await.map(|r| r.status().as_u16())
+                    let port = callback.port().unwrap();
+                    let idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap();
+                    let page = reqwest::get(callback).await.unwrap().text().await.unwrap();
+                    drop(idle);
+                    page
                 }));
             }
         });
-    source.fetch().await
+    let outcome = source.fetch().await;
+    let browser = answered
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the browser was sent");
+    (outcome, browser.await.unwrap())
 }
 
 /// The mix-up attack (RFC 9700 §4.4): the login was started with server A, whose
@@ -93,9 +109,9 @@ async fn sign_in_answered_with(
 async fn a_sign_in_answer_from_another_issuer_is_refused() {
     let _h = harness();
     let a = attacker().await;
-    let error = sign_in_answered_with(&a, Some("https://honest.example".into()))
-        .await
-        .unwrap_err();
+    let (outcome, page) = sign_in_answered_with(&a, Some("https://honest.example".into())).await;
+    let error = outcome.unwrap_err();
+    assert!(page.contains("Sign-in failed"), "{page}");
     assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{error}");
     let said = error.to_string();
     assert!(
@@ -110,14 +126,18 @@ async fn a_sign_in_answer_from_another_issuer_is_refused() {
     );
 
     // A server that advertises RFC 9207 and leaves `iss` out: refused too.
-    let error = sign_in_answered_with(&a, None).await.unwrap_err();
+    let error = sign_in_answered_with(&a, None).await.0.unwrap_err();
     assert!(error.to_string().contains("RFC 9207"), "{error}");
     assert_eq!(token_requests(&a).await, 0);
 
-    // Its own name: the code goes to its token endpoint (which refuses it here).
+    // Its own name: the code goes to its token endpoint, which refuses it; the
+    // browser is told so only then (not "signed in" before the exchange), and the
+    // idle connection held nothing up.
     let own = a.uri();
-    let error = sign_in_answered_with(&a, Some(own)).await.unwrap_err();
+    let (outcome, page) = sign_in_answered_with(&a, Some(own)).await;
+    let error = outcome.unwrap_err();
     assert!(error.is_invalid_grant(), "{error}");
+    assert!(page.contains("Sign-in failed"), "{page}");
     assert_eq!(token_requests(&a).await, 1);
 }
 

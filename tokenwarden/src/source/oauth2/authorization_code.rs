@@ -4,21 +4,18 @@
 
 use super::client::{form, OAuth2Client};
 use super::grant::Grant;
-use super::response::{excerpt, printable};
+use super::loopback::{self, Expected, Issuer, CALLBACK_PATH};
 use crate::{Error, Result, Token, TokenKey};
 use async_trait::async_trait;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use url::Url;
 
 /// How long the user has to sign in, by default.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
-const CALLBACK_PATH: &str = "/callback";
 
 type OpenBrowser = Arc<dyn Fn(&Url) + Send + Sync>;
 
@@ -133,126 +130,6 @@ impl AuthorizationCode {
         }
         Ok(url)
     }
-
-    /// Waits for the browser's redirect and returns the code.
-    async fn callback(
-        &self,
-        listener: TcpListener,
-        state: &str,
-        issuer: Option<&Issuer>,
-    ) -> Result<String> {
-        let name = self.client.name();
-        let clock = self.client.clock();
-        let deadline = clock.sleep_until(clock.now() + self.timeout);
-        tokio::pin!(deadline);
-        loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => accepted.map_err(|e| {
-                    Error::source_failed(name, format!("the loopback listener failed: {e}")).with_transient(true)
-                })?,
-                () = &mut deadline => {
-                    return Err(Error::source_failed(
-                        name,
-                        format!("nobody signed in within {:?}; run the login again", self.timeout),
-                    ));
-                }
-            };
-            // Anything that is not our callback (a favicon request...) is answered and ignored.
-            if let Some(outcome) = answer_callback(stream, state, issuer, name).await {
-                return outcome;
-            }
-        }
-    }
-}
-
-/// The authorization server a login was started with, as its authorization
-/// responses must name it (RFC 9207, mix-up defence: RFC 9700 §4.4).
-#[derive(Debug)]
-struct Issuer {
-    /// Its issuer identifier, compared exactly.
-    id: String,
-    /// Whether it advertises `iss` in its responses: then one without it is refused.
-    required: bool,
-}
-
-/// Why an authorization response's `iss` is refused, if it is.
-fn wrong_issuer(expected: Option<&Issuer>, iss: Option<&str>) -> Option<String> {
-    match (expected, iss) {
-        (Some(expected), Some(iss)) if iss != expected.id => Some(format!(
-            "the sign-in answer names issuer {}, not {}, the server this login was started with: \
-             a mix-up attack, or a misconfigured server; the code was not used",
-            excerpt(iss.as_bytes()),
-            expected.id
-        )),
-        (Some(expected), None) if expected.required => Some(format!(
-            "the sign-in answer does not name its issuer, although {} says it always does \
-             (RFC 9207): refused, the code was not used",
-            expected.id
-        )),
-        _ => None,
-    }
-}
-
-/// Reads one request; `None` if it is not the callback of this login (another
-/// path, or a redirect with another `state`, which anyone on this machine could
-/// send: it is refused, and the real one still awaited).
-async fn answer_callback(
-    mut stream: TcpStream,
-    state: &str,
-    issuer: Option<&Issuer>,
-    name: &str,
-) -> Option<Result<String>> {
-    // One request line is all we need: a hand-written read beats a server framework
-    // here. The short timeout keeps an idle browser preconnect from holding us up.
-    let mut buffer = vec![0; 8192];
-    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer))
-        .await
-        .ok()?
-        .ok()?;
-    let request = String::from_utf8_lossy(&buffer[..read]);
-    let target = request
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .to_owned();
-    let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
-    let param = |key: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
-    // Compared in constant time: the state is this login's secret.
-    let state_matches =
-        param("state").is_some_and(|given| bool::from(given.as_bytes().ct_eq(state.as_bytes())));
-    if url.path() != CALLBACK_PATH || !state_matches {
-        let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let _ = stream.write_all(refusal.as_bytes()).await;
-        if url.path() == CALLBACK_PATH {
-            tracing::warn!("refused a redirect whose `state` is not this login's");
-        }
-        return None;
-    }
-    let outcome = if let Some(why) = wrong_issuer(issuer, param("iss").as_deref()) {
-        tracing::warn!("{why}");
-        Err(Error::invalid_response(name, why))
-    } else if let Some(error) = param("error") {
-        let mut oauth = crate::OAuthError::new(printable(&error));
-        oauth.error_description = param("error_description").as_deref().map(printable);
-        Err(Error::oauth(name, None, oauth))
-    } else {
-        param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
-    };
-    let page = match &outcome {
-        Ok(_) => "Signed in. You can close this window.",
-        Err(_) => "Sign-in failed. Return to the application for details.",
-    };
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-        page.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    Some(outcome)
 }
 
 /// `bytes` random bytes from the operating system, base64url-encoded.
@@ -315,14 +192,28 @@ impl Grant for AuthorizationCode {
             required: m.authorization_response_iss_parameter_supported,
         });
         (self.open)(&url);
-        let code = self.callback(listener, &state, issuer.as_ref()).await?;
+        let clock = self.client.clock();
+        let deadline = clock.sleep_until(clock.now() + self.timeout);
+        let expected = Expected { state, issuer };
+        let (code, browser) =
+            loopback::wait(listener, expected, deadline, self.timeout, name).await?;
+        let code = match code {
+            Ok(code) => code,
+            Err(error) => {
+                browser.finish(false).await;
+                return Err(error);
+            }
+        };
         let params = form([
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", &redirect_uri),
             ("code_verifier", &verifier),
         ]);
-        self.client.token_request(&params).await
+        // The browser is told only once the code was exchanged.
+        let token = self.client.token_request(&params).await;
+        browser.finish(token.is_ok()).await;
+        token
     }
 }
 

@@ -143,6 +143,7 @@ mod exchange;
 mod grant;
 mod grants;
 mod key_kind;
+mod loopback;
 mod response;
 mod retry;
 

@@ -1,0 +1,166 @@
+//! The loopback listener of a browser sign-in (RFC 8252 §7.3): it serves every
+//! connection at once under the login's one deadline (an idle connection holds up
+//! nothing), takes the redirect that carries this login's `state` (compared in
+//! constant time) and names the right issuer (RFC 9207), and tells the browser
+//! the outcome only once the code has been exchanged.
+
+use super::response::{excerpt, printable};
+use crate::{Error, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+pub(super) const CALLBACK_PATH: &str = "/callback";
+
+/// How long one connection may take to send its request line.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The authorization server a login was started with, as its authorization
+/// responses must name it (RFC 9207, mix-up defence: RFC 9700 §4.4).
+#[derive(Debug)]
+pub(super) struct Issuer {
+    /// Its issuer identifier, compared exactly.
+    pub(super) id: String,
+    /// Whether it advertises `iss` in its responses: then one without it is refused.
+    pub(super) required: bool,
+}
+
+/// What this login waits for.
+pub(super) struct Expected {
+    pub(super) state: String,
+    pub(super) issuer: Option<Issuer>,
+}
+
+/// The browser's connection whose redirect carried this login's answer; it is
+/// told the outcome with [`Browser::finish`].
+pub(super) struct Browser(TcpStream);
+
+impl Browser {
+    /// Shows the outcome of the sign-in in the browser.
+    pub(super) async fn finish(mut self, signed_in: bool) {
+        let page = match signed_in {
+            true => "Signed in. You can close this window.",
+            false => "Sign-in failed. Return to the application for details.",
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let _ = self.0.write_all(response.as_bytes()).await;
+    }
+}
+
+/// Waits, until `deadline`, for the redirect that answers this login: its code
+/// (or the server's error) and the browser's connection. Every connection is
+/// served at once; anything else (a favicon, a redirect with another `state`,
+/// which anyone on this machine could send) is refused and the real one still
+/// awaited.
+pub(super) async fn wait(
+    listener: TcpListener,
+    expected: Expected,
+    deadline: crate::clock::Sleep,
+    timeout: Duration,
+    name: &str,
+) -> Result<(Result<String>, Browser)> {
+    let expected = Arc::new(expected);
+    let (found, mut answers) = tokio::sync::mpsc::channel(1);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            Some(answer) = answers.recv() => return Ok(answer),
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.map_err(|e| {
+                    Error::source_failed(name, format!("the loopback listener failed: {e}"))
+                        .with_transient(true)
+                })?;
+                let (expected, found, name) = (expected.clone(), found.clone(), name.to_owned());
+                connections.spawn(async move {
+                    if let Some(answer) = read(stream, &expected, &name).await {
+                        let _ = found.send(answer).await;
+                    }
+                });
+            }
+            () = &mut deadline => {
+                return Err(Error::source_failed(
+                    name,
+                    format!("nobody signed in within {timeout:?}; run the login again"),
+                ));
+            }
+        }
+    }
+}
+
+/// Reads one request: the login's answer and its connection, or `None` (then the
+/// request was refused) for anything else.
+async fn read(
+    mut stream: TcpStream,
+    expected: &Expected,
+    name: &str,
+) -> Option<(Result<String>, Browser)> {
+    // One request line is all we need: a hand-written read beats a server framework
+    // here. The short timeout ends an idle browser preconnect.
+    let mut buffer = vec![0; 8192];
+    let read = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    let request = String::from_utf8_lossy(&buffer[..read]);
+    let target = request
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .to_owned();
+    let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
+    let param = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    // Compared in constant time: the state is this login's secret.
+    let state_matches = param("state")
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.state.as_bytes())));
+    if url.path() != CALLBACK_PATH || !state_matches {
+        let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = stream.write_all(refusal.as_bytes()).await;
+        if url.path() == CALLBACK_PATH {
+            tracing::warn!("refused a redirect whose `state` is not this login's");
+        }
+        return None;
+    }
+    let outcome = if let Some(why) = wrong_issuer(expected.issuer.as_ref(), param("iss").as_deref())
+    {
+        tracing::warn!("{why}");
+        Err(Error::invalid_response(name, why))
+    } else if let Some(error) = param("error") {
+        let mut oauth = crate::OAuthError::new(printable(&error));
+        oauth.error_description = param("error_description").as_deref().map(printable);
+        Err(Error::oauth(name, None, oauth))
+    } else {
+        param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
+    };
+    Some((outcome, Browser(stream)))
+}
+
+/// Why an authorization response's `iss` is refused, if it is.
+fn wrong_issuer(expected: Option<&Issuer>, iss: Option<&str>) -> Option<String> {
+    match (expected, iss) {
+        (Some(expected), Some(iss)) if iss != expected.id => Some(format!(
+            "the sign-in answer names issuer {}, not {}, the server this login was started with: \
+             a mix-up attack, or a misconfigured server; the code was not used",
+            excerpt(iss.as_bytes()),
+            expected.id
+        )),
+        (Some(expected), None) if expected.required => Some(format!(
+            "the sign-in answer does not name its issuer, although {} says it always does \
+             (RFC 9207): refused, the code was not used",
+            expected.id
+        )),
+        _ => None,
+    }
+}
