@@ -138,12 +138,16 @@ impl Error {
     }
 
     /// The server answered with an OAuth2 error (over HTTP with `status`, if any).
-    /// Transient for `temporarily_unavailable`, `server_error`, 429 and 5xx.
+    /// Transient for `temporarily_unavailable`, `server_error`, 429 and 5xx; never
+    /// for the device flow's `authorization_pending` and `slow_down`, whatever the
+    /// status (RFC 8628 §3.5: the grant waits its interval, nothing retries sooner).
     pub fn oauth(source_name: impl Into<String>, status: Option<u16>, error: OAuthError) -> Self {
-        let transient = matches!(
-            error.error.as_str(),
-            "temporarily_unavailable" | "server_error"
-        ) || status.is_some_and(|s| s == 429 || s >= 500);
+        let polling = matches!(error.error.as_str(), "authorization_pending" | "slow_down");
+        let transient = !polling
+            && (matches!(
+                error.error.as_str(),
+                "temporarily_unavailable" | "server_error"
+            ) || status.is_some_and(|s| s == 429 || s >= 500));
         let mut this = Self::new(ErrorKind::OAuth, source_name, String::new(), transient);
         let details = this.details();
         details.status = status;

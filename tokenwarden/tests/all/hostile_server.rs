@@ -327,3 +327,60 @@ async fn an_error_page_that_echoes_the_request_quotes_no_secret() {
         );
     }
 }
+
+/// The device flow waits at least the server's interval, however long (here
+/// 90 s), and a `slow_down` sent with HTTP 429 is not retried sooner by the
+/// request's own retries: the next poll comes 5 s later than the interval.
+#[tokio::test]
+async fn device_polling_keeps_to_the_servers_interval() {
+    let _h = harness();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dc",
+            "user_code": "ABCD",
+            "verification_uri": "https://example.com/device",
+            "expires_in": 600,
+            "interval": 90,
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(429).set_body_json(serde_json::json!({"error": "slow_down"})),
+        )
+        .mount(&server)
+        .await;
+    let clock = clock();
+    let client = OAuth2Client::builder()
+        .token_url(format!("{}/token", server.uri()))
+        .device_authorization_url(format!("{}/device", server.uri()))
+        .client_id("cli")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let polling = tokio::spawn(async move { client.device_code().on_prompt(|_| {}).fetch().await });
+    let polls = || async { token_requests(&server).await };
+    let settle = || tokio::time::sleep(Duration::from_millis(100));
+    settle().await;
+    clock.advance(Duration::from_secs(89));
+    settle().await;
+    assert_eq!(polls().await, 0, "not before the server's 90 s");
+    clock.advance(Duration::from_secs(1));
+    while polls().await < 1 {
+        settle().await;
+    }
+    // slow_down (with 429): the next poll is 95 s later, not a quick retry.
+    for _ in 0..9 {
+        clock.advance(Duration::from_secs(10));
+        settle().await;
+    }
+    assert_eq!(polls().await, 1, "no poll within the 95 s after slow_down");
+    clock.advance(Duration::from_secs(5));
+    while polls().await < 2 {
+        settle().await;
+    }
+    polling.abort();
+}

@@ -15,9 +15,9 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// RFC 8628 §3.5: `slow_down` adds five seconds to the interval.
 const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
-/// The longest wait between polls, whatever the server says.
-const MAX_INTERVAL_SECS: u64 = 60;
-const MAX_INTERVAL: Duration = Duration::from_secs(MAX_INTERVAL_SECS);
+/// The longest wait between polls after transient failures (unless the server's
+/// own interval is longer).
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest a user code is waited for (a day), whatever the server says.
 const MAX_CODE_LIFETIME_SECS: u64 = 24 * 60 * 60;
 
@@ -167,9 +167,11 @@ impl Grant for DeviceCode {
         let lifetime =
             Duration::from_secs(authorization.prompt.expires_in.min(MAX_CODE_LIFETIME_SECS));
         let deadline = clock.now() + lifetime;
+        // At least the server's interval (RFC 8628 §3.5), however long.
         let mut interval = authorization.interval.map_or(DEFAULT_INTERVAL, |secs| {
-            Duration::from_secs(secs.clamp(1, MAX_INTERVAL_SECS))
+            Duration::from_secs(secs.clamp(1, MAX_CODE_LIFETIME_SECS))
         });
+        let longest = interval.max(MAX_INTERVAL);
         let params = form([
             ("grant_type", GRANT_TYPE),
             ("device_code", &authorization.device_code),
@@ -180,11 +182,12 @@ impl Grant for DeviceCode {
                 Ok(token) => return Ok(token),
                 Err(error) => match error.oauth_error().map(|e| e.error.as_str()) {
                     Some("authorization_pending") => {}
-                    Some("slow_down") => interval = (interval + SLOW_DOWN_STEP).min(MAX_INTERVAL),
+                    // "by 5 seconds for this and all subsequent requests"
+                    Some("slow_down") => interval += SLOW_DOWN_STEP,
                     // RFC 8628 §3.5: on a connection problem, back off and keep polling.
                     _ if error.is_transient() => {
                         tracing::debug!(%error, "device polling failed for now; slowing down");
-                        interval = (interval * 2).min(MAX_INTERVAL);
+                        interval = (interval * 2).min(longest);
                     }
                     // access_denied, expired_token, and everything else end the wait.
                     _ => return Err(error),
