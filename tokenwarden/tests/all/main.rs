@@ -31,4 +31,5 @@ mod secrets;
 mod sources;
 mod tonic_channel;
 mod tower_layer;
+mod user_keys;
 mod windows;

@@ -39,6 +39,7 @@ pub struct AuthorizationCode {
     timeout: Duration,
     open: OpenBrowser,
     extra: Vec<(String, String)>,
+    user: Option<String>,
 }
 
 impl OAuth2Client {
@@ -51,6 +52,7 @@ impl OAuth2Client {
             timeout: DEFAULT_LOGIN_TIMEOUT,
             open: Arc::new(open_browser),
             extra: Vec::new(),
+            user: None,
         }
     }
 }
@@ -89,6 +91,15 @@ impl AuthorizationCode {
     /// How long the user has to sign in. Defaults to [`DEFAULT_LOGIN_TIMEOUT`].
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Who signs in (any id of yours: a user name, an account number): part of
+    /// the token's key, so that two users' sign-ins through one client never
+    /// share a stored token. Without it, the key names the client and scope only:
+    /// one user per client and scope.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
         self
     }
 
@@ -158,8 +169,13 @@ impl Grant for AuthorizationCode {
     }
 
     fn grant_key(&self) -> TokenKey {
-        self.client
-            .key("authorization_code", &[("scope", self.scope.as_deref())])
+        self.client.key(
+            "authorization_code",
+            &[
+                ("scope", self.scope.as_deref()),
+                ("subject", self.user.as_deref()),
+            ],
+        )
     }
 
     async fn new_token(&self) -> Result<Token> {

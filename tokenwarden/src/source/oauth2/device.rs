@@ -59,6 +59,7 @@ pub struct DeviceCode {
     client: OAuth2Client,
     scope: Option<String>,
     prompt: Prompt,
+    user: Option<String>,
 }
 
 impl OAuth2Client {
@@ -67,6 +68,7 @@ impl OAuth2Client {
         DeviceCode {
             client: self.clone(),
             scope: None,
+            user: None,
             prompt: Arc::new(|prompt: &DevicePrompt| {
                 eprintln!(
                     "To sign in, open {} and enter the code {}",
@@ -81,6 +83,15 @@ impl DeviceCode {
     /// Asks for this scope (add `offline_access` for a refresh token on OpenID servers).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
+        self
+    }
+
+    /// Who signs in (any id of yours: a user name, an account number): part of
+    /// the token's key, so that two users' sign-ins through one client never
+    /// share a stored token. Without it, the key names the client and scope only:
+    /// one user per client and scope.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
         self
     }
 
@@ -154,8 +165,13 @@ impl Grant for DeviceCode {
     }
 
     fn grant_key(&self) -> TokenKey {
-        self.client
-            .key("device_code", &[("scope", self.scope.as_deref())])
+        self.client.key(
+            "device_code",
+            &[
+                ("scope", self.scope.as_deref()),
+                ("subject", self.user.as_deref()),
+            ],
+        )
     }
 
     async fn new_token(&self) -> Result<Token> {

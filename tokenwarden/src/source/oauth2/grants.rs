@@ -140,10 +140,12 @@ impl OAuth2Client {
     /// A source that starts from a refresh token obtained elsewhere (a previous
     /// login, `REFRESH_TOKEN`, a CLI profile), and follows its rotations.
     pub fn refresh_token(&self, refresh_token: impl Into<RefreshToken>) -> RefreshTokenGrant {
+        let refresh_token = refresh_token.into();
         RefreshTokenGrant {
             client: self.clone(),
             request: Request::default(),
-            latest: Mutex::new(refresh_token.into()),
+            subject: crate::token::fingerprint(refresh_token.secret()),
+            latest: Mutex::new(refresh_token),
         }
     }
 }
@@ -224,6 +226,9 @@ pub struct RefreshTokenGrant {
     client: OAuth2Client,
     request: Request,
     latest: Mutex<RefreshToken>,
+    /// Whose grant it is, for the key: the fingerprint of the refresh token it
+    /// was made with (two users' tokens never share a key; rotations keep it).
+    subject: String,
 }
 
 impl RefreshTokenGrant {
@@ -275,6 +280,10 @@ impl TokenSource for RefreshTokenGrant {
     }
 
     fn key(&self) -> TokenKey {
-        self.request.key(&self.client, "refresh_token", &[])
+        self.request.key(
+            &self.client,
+            "refresh_token",
+            &[("subject", Some(&self.subject))],
+        )
     }
 }
