@@ -151,7 +151,10 @@ impl Profile {
             Grant::ClientCredentials => Arc::new(shaped!(self, client()?.client_credentials())),
             Grant::RefreshToken => Arc::new(shaped!(
                 self,
-                client()?.refresh_token(self.refresh_token.clone().unwrap_or_default())
+                client()?
+                    .refresh_token(self.refresh_token.clone().unwrap_or_default())
+                    // The profile is the user: its refresh token is rotated.
+                    .user(&self.name)
             )),
             Grant::Password => Arc::new(shaped!(
                 self,

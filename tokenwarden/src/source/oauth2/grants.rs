@@ -234,6 +234,15 @@ pub struct RefreshTokenGrant {
 impl RefreshTokenGrant {
     request_setters!();
 
+    /// Whose grant it is (any id of yours), for the token's key, in place of the
+    /// default: the fingerprint of the refresh token it was made with. Give one
+    /// where that refresh token changes between runs (read from the environment,
+    /// or seeded once and rotated since) but the user does not.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.subject = user.into();
+        self
+    }
+
     async fn refresh_with(&self, refresh_token: &RefreshToken) -> Result<Token> {
         let form = self.request.form(
             "refresh_token",
