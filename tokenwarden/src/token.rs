@@ -39,7 +39,10 @@ pub struct Token {
     /// The granted scope, space-separated, if the server said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// The OpenID Connect ID token, if one came with the access token.
+    /// The OpenID Connect ID token, if one came with the access token: **as the
+    /// server sent it, not validated** (no signature, `iss`, `aud` or `nonce`
+    /// check yet). Validate it yourself before you take an identity from it;
+    /// tokenwarden derives nothing (no key, no identity) from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<IdToken>,
     /// The other fields of the token response.

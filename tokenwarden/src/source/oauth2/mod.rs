@@ -133,6 +133,23 @@
 //! server's metadata ([`ProviderMetadata`]), fetched once. When the server has a
 //! revocation endpoint, [`TokenManager::logout`](crate::TokenManager::logout)
 //! revokes the refresh and access tokens there (RFC 7009).
+//!
+//! ## What is checked in what a server sends
+//!
+//! - Discovery: the document's `issuer` is the very string configured; every
+//!   endpoint is https (http only on loopback, and only for a loopback issuer).
+//! - A browser sign-in's answer: this login's `state` (constant time), and its
+//!   `iss` (RFC 9207: exact whenever present, required where advertised).
+//! - A token response: JSON of at most 1 MiB with a non-empty `access_token`;
+//!   `token_type` (Bearer, or kept as given), `expires_in` (a number or a numeric
+//!   string; else the access token's JWT `exp`, read without verifying it, only
+//!   to learn the lifetime; else the default lifetime), a token already expired on
+//!   arrival is refused; `refresh_token` kept (the previous one when a refresh
+//!   answer has none); `scope` kept as granted.
+//! - Not checked: the access token's contents (opaque to a client), and the ID
+//!   token (stored as received: see [`Token::id_token`](crate::Token::id_token)).
+//! - Every server string that may reach a terminal or a log is stripped of
+//!   control characters; no value a request carried is quoted back in an error.
 
 mod auth;
 mod authorization_code;
