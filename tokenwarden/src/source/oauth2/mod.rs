@@ -143,8 +143,8 @@
 //! - A token response: JSON of at most 1 MiB with a non-empty `access_token`;
 //!   `token_type` (Bearer, or kept as given), `expires_in` (a number or a numeric
 //!   string; else the access token's JWT `exp`, read without verifying it, only
-//!   to learn the lifetime; else the default lifetime), a token already expired on
-//!   arrival is refused; `refresh_token` kept (the previous one when a refresh
+//!   to learn the lifetime; else the default lifetime; the manager refuses a token
+//!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
 //!   answer has none); `scope` kept as granted.
 //! - Not checked: the access token's contents (opaque to a client), and the ID
 //!   token (stored as received: see [`Token::id_token`](crate::Token::id_token)).
