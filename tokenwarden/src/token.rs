@@ -39,10 +39,14 @@ pub struct Token {
     /// The granted scope, space-separated, if the server said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// The OpenID Connect ID token, if one came with the access token: **as the
-    /// server sent it, not validated** (no signature, `iss`, `aud` or `nonce`
-    /// check yet). Validate it yourself before you take an identity from it;
-    /// tokenwarden derives nothing (no key, no identity) from it.
+    /// The OpenID Connect ID token, if one came with the access token. From the
+    /// OAuth2 sources of a client with an issuer it is validated before the token
+    /// is stored (signature against the issuer's keys, `iss`, `aud`, `azp`,
+    /// `exp`, `iat`, and the browser sign-in's `nonce`): a new sign-in with one
+    /// that does not validate is refused, and a refresh keeps its token without
+    /// it. From other sources (a client given endpoints only, your own source,
+    /// [`from_env`](Self::from_env)) it is as given: validate it before you take an
+    /// identity from it. tokenwarden derives nothing (no key, no identity) from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<IdToken>,
     /// The other fields of the token response.

@@ -17,6 +17,7 @@ mod coordination;
 mod file_processes;
 mod file_store;
 mod hostile_server;
+mod id_tokens;
 mod keyring_store;
 mod listener;
 mod login_source;

@@ -200,9 +200,18 @@ impl Grant for AuthorizationCode {
         let verifier = random(32, name)?; // 43 characters, RFC 7636 §4.1
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.as_bytes()));
-        let url = self
+        // OpenID: a nonce binds the ID token to this sign-in (no replayed one).
+        let openid = self
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split_whitespace().any(|s| s == "openid"));
+        let nonce = openid.then(|| random(16, name)).transpose()?;
+        let mut url = self
             .authorization_url(&redirect_uri, &state, &challenge)
             .await?;
+        if let Some(nonce) = &nonce {
+            url.query_pairs_mut().append_pair("nonce", nonce);
+        }
         let issuer = self.client.metadata().await?.map(|m| Issuer {
             id: m.issuer.clone(),
             required: m.authorization_response_iss_parameter_supported,
@@ -226,8 +235,14 @@ impl Grant for AuthorizationCode {
             ("redirect_uri", &redirect_uri),
             ("code_verifier", &verifier),
         ]);
-        // The browser is told only once the code was exchanged.
-        let token = self.client.token_request(&params).await;
+        // The browser is told only once the code was exchanged and the ID token
+        // (with this sign-in's nonce) checked.
+        let token = match self.client.token_request(&params).await {
+            Ok(token) => super::id_token::check_new(&self.client, &token, nonce.as_deref())
+                .await
+                .map(|()| token),
+            Err(error) => Err(error),
+        };
         browser.finish(token.is_ok()).await;
         token
     }

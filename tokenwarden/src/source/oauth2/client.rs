@@ -66,6 +66,8 @@ struct Inner {
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
     metadata: OnceCell<ProviderMetadata>,
+    /// The issuer's published keys, for ID tokens.
+    jwks: tokio::sync::Mutex<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
 }
 
 /// Builds an [`OAuth2Client`]. Made by [`OAuth2Client::builder`].
@@ -114,6 +116,11 @@ impl OAuth2Client {
             .get_or_try_init(|| discovery::fetch(self, issuer, issuer_id))
             .await?;
         Ok(Some(metadata))
+    }
+
+    /// Where the issuer's keys are kept once read (see `id_token`).
+    pub(crate) fn jwks_cache(&self) -> &tokio::sync::Mutex<Option<Arc<jsonwebtoken::jwk::JwkSet>>> {
+        &self.inner.jwks
     }
 
     /// The token endpoint: given, or discovered.
@@ -652,6 +659,7 @@ impl OAuth2ClientBuilder {
                 retry: self.retry.unwrap_or_default(),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 metadata: OnceCell::new(),
+                jwks: tokio::sync::Mutex::default(),
             }),
         })
     }

@@ -25,6 +25,9 @@ pub struct ProviderMetadata {
     /// The revocation endpoint (RFC 7009).
     #[serde(default)]
     pub revocation_endpoint: Option<Url>,
+    /// Where the issuer publishes the keys its ID tokens are signed with.
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
     /// The grant types the server supports, if it says.
     #[serde(default)]
     pub grant_types_supported: Vec<String>,
@@ -42,6 +45,7 @@ impl ProviderMetadata {
             self.authorization_endpoint.as_ref(),
             self.device_authorization_endpoint.as_ref(),
             self.revocation_endpoint.as_ref(),
+            self.jwks_uri.as_ref(),
         ]
         .into_iter()
         .flatten()

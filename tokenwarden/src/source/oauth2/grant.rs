@@ -26,17 +26,23 @@ pub trait Grant: std::fmt::Debug + Send + Sync {
 #[async_trait]
 impl<G: Grant> TokenSource for G {
     async fn fetch(&self) -> Result<Token> {
-        self.new_token().await
+        let token = self.new_token().await?;
+        // Before it is stored (the sign-in's nonce, where it sent one, is checked
+        // in its own grant).
+        super::id_token::check_new(self.client(), &token, None).await?;
+        Ok(token)
     }
 
     async fn refresh(&self, current: &Token) -> Result<Token> {
         match &current.refresh_token {
             Some(refresh) => {
-                self.client()
+                let token = self
+                    .client()
                     .refresh(refresh.secret(), &self.refresh_params())
-                    .await
+                    .await?;
+                Ok(super::id_token::check_refreshed(self.client(), token).await)
             }
-            None => self.new_token().await,
+            None => self.fetch().await,
         }
     }
 

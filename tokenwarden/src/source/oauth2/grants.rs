@@ -248,7 +248,8 @@ impl RefreshTokenGrant {
             "refresh_token",
             &[("refresh_token", refresh_token.secret())],
         );
-        let mut token = self.client.token_request(&form).await?;
+        let token = self.client.token_request(&form).await?;
+        let mut token = super::id_token::check_refreshed(&self.client, token).await;
         if token.refresh_token.is_none() {
             token.refresh_token = Some(refresh_token.clone());
         }

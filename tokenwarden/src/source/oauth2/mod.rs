@@ -146,8 +146,10 @@
 //!   to learn the lifetime; else the default lifetime; the manager refuses a token
 //!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
 //!   answer has none); `scope` kept as granted.
-//! - Not checked: the access token's contents (opaque to a client), and the ID
-//!   token (stored as received: see [`Token::id_token`](crate::Token::id_token)).
+//! - The ID token (with an issuer): signature against the issuer's keys, `iss`,
+//!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; see
+//!   [`Token::id_token`](crate::Token::id_token).
+//! - Not checked: the access token's contents (opaque to a client).
 //! - Every server string that may reach a terminal or a log is stripped of
 //!   control characters; no value a request carried is quoted back in an error.
 
@@ -159,6 +161,7 @@ mod discovery;
 mod exchange;
 mod grant;
 mod grants;
+mod id_token;
 mod key_kind;
 mod loopback;
 mod response;

@@ -1,0 +1,159 @@
+//! ID tokens from a server of the tests' own (issue 14, item 5): signed with a
+//! key it publishes (JWKS), and then altered one way at a time. A new sign-in
+//! whose ID token does not validate is refused; one that does keeps it.
+
+use crate::common::*;
+use base64::Engine as _;
+use std::sync::{Arc, Mutex};
+use tokenwarden::source::oauth2::OAuth2Client;
+use tokenwarden::{ErrorKind, TokenSource};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// An issuer with an Ed25519 signing key; its token endpoint answers with the
+/// ID token set last.
+struct Issuer {
+    server: MockServer,
+    seed: [u8; 32],
+    id_token: Arc<Mutex<String>>,
+    clock: tokenwarden::ManualClock,
+}
+
+fn pem(seed: &[u8; 32]) -> String {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(seed);
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+}
+
+impl Issuer {
+    async fn start() -> Self {
+        let server = MockServer::start().await;
+        let seed: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
+        let uri = server.uri();
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "issuer": uri,
+                "token_endpoint": format!("{uri}/token"),
+                "jwks_uri": format!("{uri}/jwks"),
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/jwks"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"}],
+            })))
+            .mount(&server)
+            .await;
+        let id_token = Arc::new(Mutex::new(String::new()));
+        struct Answer(Arc<Mutex<String>>);
+        impl wiremock::Respond for Answer {
+            fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "access_token": format!("{MARKER}-at"),
+                    "token_type": "Bearer",
+                    "expires_in": 600,
+                    "id_token": *self.0.lock().unwrap(),
+                }))
+            }
+        }
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(Answer(id_token.clone()))
+            .mount(&server)
+            .await;
+        Self {
+            server,
+            seed,
+            id_token,
+            clock: clock(),
+        }
+    }
+
+    /// An ID token signed with `seed`, with the usual claims changed by `edit`.
+    fn signed(&self, seed: &[u8; 32], edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let now = tokenwarden::Clock::now(&self.clock)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "iss": self.server.uri(),
+            "sub": "alice",
+            "aud": "app",
+            "iat": now,
+            "exp": now + 600,
+        });
+        edit(&mut claims);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem(seed).as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    async fn fetch_with(&self, id_token: String) -> tokenwarden::Result<tokenwarden::Token> {
+        *self.id_token.lock().unwrap() = id_token;
+        let client = OAuth2Client::builder()
+            .issuer(self.server.uri())
+            .client_id("app")
+            .clock(self.clock.clone())
+            .build()
+            .unwrap();
+        client.client_credentials().scope("openid").fetch().await
+    }
+}
+
+#[tokio::test]
+async fn an_id_token_is_validated_before_the_token_is_stored() {
+    let _h = harness();
+    let issuer = Issuer::start().await;
+    let good = issuer.signed(&issuer.seed, |_| {});
+    let token = issuer.fetch_with(good.clone()).await.unwrap();
+    assert_eq!(token.id_token.unwrap().secret(), good, "kept, validated");
+
+    let other_key: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+    let bad = [
+        ("not-a-jwt".to_owned(), "not a JWT"),
+        (issuer.signed(&other_key, |_| {}), "signature"),
+        (
+            issuer.signed(&issuer.seed, |c| c["iss"] = "https://evil.example".into()),
+            "`iss`",
+        ),
+        (
+            issuer.signed(&issuer.seed, |c| c["aud"] = "another-app".into()),
+            "`aud`",
+        ),
+        (
+            issuer.signed(&issuer.seed, |c| {
+                c["aud"] = serde_json::json!(["app", "other"])
+            }),
+            "no `azp`",
+        ),
+        (
+            issuer.signed(&issuer.seed, |c| c["exp"] = 1_000.into()),
+            "expired",
+        ),
+        (
+            issuer.signed(&issuer.seed, |c| c["iat"] = u64::MAX.into()),
+            "future",
+        ),
+    ];
+    for (id_token, why) in bad {
+        let error = issuer.fetch_with(id_token).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{error}");
+        let said = error.to_string();
+        assert!(
+            said.contains("ID token") && said.contains(why),
+            "{why}: {said}"
+        );
+        assert!(!said.contains(MARKER), "{said}");
+    }
+}
