@@ -42,6 +42,7 @@ impl Issuer {
             .and(path("/.well-known/openid-configuration"))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "issuer": uri,
+                "authorization_endpoint": format!("{uri}/authorize"),
                 "token_endpoint": format!("{uri}/token"),
                 "jwks_uri": format!("{uri}/jwks"),
             })))
@@ -155,5 +156,60 @@ async fn an_id_token_is_validated_before_the_token_is_stored() {
             "{why}: {said}"
         );
         assert!(!said.contains(MARKER), "{said}");
+    }
+}
+
+/// A browser sign-in with `openid` sends a nonce, and an ID token with another
+/// (one replayed from an earlier sign-in) is refused; with its own, accepted.
+#[tokio::test]
+async fn a_browser_sign_in_checks_its_nonce() {
+    let _h = harness();
+    let issuer = Arc::new(Issuer::start().await);
+    for replayed in [true, false] {
+        let client = OAuth2Client::builder()
+            .issuer(issuer.server.uri())
+            .client_id("app")
+            .clock(issuer.clock.clone())
+            .build()
+            .unwrap();
+        let answered = Arc::new(Mutex::new(None));
+        let source = client.authorization_code().scope("openid").on_open({
+            let (issuer, answered) = (issuer.clone(), answered.clone());
+            move |url| {
+                let find = |key: &str| {
+                    url.query_pairs()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap()
+                };
+                let nonce = if replayed {
+                    "an-earlier-sign-ins".to_owned()
+                } else {
+                    find("nonce")
+                };
+                *issuer.id_token.lock().unwrap() =
+                    issuer.signed(&issuer.seed, |c| c["nonce"] = nonce.into());
+                let mut callback = url::Url::parse(&find("redirect_uri")).unwrap();
+                callback
+                    .query_pairs_mut()
+                    .append_pair("code", "code")
+                    .append_pair("state", &find("state"));
+                *answered.lock().unwrap() = Some(tokio::spawn(reqwest::get(callback)));
+            }
+        });
+        let outcome = source.fetch().await;
+        let browser = answered.lock().unwrap().take().unwrap();
+        let page = browser.await.unwrap().unwrap().text().await.unwrap();
+        match replayed {
+            true => {
+                let error = outcome.unwrap_err().to_string();
+                assert!(error.contains("`nonce`"), "{error}");
+                assert!(page.contains("Sign-in failed"), "{page}");
+            }
+            false => {
+                assert!(outcome.unwrap().id_token.is_some());
+                assert!(page.contains("Signed in"), "{page}");
+            }
+        }
     }
 }
