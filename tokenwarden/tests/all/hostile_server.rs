@@ -384,3 +384,46 @@ async fn device_polling_keeps_to_the_servers_interval() {
     }
     polling.abort();
 }
+
+/// A granted scope narrower than the one asked for: the token is not taken (a
+/// caller that asked for `write` would get 403s); a response without `scope`
+/// means the scope asked for (RFC 6749 §5.1), kept with the token.
+#[tokio::test]
+async fn a_narrower_grant_than_asked_is_refused_and_the_granted_scope_kept() {
+    let _h = harness();
+    for (granted, outcome) in [(Some("read"), None), (None, Some("read write"))] {
+        let server = MockServer::start().await;
+        let mut body = serde_json::json!({
+            "access_token": format!("{MARKER}-at"),
+            "token_type": "Bearer",
+            "expires_in": 600,
+        });
+        if let Some(granted) = granted {
+            body["scope"] = granted.into();
+        }
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let client = OAuth2Client::builder()
+            .token_url(format!("{}/token", server.uri()))
+            .client_id("svc")
+            .build()
+            .unwrap();
+        let fetched = client
+            .client_credentials()
+            .scope("read write")
+            .fetch()
+            .await;
+        match outcome {
+            None => {
+                let error = fetched.unwrap_err();
+                let oauth = error.oauth_error().expect("an OAuth error");
+                assert_eq!(oauth.error, "insufficient_scope");
+                assert!(error.to_string().contains("`write`"), "{error}");
+            }
+            Some(scope) => assert_eq!(fetched.unwrap().scope.as_deref(), Some(scope)),
+        }
+    }
+}

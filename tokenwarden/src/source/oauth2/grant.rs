@@ -2,7 +2,7 @@
 //! revoking at the server, its name): each grant only says how it gets a new token.
 
 use super::client::OAuth2Client;
-use crate::{Result, Token, TokenKey, TokenSource};
+use crate::{Error, OAuthError, Result, Token, TokenKey, TokenSource};
 use async_trait::async_trait;
 
 /// A grant: how a new token is obtained. Every `Grant` is a [`TokenSource`].
@@ -26,10 +26,22 @@ pub trait Grant: std::fmt::Debug + Send + Sync {
 #[async_trait]
 impl<G: Grant> TokenSource for G {
     async fn fetch(&self) -> Result<Token> {
-        let token = self.new_token().await?;
+        let mut token = self.new_token().await?;
         // Before it is stored (the sign-in's nonce, where it sent one, is checked
         // in its own grant).
         super::id_token::check_new(self.client(), &token, None).await?;
+        if let Some(missing) = granted(self, &mut token) {
+            return Err(Error::oauth(
+                self.client().name(),
+                None,
+                OAuthError {
+                    error_description: Some(format!(
+                        "the server granted less than was asked: no {missing};                          ask for a scope the client may have, or grant it at the server"
+                    )),
+                    ..OAuthError::new("insufficient_scope")
+                },
+            ));
+        }
         Ok(token)
     }
 
@@ -40,7 +52,12 @@ impl<G: Grant> TokenSource for G {
                     .client()
                     .refresh(refresh.secret(), &self.refresh_params())
                     .await?;
-                Ok(super::id_token::check_refreshed(self.client(), token).await)
+                let mut token = super::id_token::check_refreshed(self.client(), token).await;
+                // Kept all the same: its refresh token may have rotated.
+                if let Some(missing) = granted(self, &mut token) {
+                    tracing::warn!(source = %self.name(), "the refreshed token has no {missing}, which was asked for");
+                }
+                Ok(token)
             }
             None => self.fetch().await,
         }
@@ -57,4 +74,23 @@ impl<G: Grant> TokenSource for G {
     fn key(&self) -> TokenKey {
         self.grant_key()
     }
+}
+
+/// Keeps the granted scope with `token` (the one asked for where the server
+/// said none: RFC 6749 §5.1); the scope values asked for and not granted, if any.
+fn granted<G: Grant + ?Sized>(grant: &G, token: &mut Token) -> Option<String> {
+    let asked = grant
+        .refresh_params()
+        .into_iter()
+        .find(|(name, _)| name == "scope")
+        .map(|(_, scope)| scope)?;
+    let granted = token.scope.get_or_insert_with(|| asked.clone());
+    let granted: Vec<&str> = granted.split_whitespace().collect();
+    // `openid` and `offline_access` ask for an ID token and a refresh token, not
+    // for access: servers differ on whether they echo them.
+    let missing: Vec<&str> = asked
+        .split_whitespace()
+        .filter(|s| !granted.contains(s) && !matches!(*s, "openid" | "offline_access"))
+        .collect();
+    (!missing.is_empty()).then(|| format!("`{}`", missing.join(" ")))
 }

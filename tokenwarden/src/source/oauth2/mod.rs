@@ -145,7 +145,9 @@
 //!   string; else the access token's JWT `exp`, read without verifying it, only
 //!   to learn the lifetime; else the default lifetime; the manager refuses a token
 //!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
-//!   answer has none); `scope` kept as granted.
+//!   answer has none); `scope` kept as granted (the one asked for where the
+//!   server said none), and a new grant narrower than asked is refused
+//!   (`insufficient_scope`; `openid` and `offline_access` aside).
 //! - The ID token (with an issuer): signature against the issuer's keys, `iss`,
 //!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; see
 //!   [`Token::id_token`](crate::Token::id_token).
