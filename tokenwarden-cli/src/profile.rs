@@ -153,8 +153,10 @@ impl Profile {
                 self,
                 client()?
                     .refresh_token(self.refresh_token.clone().unwrap_or_default())
-                    // The profile is the user: its refresh token is rotated.
-                    .user(&self.name)
+                    // The profile (in the key already) is the user: its refresh
+                    // token is rotated, and the key stays the one earlier versions
+                    // stored under.
+                    .user("")
             )),
             Grant::Password => Arc::new(shaped!(
                 self,

@@ -238,7 +238,7 @@ impl Grant for AuthorizationCode {
         // The browser is told only once the code was exchanged and the ID token
         // (with this sign-in's nonce) checked.
         let token = match self.client.token_request(&params).await {
-            Ok(token) => super::id_token::check_new(&self.client, &token, nonce.as_deref())
+            Ok(mut token) => super::id_token::check_new(&self.client, &mut token, nonce.as_deref())
                 .await
                 .map(|()| token),
             Err(error) => Err(error),

@@ -64,6 +64,7 @@ struct Inner {
     http: reqwest::Client,
     timeout: Duration,
     retry: RetryPolicy,
+    assertion_audience: AssertionAudience,
     clock: Arc<dyn Clock>,
     metadata: OnceCell<ProviderMetadata>,
     /// The issuer's published keys, for ID tokens.
@@ -84,6 +85,7 @@ pub struct OAuth2ClientBuilder {
     http: Option<reqwest::Client>,
     timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
+    assertion_audience: AssertionAudience,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -116,6 +118,16 @@ impl OAuth2Client {
             .get_or_try_init(|| discovery::fetch(self, issuer, issuer_id))
             .await?;
         Ok(Some(metadata))
+    }
+
+    /// Whether the client discovers its endpoints from an issuer.
+    pub(crate) fn has_issuer(&self) -> bool {
+        self.inner.issuer_id.is_some()
+    }
+
+    /// The issuer's metadata if it was fetched already (no request).
+    pub(crate) fn cached_metadata(&self) -> Option<&ProviderMetadata> {
+        self.inner.metadata.get()
     }
 
     /// Where the issuer's keys are kept once read (see `id_token`).
@@ -243,7 +255,11 @@ impl OAuth2Client {
                             // RFC 7009 §2.2.1: the server cannot revoke this kind of token.
                             Some(error) if error.error == "unsupported_token_type" => Ok(()),
                             Some(error) => Err(response::with_retry_after(
-                                Error::oauth(&self.inner.name, Some(answer.status), error),
+                                Error::oauth(
+                                    &self.inner.name,
+                                    Some(answer.status),
+                                    response::scrubbed(error, &answer),
+                                ),
                                 &answer,
                             )),
                             None => Err(response::status_error(&self.inner.name, &answer)),
@@ -266,9 +282,24 @@ impl OAuth2Client {
         // another server (named by a hostile discovery document) can use it nowhere
         // else. Without an issuer, to the token endpoint. A fresh one (new `jti`)
         // per request, retries included.
-        let audience = match (&inner.auth, &inner.issuer_id) {
-            (ClientAuth::PrivateKeyJwt(_), Some(issuer)) => issuer.clone(),
-            (ClientAuth::PrivateKeyJwt(_), None) => self.token_url().await?.to_string(),
+        let audience = match (&inner.auth, &inner.issuer_id, inner.assertion_audience) {
+            (ClientAuth::PrivateKeyJwt(_), Some(issuer), AssertionAudience::Issuer) => {
+                issuer.clone()
+            }
+            (ClientAuth::PrivateKeyJwt(_), Some(issuer), AssertionAudience::Endpoint) => {
+                // Such an assertion is good at whatever server runs that endpoint:
+                // only the issuer's own are sent one.
+                let own = Url::parse(issuer).is_ok_and(|i| i.origin() == url.origin());
+                if !own {
+                    return Err(Error::config(format!(
+                        "{} is not on the issuer's origin ({issuer}): no client assertion \
+                         addressed to it is sent (AssertionAudience::Endpoint)",
+                        display_url(url)
+                    )));
+                }
+                url.to_string()
+            }
+            (ClientAuth::PrivateKeyJwt(_), None, _) => self.token_url().await?.to_string(),
             _ => url.to_string(),
         };
         let (authorization, credentials) =
@@ -462,6 +493,19 @@ pub(crate) fn display_url(url: &Url) -> String {
     )
 }
 
+/// What the `aud` of a `private_key_jwt` client assertion names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AssertionAudience {
+    /// The issuer identifier (the update of RFC 7523 recommends it): an
+    /// assertion that reaches another server's endpoint is good nowhere else.
+    #[default]
+    Issuer,
+    /// The endpoint each request goes to, for servers that require it (Okta);
+    /// then only endpoints on the issuer's origin are sent an assertion.
+    Endpoint,
+}
+
 /// The form fields whose values are secrets of the request.
 const SECRET_FIELDS: &[&str] = &[
     "client_secret",
@@ -474,6 +518,7 @@ const SECRET_FIELDS: &[&str] = &[
     "assertion",
     "subject_token",
     "actor_token",
+    "token",
 ];
 
 /// What a request carries that an error must never quote: the values of its
@@ -497,9 +542,17 @@ fn never_quoted(
             .and_then(|a| a.strip_prefix("Basic "))
             .map(str::to_owned),
     );
+    // Echoed as the form sent it (`+` for spaces), percent-encoded (`%20`), or
+    // inside a JSON string (escaped).
     let encoded: Vec<String> = values
         .iter()
-        .map(|v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect())
+        .flat_map(|v| {
+            let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            let percent = form.replace('+', "%20");
+            let json = serde_json::to_string(v).unwrap_or_default();
+            let json = json.trim_matches('"').to_owned();
+            [form, percent, json]
+        })
         .collect();
     values.extend(encoded);
     // Longest first, so that a value inside another is not left half-replaced;
@@ -541,6 +594,13 @@ impl OAuth2ClientBuilder {
     /// Authenticates with a JWT signed by this key (`private_key_jwt`).
     pub fn private_key_jwt(mut self, signer: JwtSigner) -> Self {
         self.auth = Some(ClientAuth::PrivateKeyJwt(signer));
+        self
+    }
+
+    /// What the `aud` of a `private_key_jwt` client assertion names. Defaults to
+    /// [`AssertionAudience::Issuer`].
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
         self
     }
 
@@ -657,6 +717,7 @@ impl OAuth2ClientBuilder {
                 http,
                 timeout: self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 retry: self.retry.unwrap_or_default(),
+                assertion_audience: self.assertion_audience,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 metadata: OnceCell::new(),
                 jwks: tokio::sync::Mutex::default(),

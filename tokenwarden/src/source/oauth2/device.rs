@@ -193,7 +193,10 @@ impl Grant for DeviceCode {
             ("device_code", &authorization.device_code),
         ]);
         loop {
-            clock.sleep_until(clock.now() + interval).await;
+            // Not past the code's expiry: then there is nothing left to wait for.
+            clock
+                .sleep_until((clock.now() + interval).min(deadline))
+                .await;
             match self.client.token_request(&params).await {
                 Ok(token) => return Ok(token),
                 Err(error) => match error.oauth_error().map(|e| e.error.as_str()) {
@@ -203,7 +206,8 @@ impl Grant for DeviceCode {
                     // RFC 8628 §3.5: on a connection problem, back off and keep polling.
                     _ if error.is_transient() => {
                         tracing::debug!(%error, "device polling failed for now; slowing down");
-                        interval = (interval * 2).min(longest);
+                        // Never below what the server asked for (slow_down included).
+                        interval = (interval * 2).min(longest.max(interval));
                     }
                     // access_denied, expired_token, and everything else end the wait.
                     _ => return Err(error),

@@ -237,7 +237,10 @@ impl RefreshTokenGrant {
     /// Whose grant it is (any id of yours), for the token's key, in place of the
     /// default: the fingerprint of the refresh token it was made with. Give one
     /// where that refresh token changes between runs (read from the environment,
-    /// or seeded once and rotated since) but the user does not.
+    /// or seeded once and rotated since) but the user does not; an empty one
+    /// leaves the user out of the key, where the key names the user already (the
+    /// CLI's profile) or one user per client is all there is (the key of earlier
+    /// versions).
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.subject = user.into();
         self

@@ -33,69 +33,138 @@ const ALGORITHMS: [Algorithm; 9] = [
 
 /// Validates the ID token of a new sign-in (`nonce`: the one the sign-in sent):
 /// an error if it does not hold. Without an ID token, or without an issuer to
-/// check it against (a client given endpoints only), nothing to do.
+/// check it against (a client given endpoints only), nothing to do. One signed
+/// with a shared key (HS256...), which a client cannot check against published
+/// keys, is dropped (tokenwarden uses nothing in it).
 pub(super) async fn check_new(
     client: &OAuth2Client,
-    token: &Token,
+    token: &mut Token,
     nonce: Option<&str>,
 ) -> Result<()> {
-    match validate(client, token, nonce).await {
+    match validate(client, token, nonce, Network::Allowed).await {
         Ok(()) => Ok(()),
-        Err(why) => Err(Error::invalid_response(
+        Err(Invalid::Unverifiable(why)) => {
+            tracing::warn!(source = %client.name(), "the ID token is dropped: {why}");
+            token.id_token = None;
+            Ok(())
+        }
+        Err(Invalid::Refused(why)) => Err(Error::invalid_response(
             client.name(),
             format!("the ID token is refused: {why}"),
         )),
     }
 }
 
-/// Validates the ID token of a refresh: one that does not hold is dropped from the
-/// token (with a warning), the token kept.
+/// Validates the ID token of a refresh, without a request: the server may have
+/// rotated the refresh token, and nothing may stand between its answer and the
+/// store (a request could be cut short by the refresh's deadline). One that does
+/// not hold, or cannot be checked with what is known already (the issuer's
+/// metadata and keys), is dropped from the token with a warning; the token kept.
 pub(super) async fn check_refreshed(client: &OAuth2Client, mut token: Token) -> Token {
-    if let Err(why) = validate(client, &token, None).await {
+    if let Err(Invalid::Refused(why) | Invalid::Unverifiable(why)) =
+        validate(client, &token, None, Network::None).await
+    {
         tracing::warn!(source = %client.name(), "the refreshed token's ID token is dropped: {why}");
         token.id_token = None;
     }
     token
 }
 
-async fn validate(client: &OAuth2Client, token: &Token, nonce: Option<&str>) -> Result<(), String> {
+/// Whether a validation may read the issuer's metadata and keys over the network.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Network {
+    Allowed,
+    None,
+}
+
+/// Why an ID token is not taken.
+enum Invalid {
+    /// It is wrong: refuse the sign-in.
+    Refused(String),
+    /// It cannot be checked here (a shared-key signature; nothing known yet).
+    Unverifiable(String),
+}
+
+impl From<String> for Invalid {
+    fn from(why: String) -> Self {
+        Invalid::Refused(why)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(why: &str) -> Self {
+        Invalid::Refused(why.to_owned())
+    }
+}
+
+async fn validate(
+    client: &OAuth2Client,
+    token: &Token,
+    nonce: Option<&str>,
+    network: Network,
+) -> Result<(), Invalid> {
     let Some(id_token) = &token.id_token else {
         return Ok(());
     };
-    let Some(metadata) = client.metadata().await.map_err(|e| e.to_string())? else {
+    let metadata = match network {
+        Network::Allowed => client.metadata().await.map_err(|e| e.to_string())?,
+        Network::None if !client.has_issuer() => None,
+        Network::None => Some(client.cached_metadata().ok_or_else(|| {
+            Invalid::Unverifiable("the issuer's metadata is not known yet".into())
+        })?),
+    };
+    let Some(metadata) = metadata else {
         return Ok(());
     };
     let id_token = id_token.secret();
     let header = jsonwebtoken::decode_header(id_token).map_err(|_| "it is not a JWT".to_owned())?;
-    if !ALGORITHMS.contains(&header.alg) {
-        return Err(format!(
-            "it is signed with {:?}, which is not accepted",
+    if matches!(
+        header.alg,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
+        return Err(Invalid::Unverifiable(format!(
+            "it is signed with a shared key ({:?}), not one the issuer publishes",
             header.alg
-        ));
+        )));
+    }
+    if !ALGORITHMS.contains(&header.alg) {
+        return Err(format!("it is signed with {:?}, which is not accepted", header.alg).into());
     }
     let jwks_uri = metadata
         .jwks_uri
         .as_ref()
         .ok_or("the issuer publishes no keys (jwks_uri) to check its signature with")?;
-    let key = match find(&*client.jwks(jwks_uri, false).await?, header.kid.as_deref()) {
-        Some(key) => key,
-        // A key the server rotated in since the keys were read: read them again, once.
-        None => find(&*client.jwks(jwks_uri, true).await?, header.kid.as_deref())
-            .ok_or("no key of the issuer's matches its `kid`")?,
-    };
     let mut validation = Validation::new(header.alg);
     // Checked below against the manager's clock and with the exact rules of OpenID.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation)
-        .map_err(|e| format!("its signature does not verify ({e})"))?
-        .claims;
+    let verify = |keys: &JwkSet| -> Result<Value, String> {
+        let key = find(keys, header.kid.as_deref()).ok_or("no key of the issuer's matches it")?;
+        jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| format!("its signature does not verify ({e})"))
+    };
+    let known = match network {
+        Network::Allowed => Some(client.jwks(jwks_uri, false).await?),
+        Network::None => client.cached_jwks().await,
+    };
+    let claims = match (known.as_deref().map(verify), network) {
+        (Some(Ok(claims)), _) => claims,
+        // Keys the issuer rotated in since they were read: read them again, once.
+        (_, Network::Allowed) => verify(&*client.jwks(jwks_uri, true).await?)?,
+        (None, Network::None) => {
+            return Err(Invalid::Unverifiable(
+                "the issuer's keys are not known yet".into(),
+            ))
+        }
+        (Some(Err(why)), Network::None) => return Err(Invalid::Unverifiable(why)),
+    };
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let number = |name: &str| claims.get(name).and_then(Value::as_u64);
     if text("iss") != Some(metadata.issuer.as_str()) {
-        return Err(format!("its `iss` is not {}", metadata.issuer));
+        return Err(format!("its `iss` is not {}", metadata.issuer).into());
     }
     let client_id = client.client_id();
     let audiences: Vec<&str> = match claims.get("aud") {
@@ -104,7 +173,7 @@ async fn validate(client: &OAuth2Client, token: &Token, nonce: Option<&str>) -> 
         _ => Vec::new(),
     };
     if !audiences.contains(&client_id) {
-        return Err(format!("its `aud` does not name this client ({client_id})"));
+        return Err(format!("its `aud` does not name this client ({client_id})").into());
     }
     match text("azp") {
         Some(azp) if azp != client_id => return Err("its `azp` is another client".into()),
@@ -150,6 +219,11 @@ fn find(keys: &JwkSet, kid: Option<&str>) -> Option<DecodingKey> {
 }
 
 impl OAuth2Client {
+    /// The issuer's keys if they were read already.
+    async fn cached_jwks(&self) -> Option<Arc<JwkSet>> {
+        self.jwks_cache().lock().await.clone()
+    }
+
     /// The issuer's published keys, read once (and again with `again`).
     pub(super) async fn jwks(&self, url: &url::Url, again: bool) -> Result<Arc<JwkSet>, String> {
         let mut cached = self.jwks_cache().lock().await;

@@ -146,8 +146,8 @@
 //!   to learn the lifetime; else the default lifetime; the manager refuses a token
 //!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
 //!   answer has none); `scope` kept as granted (the one asked for where the
-//!   server said none), and a new grant narrower than asked is refused
-//!   (`insufficient_scope`; `openid` and `offline_access` aside).
+//!   server said none; one that lacks a scope asked for is logged, not refused:
+//!   providers name scopes their own way).
 //! - The ID token (with an issuer): signature against the issuer's keys, `iss`,
 //!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; see
 //!   [`Token::id_token`](crate::Token::id_token).
@@ -173,7 +173,7 @@ pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
 pub(crate) use client::secure_url;
 pub use client::{
-    OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    AssertionAudience, OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 };
 pub use device::{DeviceCode, DevicePrompt};

@@ -111,7 +111,7 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
 /// `error` without a value the request carried in its texts (a server may echo
 /// the request into its `error_description`).
 pub(crate) fn scrubbed(mut error: OAuthError, answer: &Answer) -> OAuthError {
-    error.error = answer.scrub(&error.error);
+    // Not the error code: it decides what the error means (`invalid_grant`...).
     error.error_description = error.error_description.map(|d| answer.scrub(&d));
     error.error_uri = error.error_uri.map(|u| answer.scrub(&u));
     error
@@ -134,7 +134,8 @@ pub(crate) fn oauth_error(json: &Value) -> Option<OAuthError> {
 pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .filter(|&c| {
-            !c.is_control() && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            !c.is_control()
+                && !matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         })
         .collect()
 }
