@@ -168,6 +168,10 @@ impl Grant for AuthorizationCode {
             .collect()
     }
 
+    fn checks_id_token(&self) -> bool {
+        true
+    }
+
     fn grant_key(&self) -> TokenKey {
         self.client.key(
             "authorization_code",

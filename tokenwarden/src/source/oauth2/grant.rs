@@ -21,6 +21,12 @@ pub trait Grant: std::fmt::Debug + Send + Sync {
 
     /// A new token by this grant.
     async fn new_token(&self) -> Result<Token>;
+
+    /// Whether [`new_token`](Self::new_token) checks the ID token itself (with
+    /// the nonce its sign-in sent), so that it is not checked twice.
+    fn checks_id_token(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -29,7 +35,9 @@ impl<G: Grant> TokenSource for G {
         let mut token = self.new_token().await?;
         // Before it is stored (the sign-in's nonce, where it sent one, is checked
         // in its own grant).
-        super::id_token::check_new(self.client(), &mut token, None).await?;
+        if !self.checks_id_token() {
+            super::id_token::check_new(self.client(), &mut token, None).await?;
+        }
         // Kept, with a warning: providers name scopes their own way (Google answers
         // `email` with a URL, GitHub separates with commas, Entra expands
         // `.default`), so a missing word is not proof of a narrower grant.
