@@ -114,7 +114,24 @@ impl LoginSource {
         headers: HeaderMap,
         body: Option<(&'static str, String)>,
     ) -> Result<Token> {
-        let answer = self.http.post_raw(url, headers, body).await?;
+        // What the request carried, never to be quoted back from an error page:
+        // every value of its credentials (JSON strings or form fields) and its
+        // headers (a refresh token sent in one).
+        let mut sent: Vec<String> = headers
+            .values()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
+        if let Some((_, text)) = &body {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(json) => strings(&json, &mut sent),
+                Err(_) => sent.extend(
+                    url::form_urlencoded::parse(text.as_bytes()).map(|(_, v)| v.into_owned()),
+                ),
+            }
+        }
+        let mut answer = self.http.post_raw(url, headers, body).await?;
+        answer.sent = super::oauth2::as_echoed(sent);
         if !(200..300).contains(&answer.status) {
             return Err(super::oauth2::status_error(&self.name, &answer));
         }
@@ -184,6 +201,16 @@ fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         let (key, value) = pair.split_once('=')?;
         (key.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
     })
+}
+
+/// Every string in `json`, into `out`.
+fn strings(json: &serde_json::Value, out: &mut Vec<String>) {
+    match json {
+        serde_json::Value::String(text) => out.push(text.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(fields) => fields.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
 }
 
 #[async_trait]

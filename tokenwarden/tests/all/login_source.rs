@@ -117,3 +117,33 @@ async fn a_login_response_without_the_token_is_a_typed_error() {
     assert!(error.to_string().contains("auth-access-token"), "{error}");
     assert_clean("error", &format!("{error:?}"));
 }
+
+/// A login API whose error page echoes the request: the error quotes the page
+/// without the password (as sent, or escaped inside JSON).
+#[tokio::test]
+async fn an_error_page_echoing_the_login_quotes_no_password() {
+    let _h = harness();
+    struct Echo;
+    impl wiremock::Respond for Echo {
+        fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            let echoed = String::from_utf8_lossy(&request.body).into_owned();
+            wiremock::ResponseTemplate::new(422).set_body_string(format!("invalid input: {echoed}"))
+        }
+    }
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Echo)
+        .mount(&server)
+        .await;
+    let source = tokenwarden::source::login::LoginSource::builder("api")
+        .login_url(format!("{}/login", server.uri()))
+        .credentials_json(
+            serde_json::json!({"email": "me@example.com", "password": format!("p\"w {MARKER}")}),
+        )
+        .build()
+        .unwrap();
+    let error = tokenwarden::TokenSource::fetch(&source).await.unwrap_err();
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains(MARKER), "the password quoted back: {text}");
+    assert!(text.contains("[redacted]"), "{text}");
+}

@@ -542,25 +542,7 @@ fn never_quoted(
             .and_then(|a| a.strip_prefix("Basic "))
             .map(str::to_owned),
     );
-    // Echoed as the form sent it (`+` for spaces), percent-encoded (`%20`), or
-    // inside a JSON string (escaped).
-    let encoded: Vec<String> = values
-        .iter()
-        .flat_map(|v| {
-            let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
-            let percent = form.replace('+', "%20");
-            let json = serde_json::to_string(v).unwrap_or_default();
-            let json = json.trim_matches('"').to_owned();
-            [form, percent, json]
-        })
-        .collect();
-    values.extend(encoded);
-    // Longest first, so that a value inside another is not left half-replaced;
-    // short values (a 3-digit code) are common words in error pages too.
-    values.retain(|v| v.len() >= 4);
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    values.dedup();
-    values
+    response::as_echoed(values)
 }
 
 pub(crate) fn secure_url(url: &str, what: &str) -> Result<Url> {

@@ -180,7 +180,7 @@ pub use device::{DeviceCode, DevicePrompt};
 pub use discovery::ProviderMetadata;
 pub use exchange::{JwtBearer, TokenExchange, ACCESS_TOKEN_TYPE};
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};
-pub(crate) use response::status_error;
+pub(crate) use response::{as_echoed, status_error};
 
 /// What `crate::fuzzing` reaches inside this module.
 #[cfg(fuzzing)]

@@ -108,6 +108,29 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
     with_retry_after(error, answer)
 }
 
+/// The secret `values` a request carried, in every form an echo of the request
+/// may show them: as sent, form-encoded (`+` or `%20` for spaces), and inside a
+/// JSON string (escaped); longest first, so that a value inside another is not
+/// left half-replaced. Short values (a 3-digit code) are common words in error
+/// pages too, and are left out.
+pub(crate) fn as_echoed(mut values: Vec<String>) -> Vec<String> {
+    let encoded: Vec<String> = values
+        .iter()
+        .flat_map(|v| {
+            let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            let percent = form.replace('+', "%20");
+            let json = serde_json::to_string(v).unwrap_or_default();
+            let json = json.trim_matches('"').to_owned();
+            [form, percent, json]
+        })
+        .collect();
+    values.extend(encoded);
+    values.retain(|v| v.len() >= 4);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
+}
+
 /// `error` without a value the request carried in its texts (a server may echo
 /// the request into its `error_description`).
 pub(crate) fn scrubbed(mut error: OAuthError, answer: &Answer) -> OAuthError {
