@@ -17,6 +17,31 @@ use tokenwarden::{
 use tokio::sync::{mpsc, watch};
 
 /// A manual clock at a round time.
+/// An Ed25519 private key (PKCS#8 PEM) made from `seed`.
+pub fn ed25519_pem(seed: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(seed);
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+}
+
+/// A random 32-byte seed (for [`ed25519_pem`]).
+pub fn random_seed() -> [u8; 32] {
+    std::array::from_fn(|_| fastrand::u8(..))
+}
+
+/// The value of the query parameter `key` of `url` (panics if it has none).
+pub fn query_param(url: &url::Url, key: &str) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no `{key}` in {url}"))
+}
+
 pub fn clock() -> ManualClock {
     ManualClock::default()
 }

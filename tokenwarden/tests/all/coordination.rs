@@ -210,12 +210,7 @@ async fn once_a_logout_returns_no_instance_sharing_the_store_serves_the_old_toke
     );
 
     let started = clock.monotonic();
-    let logout = tokio::spawn({
-        let b = b.clone();
-        async move { b.logout().await }
-    });
-    advance_until_finished(&clock, &logout).await;
-    logout.await.unwrap().unwrap();
+    logout_on(&clock, &b).await;
     assert!(
         clock.monotonic() - started >= tokenwarden::DEFAULT_STORE_RECHECK,
         "the logout waited for copies elsewhere to lapse"
@@ -322,12 +317,7 @@ async fn an_unsaved_login_does_not_outlive_a_logout_elsewhere() {
     let unsaved = b.token().await.unwrap().fingerprint();
     assert!(b.info().await.unsaved);
 
-    let logout = tokio::spawn({
-        let a = a.clone();
-        async move { a.logout().await }
-    });
-    advance_until_finished(&clock, &logout).await;
-    logout.await.unwrap().unwrap();
+    logout_on(&clock, &a).await;
     failing.failing_saves.store(0, SeqCst);
     let after = b.token().await.unwrap().fingerprint();
     assert_ne!(
@@ -540,6 +530,17 @@ async fn a_newer_token_replaces_an_unsaved_one() {
         newer,
         "the old one was not saved over it"
     );
+}
+
+/// `manager`'s logout, with `clock` moved on while it waits for copies
+/// elsewhere to lapse; it must succeed.
+async fn logout_on(clock: &ManualClock, manager: &TokenManager) {
+    let logout = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.logout().await }
+    });
+    advance_until_finished(clock, &logout).await;
+    logout.await.unwrap().unwrap();
 }
 
 /// Moves `clock` on a second at a time until `task` ends (10 s of real time at

@@ -66,12 +66,7 @@ async fn sign_in_answered_with(
         .on_open({
             let answered = answered.clone();
             move |url| {
-                let find = |key: &str| {
-                    url.query_pairs()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap()
-                };
+                let find = |key: &str| query_param(url, key);
                 let mut callback = url::Url::parse(&find("redirect_uri")).unwrap();
                 callback
                     .query_pairs_mut()
@@ -141,17 +136,6 @@ async fn a_sign_in_answer_from_another_issuer_is_refused() {
     assert_eq!(token_requests(&a).await, 1);
 }
 
-/// An Ed25519 private key (PKCS#8 PEM) made from random bytes.
-fn ed25519_pem() -> String {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend((0..32).map(|_| fastrand::u8(..)));
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
-}
-
 /// The claims of the client assertion in a recorded form body.
 fn assertion_claims(body: &[u8]) -> serde_json::Value {
     let assertion = url::form_urlencoded::parse(body)
@@ -191,7 +175,7 @@ async fn a_client_assertion_is_addressed_to_the_issuer_it_was_made_for() {
         })))
         .mount(&hostile)
         .await;
-    let signer = JwtSigner::from_pem_key(ed25519_pem().as_bytes()).unwrap();
+    let signer = JwtSigner::from_pem_key(ed25519_pem(&random_seed()).as_bytes()).unwrap();
     let client = OAuth2Client::builder()
         .issuer(&issuer)
         .client_id("svc")
@@ -217,7 +201,7 @@ async fn a_client_assertion_is_addressed_to_the_issuer_it_was_made_for() {
 
     // Addressed to the endpoint (for servers that require it): then no assertion
     // goes to an endpoint off the issuer's origin at all.
-    let signer = JwtSigner::from_pem_key(ed25519_pem().as_bytes()).unwrap();
+    let signer = JwtSigner::from_pem_key(ed25519_pem(&random_seed()).as_bytes()).unwrap();
     let client = OAuth2Client::builder()
         .issuer(&issuer)
         .client_id("svc")
@@ -380,27 +364,44 @@ async fn device_polling_keeps_to_the_servers_interval() {
         .build()
         .unwrap();
     let polling = tokio::spawn(async move { client.device_code().on_prompt(|_| {}).fetch().await });
-    let polls = || async { token_requests(&server).await };
-    let settle = || tokio::time::sleep(Duration::from_millis(100));
-    settle().await;
-    clock.advance(Duration::from_secs(89));
-    settle().await;
-    assert_eq!(polls().await, 0, "not before the server's 90 s");
-    clock.advance(Duration::from_secs(1));
-    while polls().await < 1 {
-        settle().await;
-    }
+    let settle = || tokio::time::sleep(Duration::from_millis(10));
+    // The device code first: the poll's wait starts from its answer.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            settle().await;
+        }
+    })
+    .await
+    .expect("the device code was asked for");
+    assert!(
+        advance_until(&server, &clock, 1).await >= 90,
+        "not before the server's 90 s"
+    );
     // slow_down (with 429): the next poll is 95 s later, not a quick retry.
-    for _ in 0..9 {
-        clock.advance(Duration::from_secs(10));
-        settle().await;
-    }
-    assert_eq!(polls().await, 1, "no poll within the 95 s after slow_down");
-    clock.advance(Duration::from_secs(5));
-    while polls().await < 2 {
-        settle().await;
-    }
+    assert!(
+        advance_until(&server, &clock, 2).await >= 95,
+        "not within the 95 s after slow_down"
+    );
     polling.abort();
+}
+
+/// Moves `clock` on a second at a time until `count` polls reached `server`;
+/// how many seconds that took (a slow machine only adds seconds: the waits
+/// checked are lower bounds).
+async fn advance_until(server: &MockServer, clock: &tokenwarden::ManualClock, count: usize) -> u64 {
+    for seconds in 0..1_000u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if token_requests(server).await >= count {
+            return seconds;
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    panic!("no poll {count} within 1,000 s of the clock");
 }
 
 /// The granted scope is kept with the token (the one asked for where the

@@ -19,20 +19,10 @@ struct Issuer {
     clock: tokenwarden::ManualClock,
 }
 
-fn pem(seed: &[u8; 32]) -> String {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(seed);
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
-}
-
 impl Issuer {
     async fn start() -> Self {
         let server = MockServer::start().await;
-        let seed: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        let seed = random_seed();
         let public = ed25519_dalek::SigningKey::from_bytes(&seed)
             .verifying_key()
             .to_bytes();
@@ -96,7 +86,7 @@ impl Issuer {
         edit(&mut claims);
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some("k1".into());
-        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem(seed).as_bytes()).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(ed25519_pem(seed).as_bytes()).unwrap();
         jsonwebtoken::encode(&header, &claims, &key).unwrap()
     }
 
@@ -120,7 +110,7 @@ async fn an_id_token_is_validated_before_the_token_is_stored() {
     let token = issuer.fetch_with(good.clone()).await.unwrap();
     assert_eq!(token.id_token.unwrap().secret(), good, "kept, validated");
 
-    let other_key: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+    let other_key = random_seed();
     let bad = [
         ("not-a-jwt".to_owned(), "not a JWT"),
         (issuer.signed(&other_key, |_| {}), "signature"),
@@ -176,12 +166,7 @@ async fn a_browser_sign_in_checks_its_nonce() {
         let source = client.authorization_code().scope("openid").on_open({
             let (issuer, answered) = (issuer.clone(), answered.clone());
             move |url| {
-                let find = |key: &str| {
-                    url.query_pairs()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap()
-                };
+                let find = |key: &str| query_param(url, key);
                 let nonce = if replayed {
                     "an-earlier-sign-ins".to_owned()
                 } else {
