@@ -27,6 +27,13 @@ fuzz_target!(|input: &[u8]| {
         &["api.local".to_owned()],
         &["http://localhost:3000".to_owned()],
     );
+    // On a Unix socket any Host passes; only a browser page not allowed is refused.
+    let unix = guard::Callers::unix(&["http://localhost:3000".to_owned()]);
+    if unix.refuse(&headers).is_some() {
+        assert!(
+            headers.contains_key(http::header::ORIGIN) || headers.contains_key("sec-fetch-site")
+        );
+    }
     let refused = callers.refuse(&headers);
     // What passes names the proxy, and no other site's page sent it.
     if refused.is_none() {

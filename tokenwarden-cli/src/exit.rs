@@ -80,6 +80,19 @@ impl From<tokenwarden::Error> for CliError {
                 hint: Some(hint.to_owned()),
             };
         }
+        // Our own refusal of a token granted less than the profile asks for.
+        if cause
+            .oauth_error()
+            .is_some_and(|e| e.error == "invalid_scope" && cause.status().is_none())
+        {
+            return Self {
+                code: REJECTED,
+                message: error.to_string(),
+                hint: Some(
+                    "set the profile's `scope` to what the server grants, or `accept_narrower_scope = true` to keep such tokens".into(),
+                ),
+            };
+        }
         let (code, hint) = match cause.kind() {
             ErrorKind::OAuth if cause.is_transient() => (
                 UNAVAILABLE,

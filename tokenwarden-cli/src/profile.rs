@@ -77,7 +77,10 @@ impl Profile {
                 builder = set(builder, url);
             }
         }
-        builder.auth(self.client_auth()?).build()
+        builder
+            .auth(self.client_auth()?)
+            .accept_narrower_scope(self.accept_narrower_scope)
+            .build()
     }
 
     fn client_auth(&self) -> Result<ClientAuth> {

@@ -12,6 +12,7 @@ use crate::Token;
 /// What a target was given, as a secret may show up in it: header bytes, and
 /// a body that is JSON (its strings compared after decoding their escapes, keys
 /// included) or raw bytes.
+#[derive(Debug)]
 pub struct Input<'a> {
     head: &'a [u8],
     body: &'a [u8],
@@ -296,28 +297,8 @@ pub fn www_authenticate(value: &str) {
 }
 
 /// A private key file: which algorithm it is for, and a signer from it. Never a
-/// panic, and never the key's bytes in an error (a PEM body is base64: its
-/// lines are what must not show).
+/// panic, and never a line of the file in an error.
 #[cfg(feature = "oauth2")]
 pub fn private_key_pem(pem: &[u8]) {
-    use crate::source::oauth2::{JwtSigner, SigningAlgorithm};
-    let errors = [
-        SigningAlgorithm::of_pem(pem).err(),
-        JwtSigner::from_pem_key(pem).err(),
-        JwtSigner::from_pem(pem, SigningAlgorithm::Es256).err(),
-    ];
-    let text = String::from_utf8_lossy(pem);
-    let body_lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.starts_with("-----") && line.trim().len() >= 16)
-        .collect();
-    for error in errors.into_iter().flatten() {
-        let shown = format!("{error} {error:?}");
-        for line in &body_lines {
-            assert!(
-                !shown.contains(line.trim()),
-                "a line of the key in: {shown}"
-            );
-        }
-    }
+    crate::source::oauth2::fuzz::private_key_pem(pem);
 }

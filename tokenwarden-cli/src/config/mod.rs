@@ -62,6 +62,8 @@ pub struct Profile {
     pub redis_client_key: Option<PathBuf>,
     pub base_url: Option<String>,
     pub redirect_port: Option<u16>,
+    /// Keep a new token granted less scope than asked for (refused otherwise).
+    pub accept_narrower_scope: bool,
 }
 
 impl Config {

@@ -47,6 +47,7 @@ pub(super) struct RawProfile {
     redis_client_key: Text,
     base_url: Text,
     redirect_port: Option<Spanned<u16>>,
+    accept_narrower_scope: Option<Spanned<bool>>,
 }
 
 /// How a profile gets its tokens.
@@ -198,6 +199,10 @@ pub(super) fn resolve(
         redis_client_key: path("redis_client_key", &raw.redis_client_key)?,
         base_url: text("base_url", &raw.base_url)?,
         redirect_port: raw.redirect_port.as_ref().map(|p| *p.get_ref()),
+        accept_narrower_scope: raw
+            .accept_narrower_scope
+            .as_ref()
+            .is_some_and(|a| *a.get_ref()),
     };
     let missing: Vec<&str> = grant
         .required()

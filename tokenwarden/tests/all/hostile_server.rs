@@ -404,37 +404,132 @@ async fn advance_until(server: &MockServer, clock: &tokenwarden::ManualClock, co
     panic!("no poll {count} within 1,000 s of the clock");
 }
 
+/// A server answering the token endpoint with `granted` as the scope (`None`:
+/// no `scope` field), and a revocation endpoint; its token URL.
+async fn granting(granted: Option<&str>) -> MockServer {
+    let server = MockServer::start().await;
+    let mut body = serde_json::json!({
+        "access_token": format!("{MARKER}-at"),
+        "refresh_token": format!("{MARKER}-rt"),
+        "token_type": "Bearer",
+        "expires_in": 600,
+    });
+    if let Some(granted) = granted {
+        body["scope"] = granted.into();
+    }
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/revoke"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn client_of(server: &MockServer, accept_narrower: bool) -> OAuth2Client {
+    OAuth2Client::builder()
+        .token_url(format!("{}/token", server.uri()))
+        .revocation_url(format!("{}/revoke", server.uri()))
+        .client_id("svc")
+        .accept_narrower_scope(accept_narrower)
+        .build()
+        .unwrap()
+}
+
 /// The granted scope is kept with the token (the one asked for where the
-/// server said none, RFC 6749 §5.1); a narrower one is kept too, with a warning
-/// (providers name scopes their own way), and shows in `info()`/`status`.
+/// server said none, RFC 6749 §5.1), and shows in `info()`/`status`.
 #[tokio::test]
 async fn the_granted_scope_is_kept_with_the_token() {
     let _h = harness();
-    for (granted, kept) in [(Some("read"), "read"), (None, "read write")] {
-        let server = MockServer::start().await;
-        let mut body = serde_json::json!({
-            "access_token": format!("{MARKER}-at"),
-            "token_type": "Bearer",
-            "expires_in": 600,
-        });
-        if let Some(granted) = granted {
-            body["scope"] = granted.into();
-        }
-        Mock::given(method("POST"))
-            .and(path("/token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .mount(&server)
-            .await;
-        let client = OAuth2Client::builder()
-            .token_url(format!("{}/token", server.uri()))
-            .client_id("svc")
-            .build()
-            .unwrap();
-        let fetched = client
+    for (granted, kept) in [
+        (Some("write read admin"), "write read admin"),
+        (None, "read write"),
+        // GitHub's commas.
+        (Some("read,write"), "read,write"),
+    ] {
+        let server = granting(granted).await;
+        let fetched = client_of(&server, false)
             .client_credentials()
             .scope("read write")
             .fetch()
             .await;
         assert_eq!(fetched.unwrap().scope.as_deref(), Some(kept));
     }
+}
+
+/// A new token granted less than was asked for is refused, typed
+/// (`invalid_scope`, no HTTP status: our refusal, not the server's), revoked at
+/// the server, and never stored or served; with `accept_narrower_scope` it is
+/// kept as granted.
+#[tokio::test]
+async fn a_new_token_with_less_scope_than_asked_is_not_served() {
+    let _h = harness();
+    let server = granting(Some("read")).await;
+    let store = tokenwarden::store::MemoryStore::new();
+    let manager = tokenwarden::TokenManager::builder(
+        client_of(&server, false)
+            .client_credentials()
+            .scope("read write"),
+    )
+    .store(store.clone())
+    .build()
+    .unwrap();
+    let error = manager.token().await.unwrap_err();
+    let cause = error.last_attempt().unwrap_or(&error);
+    assert_eq!(cause.kind(), ErrorKind::OAuth);
+    assert_eq!(cause.status(), None);
+    let oauth = cause.oauth_error().unwrap();
+    assert_eq!(oauth.error, "invalid_scope");
+    let description = oauth.error_description.as_deref().unwrap();
+    assert!(
+        description.contains("`read`") && description.contains("`write`"),
+        "{description}"
+    );
+    assert!(
+        description.contains("accept_narrower_scope"),
+        "{description}"
+    );
+    let revoked = server.received_requests().await.unwrap();
+    assert_eq!(
+        revoked.iter().filter(|r| r.url.path() == "/revoke").count(),
+        2,
+        "the refresh and access tokens are revoked"
+    );
+    assert!(tokenwarden::TokenStore::load(&store, manager.key())
+        .await
+        .unwrap()
+        .is_none());
+    assert_clean("the error", &format!("{error} {error:?}"));
+
+    let accepting = client_of(&server, true)
+        .client_credentials()
+        .scope("read write")
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(accepting.scope.as_deref(), Some("read"));
+}
+
+/// A refresh answered with less scope is kept (its refresh token may have
+/// rotated, and the old one is spent): the exception, logged.
+#[tokio::test]
+async fn a_refreshed_token_with_less_scope_is_kept() {
+    let _h = harness();
+    let server = granting(Some("read")).await;
+    let grant = client_of(&server, false)
+        .client_credentials()
+        .scope("read write");
+    let current = tokenwarden::Token::new("old")
+        .with_refresh_token("old-rt")
+        .with_scope("read write");
+    let refreshed = grant.refresh(&current).await.unwrap();
+    assert_eq!(refreshed.scope.as_deref(), Some("read"));
+    assert_eq!(
+        refreshed.refresh_token.unwrap().secret(),
+        format!("{MARKER}-rt")
+    );
 }

@@ -65,6 +65,7 @@ struct Inner {
     timeout: Duration,
     retry: RetryPolicy,
     assertion_audience: AssertionAudience,
+    accept_narrower_scope: bool,
     clock: Arc<dyn Clock>,
     metadata: OnceCell<ProviderMetadata>,
     /// The issuer's published keys, for ID tokens.
@@ -86,6 +87,7 @@ pub struct OAuth2ClientBuilder {
     timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
     assertion_audience: AssertionAudience,
+    accept_narrower_scope: bool,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -118,6 +120,11 @@ impl OAuth2Client {
             .get_or_try_init(|| discovery::fetch(self, issuer, issuer_id))
             .await?;
         Ok(Some(metadata))
+    }
+
+    /// Whether a token granted less scope than asked for is kept.
+    pub(crate) fn accepts_narrower_scope(&self) -> bool {
+        self.inner.accept_narrower_scope
     }
 
     /// Whether the client discovers its endpoints from an issuer.
@@ -586,6 +593,19 @@ impl OAuth2ClientBuilder {
         self
     }
 
+    /// Whether a new token whose granted scope lacks some of the scope asked for
+    /// is kept (with a warning). Defaults to `false`: such a token is refused
+    /// with an `invalid_scope` error (and revoked, where the server can), so that
+    /// a caller that asked for more is never served less. Turn it on for servers
+    /// that grant less on purpose (a user who unticked a permission) where the
+    /// program can work with what it got; [`Token::scope`](crate::Token::scope)
+    /// says what was granted. See the module docs ("What is checked") for how
+    /// scopes are compared.
+    pub fn accept_narrower_scope(mut self, accept: bool) -> Self {
+        self.accept_narrower_scope = accept;
+        self
+    }
+
     /// How the client authenticates. Defaults to [`ClientAuth::None`] (a public
     /// client) unless a secret or key was given.
     pub fn auth(mut self, auth: ClientAuth) -> Self {
@@ -700,6 +720,7 @@ impl OAuth2ClientBuilder {
                 timeout: self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 retry: self.retry.unwrap_or_default(),
                 assertion_audience: self.assertion_audience,
+                accept_narrower_scope: self.accept_narrower_scope,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 metadata: OnceCell::new(),
                 jwks: tokio::sync::Mutex::default(),

@@ -2,7 +2,7 @@
 //! revoking at the server, its name): each grant only says how it gets a new token.
 
 use super::client::OAuth2Client;
-use crate::{Result, Token, TokenKey, TokenSource};
+use crate::{Error, OAuthError, Result, Token, TokenKey, TokenSource};
 use async_trait::async_trait;
 
 /// A grant: how a new token is obtained. Every `Grant` is a [`TokenSource`].
@@ -38,11 +38,22 @@ impl<G: Grant> TokenSource for G {
         if !self.checks_id_token() {
             super::id_token::check_new(self.client(), &mut token, None).await?;
         }
-        // Kept, with a warning: providers name scopes their own way (Google answers
-        // `email` with a URL, GitHub separates with commas, Entra expands
-        // `.default`), so a missing word is not proof of a narrower grant.
+        // Refused unless the client accepts less: a caller that asked for more
+        // is never served less (compared as `scope.rs` says providers answer).
         if let Some(missing) = granted(self, &mut token) {
-            tracing::warn!(source = %self.name(), "the server granted no {missing}, which was asked for; `tokenwarden status` shows what was granted");
+            if !self.client().accepts_narrower_scope() {
+                // Best effort: the server need not keep a grant nobody will use.
+                let _ = self.revoke(&token).await;
+                return Err(Error::oauth(
+                    self.name(),
+                    None,
+                    OAuthError::new("invalid_scope").with_description(format!(
+                        "the server granted `{}`, without `{missing}`, which was asked for; ask for what it grants, or accept a narrower grant (accept_narrower_scope)",
+                        token.scope.as_deref().unwrap_or_default()
+                    )),
+                ));
+            }
+            tracing::warn!(source = %self.name(), "the server granted no `{missing}`, which was asked for; the token is kept (accept_narrower_scope)");
         }
         Ok(token)
     }
@@ -55,9 +66,11 @@ impl<G: Grant> TokenSource for G {
                     .refresh(refresh.secret(), &self.refresh_params())
                     .await?;
                 let mut token = super::id_token::check_refreshed(self.client(), token).await;
-                // Kept all the same: its refresh token may have rotated.
+                // Kept all the same: its refresh token may have rotated, and the
+                // old one is spent (RFC 6749 §6 lets no server narrow a refresh
+                // that repeats the scope; one that does is logged).
                 if let Some(missing) = granted(self, &mut token) {
-                    tracing::warn!(source = %self.name(), "the refreshed token has no {missing}, which was asked for");
+                    tracing::warn!(source = %self.name(), "the refreshed token has no `{missing}`, which was asked for");
                 }
                 Ok(token)
             }
@@ -87,12 +100,5 @@ fn granted<G: Grant + ?Sized>(grant: &G, token: &mut Token) -> Option<String> {
         .find(|(name, _)| name == "scope")
         .map(|(_, scope)| scope)?;
     let granted = token.scope.get_or_insert_with(|| asked.clone());
-    let granted: Vec<&str> = granted.split_whitespace().collect();
-    // `openid` and `offline_access` ask for an ID token and a refresh token, not
-    // for access: servers differ on whether they echo them.
-    let missing: Vec<&str> = asked
-        .split_whitespace()
-        .filter(|s| !granted.contains(s) && !matches!(*s, "openid" | "offline_access"))
-        .collect();
-    (!missing.is_empty()).then(|| format!("`{}`", missing.join(" ")))
+    super::scope::missing(&asked, granted)
 }

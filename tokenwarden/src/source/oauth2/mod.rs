@@ -146,8 +146,13 @@
 //!   to learn the lifetime; else the default lifetime; the manager refuses a token
 //!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
 //!   answer has none); `scope` kept as granted (the one asked for where the
-//!   server said none; one that lacks a scope asked for is logged, not refused:
-//!   providers name scopes their own way).
+//!   server said none). A new token granted less than was asked for is refused
+//!   with `invalid_scope` (and revoked) unless the client
+//!   [accepts a narrower scope](OAuth2ClientBuilder::accept_narrower_scope); a
+//!   refreshed one is kept with a warning, since its refresh token may have
+//!   rotated. Scopes are compared as providers write them: separated by spaces
+//!   or commas, `email` granted as `…/userinfo.email`, `…/.default` granted as
+//!   what it stands for, `openid` and `offline_access` never counted as missing.
 //! - The ID token (with an issuer): signature against the issuer's keys, `iss`,
 //!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; see
 //!   [`Token::id_token`](crate::Token::id_token).
@@ -168,6 +173,7 @@ mod key_kind;
 mod loopback;
 mod response;
 mod retry;
+mod scope;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
@@ -187,6 +193,7 @@ pub(crate) use response::{as_echoed, status_error};
 pub(crate) mod fuzz {
     pub(crate) use super::device::read_authorization;
     pub(crate) use super::discovery::check;
+    pub(crate) use super::key_kind::check_private_key as private_key_pem;
     pub(crate) use super::response::{oauth_error, status_error, token_from, Answer};
     pub(crate) use super::retry::parse_retry_after;
 }

@@ -1,0 +1,78 @@
+//! Whether a granted scope covers the scope asked for, read the way providers
+//! actually answer: not only RFC 6749's space-separated list of the very words
+//! asked for.
+//!
+//! A value asked for counts as granted when the answer holds it, or holds a
+//! longer name that ends in it after a `/` or a `.` (Google answers `email`
+//! with `https://www.googleapis.com/auth/userinfo.email`). Values are separated
+//! by spaces or commas (GitHub answers `repo,gist`). `openid` and
+//! `offline_access` ask for an ID token and a refresh token, not for access, and
+//! servers differ on echoing them: never missing. Nor is a value ending in
+//! `/.default` (Microsoft Entra answers it with the permissions it stands for).
+//! An answer without `scope` grants what was asked (RFC 6749 §5.1).
+
+/// The values of `asked` that `granted` does not cover, space-separated, if any.
+pub(super) fn missing(asked: &str, granted: &str) -> Option<String> {
+    let granted: Vec<&str> = granted
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let covered = |wanted: &str| {
+        matches!(wanted, "openid" | "offline_access")
+            || wanted.ends_with("/.default")
+            || granted.iter().any(|g| {
+                *g == wanted
+                    || g.strip_suffix(wanted)
+                        .is_some_and(|head| head.ends_with('/') || head.ends_with('.'))
+            })
+    };
+    let missing: Vec<&str> = asked
+        .split_ascii_whitespace()
+        .filter(|wanted| !covered(wanted))
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing;
+
+    #[test]
+    fn the_very_words_or_a_superset_cover_what_was_asked() {
+        assert_eq!(missing("read write", "write read"), None);
+        assert_eq!(missing("read", "read write admin"), None);
+        assert_eq!(missing("", "read"), None);
+    }
+
+    #[test]
+    fn provider_spellings_cover_what_was_asked() {
+        // GitHub separates with commas.
+        assert_eq!(missing("repo gist", "repo,gist"), None);
+        // Google answers short names with URLs.
+        let google = "https://www.googleapis.com/auth/userinfo.email openid https://www.googleapis.com/auth/userinfo.profile";
+        assert_eq!(missing("openid email profile", google), None);
+        // Entra expands `.default`.
+        assert_eq!(
+            missing(
+                "https://graph.microsoft.com/.default offline_access",
+                "User.Read Mail.Read"
+            ),
+            None
+        );
+        // Not echoed by every server.
+        assert_eq!(missing("openid offline_access api", "api"), None);
+    }
+
+    #[test]
+    fn a_value_not_granted_is_missing() {
+        assert_eq!(missing("read write", "read").as_deref(), Some("write"));
+        assert_eq!(missing("admin read", "").as_deref(), Some("admin read"));
+        // A longer word is not the same word.
+        assert_eq!(missing("read", "unread").as_deref(), Some("read"));
+        assert_eq!(missing("read", "read:user").as_deref(), Some("read"));
+        assert_eq!(
+            missing("invoices:write", "invoices:read").as_deref(),
+            Some("invoices:write")
+        );
+    }
+}
