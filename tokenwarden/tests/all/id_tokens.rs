@@ -198,3 +198,37 @@ async fn a_browser_sign_in_checks_its_nonce() {
         }
     }
 }
+
+/// A refreshed ID token must continue the sign-in (OpenID Core §12.2): the
+/// same `iss` and `sub`. One naming another user is dropped, the refreshed
+/// token kept (its refresh token may have rotated); the same user's is kept.
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_user_is_dropped() {
+    let _h = harness();
+    let issuer = Issuer::start().await;
+    let signed_in = issuer.fetch_with(issuer.signed(&issuer.seed, |_| {})).await;
+    let signed_in = signed_in
+        .unwrap()
+        .with_refresh_token(format!("{MARKER}-rt"));
+    let client = OAuth2Client::builder()
+        .issuer(issuer.server.uri())
+        .client_id("app")
+        .clock(issuer.clock.clone())
+        .build()
+        .unwrap();
+    let grant = client.client_credentials().scope("openid");
+    // The issuer's metadata and keys, read once as a sign-in does.
+    grant.fetch().await.unwrap();
+    for (sub, kept) in [("mallory", false), ("alice", true)] {
+        let id_token = issuer.signed(&issuer.seed, |c| c["sub"] = sub.into());
+        *issuer.id_token.lock().unwrap() = id_token.clone();
+        let refreshed = grant.refresh(&signed_in).await.unwrap();
+        assert_eq!(refreshed.access_token.secret(), format!("{MARKER}-at"));
+        assert_eq!(
+            refreshed.id_token.map(|t| t.secret().to_owned()),
+            kept.then_some(id_token),
+            "{sub}"
+        );
+    }
+    assert!(captured().contains("its `sub` is not the signed-in user's"));
+}

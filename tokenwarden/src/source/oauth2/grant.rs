@@ -65,7 +65,8 @@ impl<G: Grant> TokenSource for G {
                     .client()
                     .refresh(refresh.secret(), &self.refresh_params())
                     .await?;
-                let mut token = super::id_token::check_refreshed(self.client(), token).await;
+                let mut token =
+                    super::id_token::check_refreshed(self.client(), Some(current), token).await;
                 // Kept all the same: its refresh token may have rotated, and the
                 // old one is spent (RFC 6749 §6 lets no server narrow a refresh
                 // that repeats the scope; one that does is logged).

@@ -246,13 +246,18 @@ impl RefreshTokenGrant {
         self
     }
 
-    async fn refresh_with(&self, refresh_token: &RefreshToken) -> Result<Token> {
+    /// A refresh with `refresh_token`, continuing the sign-in of `current`.
+    async fn refresh_with(
+        &self,
+        refresh_token: &RefreshToken,
+        current: Option<&Token>,
+    ) -> Result<Token> {
         let form = self.request.form(
             "refresh_token",
             &[("refresh_token", refresh_token.secret())],
         );
         let token = self.client.token_request(&form).await?;
-        let mut token = super::id_token::check_refreshed(&self.client, token).await;
+        let mut token = super::id_token::check_refreshed(&self.client, current, token).await;
         if token.refresh_token.is_none() {
             token.refresh_token = Some(refresh_token.clone());
         }
@@ -274,12 +279,12 @@ impl TokenSource for RefreshTokenGrant {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        self.refresh_with(&latest).await
+        self.refresh_with(&latest, None).await
     }
 
     async fn refresh(&self, current: &Token) -> Result<Token> {
         match &current.refresh_token {
-            Some(refresh) => self.refresh_with(refresh).await,
+            Some(refresh) => self.refresh_with(refresh, Some(current)).await,
             None => self.fetch().await,
         }
     }

@@ -42,7 +42,7 @@ pub(super) async fn check_new(
     nonce: Option<&str>,
 ) -> Result<()> {
     match validate(client, token, nonce, Network::Allowed).await {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(Invalid::Unverifiable(why)) => {
             tracing::warn!(source = %client.name(), "the ID token is dropped: {why}");
             token.id_token = None;
@@ -58,16 +58,43 @@ pub(super) async fn check_new(
 /// Validates the ID token of a refresh, without a request: the server may have
 /// rotated the refresh token, and nothing may stand between its answer and the
 /// store (a request could be cut short by the refresh's deadline). One that does
-/// not hold, or cannot be checked with what is known already (the issuer's
-/// metadata and keys), is dropped from the token with a warning; the token kept.
-pub(super) async fn check_refreshed(client: &OAuth2Client, mut token: Token) -> Token {
-    if let Err(Invalid::Refused(why) | Invalid::Unverifiable(why)) =
-        validate(client, &token, None, Network::None).await
-    {
+/// not hold, cannot be checked with what is known already (the issuer's
+/// metadata and keys), or names another user than `current`'s ID token, if
+/// there is one (OpenID
+/// Core §12.2: the same `iss` and `sub`, and the same `nonce` where it has one)
+/// is dropped from the token with a warning; the token kept.
+pub(super) async fn check_refreshed(
+    client: &OAuth2Client,
+    current: Option<&Token>,
+    mut token: Token,
+) -> Token {
+    let why = match validate(client, &token, None, Network::None).await {
+        Err(Invalid::Refused(why) | Invalid::Unverifiable(why)) => Some(why),
+        Ok(Some(claims)) => current.and_then(|current| not_the_same_sign_in(current, &claims)),
+        Ok(None) => None,
+    };
+    if let Some(why) = why {
         tracing::warn!(source = %client.name(), "the refreshed token's ID token is dropped: {why}");
         token.id_token = None;
     }
     token
+}
+
+/// Why the `claims` of a refreshed ID token do not continue the sign-in of the
+/// `current` token's ID token (one it checked before it was stored), if not.
+fn not_the_same_sign_in(current: &Token, claims: &Value) -> Option<String> {
+    let before = crate::token::unverified_claims(current.id_token.as_ref()?.secret())?;
+    for name in ["iss", "sub"] {
+        if before.get(name) != claims.get(name) {
+            return Some(format!("its `{name}` is not the signed-in user's"));
+        }
+    }
+    match claims.get("nonce") {
+        Some(nonce) if before.get("nonce") != Some(nonce) => {
+            Some("its `nonce` is not the sign-in's".into())
+        }
+        _ => None,
+    }
 }
 
 /// Whether a validation may read the issuer's metadata and keys over the network.
@@ -102,9 +129,9 @@ async fn validate(
     token: &Token,
     nonce: Option<&str>,
     network: Network,
-) -> Result<(), Invalid> {
+) -> Result<Option<Value>, Invalid> {
     let Some(id_token) = &token.id_token else {
-        return Ok(());
+        return Ok(None);
     };
     let metadata = match network {
         Network::Allowed => client.metadata().await.map_err(|e| e.to_string())?,
@@ -114,7 +141,7 @@ async fn validate(
         })?),
     };
     let Some(metadata) = metadata else {
-        return Ok(());
+        return Ok(None);
     };
     let id_token = id_token.secret();
     let header = jsonwebtoken::decode_header(id_token).map_err(|_| "it is not a JWT".to_owned())?;
@@ -205,7 +232,7 @@ async fn validate(
             );
         }
     }
-    Ok(())
+    Ok(Some(claims))
 }
 
 /// The key of `keys` with `kid` (or the only signing key, without a `kid`).

@@ -154,7 +154,8 @@
 //!   or commas, `email` granted as `…/userinfo.email`, `…/.default` granted as
 //!   what it stands for, `openid` and `offline_access` never counted as missing.
 //! - The ID token (with an issuer): signature against the issuer's keys, `iss`,
-//!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; see
+//!   `aud`, `azp`, `exp`, `iat`, and the browser sign-in's `nonce`; a refreshed
+//!   one must name the same `iss` and `sub` as the sign-in's, or is dropped; see
 //!   [`Token::id_token`](crate::Token::id_token).
 //! - Not checked: the access token's contents (opaque to a client).
 //! - Every server string that may reach a terminal or a log is stripped of
