@@ -240,6 +240,50 @@ mod oauth2_targets {
         }
     }
 
+    /// A request reaching a browser sign-in's loopback listener, for a login
+    /// at an issuer that advertises RFC 9207 and one that does not. Taken only
+    /// with this login's state on the callback path; a code only with the
+    /// right `iss` (or none where it is not required); every error printable.
+    pub fn loopback_answer(request: &[u8]) {
+        let line = String::from_utf8_lossy(request);
+        let line = line.lines().next().unwrap_or_default();
+        let decoded = |key: &str| {
+            let target = line.split_whitespace().nth(1).unwrap_or_default();
+            url::Url::parse(&format!("http://127.0.0.1{target}"))
+                .ok()
+                .and_then(|url| {
+                    url.query_pairs()
+                        .filter(|(k, _)| k == key)
+                        .map(|(_, v)| v.into_owned())
+                        .next()
+                })
+        };
+        for required in [true, false] {
+            let Some(outcome) = crate::source::oauth2::fuzz::loopback_answer(request, required)
+            else {
+                continue;
+            };
+            assert!(line.contains("/callback"), "another path taken: {line}");
+            assert_eq!(decoded("state").as_deref(), Some(STATE));
+            match outcome {
+                Ok(code) => {
+                    assert_eq!(decoded("code").as_deref(), Some(code.as_str()));
+                    match decoded("iss") {
+                        Some(iss) => assert_eq!(iss, ISSUER, "a code from another issuer"),
+                        None => assert!(!required, "a code without `iss`, which is required"),
+                    }
+                }
+                Err(error) => {
+                    let shown = format!("{error} {error:?}");
+                    assert!(
+                        !error.to_string().chars().any(char::is_control),
+                        "a control character in: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Loopback, decided apart from the library's own check: the host as
     /// written in the normalised URL, parsed as an IP address.
     fn loopback_by_address(url: &url::Url) -> bool {

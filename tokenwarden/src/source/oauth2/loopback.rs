@@ -109,13 +109,20 @@ async fn read(
         .await
         .ok()?
         .ok()?;
-    let request = String::from_utf8_lossy(&buffer[..read]);
-    let target = request
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .to_owned();
+    let Some(outcome) = answer(&buffer[..read], expected, name) else {
+        let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = stream.write_all(refusal.as_bytes()).await;
+        return None;
+    };
+    Some((outcome, Browser(stream)))
+}
+
+/// What a request (its first bytes) answers: `None` if it is not this login's
+/// redirect (another path, or not this login's `state`); else the code, or why
+/// there is none (the server's error, or an answer from another issuer).
+pub(super) fn answer(request: &[u8], expected: &Expected, name: &str) -> Option<Result<String>> {
+    let request = String::from_utf8_lossy(request);
+    let target = request.lines().next()?.split_whitespace().nth(1)?;
     let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
     let param = |key: &str| {
         url.query_pairs()
@@ -126,25 +133,24 @@ async fn read(
     let state_matches = param("state")
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.state.as_bytes())));
     if url.path() != CALLBACK_PATH || !state_matches {
-        let refusal = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let _ = stream.write_all(refusal.as_bytes()).await;
         if url.path() == CALLBACK_PATH {
             tracing::warn!("refused a redirect whose `state` is not this login's");
         }
         return None;
     }
-    let outcome = if let Some(why) = wrong_issuer(expected.issuer.as_ref(), param("iss").as_deref())
-    {
-        tracing::warn!("{why}");
-        Err(Error::invalid_response(name, why))
-    } else if let Some(error) = param("error") {
-        let mut oauth = crate::OAuthError::new(printable(&error));
-        oauth.error_description = param("error_description").as_deref().map(printable);
-        Err(Error::oauth(name, None, oauth))
-    } else {
-        param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
-    };
-    Some((outcome, Browser(stream)))
+    Some(
+        if let Some(why) = wrong_issuer(expected.issuer.as_ref(), param("iss").as_deref()) {
+            tracing::warn!("{why}");
+            Err(Error::invalid_response(name, why))
+        } else if let Some(error) = param("error") {
+            let mut oauth = crate::OAuthError::new(printable(&error));
+            oauth.error_description = param("error_description").as_deref().map(printable);
+            Err(Error::oauth(name, None, oauth))
+        } else {
+            param("code")
+                .ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
+        },
+    )
 }
 
 /// Why an authorization response's `iss` is refused, if it is.

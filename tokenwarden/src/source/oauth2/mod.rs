@@ -197,4 +197,22 @@ pub(crate) mod fuzz {
     pub(crate) use super::key_kind::check_private_key as private_key_pem;
     pub(crate) use super::response::{oauth_error, status_error, token_from, Answer};
     pub(crate) use super::retry::parse_retry_after;
+
+    /// The state and issuer of the login whose answers the
+    /// `loopback_answer` target reads.
+    pub(crate) const STATE: &str = "a-state-of-22-chars-xy";
+    pub(crate) const ISSUER: &str = "https://as.example";
+
+    /// What `request` answers to a login with [`STATE`] at [`ISSUER`], which
+    /// advertises RFC 9207 (`required`) or not.
+    pub(crate) fn loopback_answer(request: &[u8], required: bool) -> Option<crate::Result<String>> {
+        let expected = super::loopback::Expected {
+            state: STATE.into(),
+            issuer: Some(super::loopback::Issuer {
+                id: ISSUER.into(),
+                required,
+            }),
+        };
+        super::loopback::answer(request, &expected, "fuzz")
+    }
 }
