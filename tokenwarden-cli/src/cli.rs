@@ -51,6 +51,10 @@ pub enum Command {
     Login {
         #[command(flatten)]
         profile: ProfileArg,
+        /// How long to wait for a browser sign-in, in seconds (a device code
+        /// lasts as long as the server says).
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
     },
     /// Revoke the tokens where the server supports it, and remove them.
     Logout {

@@ -12,6 +12,8 @@ pub const REJECTED: u8 = 3;
 pub const UNAVAILABLE: u8 = 4;
 /// A store error (corrupt file, permissions, Redis unreachable).
 pub const STORE: u8 = 5;
+/// A person's sign-in did not complete: nobody signed in in time, or it was denied.
+pub const SIGN_IN: u8 = 6;
 /// `curl --fail` and a status of 400 or more.
 pub const HTTP_FAIL: u8 = 22;
 
@@ -78,6 +80,20 @@ impl From<tokenwarden::Error> for CliError {
                 code: REJECTED,
                 message: message.to_owned(),
                 hint: Some(hint.to_owned()),
+            };
+        }
+        // A sign-in nobody completed in time, or one that was denied.
+        let denied = cause
+            .oauth_error()
+            .is_some_and(|e| matches!(e.error.as_str(), "access_denied" | "expired_token"));
+        if cause.kind() == ErrorKind::SignIn || denied {
+            return Self {
+                code: SIGN_IN,
+                message: error.to_string(),
+                hint: Some(
+                    "the sign-in was not completed (it timed out or was denied); run `tokenwarden login` again and approve it"
+                        .into(),
+                ),
             };
         }
         // Our own refusal of a token granted less than the profile asks for.

@@ -63,7 +63,10 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Status { profile, json } => {
             commands::status::run(&ctx, profile.as_deref(), json).await
         }
-        Command::Login { profile } => commands::login::run(&ctx, profile.profile.as_deref()).await,
+        Command::Login { profile, timeout } => {
+            let timeout = std::time::Duration::from_secs(timeout);
+            commands::login::run(&ctx, profile.profile.as_deref(), timeout).await
+        }
         Command::Logout { profile } => {
             commands::logout::run(&ctx, profile.profile.as_deref()).await
         }

@@ -146,6 +146,19 @@ impl Profile {
         JwtSigner::from_pem(&pem, algorithm).map_err(in_profile)
     }
 
+    /// Where the profile's tokens are revoked (RFC 7009): the configured
+    /// `revocation_url`, else the one the issuer's metadata names (a request);
+    /// `None` for a custom grant, which has no OAuth2 client.
+    pub async fn revocation(&self) -> Option<Result<Option<Url>>> {
+        if self.grant == Grant::Custom {
+            return None;
+        }
+        Some(match self.client() {
+            Ok(client) => client.revocation_url().await,
+            Err(error) => Err(error),
+        })
+    }
+
     /// The token source of the profile's grant.
     pub fn source(&self, interaction: Interaction) -> Result<Arc<dyn TokenSource>> {
         let client = || self.client();
@@ -192,6 +205,9 @@ impl Profile {
                 }
                 if let Some(port) = self.redirect_port {
                     grant = grant.redirect_port(port);
+                }
+                if let Some(timeout) = self.login_timeout {
+                    grant = grant.login_timeout(timeout);
                 }
                 Arc::new(grant)
             }

@@ -84,6 +84,10 @@ pub enum ErrorKind {
     LeaseLost,
     /// The configuration is invalid.
     Config,
+    /// A person's sign-in (device code, browser) did not complete: nobody signed
+    /// in before it expired. (A sign-in the person or the server refused is an
+    /// [`OAuth`](Self::OAuth) error, `access_denied`.) Run the login again.
+    SignIn,
     /// No valid token is left: the last one expired (or there was none) and getting
     /// a new one failed ([`Error::last_attempt`] says why).
     NoValidToken,
@@ -182,6 +186,12 @@ impl Error {
     /// another instance took it since). Transient: the next attempt takes a new lease.
     pub fn lease_lost(store: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::LeaseLost, store, message, true)
+    }
+
+    /// A person's sign-in did not complete in time; `message` says which and
+    /// what to do (run the login again). Not transient: it needs the person.
+    pub fn sign_in_expired(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::SignIn, source_name, message, false)
     }
 
     /// The configuration is invalid; `message` says what to fix.
@@ -316,7 +326,9 @@ fn hint_for(code: &str) -> &'static str {
         "invalid_client" => "; check the client id, secret or key",
         "unauthorized_client" => "; this client may not use this grant",
         "invalid_scope" => "; check the requested scope",
-        "temporarily_unavailable" => "; the server is temporarily unavailable, will retry",
+        "temporarily_unavailable" => "; the server is temporarily unavailable; try again later",
+        "access_denied" => "; the sign-in was denied",
+        "expired_token" => "; the sign-in was not completed in time",
         _ => "",
     }
 }
@@ -347,7 +359,7 @@ impl fmt::Display for Error {
                 write!(f, "token source `{}`: {}", d.origin, d.message)?;
                 status(f)?;
                 if d.transient {
-                    f.write_str("; this is usually temporary and will be retried")?;
+                    f.write_str("; this is usually temporary: try again later")?;
                 }
                 Ok(())
             }
@@ -356,7 +368,9 @@ impl fmt::Display for Error {
                 status(f)?;
                 write!(f, ": {}", d.message)
             }
-            ErrorKind::Source => write!(f, "token source `{}`: {}", d.origin, d.message),
+            ErrorKind::Source | ErrorKind::SignIn => {
+                write!(f, "token source `{}`: {}", d.origin, d.message)
+            }
             ErrorKind::Store => write!(f, "token store `{}`: {}", d.origin, d.message),
             ErrorKind::LeaseLost => write!(
                 f,

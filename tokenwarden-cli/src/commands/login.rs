@@ -11,8 +11,9 @@ use tokenwarden::source::oauth2::DevicePrompt;
 /// The spinner shown while the user signs in, stopped when done.
 static SPINNER: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
 
-pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
-    let profile = ctx.profile(profile)?;
+pub async fn run(ctx: &Context, profile: Option<&str>, timeout: Duration) -> Result<u8, CliError> {
+    let mut profile = ctx.profile(profile)?;
+    profile.login_timeout = Some(timeout);
     let source = profile.source(Interaction::Allowed)?;
     let manager = profile.manager(Interaction::Allowed).await?;
     // A new sign-in, whatever is stored: that is what `login` is asked for.

@@ -7,6 +7,7 @@ use crate::config::Profile;
 use crate::exit::{CliError, OK};
 use crate::profile::Interaction;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8, CliError> {
     let config = ctx.config()?;
@@ -26,7 +27,9 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
         }
         return Ok(OK);
     };
-    let row = describe(&config.profile(&name)?).await;
+    let profile = config.profile(&name)?;
+    let mut row = describe(&profile).await;
+    row["revocation"] = revocation(&profile).await;
     if json {
         println!("{row:#}");
     } else {
@@ -40,6 +43,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
             ("scope", "scope"),
             ("fingerprint", "fingerprint"),
             ("store", "store"),
+            ("revocation", "revocation"),
             ("error", "error"),
         ] {
             if let Some(value) = row.get(key).filter(|v| !v.is_null()) {
@@ -48,6 +52,22 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
         }
     }
     Ok(OK)
+}
+
+/// Whether `logout` can revoke the profile's tokens at the server: its
+/// revocation endpoint, or why not. Reads the issuer's metadata where the
+/// profile names no `revocation_url` (for one profile only, within 5 s).
+async fn revocation(profile: &Profile) -> Value {
+    let lookup = tokio::time::timeout(Duration::from_secs(5), profile.revocation());
+    match lookup.await {
+        Ok(None) => json!("not applicable (custom grant)"),
+        Ok(Some(Ok(Some(url)))) => json!(format!("at {url}")),
+        Ok(Some(Ok(None))) => {
+            json!("not possible: the server names no revocation endpoint (set revocation_url)")
+        }
+        Ok(Some(Err(error))) => json!(format!("unknown: {error}")),
+        Err(_) => json!("unknown: the issuer's metadata did not come within 5 s"),
+    }
 }
 
 /// What is known of the profile's token, from its cache and store only.

@@ -64,6 +64,8 @@ pub struct Profile {
     pub redirect_port: Option<u16>,
     /// Keep a new token granted less scope than asked for (refused otherwise).
     pub accept_narrower_scope: bool,
+    /// How long a browser sign-in waits (`login --timeout`; not a profile key).
+    pub login_timeout: Option<std::time::Duration>,
 }
 
 impl Config {

@@ -203,6 +203,7 @@ pub(super) fn resolve(
             .accept_narrower_scope
             .as_ref()
             .is_some_and(|a| *a.get_ref()),
+        login_timeout: None,
     };
     let missing: Vec<&str> = grant
         .required()

@@ -72,6 +72,13 @@ fn token_is_stored_reused_described_and_logged_out() {
     assert!(text.contains("authenticated  yes"), "{text}");
     assert!(text.contains("client_credentials"), "{text}");
     assert!(text.contains(&tokens.display().to_string()), "{text}");
+    assert!(
+        text.contains(&format!(
+            "revocation     at {}/token/revocation",
+            oidc.issuer
+        )),
+        "{text}"
+    );
     assert!(!text.contains(&token) && !status.stderr().contains(&token));
     let table = run(&home, &["status"]);
     let table = table.expect_code(0).stdout();
@@ -83,7 +90,17 @@ fn token_is_stored_reused_described_and_logged_out() {
     let rows: serde_json::Value = serde_json::from_str(&json.expect_code(0).stdout()).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
 
-    run(&home, &["logout", "-p", "api"]).expect_code(0);
+    let logout = run(&home, &["logout", "-p", "api"]);
+    let said = logout.expect_code(0).stderr();
+    assert!(
+        said.contains("the tokens were revoked at 127.0.0.1 and removed from the store"),
+        "{said}"
+    );
+    let again = run(&home, &["logout", "-p", "api"]).expect_code(0).stderr();
+    assert!(
+        again.contains("held no token; nothing to revoke"),
+        "{again}"
+    );
     let after = run(&home, &["status", "-p", "api"]);
     assert!(
         after.expect_code(0).stdout().contains("authenticated  no"),
@@ -95,6 +112,31 @@ fn token_is_stored_reused_described_and_logged_out() {
         next.expect_code(0).stdout().trim(),
         token,
         "a new token after logout"
+    );
+}
+
+/// A server that names no revocation endpoint (a profile with `token_url` only):
+/// `status` says revocation is not possible, and `logout` says the tokens were
+/// removed on this machine only, with the hint to set `revocation_url`.
+#[test]
+fn logout_says_when_it_could_not_revoke() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&format!(
+        "[profiles.api]\ntoken_url = \"{}\"\nclient_id = \"cc-basic\"\n\
+         client_secret = \"${{TW_CC_SECRET}}\"\nscope = \"read\"\n",
+        oidc.token_url()
+    ));
+    run(&home, &["token", "-p", "api"]).expect_code(0);
+    let status = run(&home, &["status", "-p", "api"]).expect_code(0).stdout();
+    assert!(
+        status.contains("not possible: the server names no revocation endpoint"),
+        "{status}"
+    );
+    let said = run(&home, &["logout", "-p", "api"]).expect_code(0).stderr();
+    assert!(said.contains("on this machine only"), "{said}");
+    assert!(
+        said.contains("hint: if the server has one, set `revocation_url`"),
+        "{said}"
     );
 }
 
@@ -160,6 +202,24 @@ fn each_failure_has_its_exit_code_and_a_hint() {
         unsigned.stderr().contains("tokenwarden login -p app"),
         "{}",
         unsigned.stderr()
+    );
+    // A sign-in nobody completes: 6, and a hint of its own (not "unreachable").
+    let web = Home::with_config(&format!(
+        "[profiles.web]\nissuer = \"{}\"\ngrant = \"authorization_code\"\nclient_id = \"cli\"\nscope = \"openid\"\n",
+        oidc.issuer
+    ));
+    let abandoned = Run::checked(
+        web.command(&["login", "-p", "web", "--timeout", "1"])
+            .env("TOKENWARDEN_NO_BROWSER", "1")
+            .output()
+            .unwrap(),
+        &[],
+    );
+    let said = abandoned.expect_code(6).stderr();
+    assert!(said.contains("nobody signed in within 1s"), "{said}");
+    assert!(
+        said.contains("hint: the sign-in was not completed (it timed out or was denied)"),
+        "{said}"
     );
 }
 

@@ -130,8 +130,10 @@ impl LoginSource {
                 ),
             }
         }
-        let mut answer = self.http.post_raw(url, headers, body).await?;
-        answer.sent = super::oauth2::as_echoed(sent);
+        let answer = self
+            .http
+            .post_raw(url, headers, body, &super::oauth2::as_echoed(sent))
+            .await?;
         if !(200..300).contains(&answer.status) {
             return Err(super::oauth2::status_error(&self.name, &answer));
         }

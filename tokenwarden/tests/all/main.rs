@@ -21,6 +21,7 @@ mod id_tokens;
 mod keyring_store;
 mod listener;
 mod login_source;
+mod metadata_and_retries;
 mod oauth2_edges;
 mod oauth2_requests;
 mod oauth2_server;

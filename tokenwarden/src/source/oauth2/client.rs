@@ -337,14 +337,17 @@ impl OAuth2Client {
     }
 
     /// POSTs `body` (content type, text) with `headers` and no client
-    /// authentication, retrying transient failures: for non-OAuth2 login APIs.
+    /// authentication, retrying transient failures (429 and 5xx answers
+    /// included): for non-OAuth2 login APIs. `sent` are the secret values it
+    /// carries ([`as_echoed`](response::as_echoed)), never quoted in an error.
     pub(crate) async fn post_raw(
         &self,
         url: &Url,
         headers: reqwest::header::HeaderMap,
         body: Option<(&'static str, String)>,
+        sent: &[String],
     ) -> Result<Answer> {
-        self.with_retries(Replay::Safe, || {
+        self.with_retries(Replay::Safe, || async {
             let mut request = self
                 .inner
                 .http
@@ -357,20 +360,26 @@ impl OAuth2Client {
                     .header(reqwest::header::CONTENT_TYPE, *content_type)
                     .body(text.clone());
             }
-            self.send(request)
+            let mut answer = self.send(request).await?;
+            answer.sent = sent.to_vec();
+            response::retry_on_status(&self.inner.name, answer)
         })
         .await
     }
 
-    /// GETs `url` (discovery).
-    pub(crate) async fn get(&self, url: &Url) -> Result<Answer> {
-        let request = self
-            .inner
-            .http
-            .get(url.clone())
-            .timeout(self.request_timeout())
-            .header(ACCEPT, "application/json");
-        self.send(request).await
+    /// GETs `url` (discovery, keys), retrying transient failures, 429 and 5xx
+    /// answers included.
+    pub(crate) async fn get_retried(&self, url: &Url) -> Result<Answer> {
+        self.with_retries(Replay::Safe, || async {
+            let request = self
+                .inner
+                .http
+                .get(url.clone())
+                .timeout(self.request_timeout())
+                .header(ACCEPT, "application/json");
+            response::retry_on_status(&self.inner.name, self.send(request).await?)
+        })
+        .await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer> {

@@ -115,11 +115,12 @@ impl DeviceCode {
             })?;
         let mut params = Vec::new();
         params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
-        let answer = self
-            .client
-            .with_retries(Replay::Safe, || self.client.post_form(&url, &params))
-            .await?;
-        read_authorization(name, &answer)
+        // Read inside the retries: a 429 or 5xx answer is retried like a lost one.
+        self.client
+            .with_retries(Replay::Safe, || async {
+                read_authorization(name, &self.client.post_form(&url, &params).await?)
+            })
+            .await
     }
 }
 
@@ -214,7 +215,7 @@ impl Grant for DeviceCode {
                 },
             }
             if clock.now() >= deadline {
-                return Err(Error::source_failed(
+                return Err(Error::sign_in_expired(
                     self.client.name(),
                     "the user code expired before the user approved it; run the login again",
                 ));

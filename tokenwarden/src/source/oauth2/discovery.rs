@@ -1,8 +1,9 @@
 //! Authorization server metadata: OpenID Connect discovery
-//! (`/.well-known/openid-configuration`), or RFC 8414
-//! (`/.well-known/oauth-authorization-server`) where that is all the server has.
+//! (`/.well-known/openid-configuration`), and RFC 8414
+//! (`/.well-known/oauth-authorization-server`) where that is all the server has
+//! or where it names endpoints the OpenID document does not.
 
-use super::client::{secure_url, OAuth2Client, Replay};
+use super::client::{secure_url, OAuth2Client};
 use super::response::excerpt;
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -38,6 +39,37 @@ pub struct ProviderMetadata {
 }
 
 impl ProviderMetadata {
+    /// Whether an endpoint tokenwarden may use is not named.
+    fn lacks_an_endpoint(&self) -> bool {
+        self.authorization_endpoint.is_none()
+            || self.device_authorization_endpoint.is_none()
+            || self.revocation_endpoint.is_none()
+            || self.jwks_uri.is_none()
+    }
+
+    /// Takes from `other` (another document of the same issuer, checked) each
+    /// endpoint this one does not name.
+    fn fill_from(&mut self, other: ProviderMetadata) {
+        let fill = |mine: &mut Option<Url>, theirs: Option<Url>| {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        };
+        fill(
+            &mut self.authorization_endpoint,
+            other.authorization_endpoint,
+        );
+        fill(
+            &mut self.device_authorization_endpoint,
+            other.device_authorization_endpoint,
+        );
+        fill(&mut self.revocation_endpoint, other.revocation_endpoint);
+        fill(&mut self.jwks_uri, other.jwks_uri);
+        if self.grant_types_supported.is_empty() {
+            self.grant_types_supported = other.grant_types_supported;
+        }
+    }
+
     /// Every endpoint the document names.
     pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Url> {
         [
@@ -55,43 +87,68 @@ impl ProviderMetadata {
 const OPENID: &str = ".well-known/openid-configuration";
 const OAUTH: &str = ".well-known/oauth-authorization-server";
 
-/// Fetches the metadata of `issuer` (configured as `issuer_id`): OpenID discovery
-/// first, RFC 8414 on a 404.
+/// Fetches the metadata of `issuer` (configured as `issuer_id`): OpenID
+/// discovery first, RFC 8414 on a 404. Where the OpenID document lacks an
+/// endpoint, the RFC 8414 one is read too and fills it in (some servers name
+/// their revocation or device endpoint only there), if it names the same issuer
+/// and passes the same checks; an RFC 8414 document that is missing, unreadable
+/// or for another issuer adds nothing.
 pub(crate) async fn fetch(
     client: &OAuth2Client,
     issuer: &Url,
     issuer_id: &str,
 ) -> Result<ProviderMetadata> {
     let name = client.name();
-    let mut last = None;
-    for well_known in [OPENID, OAUTH] {
-        let url = metadata_url(issuer, well_known)?;
-        let answer = client
-            .with_retries(Replay::Safe, || client.get(&url))
-            .await?;
-        if answer.status == 404 {
-            last = Some(answer.status);
-            continue;
+    let (mut metadata, openid) = match document(client, issuer, issuer_id, OPENID).await? {
+        Some(openid) => (openid, true),
+        None => match document(client, issuer, issuer_id, OAUTH).await? {
+            Some(oauth) => (oauth, false),
+            None => {
+                return Err(Error::config(format!(
+                    "`{issuer}` publishes no metadata (HTTP 404 at both {OPENID} and {OAUTH}); \
+                     is it the issuer? Otherwise configure the token_url"
+                )))
+            }
+        },
+    };
+    if openid && metadata.lacks_an_endpoint() {
+        match document(client, issuer, issuer_id, OAUTH).await {
+            Ok(Some(oauth)) => metadata.fill_from(oauth),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(client = %name, "the RFC 8414 document adds nothing: {error}")
+            }
         }
-        if !(200..300).contains(&answer.status) {
-            return Err(super::response::status_error(name, &answer));
-        }
-        let metadata: ProviderMetadata = serde_json::from_slice(&answer.body).map_err(|e| {
-            Error::invalid_response(
-                name,
-                format!("the discovery document at {url} is not valid metadata: {e}"),
-            )
-            .with_status(answer.status)
-        })?;
-        check(name, issuer_id, &metadata)?;
-        tracing::debug!(issuer = %metadata.issuer, token_endpoint = %metadata.token_endpoint, "discovered the authorization server");
-        return Ok(metadata);
     }
-    Err(Error::config(format!(
-        "`{issuer}` publishes no metadata (HTTP {} at both {OPENID} and {OAUTH}); \
-         is it the issuer? Otherwise configure the token_url",
-        last.unwrap_or_default()
-    )))
+    tracing::debug!(issuer = %metadata.issuer, token_endpoint = %metadata.token_endpoint, "discovered the authorization server");
+    Ok(metadata)
+}
+
+/// The metadata document at `well_known` for `issuer`, checked; `None` on a 404.
+async fn document(
+    client: &OAuth2Client,
+    issuer: &Url,
+    issuer_id: &str,
+    well_known: &str,
+) -> Result<Option<ProviderMetadata>> {
+    let name = client.name();
+    let url = metadata_url(issuer, well_known)?;
+    let answer = client.get_retried(&url).await?;
+    if answer.status == 404 {
+        return Ok(None);
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(super::response::status_error(name, &answer));
+    }
+    let metadata: ProviderMetadata = serde_json::from_slice(&answer.body).map_err(|e| {
+        Error::invalid_response(
+            name,
+            format!("the discovery document at {url} is not valid metadata: {e}"),
+        )
+        .with_status(answer.status)
+    })?;
+    check(name, issuer_id, &metadata)?;
+    Ok(Some(metadata))
 }
 
 /// RFC 8414 §3: the well-known part goes between the host and the issuer's path.

@@ -6,7 +6,7 @@
 //! A refresh whose ID token does not validate keeps its token (its refresh token
 //! may have rotated: dropping it would lose the grant) without the ID token.
 
-use super::client::{OAuth2Client, Replay};
+use super::client::OAuth2Client;
 use super::response::excerpt;
 use crate::{Error, Result, Token};
 use jsonwebtoken::jwk::JwkSet;
@@ -258,7 +258,7 @@ impl OAuth2Client {
             return Ok(keys.clone());
         }
         let answer = self
-            .with_retries(Replay::Safe, || self.get(url))
+            .get_retried(url)
             .await
             .map_err(|e| format!("its keys could not be read: {e}"))?;
         if !(200..300).contains(&answer.status) {

@@ -86,7 +86,7 @@ pub(super) async fn wait(
                 });
             }
             () = &mut deadline => {
-                return Err(Error::source_failed(
+                return Err(Error::sign_in_expired(
                     name,
                     format!("nobody signed in within {timeout:?}; run the login again"),
                 ));

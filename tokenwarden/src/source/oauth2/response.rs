@@ -108,6 +108,23 @@ pub(crate) fn status_error(source: &str, answer: &Answer) -> Error {
     with_retry_after(error, answer)
 }
 
+/// An answer that says "try again later" (429, 5xx) as the transient error it
+/// is (the server's OAuth2 error where it sent one), so that the retry loop the
+/// request runs in tries it again; any other answer as it came.
+pub(crate) fn retry_on_status(name: &str, answer: Answer) -> Result<Answer> {
+    if answer.status != 429 && answer.status < 500 {
+        return Ok(answer);
+    }
+    let json: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    Err(match json.as_ref().and_then(oauth_error) {
+        Some(error) => with_retry_after(
+            Error::oauth(name, Some(answer.status), scrubbed(error, &answer)),
+            &answer,
+        ),
+        None => status_error(name, &answer),
+    })
+}
+
 /// The secret `values` a request carried, in every form an echo of the request
 /// may show them: as sent, form-encoded (`+` or `%20` for spaces), and inside a
 /// JSON string (escaped); longest first, so that a value inside another is not
