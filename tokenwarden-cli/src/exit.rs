@@ -120,7 +120,7 @@ impl From<tokenwarden::Error> for CliError {
             ),
             ErrorKind::Store => (
                 STORE,
-                "check the store's files and permissions (`tokenwarden status`), or `tokenwarden logout` to start over",
+                "check the store (`tokenwarden status`): its files and permissions, its server, or its key (TOKENWARDEN_STORE_KEY, the same on every machine that shares it)",
             ),
             ErrorKind::LeaseLost => (
                 UNAVAILABLE,

@@ -9,7 +9,7 @@ use tokenwarden::source::login::LoginSource;
 use tokenwarden::source::oauth2::{
     ClientAuth, JwtSigner, OAuth2Client, OAuth2ClientBuilder, SigningAlgorithm,
 };
-use tokenwarden::store::{FileStore, KeyringStore, MemoryStore};
+use tokenwarden::store::{FileStore, KeyringStore, MemoryStore, TokenCipher};
 use tokenwarden::{
     ClientSecret, Error, OAuthError, Result, Token, TokenKey, TokenManager, TokenManagerBuilder,
     TokenSource, TokenStore,
@@ -54,6 +54,9 @@ pub enum Interaction {
 
 /// The application name of the stores' directories and keyring entries.
 const APP: &str = "tokenwarden";
+
+/// The environment variable with the key a Redis store seals tokens with.
+const STORE_KEY_VAR: &str = "TOKENWARDEN_STORE_KEY";
 
 impl Profile {
     /// The OAuth2 client of the profile.
@@ -253,7 +256,9 @@ impl Profile {
                 Arc::new(builder.build()?)
             }
             StoreKind::Redis(url) => {
-                let mut builder = tokenwarden_redis::RedisStore::builder(url.as_str()).prefix(APP);
+                let mut builder = tokenwarden_redis::RedisStore::builder(url.as_str())
+                    .prefix(APP)
+                    .cipher(self.store_cipher()?);
                 if let Some(ca) = &self.redis_ca_file {
                     builder = builder.tls_ca(self.read_pem("redis_ca_file", ca)?);
                 }
@@ -278,6 +283,42 @@ impl Profile {
     }
 
     /// The PEM file at `path`, named by the profile's `key`.
+    /// The cipher a shared store seals tokens with: the profile's `store_key`,
+    /// else `$TOKENWARDEN_STORE_KEY`; 32 bytes in base64. Anyone who can read
+    /// Redis could otherwise read the tokens, so there is no store without it.
+    fn store_cipher(&self) -> Result<TokenCipher> {
+        let name = &self.name;
+        let key = match &self.store_key {
+            Some(key) => key.clone(),
+            None => std::env::var(STORE_KEY_VAR).map_err(|_| {
+                Error::config(format!(
+                    "profile `{name}`: a Redis store seals the tokens, and needs a key to: set {STORE_KEY_VAR} \
+                     (or store_key in the profile) to 32 random bytes in base64 (`openssl rand -base64 32`), \
+                     the same key on every machine that shares the store"
+                ))
+            })?,
+        };
+        use base64::Engine as _;
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE,
+        ];
+        let trimmed = key.trim().trim_end_matches('=');
+        let bytes = engines.iter().find_map(|engine| {
+            let padded = format!("{trimmed}{}", "=".repeat((4 - trimmed.len() % 4) % 4));
+            engine.decode(padded).ok()
+        });
+        let key: [u8; 32] = bytes
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "profile `{name}`: the store key ({STORE_KEY_VAR} or store_key) is not 32 bytes in base64; \
+                     make one with `openssl rand -base64 32`"
+                ))
+            })?;
+        Ok(TokenCipher::new(key))
+    }
+
     fn read_pem(&self, key: &str, path: &std::path::Path) -> Result<Vec<u8>> {
         std::fs::read(path).map_err(|e| {
             Error::config(format!(
@@ -309,16 +350,38 @@ impl Profile {
     /// without saving the new one; callers wait for the refresh when the token is
     /// expiring instead.
     pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
+        let manager = self.manager_for_logout(interaction).await?;
+        self.check_store(&manager).await?;
+        Ok(manager)
+    }
+
+    /// [`manager`](Self::manager) without the check that the stored token can be
+    /// read: `logout` removes what it cannot read too (an entry sealed with
+    /// another key, or left in clear by an earlier build).
+    pub async fn manager_for_logout(&self, interaction: Interaction) -> Result<TokenManager> {
         self.manager_builder(interaction)
             .await?
             .refresh_ahead(Duration::ZERO)
             .build()
     }
 
+    /// A token this machine cannot read in a shared store (another key) is an
+    /// error to fix here, not a reason to sign in again beside it: the library
+    /// would serve a new token and keep the stored one for the machines that can
+    /// read it (docs/design/003).
+    async fn check_store(&self, manager: &TokenManager) -> Result<()> {
+        if matches!(self.store, StoreKind::Redis(_)) {
+            self.store().await?.load(manager.key()).await?;
+        }
+        Ok(())
+    }
+
     /// The profile's manager for a long-running command (the proxy): tokens are
     /// refreshed ahead of their expiry, in the background.
     pub async fn service_manager(&self) -> Result<TokenManager> {
-        self.manager_builder(Interaction::Refused).await?.build()
+        let manager = self.manager_builder(Interaction::Refused).await?.build()?;
+        self.check_store(&manager).await?;
+        Ok(manager)
     }
 
     async fn manager_builder(&self, interaction: Interaction) -> Result<TokenManagerBuilder> {

@@ -222,6 +222,7 @@ impl RedisStoreBuilder {
                 id: format!("{:016x}", fastrand::u64(..)),
                 wake_ups,
                 leased_reads: LeasedReads::default(),
+                unreadable: std::sync::Mutex::default(),
             }),
         })
     }

@@ -87,6 +87,10 @@ pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) wake_ups: WakeUps,
     pub(crate) leased_reads: LeasedReads,
+    /// The entries this instance last found holding a value it cannot read
+    /// (sealed with another key, or not sealed when this one seals): it does
+    /// not write over them.
+    pub(crate) unreadable: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl RedisStore {
@@ -169,8 +173,66 @@ impl RedisStore {
         serde_json::to_vec(token).map_err(|e| self.error("encode the token", e))
     }
 
-    /// The token in a stored value.
+    /// The token in a stored value; an entry whose value cannot be read is
+    /// remembered, so that no save of this instance replaces it.
     fn decode(&self, name: &str, bytes: &[u8]) -> Result<Token> {
+        let decoded = self.decode_value(name, bytes);
+        let mut unreadable = self
+            .inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match decoded.is_ok() {
+            true => unreadable.remove(name),
+            false => unreadable.insert(name.to_owned()),
+        };
+        decoded
+    }
+
+    /// Refuses to write over `name` if it holds a value this instance could not
+    /// read when it last looked (and still cannot): another instance's token,
+    /// sealed with a key this one lacks. Overwriting it would take the token (and
+    /// its refresh token) from every instance that can read it, for one that is
+    /// misconfigured. Free unless such a value was seen: then one read.
+    async fn keep_unreadable(&self, name: &str) -> Result<()> {
+        let seen = self
+            .inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(name);
+        if !seen {
+            return Ok(());
+        }
+        let mut connection = self.inner.connection.clone();
+        let current = self
+            .command("read the token", connection.get::<_, Option<Vec<u8>>>(name))
+            .await?;
+        match current.map(|bytes| self.decode(name, &bytes)) {
+            Some(Err(why)) => Err(Error::store(
+                &self.inner.name,
+                format!(
+                    "not saved: `{name}` holds a token this instance cannot read, and it is kept for \
+                     those that can ({why})"
+                ),
+            )
+            .with_transient(false)),
+            _ => {
+                self.forget_unreadable(name);
+                Ok(())
+            }
+        }
+    }
+
+    fn forget_unreadable(&self, name: &str) {
+        self.inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
+
+    fn decode_value(&self, name: &str, bytes: &[u8]) -> Result<Token> {
         #[cfg(feature = "encryption")]
         if let Some(cipher) = &self.inner.cipher {
             return cipher.open(name, bytes).map_err(|why| {
@@ -178,6 +240,7 @@ impl RedisStore {
                     &self.inner.name,
                     format!("`{name}` cannot be read: {why}; every instance sharing the prefix needs the same key"),
                 )
+                .with_transient(false)
             });
         }
         serde_json::from_slice(bytes).map_err(|_| {
@@ -185,6 +248,7 @@ impl RedisStore {
                 &self.inner.name,
                 format!("`{name}` holds no token (encrypted by an instance with a key, or another program's value?); it is ignored"),
             )
+            .with_transient(false)
         })
     }
 
@@ -280,6 +344,9 @@ impl TokenStore for RedisStore {
                 .await?
             }
         };
+        if value.is_none() {
+            self.forget_unreadable(&name);
+        }
         value.map(|bytes| self.decode(&name, &bytes)).transpose()
     }
 
@@ -287,6 +354,7 @@ impl TokenStore for RedisStore {
         let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
         self.inner.leased_reads.forget(&name);
+        self.keep_unreadable(&name).await?;
         let value = self.encode(&name, token)?;
         let ttl = self.ttl_ms(token);
         self.command(
@@ -327,6 +395,7 @@ impl TokenStore for RedisStore {
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
+        self.keep_unreadable(&self.redis_key(key, "")).await?;
         let value = self.encode(&self.redis_key(key, ""), token)?;
         let ttl = self.ttl_ms(token);
         static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAVE));

@@ -125,9 +125,13 @@ impl Token {
     /// GitHub) field, in seconds from [`issued_at`](Self::issued_at). Zero means
     /// "no limit" (Keycloak's offline tokens), as does a missing field.
     pub fn refresh_expires_at(&self) -> Option<SystemTime> {
+        // A number, or a numeric string (as Entra writes its numbers).
         let seconds = ["refresh_expires_in", "refresh_token_expires_in"]
             .iter()
-            .find_map(|field| self.extra.get(*field)?.as_u64())
+            .find_map(|field| match self.extra.get(*field)? {
+                serde_json::Value::String(text) => text.trim().parse::<u64>().ok(),
+                number => number.as_u64(),
+            })
             .filter(|&s| s > 0)?;
         Some(self.issued_at? + Duration::from_secs(seconds))
     }
@@ -236,6 +240,10 @@ pub struct TokenInfo {
     pub expires_in: Option<Duration>,
     /// Whether a refresh token is held.
     pub has_refresh_token: bool,
+    /// When the refresh token stops being usable, if the server said
+    /// ([`Token::refresh_expires_at`]): after that, a person signs in again.
+    #[serde(with = "millis_opt")]
+    pub refresh_expires_at: Option<SystemTime>,
     /// The granted scope.
     pub scope: Option<String>,
     /// The token type (`Bearer`...).
@@ -267,6 +275,9 @@ impl TokenInfo {
             expires_at: token.and_then(|t| t.expires_at),
             expires_in: token.and_then(|t| t.expires_in(now)),
             has_refresh_token: token.is_some_and(|t| t.refresh_token.is_some()),
+            refresh_expires_at: token
+                .filter(|t| t.refresh_token.is_some())
+                .and_then(Token::refresh_expires_at),
             scope: token.and_then(|t| t.scope.clone()),
             token_type: token.map(|t| t.token_type.clone()),
             fingerprint: token.map(Token::fingerprint),
@@ -303,6 +314,29 @@ mod millis_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refresh_tokens_end_is_read_from_numbers_and_numeric_strings() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        for (field, value, after) in [
+            ("refresh_expires_in", serde_json::json!(1800), Some(1800)),
+            (
+                "refresh_token_expires_in",
+                serde_json::json!("3600"),
+                Some(3600),
+            ),
+            ("refresh_expires_in", serde_json::json!(0), None),
+            ("refresh_expires_in", serde_json::json!("soon"), None),
+        ] {
+            let mut token = Token::new("t").with_refresh_token("r");
+            token.issued_at = Some(issued);
+            token.extra.insert(field.into(), value);
+            let end = after.map(|s| issued + Duration::from_secs(s));
+            assert_eq!(token.refresh_expires_at(), end, "{field}");
+            let info = TokenInfo::describe(Some(&token), issued, "s", None, "k");
+            assert_eq!(info.refresh_expires_at, end);
+        }
+    }
 
     fn jwt(claims: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);

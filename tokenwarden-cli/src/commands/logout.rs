@@ -7,7 +7,7 @@ use crate::profile::Interaction;
 
 pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
     let profile = ctx.profile(profile)?;
-    let manager = profile.manager(Interaction::Refused).await?;
+    let manager = profile.manager_for_logout(Interaction::Refused).await?;
     let held = manager.info().await.fingerprint.is_some();
     // Asked before the logout, which revokes there (its own client asks too).
     let revocation = match held {

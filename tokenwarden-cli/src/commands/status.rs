@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
             ("refreshable", "refreshable"),
             ("expires in", "expires_in"),
             ("refresh token", "has_refresh_token"),
+            ("sign in again", "refresh_expires_in"),
             ("scope", "scope"),
             ("fingerprint", "fingerprint"),
             ("store", "store"),
@@ -99,6 +100,10 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
         "expires_in": info.expires_in.map(|d| d.as_secs()),
         "expires_at": info.expires_at.and_then(unix).map(|d| d.as_secs()),
         "has_refresh_token": info.has_refresh_token,
+        // When the refresh token ends (if the server said): a person signs in again.
+        "refresh_expires_in": info.refresh_expires_at.map(|at| {
+            at.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_secs()
+        }),
         "scope": info.scope,
         "fingerprint": info.fingerprint,
     })
@@ -106,6 +111,10 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
 
 fn text(key: &str, value: &Value) -> String {
     match (key, value) {
+        ("refresh_expires_in", Value::Number(n)) => format!(
+            "in {}, when the refresh token ends",
+            human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
+        ),
         ("expires_in", Value::Number(n)) => {
             human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
         }

@@ -55,6 +55,9 @@ pub struct Profile {
     pub refresh_url: Option<String>,
     pub store: StoreKind,
     pub store_dir: Option<PathBuf>,
+    /// The key a Redis store seals tokens with (base64 of 32 bytes); else
+    /// `$TOKENWARDEN_STORE_KEY`.
+    pub store_key: Option<String>,
     /// For a `rediss://` store: the CA to trust instead of the platform's roots,
     /// and a client certificate and key (PEM files).
     pub redis_ca_file: Option<PathBuf>,

@@ -620,6 +620,103 @@ fn a_redis_store_keeps_the_rotated_refresh_token_past_the_access_tokens_expiry()
     );
 }
 
+/// The Redis entries of the profile named `profile` (keys and raw values).
+fn redis_entries(profile: &str) -> Vec<(String, Vec<u8>)> {
+    let cli = |args: &[&str]| {
+        std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", "6379"])
+            .args(args)
+            .output()
+            .expect("redis-cli (from the redis-tools package)")
+            .stdout
+    };
+    let keys = String::from_utf8(cli(&[
+        "--scan",
+        "--pattern",
+        &format!("tokenwarden:*{profile}*"),
+    ]))
+    .unwrap();
+    keys.lines()
+        .filter(|key| {
+            !key.contains(":fence") && !key.contains(":lease") && !key.contains(":waiters")
+        })
+        .map(|key| (key.to_owned(), cli(&["--raw", "GET", key])))
+        .filter(|(_, value)| value.len() > 1)
+        .collect()
+}
+
+/// Tokens in Redis are sealed: the entry holds no token in clear. Without a key
+/// the profile does not start (the error names the variable and how to make a
+/// key); with another key the entry is reported unreadable and kept, and the
+/// right key reads it again.
+#[test]
+fn redis_tokens_are_sealed_and_a_missing_or_wrong_key_is_named() {
+    let Some(oidc) = oidc::server() else { return };
+    if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+        assert!(!required(), "CI needs Redis on 127.0.0.1:6379");
+        eprintln!("skipped: no Redis on 127.0.0.1:6379");
+        return;
+    }
+    let profile = format!("sealed{}", std::process::id());
+    let home = Home::with_config(&format!(
+        "[profiles.{profile}]\nissuer = \"{}\"\nclient_id = \"cc-basic\"\n\
+         client_secret = \"cc-basic-TOPSECRET\"\nscope = \"read\"\nstore = \"redis://127.0.0.1:6379/0\"\n",
+        oidc.issuer
+    ));
+    let token = home.run(&["token", "-p", &profile]).expect_code(0).stdout();
+    let token = token.trim();
+    let entries = redis_entries(&profile);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (_, value) = &entries[0];
+    assert!(value.starts_with(b"TWTK"), "sealed");
+    assert!(
+        !String::from_utf8_lossy(value).contains(token),
+        "no token in clear"
+    );
+
+    let keyless = Run::checked(
+        home.command(&["token", "-p", &profile])
+            .env_remove("TOKENWARDEN_STORE_KEY")
+            .output()
+            .unwrap(),
+        &[],
+    );
+    let said = keyless.expect_code(2).stderr();
+    assert!(
+        said.contains("TOKENWARDEN_STORE_KEY") && said.contains("openssl rand -base64 32"),
+        "{said}"
+    );
+
+    let other_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let wrong = Run::checked(
+        home.command(&["token", "-p", &profile])
+            .env("TOKENWARDEN_STORE_KEY", other_key)
+            .output()
+            .unwrap(),
+        &[],
+    );
+    let said = wrong.expect_code(5).stderr();
+    assert!(said.contains("does not decrypt with this key"), "{said}");
+    assert_eq!(
+        redis_entries(&profile),
+        entries,
+        "the entry is kept as it was"
+    );
+    let again = home.run(&["token", "-p", &profile]).expect_code(0).stdout();
+    assert_eq!(again.trim(), token, "the right key reads it again");
+    // `logout` removes even what it cannot read (an entry an earlier build left
+    // in clear, or sealed with a key this machine lacks).
+    let logout = Run::checked(
+        home.command(&["logout", "-p", &profile])
+            .env("TOKENWARDEN_STORE_KEY", other_key)
+            .output()
+            .unwrap(),
+        &[],
+    );
+    logout.expect_code(0);
+    assert!(redis_entries(&profile).is_empty());
+}
+
 #[test]
 fn a_custom_login_api_profile() {
     use axum::{routing::post, Json, Router};

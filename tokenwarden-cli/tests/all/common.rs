@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 pub const MARKER: &str = "TOPSECRET";
 
 /// A temporary home (config, data and cache directories inside) and a config file.
+/// The key Redis stores seal the tests' tokens with (32 bytes, base64).
+pub const STORE_KEY: &str = "dG9rZW53YXJkZW4tdGVzdHMtc3RvcmUta2V5LTMyYiE=";
+
 pub struct Home {
     pub dir: tempfile::TempDir,
 }
@@ -33,7 +36,7 @@ impl Home {
 
     /// `tokenwarden <args>` in this home: `HOME` and the XDG directories point
     /// inside it, `TOKENWARDEN_CONFIG` at its file, nothing inherited that could
-    /// change the outcome.
+    /// change the outcome; [`STORE_KEY`] is the key Redis stores seal tokens with.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
         command
@@ -46,7 +49,8 @@ impl Home {
             .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
             .env("TOKENWARDEN_CONFIG", self.config_path())
             // Every run logs everything; `run` fails it if a secret shows there.
-            .env("TOKENWARDEN_LOG", "trace");
+            .env("TOKENWARDEN_LOG", "trace")
+            .env("TOKENWARDEN_STORE_KEY", STORE_KEY);
         command
     }
 

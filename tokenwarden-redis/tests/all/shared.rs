@@ -107,10 +107,29 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.refresh_token.unwrap().secret(), "rt-TOPSECRET");
 
-    let other_key = sealed([4; 32]).await.unwrap().load(&key).await.unwrap_err();
+    let misconfigured = sealed([4; 32]).await.unwrap();
+    let other_key = misconfigured.load(&key).await.unwrap_err();
     assert!(other_key.to_string().contains("same key"), "{other_key}");
     let no_key = plain.load(&key).await.unwrap_err();
     assert!(no_key.to_string().contains(&name), "{no_key}");
+    // Neither writes over what it could not read (with a lease or without):
+    // the fleet's token, and its refresh token, stay for those with the key.
+    let theirs = Token::new("at2-TOPSECRET").with_refresh_token("rt2-TOPSECRET");
+    for wrong in [&misconfigured, &plain] {
+        let refused = wrong.save(&key, &theirs).await.unwrap_err();
+        assert!(refused.to_string().contains("cannot read"), "{refused}");
+        assert!(!refused.is_transient());
+        let lease = wrong.lease(&key, Duration::from_secs(5)).await.unwrap();
+        let refused = wrong.save_leased(&key, &theirs, &lease).await.unwrap_err();
+        assert!(refused.to_string().contains("it is kept"), "{refused}");
+        lease.release().await.unwrap();
+    }
+    let kept = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(kept.refresh_token.unwrap().secret(), "rt-TOPSECRET");
+    // Once the entry is gone (a logout), the same instance writes again.
+    store.delete(&key).await.unwrap();
+    misconfigured.save(&key, &theirs).await.unwrap();
+    store.save(&key, &token).await.unwrap();
     // A value copied under another key name does not open.
     let other = TokenKey::new("another-api");
     let _: () = redis::cmd("COPY")
