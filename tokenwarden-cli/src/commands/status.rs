@@ -102,7 +102,8 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
         "has_refresh_token": info.has_refresh_token,
         // When the refresh token ends (if the server said): a person signs in again.
         "refresh_expires_in": info.refresh_expires_at.map(|at| {
-            at.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_secs()
+            let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
+            at.duration_since(now).unwrap_or_default().as_secs()
         }),
         "scope": info.scope,
         "fingerprint": info.fingerprint,
