@@ -350,47 +350,62 @@ impl Profile {
     /// without saving the new one; callers wait for the refresh when the token is
     /// expiring instead.
     pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
-        let manager = self.manager_for_logout(interaction).await?;
-        self.check_store(&manager).await?;
-        Ok(manager)
+        let (builder, store, key) = self.manager_builder(interaction).await?;
+        self.check_store(&*store, &key).await?;
+        builder.refresh_ahead(Duration::ZERO).build()
     }
 
     /// [`manager`](Self::manager) without the check that the stored token can be
     /// read: `logout` removes what it cannot read too (an entry sealed with
     /// another key, or left in clear by an earlier build).
     pub async fn manager_for_logout(&self, interaction: Interaction) -> Result<TokenManager> {
-        self.manager_builder(interaction)
-            .await?
-            .refresh_ahead(Duration::ZERO)
-            .build()
-    }
-
-    /// A token this machine cannot read in a shared store (another key) is an
-    /// error to fix here, not a reason to sign in again beside it: the library
-    /// would serve a new token and keep the stored one for the machines that can
-    /// read it (docs/design/003).
-    async fn check_store(&self, manager: &TokenManager) -> Result<()> {
-        if matches!(self.store, StoreKind::Redis(_)) {
-            self.store().await?.load(manager.key()).await?;
-        }
-        Ok(())
+        let (builder, _, _) = self.manager_builder(interaction).await?;
+        builder.refresh_ahead(Duration::ZERO).build()
     }
 
     /// The profile's manager for a long-running command (the proxy): tokens are
     /// refreshed ahead of their expiry, in the background.
     pub async fn service_manager(&self) -> Result<TokenManager> {
-        let manager = self.manager_builder(Interaction::Refused).await?.build()?;
-        self.check_store(&manager).await?;
-        Ok(manager)
+        let (builder, store, key) = self.manager_builder(Interaction::Refused).await?;
+        self.check_store(&*store, &key).await?;
+        builder.build()
     }
 
-    async fn manager_builder(&self, interaction: Interaction) -> Result<TokenManagerBuilder> {
+    /// Reads the stored token once before the command, to say what the library
+    /// only logs. In a shared store, a token this machine cannot read (another
+    /// key) is an error to fix here, not a reason to sign in again beside it:
+    /// the library would serve a new token and keep the stored one for the
+    /// machines that can read it (docs/design/003). A token file that cannot be
+    /// read is moved aside by that read: one line on stderr names both files,
+    /// and the command goes on (signing in again where it may).
+    async fn check_store(&self, store: &dyn TokenStore, key: &TokenKey) -> Result<()> {
+        match &self.store {
+            StoreKind::Redis(_) => {
+                store.load(key).await?;
+            }
+            StoreKind::File => {
+                if let Err(error) = store.load(key).await {
+                    eprintln!("tokenwarden: warning: {error}");
+                }
+            }
+            StoreKind::Memory | StoreKind::Keyring => {}
+        }
+        Ok(())
+    }
+
+    /// The manager's builder, its store and its key.
+    async fn manager_builder(
+        &self,
+        interaction: Interaction,
+    ) -> Result<(TokenManagerBuilder, Arc<dyn TokenStore>, TokenKey)> {
         let source = self.source(interaction)?;
         let key = source.key().with("profile", &self.name);
-        Ok(TokenManager::builder(source)
-            .key(key)
-            .store(self.store().await?)
-            .store_recheck(self.store_recheck()))
+        let store = self.store().await?;
+        let builder = TokenManager::builder(source)
+            .key(key.clone())
+            .store(store.clone())
+            .store_recheck(self.store_recheck());
+        Ok((builder, store, key))
     }
 
     /// How long a process serves its copy of the stored token before reading the

@@ -140,6 +140,43 @@ fn logout_says_when_it_could_not_revoke() {
     );
 }
 
+/// A token file that cannot be read is moved aside, and the command says so on
+/// stderr in one line that names both files; it then gets a new token.
+#[test]
+fn an_unreadable_token_file_is_moved_aside_with_a_warning() {
+    let Some(oidc) = oidc::server() else { return };
+    let home = Home::with_config(&config(oidc, ""));
+    run(&home, &["token", "-p", "api"]).expect_code(0);
+    let tokens = home.path().join("xdg-data/tokenwarden/tokens");
+    let file = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tok"))
+        .unwrap();
+    std::fs::write(&file, b"TWTK\x01damaged").unwrap();
+    let again = run(&home, &["token", "-p", "api"]);
+    let said = again.expect_code(0).stderr();
+    let warning: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("tokenwarden: warning:"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{said}");
+    assert!(
+        warning[0].contains(&file.display().to_string()) && warning[0].contains("moved aside to"),
+        "{said}"
+    );
+    let kept = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.display().to_string().contains(".corrupt-"))
+        .count();
+    assert_eq!(kept, 1, "the damaged file is kept");
+    assert!(
+        std::fs::read(&file).unwrap().len() > 20,
+        "a new token stored"
+    );
+}
+
 #[test]
 fn twenty_concurrent_invocations_share_one_token() {
     let Some(oidc) = oidc::server() else { return };
