@@ -57,7 +57,14 @@ fn a_process_killed_mid_save_leaves_a_whole_token() {
     }
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (mut mid_run, mut in_flight_landed) = (0, 0);
+    // Where each kill lands is random, from a seed that replays (TW_KILL_SEED).
+    let seed = std::env::var("TW_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("kill points from seed {seed} (TW_KILL_SEED={seed} replays them)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let (mut mid_run, mut in_flight_landed, mut after_saves) = (0, 0, 0);
     let mut held: Option<(usize, u64)> = None;
     for round in 0..ROUNDS {
         let mut process = Command::new(std::env::current_exe().unwrap())
@@ -80,11 +87,21 @@ fn a_process_killed_mid_save_leaves_a_whole_token() {
             let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
             assert!(read > 0, "round {round}: the child never started saving");
         }
-        // A random point in the run of saves, then SIGKILL.
-        std::thread::sleep(Duration::from_micros(fastrand::u64(0..20_000)));
+        // A random point in the run of saves, then SIGKILL: after a random
+        // number of saves have completed (counted, not timed: a busy machine
+        // slows the child, not where the kill lands), and a random moment into
+        // the next one.
+        let saves = rng.usize(0..=8);
+        after_saves += usize::from(saves > 0);
+        for _ in 0..saves {
+            line.clear();
+            let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+            assert!(read > 0, "round {round}: the child stopped saving");
+        }
+        std::thread::sleep(Duration::from_micros(rng.u64(0..2_000)));
         process.kill().unwrap();
         process.wait().unwrap();
-        let mut rest = String::new();
+        let mut rest = line.clone();
         std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         let completed = rest
             .lines()
@@ -117,8 +134,8 @@ fn a_process_killed_mid_save_leaves_a_whole_token() {
          after the rename of the save they cut short"
     );
     assert!(
-        mid_run > ROUNDS / 2,
-        "most kills land during the run of saves"
+        mid_run >= after_saves,
+        "every kill after a completed save saw it: {mid_run} of {after_saves}"
     );
     // Saves cut short leave temporary files (sealed, 0600). Once they are more
     // than an hour old (made so here), a new store removes them; younger ones,
