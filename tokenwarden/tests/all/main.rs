@@ -5,11 +5,13 @@
 
 mod browser;
 mod common;
+mod dot;
 #[path = "../support/gated_store.rs"]
 mod gated_store;
 #[path = "../support/grant_server.rs"]
 mod grant_server;
 mod oidc;
+mod servers;
 
 mod background;
 mod contention;

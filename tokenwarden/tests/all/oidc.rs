@@ -43,28 +43,13 @@ fn start() -> Result<Oidc, String> {
             dir.display()
         ));
     }
-    let mut child = Command::new("node")
-        .arg("server.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped()) // the server exits when this process ends and closes it
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start `node` ({e}); install Node.js 20 or later"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .ok_or("the server exited before it was ready")?
-        .map_err(|e| e.to_string())?;
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|e| format!("unexpected server output {line:?}: {e}"))?;
+    let mut node = Command::new("node");
+    node.arg("server.mjs").current_dir(&dir);
+    let (child, ready) = spawn_ready(node, "install Node.js 20 or later")?;
     let issuer = ready["issuer"]
         .as_str()
         .ok_or("no issuer in the server's output")?
         .to_owned();
-    // Keep draining its output, so that the server never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
     let keys = ready["keys"]
         .as_object()
         .ok_or("no keys in the server's output")?
@@ -76,6 +61,33 @@ fn start() -> Result<Oidc, String> {
         keys,
         _process: Mutex::new(child),
     })
+}
+
+/// Starts a test server's process and reads the one JSON line it prints when it
+/// is ready. Its stdin is a pipe that closes when this process ends, which ends
+/// the server; its output is drained after that line, so that it never writes
+/// into a closed pipe. `missing` says what to install if it cannot start.
+pub fn spawn_ready(
+    mut command: Command,
+    missing: &str,
+) -> Result<(Child, serde_json::Value), String> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start `{program}` ({e}); {missing}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .ok_or_else(|| format!("`{program}` exited before it was ready"))?
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|e| format!("unexpected output of `{program}` {line:?}: {e}"))?;
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, ready))
 }
 
 impl Oidc {
