@@ -254,11 +254,7 @@ impl OAuth2Client {
                     let answer = self.post_form(&url, &params).await?;
                     match answer.status {
                         200..=299 => Ok(()),
-                        _ => match serde_json::from_slice(&answer.body)
-                            .ok()
-                            .as_ref()
-                            .and_then(response::oauth_error)
-                        {
+                        _ => match answer.json().as_ref().and_then(response::oauth_error) {
                             // RFC 7009 §2.2.1: the server cannot revoke this kind of token.
                             Some(error) if error.error == "unsupported_token_type" => Ok(()),
                             Some(error) => Err(response::with_retry_after(

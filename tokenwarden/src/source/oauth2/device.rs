@@ -27,13 +27,20 @@ const MAX_CODE_LIFETIME_SECS: u64 = 24 * 60 * 60;
 pub struct DevicePrompt {
     /// The code the user enters.
     pub user_code: String,
-    /// Where the user enters it.
+    /// Where the user enters it (`verification_url` in Google's and Entra v1's
+    /// answers).
+    #[serde(alias = "verification_url")]
     pub verification_uri: String,
     /// The same page with the code filled in, if the server offers it (for a QR code).
     #[serde(default)]
     pub verification_uri_complete: Option<String>,
     /// How long the code is valid, in seconds.
+    #[serde(deserialize_with = "whole_seconds")]
     pub expires_in: u64,
+    /// The server's own instructions for the user, if it sends them (Entra's
+    /// `message`), stripped of control characters.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -41,8 +48,33 @@ pub(crate) struct Authorization {
     device_code: String,
     #[serde(flatten)]
     prompt: DevicePrompt,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_seconds")]
     interval: Option<u64>,
+}
+
+/// Seconds as a number or a numeric string (as Entra's v1 endpoints write them).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    optional_seconds(deserializer)?
+        .ok_or_else(|| serde::de::Error::custom("a number of seconds is missing"))
+}
+
+fn optional_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of seconds"))),
+        serde_json::Value::String(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom("not a whole number of seconds")),
+        _ => Err(D::Error::custom("not a number of seconds")),
+    }
 }
 
 type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
@@ -126,7 +158,7 @@ impl DeviceCode {
 
 /// The device authorization response (RFC 8628 §3.2), or the error it is.
 pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Result<Authorization> {
-    let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
+    let json = answer.json();
     if let Some(error) = json.as_ref().and_then(response::oauth_error) {
         let error = response::scrubbed(error, answer);
         return Err(Error::oauth(name, Some(answer.status), error));
@@ -134,7 +166,8 @@ pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Resul
     if !(200..300).contains(&answer.status) {
         return Err(response::status_error(name, answer));
     }
-    let mut authorization: Authorization = serde_json::from_slice(&answer.body).map_err(|e| {
+    let body = json.unwrap_or_default();
+    let mut authorization: Authorization = serde_json::from_value(body).map_err(|e| {
         Error::invalid_response(
             name,
             format!("the device authorization response is incomplete: {e}"),
@@ -149,6 +182,7 @@ pub(crate) fn read_authorization(name: &str, answer: &response::Answer) -> Resul
         .verification_uri_complete
         .as_deref()
         .map(response::printable);
+    prompt.message = prompt.message.as_deref().map(response::printable);
     Ok(authorization)
 }
 

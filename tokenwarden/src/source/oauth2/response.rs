@@ -22,6 +22,31 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    /// The body as JSON: JSON as RFC 6749 §5.1 says, or a form-encoded body
+    /// (`access_token=…&scope=repo%2Cgist`, as GitHub answers unless asked for
+    /// JSON, and older servers always) as an object of its strings. `None` for
+    /// anything else.
+    pub(crate) fn json(&self) -> Option<Value> {
+        if let Ok(json) = serde_json::from_slice(&self.body) {
+            return Some(json);
+        }
+        let form_type = self
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let text = std::str::from_utf8(&self.body).ok()?.trim();
+        let pairs: serde_json::Map<String, Value> = url::form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        // Without the content type, only a body that is plainly such a form.
+        let plainly = ["access_token", "error"]
+            .iter()
+            .any(|k| pairs.contains_key(*k))
+            && !text.contains(char::is_whitespace);
+        (form_type || plainly).then_some(Value::Object(pairs))
+    }
+
     /// `text` with every value of [`sent`](Self::sent) in it replaced.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
@@ -43,7 +68,7 @@ impl Answer {
 
 /// Turns an answer into a token, or into the error it is.
 pub(crate) fn token_from(source: &str, answer: &Answer) -> Result<Token> {
-    let json = serde_json::from_slice::<Value>(&answer.body).ok();
+    let json = answer.json();
     if let Some(error) = json.as_ref().and_then(oauth_error) {
         return Err(with_retry_after(
             Error::oauth(source, Some(answer.status), scrubbed(error, answer)),
@@ -115,8 +140,7 @@ pub(crate) fn retry_on_status(name: &str, answer: Answer) -> Result<Answer> {
     if answer.status != 429 && answer.status < 500 {
         return Ok(answer);
     }
-    let json: Option<Value> = serde_json::from_slice(&answer.body).ok();
-    Err(match json.as_ref().and_then(oauth_error) {
+    Err(match answer.json().as_ref().and_then(oauth_error) {
         Some(error) => with_retry_after(
             Error::oauth(name, Some(answer.status), scrubbed(error, &answer)),
             &answer,
@@ -321,15 +345,47 @@ mod tests {
             (r#"["a"]"#, "not an object"),
             ("<html>Bad gateway</html>", "not JSON (24 bytes)"),
             ("", "not JSON (0 bytes)"),
-            (
-                "access_token=TOPSECRET&token_type=bearer",
-                "not JSON (40 bytes)",
-            ),
+            ("a text with access_token=x in it", "not JSON (32 bytes)"),
         ] {
             let error = token_from("s", &answer(200, body)).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidResponse, "{body}");
             assert!(error.to_string().contains(expected), "{body}: {error}");
         }
+    }
+
+    /// GitHub answers form-encoded unless asked for JSON, as older servers do
+    /// always: read as the same fields, as strings.
+    #[test]
+    fn form_encoded_answers_are_read() {
+        let mut form = answer(
+            200,
+            "access_token=gho_TOPSECRET&expires_in=28800&refresh_token=ghr_TOPSECRET\
+             &refresh_token_expires_in=15811200&scope=repo%2Cgist&token_type=bearer",
+        );
+        form.headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        let token = token_from("s", &form).unwrap();
+        assert_eq!(token.access_token.secret(), "gho_TOPSECRET");
+        assert_eq!(token.refresh_token.unwrap().secret(), "ghr_TOPSECRET");
+        assert_eq!(token.scope.as_deref(), Some("repo,gist"));
+        assert_eq!(token.lifetime, Some(Duration::from_secs(28800)));
+        // Without the content type, a body that is plainly such a form.
+        let plain = token_from("s", &answer(200, "access_token=a&token_type=bearer")).unwrap();
+        assert_eq!(plain.access_token.secret(), "a");
+        // An error in a form (GitHub: HTTP 200) is the OAuth2 error it is.
+        let error = token_from(
+            "s",
+            &answer(
+                200,
+                "error=bad_verification_code&error_description=The+code+is+wrong",
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(error.oauth_error().unwrap().error, "bad_verification_code");
     }
 
     #[test]
