@@ -47,8 +47,11 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
     Some(tag[start..end].replace("&amp;", "&"))
 }
 
-/// The first form's action (if it names one) and its fields.
-fn first_form(html: &str, user: (&str, &str)) -> Option<(Option<String>, Vec<(String, String)>)> {
+/// A form: its action (if it names one) and its fields.
+type Form = (Option<String>, Vec<(String, String)>);
+
+/// The first form of `html`, with `user` filled in.
+fn first_form(html: &str, user: (&str, &str)) -> Option<Form> {
     let start = html.find("<form")?;
     let end = html[start..].find("</form>")? + start;
     let form = &html[start..end];

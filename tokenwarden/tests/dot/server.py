@@ -47,9 +47,16 @@ CLIENTS = {
         "redirect_uris": CALLBACK,
         "algorithm": "RS256",
     },
-    # The device flow (RFC 8628), a grant of its own in DOT: a public client.
+    # The device flow (RFC 8628) is a grant of its own in DOT, so not `app`'s:
+    # a public client, and a confidential one. DOT's device authorization
+    # endpoint wants client_id in the form, so the confidential one works with
+    # client_secret_post there, not with client_secret_basic alone.
     "device": {
         "client_type": "public",
+        "authorization_grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+    },
+    "device-confidential": {
+        "client_type": "confidential",
         "authorization_grant_type": "urn:ietf:params:oauth:grant-type:device_code",
     },
     # The resource owner password grant (still in DOT 3.4.1, deprecated by RFC 9700).
