@@ -45,10 +45,13 @@ pub struct Server {
     pub supports: Supports,
 }
 
+/// How a server is started: it, or why it cannot run here.
+type Start = fn() -> Result<Server, String>;
+
 /// Every server that runs here, started once per test binary.
 pub fn all() -> Vec<&'static Server> {
     static ALL: OnceLock<Vec<Server>> = OnceLock::new();
-    let starters: [(&str, fn() -> Result<Server, String>); 2] = [
+    let starters: [(&str, Start); 2] = [
         ("oidc-provider", oidc_provider),
         ("django-oauth-toolkit", crate::dot::start),
     ];
