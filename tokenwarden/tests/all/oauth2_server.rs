@@ -10,12 +10,14 @@ use tokenwarden::source::oauth2::{ClientAuth, JwtSigner, OAuth2Client, SigningAl
 use tokenwarden::{ClientSecret, ErrorKind, TokenManager, TokenSource};
 
 fn client(server: &Server, client_id: &str, auth: ClientAuth) -> OAuth2Client {
-    OAuth2Client::builder()
+    let mut builder = OAuth2Client::builder()
         .issuer(&server.issuer)
         .client_id(client_id)
-        .auth(auth)
-        .build()
-        .unwrap()
+        .auth(auth);
+    if let Some(url) = &server.device_authorization_url {
+        builder = builder.device_authorization_url(url);
+    }
+    builder.build().unwrap()
 }
 
 fn secret(client_id: &str) -> ClientSecret {
@@ -274,7 +276,12 @@ async fn plain_http_to_a_remote_host_is_refused() {
 fn device_login(
     server: &'static Server,
 ) -> (OAuth2Client, tokenwarden::source::oauth2::DeviceCode) {
-    let client = client(server, "app", ClientAuth::SecretBasic(secret("app")));
+    let (id, confidential) = server.device_client;
+    let auth = match confidential {
+        true => ClientAuth::SecretBasic(secret(id)),
+        false => ClientAuth::None,
+    };
+    let client = client(server, id, auth);
     let source = client
         .device_code()
         .scope(server.sign_in_scope)
@@ -315,7 +322,11 @@ async fn device_login_then_rotations(server: &'static Server) {
         .await
         .unwrap_or_else(|e| panic!("{name}: approved in the headless browser: {e}"))
         .to_token();
-    assert!(first.id_token.is_some(), "{name}");
+    assert_eq!(
+        first.id_token.is_some(),
+        server.supports.device_id_token,
+        "{name}"
+    );
     let mut refresh_tokens = vec![first
         .refresh_token
         .clone()
@@ -466,5 +477,36 @@ async fn a_forged_redirect_is_refused_and_the_real_one_still_awaited() {
             .await
             .unwrap_or_else(|e| panic!("{}: the real sign-in completes: {e}", server.name));
         assert_eq!(*forged_status.lock().unwrap(), Some(400));
+    }
+}
+
+/// A sign-in the server refuses (a scope it does not know) ends with the
+/// server's own error, typed, on every server: also where the error redirect
+/// lacks the `iss` the server advertises (django-oauth-toolkit), since an error
+/// carries no code that another server could use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sign_in_reports_the_servers_error() {
+    let _h = harness();
+    for server in servers::all() {
+        let client = client(server, "cli", ClientAuth::None);
+        let source = client
+            .authorization_code()
+            .scope("openid no-such-scope")
+            .login_timeout(Duration::from_secs(20))
+            .on_open(move |url| {
+                let page = url.to_string();
+                let (login, password) = &server.user;
+                tokio::spawn(async move {
+                    browser::approve_as(&page, (login.as_str(), password.as_str())).await
+                });
+            });
+        let error = source.fetch().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::OAuth, "{}: {error}", server.name);
+        assert_eq!(
+            error.oauth_error().unwrap().error,
+            "invalid_scope",
+            "{}: {error}",
+            server.name
+        );
     }
 }

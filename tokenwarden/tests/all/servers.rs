@@ -11,7 +11,8 @@
 
 use crate::oidc;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::process::Child;
+use std::sync::{Mutex, OnceLock};
 
 /// What a server supports, where servers differ.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,8 +21,10 @@ pub struct Supports {
     pub private_key_jwt: bool,
     /// The resource owner password grant (client `pw`, user [`Server::user`]).
     pub password: bool,
-    /// The device authorization grant (client `app`).
+    /// The device authorization grant (client [`Server::device_client`]).
     pub device: bool,
+    /// An ID token from the device flow.
+    pub device_id_token: bool,
     /// Rotated refresh tokens, and the spent one refused afterwards.
     pub rotation: bool,
 }
@@ -34,6 +37,11 @@ pub struct Server {
     pub token_url: String,
     /// The RFC 7662 endpoint, where a scenario checks a token's state.
     pub introspection_url: String,
+    /// The device authorization endpoint, where the metadata does not name it.
+    pub device_authorization_url: Option<String>,
+    /// The client of the device flow, and whether it is confidential (secret
+    /// `<id>-TOPSECRET`, sent with Basic authentication).
+    pub device_client: (&'static str, bool),
     /// PKCS#8 PEM private keys of the `cc-jwt` client, by algorithm.
     pub keys: HashMap<String, String>,
     /// The user who signs in (browser, device, password): login and password.
@@ -43,6 +51,8 @@ pub struct Server {
     /// A scope `cc-basic` may not have: asking for it is `invalid_scope`.
     pub refused_scope: &'static str,
     pub supports: Supports,
+    /// The server's process, where this entry started it; it ends with the tests.
+    pub _process: Option<Mutex<Child>>,
 }
 
 /// How a server is started: it, or why it cannot run here.
@@ -86,6 +96,8 @@ fn oidc_provider() -> Result<Server, String> {
         issuer: oidc.issuer.clone(),
         token_url: oidc.token_url(),
         introspection_url: format!("{}/token/introspection", oidc.issuer),
+        device_authorization_url: None,
+        device_client: ("app", true),
         keys: oidc.keys.clone(),
         user: ("alice".into(), "any password".into()),
         // Refresh tokens only for offline_access (OpenID Core §11).
@@ -96,7 +108,10 @@ fn oidc_provider() -> Result<Server, String> {
             private_key_jwt: true,
             password: false,
             device: true,
+            device_id_token: true,
             rotation: true,
         },
+        // Started and kept by `oidc.rs`, which other crates' tests share.
+        _process: None,
     })
 }

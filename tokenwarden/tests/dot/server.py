@@ -11,6 +11,7 @@ written to stdout; set TW_DOT_DEBUG=1 for logs on stderr.
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -51,13 +52,17 @@ CLIENTS = {
     # a public client, and a confidential one. DOT's device authorization
     # endpoint wants client_id in the form, so the confidential one works with
     # client_secret_post there, not with client_secret_basic alone.
+    # OpenID clients (RS256), as a refresh that repeats `openid` makes an ID
+    # token, which fails (HTTP 500) for a client without an algorithm.
     "device": {
         "client_type": "public",
         "authorization_grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "algorithm": "RS256",
     },
     "device-confidential": {
         "client_type": "confidential",
         "authorization_grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "algorithm": "RS256",
     },
     # The resource owner password grant (still in DOT 3.4.1, deprecated by RFC 9700).
     "pw": {"client_type": "confidential", "authorization_grant_type": "password"},
@@ -68,6 +73,7 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     """The standard library's WSGI server, one thread per request."""
 
     daemon_threads = True
+    request_queue_size = 64  # the listen backlog: tests may connect many at once
 
 
 class Handler(WSGIRequestHandler):
@@ -77,29 +83,58 @@ class Handler(WSGIRequestHandler):
 
 
 def create_user_and_clients():
+    """Creates alice and the applications; returns the clients for the ready line."""
     from django.contrib.auth import get_user_model
     from oauth2_provider.models import get_application_model
 
     get_user_model().objects.create_user(username=USER["login"], password=USER["password"])
-    application = get_application_model()
-    secrets = {}
+    clients = {}
     for client_id, fields in CLIENTS.items():
         confidential = fields["client_type"] == "confidential"
         secret = f"{client_id}-TOPSECRET" if confidential else ""
-        application.objects.create(
+        get_application_model().objects.create(
             client_id=client_id,
             name=client_id,
             client_secret=secret,
             hash_client_secret=False,
             **fields,
         )
-        secrets[client_id] = secret or None
-    return secrets
+        clients[client_id] = {
+            "client_secret": secret or None,
+            "client_type": fields["client_type"],
+            "grant_type": fields["authorization_grant_type"],  # DOT's name for it
+        }
+        if "redirect_uris" in fields:
+            clients[client_id]["redirect_uri"] = fields["redirect_uris"]
+    return clients
+
+
+def endpoints(base):
+    """The endpoints' URLs, as DOT's URL configuration has them."""
+    from django.urls import reverse
+
+    def url(name):
+        return base + reverse(name)
+
+    return {
+        "openid_configuration": url("oauth2_provider:oidc-connect-discovery-info"),
+        "oauth_authorization_server": url("rfc8414-metadata"),
+        "authorization_endpoint": url("oauth2_provider:authorize"),
+        "token_endpoint": url("oauth2_provider:token"),
+        # In neither metadata document: configure it.
+        "device_authorization_endpoint": url("oauth2_provider:device-authorization"),
+        "revocation_endpoint": url("oauth2_provider:revoke-token"),
+        "introspection_endpoint": url("oauth2_provider:introspect"),
+        "userinfo_endpoint": url("oauth2_provider:user-info"),
+        "jwks_uri": url("oauth2_provider:jwks-info"),
+    }
 
 
 def main():
     ready_out = sys.stdout
     sys.stdout = sys.stderr  # whatever else is printed goes to stderr
+    # Killed rather than closed: still remove the temporary directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workdir = tempfile.mkdtemp(prefix="tokenwarden-dot-")
     try:
         # The port first: the issuer (and so Django's settings) depends on it.
@@ -116,43 +151,20 @@ def main():
 
         django.setup()
         call_command("migrate", verbosity=0, interactive=False)
-        secrets = create_user_and_clients()
+        clients = create_user_and_clients()
         server.set_app(get_wsgi_application())
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
-        clients = {
-            client_id: {
-                "client_secret": secrets[client_id],
-                "client_type": fields["client_type"],
-                "grant_type": fields["authorization_grant_type"],
-                **({"redirect_uri": fields["redirect_uris"]} if "redirect_uris" in fields else {}),
-            }
-            for client_id, fields in CLIENTS.items()
-        }
-        ready = {
-            "issuer": issuer,
-            # Discoverable at openid_configuration, except as noted in README.md.
-            "openid_configuration": f"{issuer}/.well-known/openid-configuration",
-            "oauth_authorization_server": f"{base}/.well-known/oauth-authorization-server/o",
-            "authorization_endpoint": f"{issuer}/authorize/",
-            "token_endpoint": f"{issuer}/token/",
-            "device_authorization_endpoint": f"{issuer}/device-authorization/",  # in neither document
-            "revocation_endpoint": f"{issuer}/revoke_token/",
-            "introspection_endpoint": f"{issuer}/introspect/",
-            "userinfo_endpoint": f"{issuer}/userinfo/",
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "clients": clients,
-            "user": USER,
-        }
+        ready = {"issuer": issuer, **endpoints(base), "clients": clients, "user": USER}
         ready_out.write(json.dumps(ready) + "\n")
         ready_out.flush()
 
-        # Until the test process closes our stdin (or ends).
+        # Until the test process closes our stdin (or ends); the server's
+        # threads are daemons, and end with this one.
         try:
             sys.stdin.buffer.read()
         except KeyboardInterrupt:
             pass
-        server.shutdown()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -122,6 +122,12 @@ impl OAuth2Client {
         Ok(Some(metadata))
     }
 
+    /// Whether the client authenticates in the `Authorization` header (Basic),
+    /// so that its id is not in a request's body.
+    pub(crate) fn authenticates_in_header(&self) -> bool {
+        matches!(self.inner.auth, ClientAuth::SecretBasic(_))
+    }
+
     /// Whether a token granted less scope than asked for is kept.
     pub(crate) fn accepts_narrower_scope(&self) -> bool {
         self.inner.accept_narrower_scope

@@ -146,6 +146,12 @@ impl DeviceCode {
             ))
             })?;
         let mut params = Vec::new();
+        // RFC 8628 §3.1 names `client_id` among the request's parameters; some
+        // servers (django-oauth-toolkit) want it there even from a client that
+        // authenticates with Basic, where it is not in the body otherwise.
+        if self.client.authenticates_in_header() {
+            params.push(("client_id".to_owned(), self.client.client_id().to_owned()));
+        }
         params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
         // Read inside the retries: a 429 or 5xx answer is retried like a lost one.
         self.client

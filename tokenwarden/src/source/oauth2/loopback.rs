@@ -138,19 +138,25 @@ pub(super) fn answer(request: &[u8], expected: &Expected, name: &str) -> Option<
         }
         return None;
     }
-    Some(
-        if let Some(why) = wrong_issuer(expected.issuer.as_ref(), param("iss").as_deref()) {
-            tracing::warn!("{why}");
-            Err(Error::invalid_response(name, why))
-        } else if let Some(error) = param("error") {
-            let mut oauth = crate::OAuthError::new(printable(&error));
-            oauth.error_description = param("error_description").as_deref().map(printable);
-            Err(Error::oauth(name, None, oauth))
-        } else {
-            param("code")
-                .ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
-        },
-    )
+    let (iss, error) = (param("iss"), param("error"));
+    // An error without `iss` is reported even where the server advertises it
+    // (django-oauth-toolkit leaves it out of its errors): it carries no code, so
+    // it cannot be used against another server. One that names another issuer is
+    // refused like a code.
+    let wrong = match (&error, &iss) {
+        (Some(_), None) => None,
+        _ => wrong_issuer(expected.issuer.as_ref(), iss.as_deref()),
+    };
+    Some(if let Some(why) = wrong {
+        tracing::warn!("{why}");
+        Err(Error::invalid_response(name, why))
+    } else if let Some(error) = error {
+        let mut oauth = crate::OAuthError::new(printable(&error));
+        oauth.error_description = param("error_description").as_deref().map(printable);
+        Err(Error::oauth(name, None, oauth))
+    } else {
+        param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))
+    })
 }
 
 /// Why an authorization response's `iss` is refused, if it is.
@@ -168,5 +174,56 @@ fn wrong_issuer(expected: Option<&Issuer>, iss: Option<&str>) -> Option<String> 
             expected.id
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn outcome(query: &str) -> Option<std::result::Result<String, ErrorKind>> {
+        let expected = Expected {
+            state: "s".into(),
+            issuer: Some(Issuer {
+                id: "https://as.example".into(),
+                required: true,
+            }),
+        };
+        let request = format!("GET /callback?state=s&{query} HTTP/1.1\r\n\r\n");
+        answer(request.as_bytes(), &expected, "t").map(|r| r.map_err(|e| e.kind()))
+    }
+
+    /// RFC 9207 at an issuer that advertises it: a code only with its `iss`; an
+    /// error without `iss` reported (it carries no code), one naming another
+    /// issuer refused like a code.
+    #[test]
+    fn the_issuer_decides_what_is_taken() {
+        let iss = "iss=https%3A%2F%2Fas.example";
+        let other = "iss=https%3A%2F%2Fhonest.example";
+        assert_eq!(outcome(&format!("code=c&{iss}")), Some(Ok("c".into())));
+        assert_eq!(outcome("code=c"), Some(Err(ErrorKind::InvalidResponse)));
+        assert_eq!(
+            outcome(&format!("code=c&{other}")),
+            Some(Err(ErrorKind::InvalidResponse))
+        );
+        assert_eq!(outcome("error=access_denied"), Some(Err(ErrorKind::OAuth)));
+        assert_eq!(
+            outcome(&format!("error=access_denied&{iss}")),
+            Some(Err(ErrorKind::OAuth))
+        );
+        assert_eq!(
+            outcome(&format!("error=access_denied&{other}")),
+            Some(Err(ErrorKind::InvalidResponse))
+        );
+        let wrong_state = answer(
+            b"GET /callback?state=x&code=c HTTP/1.1\r\n\r\n",
+            &Expected {
+                state: "s".into(),
+                issuer: None,
+            },
+            "t",
+        );
+        assert!(wrong_state.is_none());
     }
 }

@@ -42,7 +42,7 @@ STATIC_URL = "/static/"  # DOT's page templates link a stylesheet (never served)
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # Ours first: they override some of DOT's pages (see templates/).
+        # Ours first: the sign-in page, and DOT's device approval page redone.
         "DIRS": [os.path.join(os.path.dirname(__file__), "templates")],
         "APP_DIRS": True,
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
