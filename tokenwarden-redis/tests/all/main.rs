@@ -17,9 +17,15 @@ mod wakeups;
 
 #[path = "../../../tokenwarden/tests/all/browser.rs"]
 mod browser;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden/tests/all/dot.rs"]
+mod dot;
 #[allow(dead_code)] // the OAuth2 tests use the rest
 #[path = "../../../tokenwarden/tests/all/oidc.rs"]
 mod oidc;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden/tests/all/servers.rs"]
+mod servers;
 
 use tokenwarden::ManualClock;
 use tokenwarden_redis::RedisStore;

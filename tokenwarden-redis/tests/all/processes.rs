@@ -4,7 +4,8 @@
 //! and the parent moves them in step, one line on each child's stdin per step; each
 //! child answers with a `child: ` line on stdout.
 
-use crate::{browser, oidc, required, URL};
+use crate::servers::{self, Server};
+use crate::{browser, required, URL};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
@@ -19,8 +20,9 @@ use tokio::io::AsyncBufReadExt as _;
 const CHILD: &str = "TW_REDIS_CHILD";
 /// Set in children of the lease test: `hang` or `take`.
 const MODE: &str = "TW_REDIS_MODE";
-/// Set in children of the rotation test: the authorization server.
-const ISSUER: &str = "TW_OIDC_ISSUER";
+/// Set in children of the rotation test: how to sign in at the authorization
+/// server (JSON: [`sign_in`]).
+const SERVER: &str = "TW_AUTH_SERVER";
 
 /// One child process, killed when dropped.
 struct Instance {
@@ -262,23 +264,44 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over_after_its_ttl() {
     assert_eq!(held, 0, "the taker released the lease");
 }
 
-/// The `app` client of the test authorization server, and its device login.
-fn device_login(issuer: &str, on_prompt: impl Fn(String) + Send + Sync + 'static) -> DeviceCode {
-    OAuth2Client::builder()
-        .issuer(issuer)
-        .client_id("app")
-        .auth(ClientAuth::SecretBasic(ClientSecret::new("app-TOPSECRET")))
+/// How a child signs in at `server` with the device flow: its issuer, device
+/// client and scope (the child has no `Server` of its own).
+fn sign_in(server: &Server) -> serde_json::Value {
+    serde_json::json!({
+        "issuer": server.issuer,
+        "client": server.device_client.0,
+        "confidential": server.device_client.1,
+        "scope": server.sign_in_scope,
+        "device_url": server.device_authorization_url,
+    })
+}
+
+/// The device login that `sign_in` describes.
+fn device_login(
+    sign_in: &serde_json::Value,
+    on_prompt: impl Fn(String) + Send + Sync + 'static,
+) -> DeviceCode {
+    let client = sign_in["client"].as_str().unwrap();
+    let mut builder = OAuth2Client::builder()
+        .issuer(sign_in["issuer"].as_str().unwrap())
+        .client_id(client);
+    if sign_in["confidential"].as_bool() == Some(true) {
+        builder = builder.auth(ClientAuth::SecretBasic(ClientSecret::new(format!(
+            "{client}-TOPSECRET"
+        ))));
+    }
+    if let Some(url) = sign_in["device_url"].as_str() {
+        builder = builder.device_authorization_url(url);
+    }
+    builder
         .build()
         .unwrap()
         .device_code()
-        .scope("openid offline_access read")
+        .scope(sign_in["scope"].as_str().unwrap())
         .on_prompt(move |prompt| {
-            on_prompt(
-                prompt
-                    .verification_uri_complete
-                    .clone()
-                    .expect("oidc-provider gives it"),
-            )
+            on_prompt(prompt.verification_uri_complete.clone().unwrap_or_else(|| {
+                format!("{}?user_code={}", prompt.verification_uri, prompt.user_code)
+            }))
         })
 }
 
@@ -290,8 +313,9 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
     let _h = crate::leaks::harness();
     let cipher = || Some(TokenCipher::new([5; 32]));
     if let Ok(prefix) = std::env::var(CHILD) {
-        let issuer = std::env::var(ISSUER).unwrap();
-        let source = device_login(&issuer, |_| say("prompted: a login was needed"));
+        let sign_in: serde_json::Value =
+            serde_json::from_str(&std::env::var(SERVER).unwrap()).unwrap();
+        let source = device_login(&sign_in, |_| say("prompted: a login was needed"));
         let (manager, clock) = instance(&prefix, source, cipher()).await;
         say("ready");
         let mut orders = orders();
@@ -324,28 +348,41 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
         }
         return;
     }
-    let Some(oidc) = oidc::server() else { return };
+    for server in servers::supporting(|s| s.device && s.rotation) {
+        eight_processes_rotate_at(server, cipher()).await;
+    }
+}
+
+/// The rotation test's parent on `server`: one sign-in, then eight processes
+/// through 20 expiries.
+async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<TokenCipher>) {
+    let name = server.name;
     let Some((prefix, _redis)) = parent().await else {
         return;
     };
     // The user logs in once (device flow, approved in the headless browser).
-    let login = device_login(&oidc.issuer, |page| {
-        tokio::spawn(async move { browser::approve(&page).await });
+    let sign_in = sign_in(server);
+    let login = device_login(&sign_in, move |page| {
+        let (user, password) = &server.user;
+        tokio::spawn(async move {
+            browser::approve_as(&page, (user.as_str(), password.as_str())).await
+        });
     });
-    let (first, _clock) = instance(&prefix, login, cipher()).await;
+    let (first, _clock) = instance(&prefix, login, cipher).await;
     let signed_in = first
         .token()
         .await
-        .expect("approved")
+        .unwrap_or_else(|e| panic!("{name}: approved: {e}"))
         .fingerprint()
         .to_owned();
 
-    let issuer = [(ISSUER, oidc.issuer.as_str())];
+    let sign_in = sign_in.to_string();
+    let env = [(SERVER, sign_in.as_str())];
     let mut instances: Vec<_> = (0..8)
-        .map(|_| Instance::start(ROTATION, &prefix, &issuer))
+        .map(|_| Instance::start(ROTATION, &prefix, &env))
         .collect();
     for instance in &mut instances {
-        assert_eq!(instance.said(), "ready");
+        assert_eq!(instance.said(), "ready", "{name}");
     }
     let mut tokens = HashSet::from([signed_in]);
     for round in 1..=20 {
@@ -354,14 +391,14 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
         assert_eq!(
             said.len(),
             1,
-            "round {round}: one token in all 8 processes: {said:?}"
+            "{name}: round {round}: one token in all 8 processes: {said:?}"
         );
         let token = said.into_iter().next().unwrap();
         assert!(
             !token.contains("error") && !token.contains(','),
-            "round {round}: {token}"
+            "{name}: round {round}: {token}"
         );
-        assert!(tokens.insert(token), "round {round}: a new token");
+        assert!(tokens.insert(token), "{name}: round {round}: a new token");
     }
     let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
     for instance in &mut instances {
@@ -373,6 +410,6 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
     assert_eq!(
         (fetches, refreshes, failures),
         (0, 20, 0),
-        "20 refreshes in all, no login, no refresh token refused"
+        "{name}: 20 refreshes in all, no login, no refresh token refused"
     );
 }

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::sync::Mutex;
 
 pub fn start() -> Result<Server, String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dot");
+    // From either crate of the workspace (the Redis tests use this server too).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tokenwarden/tests/dot");
     let python = dir.join(".venv/bin/python");
     if !python.exists() {
         return Err(format!(
