@@ -83,10 +83,7 @@ impl From<tokenwarden::Error> for CliError {
             };
         }
         // A sign-in nobody completed in time, or one that was denied.
-        let denied = cause
-            .oauth_error()
-            .is_some_and(|e| matches!(e.error.as_str(), "access_denied" | "expired_token"));
-        if cause.kind() == ErrorKind::SignIn || denied {
+        if error.is_unfinished_sign_in() {
             return Self {
                 code: SIGN_IN,
                 message: error.to_string(),

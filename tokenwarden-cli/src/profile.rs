@@ -188,7 +188,7 @@ impl Profile {
                 self,
                 client()?.token_exchange(self.subject_token.clone().unwrap_or_default())
             )),
-            Grant::DeviceCode => Arc::new(scoped!(
+            Grant::DeviceCode => Arc::new(shaped!(
                 self,
                 client()?
                     .device_code()

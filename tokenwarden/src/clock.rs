@@ -149,7 +149,7 @@ pub use manual::ManualClock;
 #[cfg(feature = "test-util")]
 mod manual {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Arc;
     use tokio::sync::Notify;
 
@@ -178,6 +178,24 @@ mod manual {
         /// Monotonic time: moved forward with the wall clock, never back.
         monotonic_nanos: AtomicU64,
         moved: Notify,
+        /// Sleeps waiting on this clock now.
+        sleepers: AtomicUsize,
+    }
+
+    /// Counts a sleep as waiting while it lives.
+    struct Sleeper(Arc<Inner>);
+
+    impl Sleeper {
+        fn new(inner: &Arc<Inner>) -> Self {
+            inner.sleepers.fetch_add(1, Ordering::SeqCst);
+            Self(inner.clone())
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            self.0.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     impl ManualClock {
@@ -188,10 +206,18 @@ mod manual {
                     nanos: AtomicU64::new(0),
                     monotonic_nanos: AtomicU64::new(0),
                     moved: Notify::new(),
+                    sleepers: AtomicUsize::new(0),
                 }),
             };
             clock.inner.nanos.store(unix_nanos(start), Ordering::SeqCst);
             clock
+        }
+
+        /// How many sleeps on this clock are waiting. A test that moves the
+        /// clock only while the code under test sleeps on it (none of its
+        /// requests in flight) sees exact times, however busy the machine.
+        pub fn sleepers(&self) -> usize {
+            self.inner.sleepers.load(Ordering::SeqCst)
         }
 
         /// Moves the clock forward by `by`.
@@ -246,6 +272,7 @@ mod manual {
         fn sleep_until(&self, deadline: SystemTime) -> Sleep {
             let clock = self.clone();
             Box::pin(async move {
+                let _waiting = Sleeper::new(&clock.inner);
                 loop {
                     let moved = clock.inner.moved.notified();
                     tokio::pin!(moved);
@@ -267,6 +294,7 @@ mod manual {
             let clock = self.clone();
             let deadline = self.monotonic() + duration;
             Box::pin(async move {
+                let _waiting = Sleeper::new(&clock.inner);
                 loop {
                     let moved = clock.inner.moved.notified();
                     tokio::pin!(moved);

@@ -266,11 +266,32 @@ impl Error {
         }
     }
 
-    /// Whether the server rejected the grant (`invalid_grant`): the refresh token is
-    /// spent, revoked or expired, and only a new login helps.
+    /// Whether the server rejected the grant (`invalid_grant`, or a provider's
+    /// own name for it: GitHub's `bad_refresh_token`, Slack's
+    /// `invalid_refresh_token`): the refresh token is spent, revoked or expired,
+    /// and only a new login helps.
     pub fn is_invalid_grant(&self) -> bool {
-        self.oauth_error()
-            .is_some_and(|e| e.error == "invalid_grant")
+        self.oauth_error().is_some_and(|e| {
+            matches!(
+                e.error.as_str(),
+                "invalid_grant" | "bad_refresh_token" | "invalid_refresh_token"
+            )
+        })
+    }
+
+    /// Whether a person's sign-in ended without a token: it was denied (the
+    /// server's `access_denied`, Entra's `authorization_declined`) or not
+    /// completed in time (`expired_token`, [`ErrorKind::SignIn`]). Only the
+    /// person can help: sign in again.
+    pub fn is_unfinished_sign_in(&self) -> bool {
+        let denied = self.oauth_error().is_some_and(|e| {
+            matches!(
+                e.error.as_str(),
+                "access_denied" | "authorization_declined" | "expired_token"
+            )
+        });
+        let last = self.last_attempt().unwrap_or(self);
+        denied || last.kind() == ErrorKind::SignIn || self.kind() == ErrorKind::SignIn
     }
 
     /// The OAuth2 error the server sent, if this error (or its last attempt) is one.
@@ -327,7 +348,7 @@ fn hint_for(code: &str) -> &'static str {
         "unauthorized_client" => "; this client may not use this grant",
         "invalid_scope" => "; check the requested scope",
         "temporarily_unavailable" => "; the server is temporarily unavailable; try again later",
-        "access_denied" => "; the sign-in was denied",
+        "access_denied" | "authorization_declined" => "; the sign-in was denied",
         "expired_token" => "; the sign-in was not completed in time",
         _ => "",
     }

@@ -172,6 +172,13 @@ impl Token {
             .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
     }
 
+    /// The lifetime the server gave (`expires_in`), as a source returned the
+    /// token; a manager turns it into [`expires_at`](Self::expires_at) when it
+    /// takes the token, and clears it.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+
     /// Whether the token has expired at `now` (a token without expiry has not).
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)

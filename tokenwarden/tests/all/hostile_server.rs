@@ -449,7 +449,7 @@ async fn the_granted_scope_is_kept_with_the_token() {
         (Some("write read admin"), "write read admin"),
         (None, "read write"),
         // GitHub's commas.
-        (Some("read,write"), "read,write"),
+        (Some("read,write"), "read write"),
     ] {
         let server = granting(granted).await;
         let fetched = client_of(&server, false)

@@ -28,6 +28,7 @@ mod oauth2_edges;
 mod oauth2_requests;
 mod oauth2_server;
 mod persist_listener;
+mod providers;
 mod recovery;
 mod registry;
 mod runtimes;

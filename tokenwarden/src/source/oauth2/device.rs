@@ -90,6 +90,8 @@ type Prompt = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 pub struct DeviceCode {
     client: OAuth2Client,
     scope: Option<String>,
+    /// More parameters of the device authorization request (audience, resource...).
+    params: Vec<(String, String)>,
     prompt: Prompt,
     user: Option<String>,
 }
@@ -100,6 +102,7 @@ impl OAuth2Client {
         DeviceCode {
             client: self.clone(),
             scope: None,
+            params: Vec::new(),
             user: None,
             prompt: Arc::new(|prompt: &DevicePrompt| {
                 eprintln!(
@@ -115,6 +118,26 @@ impl DeviceCode {
     /// Asks for this scope (add `offline_access` for a refresh token on OpenID servers).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
+        self
+    }
+
+    /// The API the token is for, as the `audience` parameter of the device
+    /// authorization request (Auth0: without it the token is for `/userinfo`
+    /// only).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
+    /// The API the token is for, as an RFC 8707 `resource` (Entra's v1
+    /// endpoints need one).
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Any other parameter of the device authorization request (Twitch takes
+    /// its scopes as `scopes`). Part of the token's key.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
         self
     }
 
@@ -153,6 +176,7 @@ impl DeviceCode {
             params.push(("client_id".to_owned(), self.client.client_id().to_owned()));
         }
         params.extend(self.scope.iter().map(|s| ("scope".to_owned(), s.clone())));
+        params.extend(self.params.iter().cloned());
         // Read inside the retries: a 429 or 5xx answer is retried like a lost one.
         self.client
             .with_retries(Replay::Safe, || async {
@@ -206,10 +230,20 @@ impl Grant for DeviceCode {
     }
 
     fn grant_key(&self) -> TokenKey {
+        // Without parameters, the key of earlier versions.
+        let params = (!self.params.is_empty()).then(|| {
+            let pairs: Vec<String> = self
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            pairs.join("&")
+        });
         self.client.key(
             "device_code",
             &[
                 ("scope", self.scope.as_deref()),
+                ("params", params.as_deref()),
                 ("subject", self.user.as_deref()),
             ],
         )
@@ -269,6 +303,7 @@ impl std::fmt::Debug for DeviceCode {
         f.debug_struct("DeviceCode")
             .field("client", &self.client)
             .field("scope", &self.scope)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }

@@ -181,14 +181,63 @@ pub(crate) fn scrubbed(mut error: OAuthError, answer: &Answer) -> OAuthError {
     error
 }
 
-/// The RFC 6749 §5.2 error in a JSON body, if it is one.
+/// The RFC 6749 §5.2 error in a JSON body, if it is one; also the shapes
+/// providers use instead (`tests/fixtures/providers/`):
+///
+/// - the description in `reason` (Zoom) or `message` (Twitch) when there is no
+///   `error_description`;
+/// - no `error`, and a `message` that is an error code (Twitch's device flow:
+///   `{"status":400,"message":"authorization_pending"}`);
+/// - no `error`, and an `errors` list of `{resource, field, code}` (Strava): an
+///   invalid refresh token or authorization code is `invalid_grant`, anything
+///   else `invalid_request`, described by the list.
 pub(crate) fn oauth_error(json: &Value) -> Option<OAuthError> {
-    let code = json.get("error")?.as_str()?;
     let text = |name: &str| json.get(name).and_then(Value::as_str).map(printable);
-    let mut error = OAuthError::new(printable(code));
-    error.error_description = text("error_description");
+    let is_code =
+        |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let (code, described) = match (text("error"), text("message"), json.get("errors")) {
+        (Some(code), _, _) => (code, false),
+        (None, Some(message), _) if is_code(&message) => (message, true),
+        (None, message, Some(Value::Array(errors))) => {
+            let (code, said) = listed_errors(errors);
+            let mut error = OAuthError::new(code);
+            error.error_description = Some(match message {
+                Some(message) => format!("{message}: {said}"),
+                None => said,
+            });
+            return Some(error);
+        }
+        _ => return None,
+    };
+    let mut error = OAuthError::new(code);
+    error.error_description = text("error_description")
+        .or_else(|| text("reason"))
+        .or_else(|| text("message").filter(|_| !described));
     error.error_uri = text("error_uri");
     Some(error)
+}
+
+/// Strava's `errors` list: the code it amounts to, and the list in words.
+fn listed_errors(errors: &[Value]) -> (&'static str, String) {
+    let field = |e: &Value, name: &str| e.get(name).and_then(Value::as_str).map(printable);
+    let mut code = "invalid_request";
+    let said: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let resource = field(e, "resource").unwrap_or_default();
+            let what = field(e, "code").unwrap_or_default();
+            if matches!(resource.as_str(), "RefreshToken" | "AuthorizationCode")
+                && what == "invalid"
+            {
+                code = "invalid_grant";
+            }
+            format!(
+                "{resource} {} {what}",
+                field(e, "field").unwrap_or_default()
+            )
+        })
+        .collect();
+    (code, said.join("; "))
 }
 
 /// A server's text as it may reach a terminal or a log: without control
@@ -210,12 +259,26 @@ fn parse_token(source: &str, mut fields: Map<String, Value>) -> Result<Token> {
         Some(Value::String(token)) if !token.is_empty() => token,
         Some(Value::String(_)) => return Err(invalid("`access_token` is empty".into())),
         Some(_) => return Err(invalid("`access_token` is not a string".into())),
+        // Slack: an app that asked for user scopes only gets a user token there.
+        None if fields
+            .get("authed_user")
+            .is_some_and(|u| u.get("access_token").is_some()) =>
+        {
+            return Err(invalid(
+                "the response has no `access_token` at its top level, only a user token in \
+                 `authed_user.access_token` (Slack, for user scopes): ask for a bot scope too, \
+                 or read that answer with a source of your own"
+                    .into(),
+            ))
+        }
         None => return Err(invalid("the response has no `access_token`".into())),
     };
     let mut token = Token::new(access_token);
     match fields.remove("token_type") {
         // Servers vary in case ("bearer", "Bearer"); RFC 6749 says it is case-insensitive.
         Some(Value::String(kind)) if kind.is_empty() || kind.eq_ignore_ascii_case("bearer") => {}
+        // Slack says whose token it is (`bot`, `user`); it is sent as a bearer token.
+        Some(Value::String(kind)) if matches!(kind.as_str(), "bot" | "user") => {}
         Some(Value::String(kind)) => token.token_type = kind,
         Some(Value::Null) | None => {}
         Some(_) => return Err(invalid("`token_type` is not a string".into())),
@@ -239,7 +302,14 @@ fn parse_token(source: &str, mut fields: Map<String, Value>) -> Result<Token> {
         Some(_) => return Err(invalid("`refresh_token` is not a string".into())),
     }
     match fields.remove("scope") {
-        Some(Value::String(scope)) => token.scope = Some(scope),
+        // Space-separated, as RFC 6749 writes it (GitHub and Slack use commas).
+        Some(Value::String(scope)) => {
+            let words: Vec<&str> = scope
+                .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .collect();
+            token.scope = Some(words.join(" "));
+        }
         // Some servers send the scope as a list.
         Some(Value::Array(items)) => {
             let scopes: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
@@ -371,7 +441,7 @@ mod tests {
         let token = token_from("s", &form).unwrap();
         assert_eq!(token.access_token.secret(), "gho_TOPSECRET");
         assert_eq!(token.refresh_token.unwrap().secret(), "ghr_TOPSECRET");
-        assert_eq!(token.scope.as_deref(), Some("repo,gist"));
+        assert_eq!(token.scope.as_deref(), Some("repo gist"));
         assert_eq!(token.lifetime, Some(Duration::from_secs(28800)));
         // Without the content type, a body that is plainly such a form.
         let plain = token_from("s", &answer(200, "access_token=a&token_type=bearer")).unwrap();

@@ -2,10 +2,12 @@
 //! actually answer: not only RFC 6749's space-separated list of the very words
 //! asked for.
 //!
-//! A value asked for counts as granted when the answer holds it, or holds a
-//! longer name that ends in it after a `/` or a `.` (Google answers `email`
-//! with `https://www.googleapis.com/auth/userinfo.email`). Values are separated
-//! by spaces or commas (GitHub answers `repo,gist`). `openid` and
+//! A value asked for counts as granted when the answer holds it, case aside
+//! (Entra answers `user.read` with `User.Read`), or one name ends the other
+//! after a `/` or a `.` (Google answers `email` with
+//! `https://www.googleapis.com/auth/userinfo.email`; Entra answers
+//! `https://graph.microsoft.com/Mail.Read` with `Mail.Read`). Values are
+//! separated by spaces or commas (GitHub answers `repo,gist`, Strava asks so). `openid` and
 //! `offline_access` ask for an ID token and a refresh token, not for access, and
 //! servers differ on echoing them: never missing. Nor is a value ending in
 //! `/.default` (Microsoft Entra answers it with the permissions it stands for).
@@ -17,18 +19,22 @@ pub(super) fn missing(asked: &str, granted: &str) -> Option<String> {
         .split(|c: char| c == ',' || c.is_ascii_whitespace())
         .filter(|s| !s.is_empty())
         .collect();
+    // One name ends the other after a `/` or a `.`, case aside.
+    let names = |long: &str, short: &str| {
+        let (long, short) = (long.to_ascii_lowercase(), short.to_ascii_lowercase());
+        long == short
+            || long
+                .strip_suffix(&short)
+                .is_some_and(|head| head.ends_with('/') || head.ends_with('.'))
+    };
     let covered = |wanted: &str| {
         matches!(wanted, "openid" | "offline_access")
             || wanted.ends_with("/.default")
-            || granted.iter().any(|g| {
-                *g == wanted
-                    || g.strip_suffix(wanted)
-                        .is_some_and(|head| head.ends_with('/') || head.ends_with('.'))
-            })
+            || granted.iter().any(|g| names(g, wanted) || names(wanted, g))
     };
     let missing: Vec<&str> = asked
-        .split_ascii_whitespace()
-        .filter(|wanted| !covered(wanted))
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|wanted| !wanted.is_empty() && !covered(wanted))
         .collect();
     (!missing.is_empty()).then(|| missing.join(" "))
 }
