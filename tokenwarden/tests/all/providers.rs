@@ -132,7 +132,13 @@ async fn run(case: &Value) -> Outcome {
     let prompt = Arc::new(Mutex::new(None));
     let authorize = Arc::new(Mutex::new(Vec::new()));
     let source: Box<dyn TokenSource> = match case["grant"].as_str().unwrap() {
-        "client_credentials" => Box::new(shaped!(client.client_credentials())),
+        "client_credentials" => {
+            let mut grant = client.client_credentials();
+            if let Some(grant_type) = text("grant_type") {
+                grant = grant.grant_type(grant_type);
+            }
+            Box::new(shaped!(grant))
+        }
         "password" => Box::new(shaped!(
             client.password("user", format!("{MARKER}-password"))
         )),

@@ -109,6 +109,8 @@ macro_rules! request_setters {
 pub struct ClientCredentials {
     client: OAuth2Client,
     request: Request,
+    /// The grant type sent, where a provider names it its own way.
+    grant_type: String,
 }
 
 impl OAuth2Client {
@@ -117,6 +119,7 @@ impl OAuth2Client {
         ClientCredentials {
             client: self.clone(),
             request: Request::default(),
+            grant_type: "client_credentials".to_owned(),
         }
     }
 
@@ -152,6 +155,16 @@ impl OAuth2Client {
 
 impl ClientCredentials {
     request_setters!();
+
+    /// Sends another `grant_type` than `client_credentials`, for a provider
+    /// whose service-account grant is the same request under its own name:
+    /// Zoom's server-to-server tokens are
+    /// `.grant_type("account_credentials").param("account_id", id)`. Part of the
+    /// token's key.
+    pub fn grant_type(mut self, grant_type: impl Into<String>) -> Self {
+        self.grant_type = grant_type.into();
+        self
+    }
 }
 
 #[async_trait]
@@ -165,11 +178,11 @@ impl Grant for ClientCredentials {
     }
 
     fn grant_key(&self) -> TokenKey {
-        self.request.key(&self.client, "client_credentials", &[])
+        self.request.key(&self.client, &self.grant_type, &[])
     }
 
     async fn new_token(&self) -> Result<Token> {
-        let form = self.request.form("client_credentials", &[]);
+        let form = self.request.form(&self.grant_type, &[]);
         self.client.token_request(&form).await
     }
 }
