@@ -44,6 +44,17 @@ macro_rules! shaped {
     }};
 }
 
+/// A grant builder with the profile's scope, audience, resource and `params`.
+macro_rules! extended {
+    ($profile:expr, $grant:expr) => {{
+        let mut grant = shaped!($profile, $grant);
+        for (name, value) in &$profile.params {
+            grant = grant.param(name, value);
+        }
+        grant
+    }};
+}
+
 /// What the grant may do when there is no token: sign the user in (the `login`
 /// command) or refuse, so that a script never waits on a browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,8 +178,14 @@ impl Profile {
         let client = || self.client();
         let scope = self.scope.clone().unwrap_or_default();
         let source: Arc<dyn TokenSource> = match self.grant {
-            Grant::ClientCredentials => Arc::new(shaped!(self, client()?.client_credentials())),
-            Grant::RefreshToken => Arc::new(shaped!(
+            Grant::ClientCredentials => {
+                let mut grant = client()?.client_credentials();
+                if let Some(grant_type) = &self.grant_type {
+                    grant = grant.grant_type(grant_type);
+                }
+                Arc::new(extended!(self, grant))
+            }
+            Grant::RefreshToken => Arc::new(extended!(
                 self,
                 client()?
                     .refresh_token(self.refresh_token.clone().unwrap_or_default())
@@ -177,7 +194,7 @@ impl Profile {
                     // stored under.
                     .user("")
             )),
-            Grant::Password => Arc::new(shaped!(
+            Grant::Password => Arc::new(extended!(
                 self,
                 client()?.password(
                     self.username.clone().unwrap_or_default(),
@@ -188,7 +205,7 @@ impl Profile {
                 self,
                 client()?.token_exchange(self.subject_token.clone().unwrap_or_default())
             )),
-            Grant::DeviceCode => Arc::new(shaped!(
+            Grant::DeviceCode => Arc::new(extended!(
                 self,
                 client()?
                     .device_code()
@@ -203,7 +220,8 @@ impl Profile {
                 );
                 // OpenID Connect gives a refresh token for offline_access only
                 // with consent asked (Core §11).
-                if scope.split(' ').any(|s| s == "offline_access") {
+                let own_prompt = self.auth_params.iter().any(|(name, _)| name == "prompt");
+                if scope.split(' ').any(|s| s == "offline_access") && !own_prompt {
                     grant = grant.auth_param("prompt", "consent");
                 }
                 if let Some(port) = self.redirect_port {
@@ -211,6 +229,18 @@ impl Profile {
                 }
                 if let Some(timeout) = self.login_timeout {
                     grant = grant.login_timeout(timeout);
+                }
+                // The API the token is for, and the provider's own parameters
+                // (Auth0's and Atlassian's `audience`, Google's `access_type`,
+                // Dropbox's `token_access_type`), go on the authorization URL.
+                let named = [("audience", &self.audience), ("resource", &self.resource)];
+                for (name, value) in named {
+                    if let Some(value) = value {
+                        grant = grant.auth_param(name, value);
+                    }
+                }
+                for (name, value) in &self.auth_params {
+                    grant = grant.auth_param(name, value);
                 }
                 Arc::new(grant)
             }
@@ -405,6 +435,10 @@ impl Profile {
             .key(key.clone())
             .store(store.clone())
             .store_recheck(self.store_recheck());
+        let builder = match self.token_lifetime {
+            Some(lifetime) => builder.default_lifetime(lifetime),
+            None => builder,
+        };
         Ok((builder, store, key))
     }
 

@@ -69,6 +69,18 @@ pub struct Profile {
     pub accept_narrower_scope: bool,
     /// How long a browser sign-in waits (`login --timeout`; not a profile key).
     pub login_timeout: Option<std::time::Duration>,
+    /// More parameters of the token request (the device authorization request
+    /// for the device flow): `params = { account_id = "…" }`.
+    pub params: Vec<(String, String)>,
+    /// More parameters of the browser sign-in's authorization URL:
+    /// `auth_params = { access_type = "offline" }`.
+    pub auth_params: Vec<(String, String)>,
+    /// The grant type a `client_credentials` profile sends, where a provider
+    /// names it its own way (Zoom: `account_credentials`).
+    pub grant_type: Option<String>,
+    /// How long a token without `expires_in` is taken to live (else the
+    /// library's default, an hour).
+    pub token_lifetime: Option<std::time::Duration>,
 }
 
 impl Config {

@@ -49,6 +49,15 @@ pub(super) struct RawProfile {
     base_url: Text,
     redirect_port: Option<Spanned<u16>>,
     accept_narrower_scope: Option<Spanned<bool>>,
+    /// More parameters of the token request (device authorization request).
+    params: Option<BTreeMap<String, Spanned<String>>>,
+    /// More parameters of the authorization URL (browser sign-in).
+    auth_params: Option<BTreeMap<String, Spanned<String>>>,
+    /// The grant type sent for `client_credentials`, where a provider names it
+    /// its own way.
+    grant_type: Text,
+    /// Seconds a token without `expires_in` is taken to live.
+    token_lifetime: Option<Spanned<u64>>,
 }
 
 /// How a profile gets its tokens.
@@ -142,6 +151,16 @@ pub(super) fn resolve(
                 )
             })?,
     };
+    let table = |key: &str,
+                 values: &Option<BTreeMap<String, Spanned<String>>>|
+     -> Result<Vec<(String, String)>, CliError> {
+        let mut pairs = Vec::new();
+        for (name, value) in values.iter().flatten() {
+            let value = text(key, &Some(value.clone()))?.unwrap_or_default();
+            pairs.push((name.clone(), value));
+        }
+        Ok(pairs)
+    };
     let dir = config.path.parent().map(PathBuf::from).unwrap_or_default();
     let path = |key: &str, value: &Text| -> Result<Option<PathBuf>, CliError> {
         Ok(text(key, value)?.map(|p| dir.join(p)))
@@ -206,7 +225,37 @@ pub(super) fn resolve(
             .as_ref()
             .is_some_and(|a| *a.get_ref()),
         login_timeout: None,
+        params: table("params", &raw.params)?,
+        auth_params: table("auth_params", &raw.auth_params)?,
+        grant_type: text("grant_type", &raw.grant_type)?,
+        token_lifetime: raw
+            .token_lifetime
+            .as_ref()
+            .map(|s| std::time::Duration::from_secs(*s.get_ref())),
     };
+    let takes_params = !matches!(
+        grant,
+        Grant::TokenExchange | Grant::JwtBearer | Grant::AuthorizationCode | Grant::Custom
+    );
+    if !profile.params.is_empty() && !takes_params {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: the {} grant sends no params",
+            grant.name()
+        ))
+        .hint("a browser sign-in takes auth_params (for its authorization URL)"));
+    }
+    if !profile.auth_params.is_empty() && grant != Grant::AuthorizationCode {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: auth_params go with the authorization_code grant only"
+        ))
+        .hint("other grants take params"));
+    }
+    if profile.grant_type.is_some() && grant != Grant::ClientCredentials {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: grant_type goes with the client_credentials grant only"
+        ))
+        .hint("remove grant_type, or use grant = \"client_credentials\""));
+    }
     let missing: Vec<&str> = grant
         .required()
         .iter()

@@ -102,3 +102,58 @@ fn the_profile_comes_from_the_flag_the_environment_or_default() {
     run.expect_code(2);
     assert!(run.stderr().contains("`other`"), "{}", run.stderr());
 }
+
+/// A provider's own parameters go where the grant sends them, and nowhere
+/// else: `params` with the token request's grants, `auth_params` with the
+/// browser sign-in, `grant_type` with client credentials.
+#[test]
+fn provider_parameters_go_with_the_grants_that_send_them() {
+    let web = "[profiles.web]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\n\
+               grant = \"authorization_code\"\nauthorization_url = \"http://127.0.0.1:1/authorize\"\n";
+    fails_with(
+        &format!("{web}params = {{ account_id = \"x\" }}\n"),
+        &["login", "-p", "web"],
+        &["profile `web`", "sends no params", "auth_params"],
+    );
+    let cc = "[profiles.api]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\n";
+    fails_with(
+        &format!("{cc}auth_params = {{ access_type = \"offline\" }}\n"),
+        &["token", "-p", "api"],
+        &["profile `api`", "authorization_code grant only"],
+    );
+    fails_with(
+        &format!(
+            "{cc}grant = \"password\"\nusername = \"u\"\npassword = \"p\"\ngrant_type = \"x\"\n"
+        ),
+        &["token", "-p", "api"],
+        &["grant_type goes with the client_credentials grant only"],
+    );
+    fails_with(
+        &format!("{cc}params = {{ account_id = \"${{TW_NO_SUCH_VARIABLE}}\" }}\n"),
+        &["token", "-p", "api"],
+        &["TW_NO_SUCH_VARIABLE"],
+    );
+
+    // A browser sign-in's authorization URL carries them (and the audience).
+    let home = Home::with_config(&format!(
+        "{web}scope = \"read\"\naudience = \"https://api.example.com\"\n\
+         auth_params = {{ access_type = \"offline\", prompt = \"consent\" }}\n"
+    ));
+    let run = Run::checked(
+        home.command(&["login", "-p", "web", "--timeout", "1"])
+            .env("TOKENWARDEN_NO_BROWSER", "1")
+            .output()
+            .unwrap(),
+        &[],
+    );
+    let said = run.expect_code(6).stderr();
+    let url = said
+        .lines()
+        .find_map(|l| l.strip_prefix("To sign in, open "))
+        .unwrap_or_else(|| panic!("{said}"));
+    let url = url::Url::parse(url).unwrap();
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["access_type"], "offline");
+    assert_eq!(query["prompt"], "consent");
+    assert_eq!(query["audience"], "https://api.example.com");
+}
