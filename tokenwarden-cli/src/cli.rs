@@ -60,6 +60,10 @@ pub enum Command {
     Logout {
         #[command(flatten)]
         profile: ProfileArg,
+        /// Remove a stored token that cannot be read here (another key, or left
+        /// in clear by an earlier version), without revoking it.
+        #[arg(long)]
+        force: bool,
     },
     /// A self-contained demo: a local authorization server and API, concurrent
     /// workers and short-lived tokens.

@@ -67,8 +67,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             let timeout = std::time::Duration::from_secs(timeout);
             commands::login::run(&ctx, profile.profile.as_deref(), timeout).await
         }
-        Command::Logout { profile } => {
-            commands::logout::run(&ctx, profile.profile.as_deref()).await
+        Command::Logout { profile, force } => {
+            commands::logout::run(&ctx, profile.profile.as_deref(), force).await
         }
         Command::Demo { seconds, workers } => demo::run(seconds, workers).await,
         Command::Proxy {

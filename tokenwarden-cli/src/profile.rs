@@ -385,12 +385,13 @@ impl Profile {
         builder.refresh_ahead(Duration::ZERO).build()
     }
 
-    /// [`manager`](Self::manager) without the check that the stored token can be
-    /// read: `logout` removes what it cannot read too (an entry sealed with
-    /// another key, or left in clear by an earlier build).
-    pub async fn manager_for_logout(&self, interaction: Interaction) -> Result<TokenManager> {
-        let (builder, _, _) = self.manager_builder(interaction).await?;
-        builder.refresh_ahead(Duration::ZERO).build()
+    /// [`manager`](Self::manager) for `logout`, and why the stored token cannot
+    /// be read, if it cannot (an entry sealed with another key, or left in clear
+    /// by an earlier build): `logout --force` removes it, unrevoked.
+    pub async fn manager_for_logout(&self) -> Result<(TokenManager, Option<Error>)> {
+        let (builder, store, key) = self.manager_builder(Interaction::Refused).await?;
+        let unreadable = store.load(&key).await.err();
+        Ok((builder.refresh_ahead(Duration::ZERO).build()?, unreadable))
     }
 
     /// The profile's manager for a long-running command (the proxy): tokens are

@@ -93,6 +93,10 @@ pub(crate) struct Inner {
     pub(crate) unreadable: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// How a sealed token starts (`TokenCipher`'s format).
+#[cfg(feature = "encryption")]
+const SEALED_MAGIC: &[u8] = b"TWTK";
+
 impl RedisStore {
     /// The prefix of this store's Redis keys.
     pub fn prefix(&self) -> &str {
@@ -117,7 +121,10 @@ impl RedisStore {
         &self.inner.wake_ups
     }
 
-    /// Keeps the value read with `owner`'s new lease for the next [`load`](TokenStore::load).
+    /// Keeps the value read with `owner`'s new lease for the next
+    /// [`load`](TokenStore::load), and notes whether this instance can read it:
+    /// a save under the lease (`set_tokens` saves without loading first) must not
+    /// write over a value it cannot read, whatever this instance read before.
     pub(crate) fn remember_read(
         &self,
         name: &str,
@@ -125,6 +132,12 @@ impl RedisStore {
         until: Duration,
         stored: Option<Vec<u8>>,
     ) {
+        match &stored {
+            Some(bytes) => {
+                let _ = self.decode(name, bytes);
+            }
+            None => self.forget_unreadable(name),
+        }
         self.inner.leased_reads.remember(name, owner, until, stored);
     }
 
@@ -177,12 +190,19 @@ impl RedisStore {
     /// remembered, so that no save of this instance replaces it.
     fn decode(&self, name: &str, bytes: &[u8]) -> Result<Token> {
         let decoded = self.decode_value(name, bytes);
+        // A value that is not sealed at all, where this store seals (written in
+        // clear by an earlier build, or an instance without the key), is no
+        // one's protected token: sealing over it is the migration.
+        #[cfg(feature = "encryption")]
+        let unsealed = self.inner.cipher.is_some() && !bytes.starts_with(SEALED_MAGIC);
+        #[cfg(not(feature = "encryption"))]
+        let unsealed = false;
         let mut unreadable = self
             .inner
             .unreadable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match decoded.is_ok() {
+        match decoded.is_ok() || unsealed {
             true => unreadable.remove(name),
             false => unreadable.insert(name.to_owned()),
         };
@@ -213,7 +233,8 @@ impl RedisStore {
                 &self.inner.name,
                 format!(
                     "not saved: `{name}` holds a token this instance cannot read, and it is kept for \
-                     those that can ({why})"
+                     those that can ({why}); if every instance now has a new key, remove the entry \
+                     (`tokenwarden logout --force`, or DEL it)"
                 ),
             )
             .with_transient(false)),

@@ -3,11 +3,24 @@
 
 use super::Context;
 use crate::exit::{CliError, OK};
-use crate::profile::Interaction;
 
-pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
+pub async fn run(ctx: &Context, profile: Option<&str>, force: bool) -> Result<u8, CliError> {
     let profile = ctx.profile(profile)?;
-    let manager = profile.manager_for_logout(Interaction::Refused).await?;
+    let (manager, unreadable) = profile.manager_for_logout().await?;
+    let name = &profile.name;
+    if let Some(why) = unreadable {
+        // Not ours to read, so not ours to revoke: removed only when asked.
+        if !force {
+            return Err(CliError::new(
+                crate::exit::STORE,
+                format!("the stored token of profile `{name}` cannot be read here, so it stays: {why}"),
+            )
+            .hint("check TOKENWARDEN_STORE_KEY; `tokenwarden logout --force` removes the entry without revoking it"));
+        }
+        manager.logout().await?;
+        eprintln!("tokenwarden: removed the stored token of profile `{name}`, which could not be read here; it was not revoked at the server");
+        return Ok(OK);
+    }
     let held = manager.info().await.fingerprint.is_some();
     // Asked before the logout, which revokes there (its own client asks too).
     let revocation = match held {
@@ -15,7 +28,6 @@ pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
         false => None,
     };
     manager.logout().await?;
-    let name = &profile.name;
     match (held, revocation) {
         (false, _) => eprintln!("tokenwarden: profile `{name}` held no token; nothing to revoke"),
         (true, Some(Ok(Some(url)))) => eprintln!(

@@ -250,6 +250,39 @@ pub(super) fn resolve(
         ))
         .hint("other grants take params"));
     }
+    const RESERVED: [&str; 8] = [
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "code",
+        "username",
+        "password",
+    ];
+    if let Some((reserved, _)) = profile
+        .params
+        .iter()
+        .chain(&profile.auth_params)
+        .find(|(k, _)| RESERVED.contains(&k.as_str()))
+    {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: `{reserved}` is not a parameter to add; the profile's own keys set it"
+        ))
+        .hint("use the profile key of that name (grant, scope, client_id...)"));
+    }
+    if profile.store_key.is_some() && !matches!(profile.store, StoreKind::Redis(_)) {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: store_key seals a Redis store; the file store keeps its own key"
+        ))
+        .hint("remove store_key, or use a redis:// store"));
+    }
+    if profile.token_lifetime.is_some_and(|l| l.is_zero()) {
+        return Err(CliError::usage(format!(
+            "{table_at}: profile `{name}`: token_lifetime must be at least 1 second"
+        ))
+        .hint("token_lifetime = 3600"));
+    }
     if profile.grant_type.is_some() && grant != Grant::ClientCredentials {
         return Err(CliError::usage(format!(
             "{table_at}: profile `{name}`: grant_type goes with the client_credentials grant only"

@@ -741,16 +741,25 @@ fn redis_tokens_are_sealed_and_a_missing_or_wrong_key_is_named() {
     );
     let again = home.run(&["token", "-p", &profile]).expect_code(0).stdout();
     assert_eq!(again.trim(), token, "the right key reads it again");
-    // `logout` removes even what it cannot read (an entry an earlier build left
-    // in clear, or sealed with a key this machine lacks).
-    let logout = Run::checked(
-        home.command(&["logout", "-p", &profile])
-            .env("TOKENWARDEN_STORE_KEY", other_key)
-            .output()
-            .unwrap(),
-        &[],
-    );
-    logout.expect_code(0);
+    // `logout` does not remove what it cannot read (it could not revoke it)
+    // unless forced.
+    let logout = |args: &[&str]| {
+        Run::checked(
+            home.command(args)
+                .env("TOKENWARDEN_STORE_KEY", other_key)
+                .output()
+                .unwrap(),
+            &[],
+        )
+    };
+    let kept = logout(&["logout", "-p", &profile]);
+    let said = kept.expect_code(5).stderr();
+    assert!(said.contains("cannot be read here, so it stays"), "{said}");
+    assert!(said.contains("logout --force"), "{said}");
+    assert_eq!(redis_entries(&profile), entries);
+    let forced = logout(&["logout", "-p", &profile, "--force"]);
+    let said = forced.expect_code(0).stderr();
+    assert!(said.contains("it was not revoked at the server"), "{said}");
     assert!(redis_entries(&profile).is_empty());
 }
 

@@ -133,6 +133,21 @@ fn provider_parameters_go_with_the_grants_that_send_them() {
         &["token", "-p", "api"],
         &["TW_NO_SUCH_VARIABLE"],
     );
+    fails_with(
+        &format!("{cc}params = {{ client_secret = \"x\" }}\n"),
+        &["token", "-p", "api"],
+        &["`client_secret` is not a parameter to add"],
+    );
+    fails_with(
+        &format!("{cc}store_key = \"x\"\n"),
+        &["token", "-p", "api"],
+        &["store_key seals a Redis store"],
+    );
+    fails_with(
+        &format!("{cc}token_lifetime = 0\n"),
+        &["token", "-p", "api"],
+        &["token_lifetime must be at least 1 second"],
+    );
 
     // A browser sign-in's authorization URL carries them (and the audience).
     let home = Home::with_config(&format!(

@@ -124,12 +124,28 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
         assert!(refused.to_string().contains("it is kept"), "{refused}");
         lease.release().await.unwrap();
     }
+    // Nor does a fresh instance that never read it, saving under a lease at
+    // once (as `set_tokens` does): the lease's own read tells.
+    let fresh = sealed([4; 32]).await.unwrap();
+    let lease = fresh.lease(&key, Duration::from_secs(5)).await.unwrap();
+    let refused = fresh.save_leased(&key, &theirs, &lease).await.unwrap_err();
+    assert!(refused.to_string().contains("cannot read"), "{refused}");
+    lease.release().await.unwrap();
     let kept = store.load(&key).await.unwrap().unwrap();
     assert_eq!(kept.refresh_token.unwrap().secret(), "rt-TOPSECRET");
     // Once the entry is gone (a logout), the same instance writes again.
     store.delete(&key).await.unwrap();
     misconfigured.save(&key, &theirs).await.unwrap();
     store.save(&key, &token).await.unwrap();
+    // An entry in clear (an earlier build, an instance without a key) is no
+    // one's sealed token: a sealing store cannot read it, and seals over it.
+    let clear = TokenKey::new("written-in-clear");
+    plain.save(&clear, &theirs).await.unwrap();
+    assert!(store.load(&clear).await.is_err());
+    store.save(&clear, &token).await.unwrap();
+    let sealed_now = store.load(&clear).await.unwrap().unwrap();
+    assert_eq!(sealed_now.access_token.secret(), "at-TOPSECRET");
+    store.delete(&clear).await.unwrap();
     // A value copied under another key name does not open.
     let other = TokenKey::new("another-api");
     let _: () = redis::cmd("COPY")

@@ -113,6 +113,7 @@ impl LoginSource {
         url: &url::Url,
         headers: HeaderMap,
         body: Option<(&'static str, String)>,
+        replay: super::oauth2::Replay,
     ) -> Result<Token> {
         // What the request carried, never to be quoted back from an error page:
         // every value of its credentials (JSON strings or form fields) and its
@@ -132,7 +133,7 @@ impl LoginSource {
         }
         let answer = self
             .http
-            .post_raw(url, headers, body, &super::oauth2::as_echoed(sent))
+            .post_raw(url, headers, body, &super::oauth2::as_echoed(sent), replay)
             .await?;
         if !(200..300).contains(&answer.status) {
             return Err(super::oauth2::status_error(&self.name, &answer));
@@ -225,7 +226,8 @@ impl TokenSource for LoginSource {
                 form.secret().to_owned(),
             ),
         };
-        self.post(&self.login_url, HeaderMap::new(), Some(body))
+        let replay = super::oauth2::Replay::Safe;
+        self.post(&self.login_url, HeaderMap::new(), Some(body), replay)
             .await
     }
 
@@ -266,7 +268,10 @@ impl TokenSource for LoginSource {
                 headers.insert(COOKIE, header(format!("{name}={secret}"))?);
             }
         }
-        match self.post(url, headers, body).await {
+        // The refresh token may rotate: a refresh is never sent again once
+        // the server may have processed it.
+        let replay = super::oauth2::Replay::OnlyIfUnprocessed;
+        match self.post(url, headers, body, replay).await {
             // The API's way of saying the refresh token is no good: log in again.
             Err(error) if error.status().is_some_and(|s| self.rejected.contains(&s)) => {
                 Err(Error::oauth(

@@ -282,3 +282,83 @@ async fn discovery_and_login_apis_retry_5xx() {
     assert_eq!(token.access_token.secret(), format!("{MARKER}-at"));
     assert_eq!(requests_to(&server, "/login").await, 2);
 }
+
+/// An issuer with a path has its RFC 8414 document at the host's root, which
+/// another application on a shared host may answer: only endpoints under the
+/// issuer (its origin and path) are taken from it.
+#[tokio::test]
+async fn only_endpoints_under_the_issuer_come_from_rfc_8414() {
+    let _h = harness();
+    let server = MockServer::start().await;
+    let issuer = format!("{}/tenant", server.uri());
+    serve(
+        &server,
+        "/tenant/.well-known/openid-configuration",
+        openid(&issuer),
+    )
+    .await;
+    serve(
+        &server,
+        "/.well-known/oauth-authorization-server/tenant",
+        serde_json::json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{}/other-app/revoke", server.uri()),
+            "device_authorization_endpoint": format!("{issuer}/device"),
+        }),
+    )
+    .await;
+    let client = OAuth2Client::builder()
+        .issuer(&issuer)
+        .client_id("app")
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.revocation_url().await.unwrap(),
+        None,
+        "not under the issuer"
+    );
+    assert_eq!(
+        client
+            .device_authorization_url()
+            .await
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        format!("{issuer}/device")
+    );
+}
+
+/// A login API's refresh spends its refresh token (the API may have rotated it
+/// before its 502): it is never sent again, unlike the login, which spends
+/// nothing.
+#[tokio::test]
+async fn a_login_apis_refresh_is_not_sent_again_after_a_5xx() {
+    let _h = harness();
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    failing_then(
+        &server,
+        "POST",
+        "/refresh",
+        502,
+        1,
+        ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"token": format!("{MARKER}-at2"), "refresh": format!("{MARKER}-rt2")}),
+        ),
+    )
+    .await;
+    let login = LoginSource::builder("api")
+        .login_url(format!("{issuer}/login"))
+        .refresh_url(format!("{issuer}/refresh"))
+        .credentials_json(serde_json::json!({"user": "me", "password": format!("{MARKER}-pw")}))
+        .access_token(Field::json("token"))
+        .refresh_token(Field::json("refresh"))
+        .build()
+        .unwrap();
+    let current = tokenwarden::Token::new(format!("{MARKER}-at1"))
+        .with_refresh_token(format!("{MARKER}-rt1"));
+    let error = login.refresh(&current).await.unwrap_err();
+    assert_eq!(error.status(), Some(502), "{error}");
+    assert_eq!(requests_to(&server, "/refresh").await, 1, "sent once");
+}

@@ -339,17 +339,20 @@ impl OAuth2Client {
     }
 
     /// POSTs `body` (content type, text) with `headers` and no client
-    /// authentication, retrying transient failures (429 and 5xx answers
-    /// included): for non-OAuth2 login APIs. `sent` are the secret values it
-    /// carries ([`as_echoed`](response::as_echoed)), never quoted in an error.
+    /// authentication, for non-OAuth2 login APIs, retrying as `replay` allows
+    /// (a login spends nothing: 429 and 5xx answers are retried too; a refresh
+    /// spends its refresh token: only what the server surely did not process).
+    /// `sent` are the secret values it carries
+    /// ([`as_echoed`](response::as_echoed)), never quoted in an error.
     pub(crate) async fn post_raw(
         &self,
         url: &Url,
         headers: reqwest::header::HeaderMap,
         body: Option<(&'static str, String)>,
         sent: &[String],
+        replay: Replay,
     ) -> Result<Answer> {
-        self.with_retries(Replay::Safe, || async {
+        self.with_retries(replay, || async {
             let mut request = self
                 .inner
                 .http
@@ -364,7 +367,12 @@ impl OAuth2Client {
             }
             let mut answer = self.send(request).await?;
             answer.sent = sent.to_vec();
-            response::retry_on_status(&self.inner.name, answer)
+            match replay {
+                Replay::Safe => response::retry_on_status(&self.inner.name, answer),
+                // A 5xx after the server may have rotated the refresh token is
+                // returned, never sent again (the caller reads it as an error).
+                Replay::OnlyIfUnprocessed => Ok(answer),
+            }
         })
         .await
     }
@@ -606,7 +614,8 @@ impl OAuth2ClientBuilder {
 
     /// Whether a new token whose granted scope lacks some of the scope asked for
     /// is kept (with a warning). Defaults to `false`: such a token is refused
-    /// with an `invalid_scope` error (and revoked, where the server can), so that
+    /// with an `invalid_scope` error (dropped, not revoked: a server may revoke
+    /// the whole grant with it), so that
     /// a caller that asked for more is never served less. Turn it on for servers
     /// that grant less on purpose (a user who unticked a permission) where the
     /// program can work with what it got; [`Token::scope`](crate::Token::scope)

@@ -48,11 +48,19 @@ impl ProviderMetadata {
     }
 
     /// Takes from `other` (another document of the same issuer, checked) each
-    /// endpoint this one does not name.
-    fn fill_from(&mut self, other: ProviderMetadata) {
+    /// endpoint this one does not name, if it lies under `issuer` (its origin,
+    /// and its path): the RFC 8414 document of an issuer with a path is served
+    /// from the host's root, which on a shared host another application may
+    /// answer, naming the issuer it copied and endpoints of its own.
+    fn fill_from(&mut self, other: ProviderMetadata, issuer: &Url) {
+        let prefix = issuer.path().trim_end_matches('/');
+        let under = |url: &Url| {
+            url.origin() == issuer.origin()
+                && (url.path() == prefix || url.path().starts_with(&format!("{prefix}/")))
+        };
         let fill = |mine: &mut Option<Url>, theirs: Option<Url>| {
             if mine.is_none() {
-                *mine = theirs;
+                *mine = theirs.filter(under);
             }
         };
         fill(
@@ -91,8 +99,9 @@ const OAUTH: &str = ".well-known/oauth-authorization-server";
 /// discovery first, RFC 8414 on a 404. Where the OpenID document lacks an
 /// endpoint, the RFC 8414 one is read too and fills it in (some servers name
 /// their revocation or device endpoint only there), if it names the same issuer
-/// and passes the same checks; an RFC 8414 document that is missing, unreadable
-/// or for another issuer adds nothing.
+/// and passes the same checks, and only with endpoints under the issuer (its
+/// origin and path); an RFC 8414 document that is missing, unreadable or for
+/// another issuer adds nothing.
 pub(crate) async fn fetch(
     client: &OAuth2Client,
     issuer: &Url,
@@ -113,7 +122,7 @@ pub(crate) async fn fetch(
     };
     if openid && metadata.lacks_an_endpoint() {
         match document(client, issuer, issuer_id, OAUTH).await {
-            Ok(Some(oauth)) => metadata.fill_from(oauth),
+            Ok(Some(oauth)) => metadata.fill_from(oauth, issuer),
             Ok(None) => {}
             Err(error) => {
                 tracing::debug!(client = %name, "the RFC 8414 document adds nothing: {error}")

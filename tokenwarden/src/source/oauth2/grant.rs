@@ -42,8 +42,9 @@ impl<G: Grant> TokenSource for G {
         // is never served less (compared as `scope.rs` says providers answer).
         if let Some(missing) = granted(self, &mut token) {
             if !self.client().accepts_narrower_scope() {
-                // Best effort: the server need not keep a grant nobody will use.
-                let _ = self.revoke(&token).await;
+                // Dropped, not revoked: RFC 7009 lets a server revoke the whole
+                // grant with a token, and the refresh token that other instances
+                // (or another login) hold would go with it.
                 return Err(Error::oauth(
                     self.name(),
                     None,

@@ -152,7 +152,15 @@ pub(super) fn answer(request: &[u8], expected: &Expected, name: &str) -> Option<
         Err(Error::invalid_response(name, why))
     } else if let Some(error) = error {
         let mut oauth = crate::OAuthError::new(printable(&error));
-        oauth.error_description = param("error_description").as_deref().map(printable);
+        // Without the `iss` its server advertises, anyone who learnt the state
+        // could have sent it: its own words are not shown.
+        let unverified = iss.is_none() && expected.issuer.as_ref().is_some_and(|i| i.required);
+        oauth.error_description = match unverified {
+            true => {
+                Some("the answer did not name its issuer, so its description is not shown".into())
+            }
+            false => param("error_description").as_deref().map(printable),
+        };
         Err(Error::oauth(name, None, oauth))
     } else {
         param("code").ok_or_else(|| Error::invalid_response(name, "the redirect carries no `code`"))

@@ -147,7 +147,7 @@
 //!   already expired on arrival, unless it brings a refresh token); `refresh_token` kept (the previous one when a refresh
 //!   answer has none); `scope` kept as granted (the one asked for where the
 //!   server said none). A new token granted less than was asked for is refused
-//!   with `invalid_scope` (and revoked) unless the client
+//!   with `invalid_scope` (dropped, not revoked) unless the client
 //!   [accepts a narrower scope](OAuth2ClientBuilder::accept_narrower_scope); a
 //!   refreshed one is kept with a warning, since its refresh token may have
 //!   rotated. Scopes are compared as providers write them: separated by spaces
@@ -178,7 +178,7 @@ mod scope;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
-pub(crate) use client::secure_url;
+pub(crate) use client::{secure_url, Replay};
 pub use client::{
     AssertionAudience, OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,

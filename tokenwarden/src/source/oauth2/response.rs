@@ -162,7 +162,10 @@ pub(crate) fn as_echoed(mut values: Vec<String>) -> Vec<String> {
             let percent = form.replace('+', "%20");
             let json = serde_json::to_string(v).unwrap_or_default();
             let json = json.trim_matches('"').to_owned();
-            [form, percent, json]
+            // An echo of the unencoded value read back as a form turns `+` into
+            // a space.
+            let decoded = v.replace('+', " ");
+            [form, percent, json, decoded]
         })
         .collect();
     values.extend(encoded);
@@ -195,10 +198,13 @@ pub(crate) fn oauth_error(json: &Value) -> Option<OAuthError> {
     let text = |name: &str| json.get(name).and_then(Value::as_str).map(printable);
     let is_code =
         |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    // The providers' own shapes only where no token came (a token answer may
+    // carry a `message` or an empty `errors` of its own).
+    let token = json.get("access_token").is_some();
     let (code, described) = match (text("error"), text("message"), json.get("errors")) {
         (Some(code), _, _) => (code, false),
-        (None, Some(message), _) if is_code(&message) => (message, true),
-        (None, message, Some(Value::Array(errors))) => {
+        (None, Some(message), _) if is_code(&message) && !token => (message, true),
+        (None, message, Some(Value::Array(errors))) if !errors.is_empty() && !token => {
             let (code, said) = listed_errors(errors);
             let mut error = OAuthError::new(code);
             error.error_description = Some(match message {

@@ -3,8 +3,8 @@
 //! asked for.
 //!
 //! A value asked for counts as granted when the answer holds it, case aside
-//! (Entra answers `user.read` with `User.Read`), or one name ends the other
-//! after a `/` or a `.` (Google answers `email` with
+//! (Entra answers `user.read` with `User.Read`), or one name, a URL, ends in the
+//! other after a `/` or a `.` (Google answers `email` with
 //! `https://www.googleapis.com/auth/userinfo.email`; Entra answers
 //! `https://graph.microsoft.com/Mail.Read` with `Mail.Read`). Values are
 //! separated by spaces or commas (GitHub answers `repo,gist`, Strava asks so). `openid` and
@@ -19,13 +19,16 @@ pub(super) fn missing(asked: &str, granted: &str) -> Option<String> {
         .split(|c: char| c == ',' || c.is_ascii_whitespace())
         .filter(|s| !s.is_empty())
         .collect();
-    // One name ends the other after a `/` or a `.`, case aside.
+    // One name ends the other after a `/` or a `.`, case aside, where the
+    // longer one is a URL (`…/auth/userinfo.email`, `https://graph…/Mail.Read`):
+    // `All` does not stand for `Sites.ReadWrite.All`.
     let names = |long: &str, short: &str| {
         let (long, short) = (long.to_ascii_lowercase(), short.to_ascii_lowercase());
         long == short
-            || long
-                .strip_suffix(&short)
-                .is_some_and(|head| head.ends_with('/') || head.ends_with('.'))
+            || (long.contains("://")
+                && long
+                    .strip_suffix(&short)
+                    .is_some_and(|head| head.ends_with('/') || head.ends_with('.')))
     };
     let covered = |wanted: &str| {
         matches!(wanted, "openid" | "offline_access")
@@ -76,6 +79,15 @@ mod tests {
         // A longer word is not the same word.
         assert_eq!(missing("read", "unread").as_deref(), Some("read"));
         assert_eq!(missing("read", "read:user").as_deref(), Some("read"));
+        // A short grant does not stand for a longer name that is not a URL.
+        assert_eq!(
+            missing("Sites.ReadWrite.All", "All").as_deref(),
+            Some("Sites.ReadWrite.All")
+        );
+        assert_eq!(
+            missing("admin.write", "write").as_deref(),
+            Some("admin.write")
+        );
         assert_eq!(
             missing("invoices:write", "invoices:read").as_deref(),
             Some("invoices:write")
