@@ -160,6 +160,15 @@ impl Profile {
         JwtSigner::from_pem(&pem, algorithm).map_err(in_profile)
     }
 
+    /// Why no revocation endpoint is known, where none is: the server's
+    /// metadata names none, or the profile gives no issuer to ask.
+    pub fn no_revocation_endpoint(&self) -> &'static str {
+        match self.issuer {
+            Some(_) => "the server names no revocation endpoint",
+            None => "the profile names neither an issuer nor a revocation_url",
+        }
+    }
+
     /// Where the profile's tokens are revoked (RFC 7009): the configured
     /// `revocation_url`, else the one the issuer's metadata names (a request);
     /// `None` for a custom grant, which has no OAuth2 client.
@@ -322,9 +331,9 @@ impl Profile {
             Some(key) => key.clone(),
             None => std::env::var(STORE_KEY_VAR).map_err(|_| {
                 Error::config(format!(
-                    "profile `{name}`: a Redis store seals the tokens, and needs a key to: set {STORE_KEY_VAR} \
-                     (or store_key in the profile) to 32 random bytes in base64 (`openssl rand -base64 32`), \
-                     the same key on every machine that shares the store"
+                    "profile `{name}`: a Redis store seals its tokens and needs a key: \
+                     export {STORE_KEY_VAR}=\"$(openssl rand -base64 32)\" (or set store_key in the profile, \
+                     which comes first), the same key on every machine that shares the store"
                 ))
             })?,
         };

@@ -36,7 +36,8 @@ pub async fn run(ctx: &Context, profile: Option<&str>, force: bool) -> Result<u8
         ),
         (true, Some(Ok(None))) => {
             eprintln!(
-                "tokenwarden: logged out of profile `{name}` on this machine only: the tokens were removed from the store, but the server names no revocation endpoint, so they stay valid there until they expire"
+                "tokenwarden: logged out of profile `{name}` on this machine only: the tokens were removed from the store, but {}, so they stay valid there until they expire",
+                profile.no_revocation_endpoint()
             );
             eprintln!("hint: if the server has one, set `revocation_url` in the profile");
         }

@@ -64,7 +64,10 @@ async fn revocation(profile: &Profile) -> Value {
         Ok(None) => json!("not applicable (custom grant)"),
         Ok(Some(Ok(Some(url)))) => json!(format!("at {url}")),
         Ok(Some(Ok(None))) => {
-            json!("not possible: the server names no revocation endpoint (set revocation_url)")
+            json!(format!(
+                "not possible: {} (set revocation_url)",
+                profile.no_revocation_endpoint()
+            ))
         }
         Ok(Some(Err(error))) => json!(format!("unknown: {error}")),
         Err(_) => json!("unknown: the issuer's metadata did not come within 5 s"),

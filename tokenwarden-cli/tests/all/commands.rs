@@ -129,7 +129,7 @@ fn logout_says_when_it_could_not_revoke() {
     run(&home, &["token", "-p", "api"]).expect_code(0);
     let status = run(&home, &["status", "-p", "api"]).expect_code(0).stdout();
     assert!(
-        status.contains("not possible: the server names no revocation endpoint"),
+        status.contains("not possible: the profile names neither an issuer nor a revocation_url"),
         "{status}"
     );
     let said = run(&home, &["logout", "-p", "api"]).expect_code(0).stderr();
