@@ -4,6 +4,7 @@
 
 use crate::connection::RedisConnection;
 use crate::leased_read::LeasedReads;
+use crate::replicas::{ReplicaWait, DEFAULT_REPLICA_TIMEOUT};
 use crate::store::{Inner, RedisStore};
 use crate::wake::WakeUps;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct RedisStoreBuilder {
     /// and a client certificate and key (all PEM).
     tls_ca: Option<Vec<u8>>,
     tls_client: Option<(Vec<u8>, Vec<u8>)>,
+    replica_wait: ReplicaWait,
+    replica_timeout: Duration,
 }
 
 impl RedisStore {
@@ -79,6 +82,8 @@ impl RedisStore {
             pubsub: None,
             tls_ca: None,
             tls_client: None,
+            replica_wait: ReplicaWait::Auto,
+            replica_timeout: DEFAULT_REPLICA_TIMEOUT,
         }
     }
 }
@@ -103,6 +108,27 @@ impl RedisStoreBuilder {
     /// [`DEFAULT_REFRESH_RETENTION`] (30 days).
     pub fn refresh_retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// How many replicas a save of a token with a refresh token waits for
+    /// (`WAIT`) before it returns, so that a rotated refresh token survives the
+    /// primary's failover. Defaults to [`ReplicaWait::Auto`]: one where the
+    /// primary has replicas when the store is built. A save whose replicas do
+    /// not answer within [`replica_timeout`](Self::replica_timeout) keeps the
+    /// token on the primary and fails (transient): the manager serves the token,
+    /// reports it unsaved, and saves it again until the replicas have it.
+    pub fn replicas(mut self, wait: ReplicaWait) -> Self {
+        self.replica_wait = wait;
+        self
+    }
+
+    /// How long a save waits for its replicas. Defaults to
+    /// [`DEFAULT_REPLICA_TIMEOUT`] (1 s). The wait holds the store's connection
+    /// (Redis answers a client's commands in order): the store's other commands
+    /// queue behind it.
+    pub fn replica_timeout(mut self, timeout: Duration) -> Self {
+        self.replica_timeout = timeout;
         self
     }
 
@@ -209,6 +235,7 @@ impl RedisStoreBuilder {
             }
         };
         let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());
+        let replicas = crate::replicas::resolve(self.replica_wait, &connection).await;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
@@ -223,6 +250,9 @@ impl RedisStoreBuilder {
                 wake_ups,
                 leased_reads: LeasedReads::default(),
                 unreadable: std::sync::Mutex::default(),
+                replicas,
+                replica_timeout: self.replica_timeout,
+                unreplicated: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

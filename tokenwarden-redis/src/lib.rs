@@ -70,9 +70,11 @@ mod builder;
 mod connection;
 mod lease;
 mod leased_read;
+mod replicas;
 mod store;
 mod wake;
 
 pub use builder::{RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_REFRESH_RETENTION};
 pub use connection::RedisConnection;
+pub use replicas::{ReplicaWait, DEFAULT_REPLICA_TIMEOUT};
 pub use store::RedisStore;

@@ -91,6 +91,11 @@ pub(crate) struct Inner {
     /// (sealed with another key, or not sealed when this one seals): it does
     /// not write over them.
     pub(crate) unreadable: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The replicas a save of a token with a refresh token waits for, and how long.
+    pub(crate) replicas: u32,
+    pub(crate) replica_timeout: Duration,
+    /// Saves that reached fewer replicas than that in time.
+    pub(crate) unreplicated: std::sync::atomic::AtomicU64,
 }
 
 /// How a sealed token starts (`TokenCipher`'s format).
@@ -98,6 +103,53 @@ pub(crate) struct Inner {
 const SEALED_MAGIC: &[u8] = b"TWTK";
 
 impl RedisStore {
+    /// How many saves reached fewer replicas than they waited for
+    /// ([`RedisStoreBuilder::replicas`](crate::RedisStoreBuilder::replicas)):
+    /// each was kept on the primary and failed, so that the manager saves it again.
+    pub fn unreplicated_saves(&self) -> u64 {
+        self.inner
+            .unreplicated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until the writes of this store's connection so far (the save just
+    /// made among them) reached the replicas it waits for, if `token` has a
+    /// refresh token: the one a failover must not lose.
+    async fn wait_for_replicas(&self, name: &str, token: &Token) -> Result<()> {
+        let wanted = self.inner.replicas;
+        if wanted == 0 || token.refresh_token.is_none() {
+            return Ok(());
+        }
+        let timeout = self.inner.replica_timeout;
+        let millis = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.inner.connection.clone();
+        let mut command = redis::cmd("WAIT");
+        command.arg(wanted).arg(millis);
+        let wait = command.query_async::<i64>(&mut connection);
+        let reached = match tokio::time::timeout(timeout + self.inner.timeout, wait).await {
+            Ok(Ok(reached)) => reached,
+            Ok(Err(e)) => return Err(self.error("wait for the replicas", e)),
+            Err(_) => 0,
+        };
+        if reached >= i64::from(wanted) {
+            return Ok(());
+        }
+        self.inner
+            .unreplicated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(store = %self.inner.name, key = name, reached, wanted, "a saved token did not reach its replicas in time");
+        Err(Error::store(
+            &self.inner.name,
+            format!(
+                "`{name}` was saved on the primary but reached {reached} of {wanted} replicas within \
+                 {timeout:?}: kept, and saved again until they have it (a failover before then could \
+                 bring back the refresh token it replaced)"
+            ),
+        ))
+    }
+
     /// The prefix of this store's Redis keys.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -382,7 +434,8 @@ impl TokenStore for RedisStore {
             "save the token",
             connection.pset_ex::<_, _, ()>(&name, value, ttl),
         )
-        .await
+        .await?;
+        self.wait_for_replicas(&name, token).await
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
@@ -421,6 +474,8 @@ impl TokenStore for RedisStore {
         let ttl = self.ttl_ms(token);
         static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAVE));
         self.fenced("save the token", &SCRIPT, key, lease, (&value, ttl))
+            .await?;
+        self.wait_for_replicas(&self.redis_key(key, ""), token)
             .await
     }
 

@@ -8,6 +8,9 @@ mod grant_server;
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;
 mod processes;
+mod replicas;
+#[path = "../support/replicated.rs"]
+mod replicated;
 mod restart;
 mod shared;
 mod tls;

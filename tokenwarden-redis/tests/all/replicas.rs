@@ -1,0 +1,105 @@
+//! The replica wait (issue 16): a save of a token with a refresh token returns
+//! once a replica has it, so that a failover cannot bring back the refresh token
+//! it replaced; a replica that does not answer (stopped) leaves the token on the
+//! primary and the save failed, counted, to be made again.
+
+use crate::replicated::Replicated;
+use std::time::Duration;
+use tokenwarden::store::TokenStore;
+use tokenwarden::{Token, TokenKey};
+use tokenwarden_redis::{RedisStore, ReplicaWait};
+
+async fn get(url: &str, key: &str) -> Option<Vec<u8>> {
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_on_a_replica_when_its_save_returns() {
+    let _h = crate::leaks::harness();
+    let Some(pair) = Replicated::start() else {
+        return;
+    };
+    // `Auto`: the primary has a replica, so saves wait for one.
+    let store = RedisStore::builder(pair.primary.url())
+        .replica_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let key = TokenKey::new("api");
+    let name = format!("{}:{{{}}}", store.prefix(), key.as_str());
+    let rotated = |n: u32| {
+        Token::new(format!("at{n}-TOPSECRET")).with_refresh_token(format!("rt{n}-TOPSECRET"))
+    };
+    let lease = store.lease(&key, Duration::from_secs(30)).await.unwrap();
+    store.save_leased(&key, &rotated(1), &lease).await.unwrap();
+    let on_replica = get(&pair.replica.url(), &name).await.expect("replicated");
+    assert!(String::from_utf8_lossy(&on_replica).contains("rt1-TOPSECRET"));
+    store.save(&key, &rotated(2)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&get(&pair.replica.url(), &name).await.unwrap())
+            .contains("rt2-TOPSECRET")
+    );
+
+    // The replica hangs: the save is kept on the primary, and fails (transient),
+    // counted, so that the manager reports it unsaved and saves it again.
+    pair.replica.signal("-STOP");
+    let error = store
+        .save_leased(&key, &rotated(3), &lease)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        error.to_string().contains("reached 0 of 1 replicas"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("TOPSECRET"));
+    assert_eq!(store.unreplicated_saves(), 1);
+    let on_primary = get(&pair.primary.url(), &name).await.unwrap();
+    assert!(String::from_utf8_lossy(&on_primary).contains("rt3-TOPSECRET"));
+    // A token without a refresh token does not wait: a new one costs a fetch.
+    store
+        .save_leased(&key, &Token::new("at-only-TOPSECRET"), &lease)
+        .await
+        .unwrap();
+    // Nor does a store told not to.
+    let unwaiting = RedisStore::builder(pair.primary.url())
+        .replicas(ReplicaWait::Off)
+        .build()
+        .await
+        .unwrap();
+    unwaiting.save(&key, &rotated(4)).await.unwrap();
+
+    // Back: the save made again reaches it.
+    pair.replica.signal("-CONT");
+    store.save_leased(&key, &rotated(5), &lease).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&get(&pair.replica.url(), &name).await.unwrap())
+            .contains("rt5-TOPSECRET")
+    );
+    assert_eq!(store.unreplicated_saves(), 1);
+    lease.release().await.unwrap();
+}
+
+/// On a server without replicas (the tests' shared one), `Auto` waits for none.
+#[tokio::test]
+async fn without_replicas_no_save_waits() {
+    let _h = crate::leaks::harness();
+    let clock = tokenwarden::ManualClock::default();
+    let Some(store) = crate::store(&clock).await else {
+        return;
+    };
+    let key = TokenKey::new("api");
+    let token = Token::new("at-TOPSECRET").with_refresh_token("rt-TOPSECRET");
+    store.save(&key, &token).await.unwrap();
+    assert_eq!(store.unreplicated_saves(), 0);
+    store.delete(&key).await.unwrap();
+}

@@ -1,0 +1,104 @@
+//! A primary and a replica of our own (`redis-server` processes on loopback,
+//! killed when dropped), for what needs replication: the replica wait, and
+//! failovers. `None` (after printing why) where there is no `redis-server` and
+//! `CI` is not set.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `redis-server`.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// Started with `args` on a free port, once it accepts connections.
+    fn start(args: &[&str]) -> Option<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("redis-server is required under CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped: no redis-server to replicate with: {e}");
+                return None;
+            }
+        };
+        let server = Self { child, port };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `INFO replication` of this server.
+    pub fn replication(&self) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "INFO", "replication"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the process (SIGSTOP) or lets it go on (SIGCONT): a server that
+    /// hangs.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A primary with one replica that has caught up.
+pub struct Replicated {
+    pub primary: Server,
+    pub replica: Server,
+}
+
+impl Replicated {
+    pub fn start() -> Option<Self> {
+        let primary = Server::start(&[])?;
+        let of = primary.port.to_string();
+        let replica = Server::start(&["--replicaof", "127.0.0.1", &of])?;
+        // Ready once the primary counts it (a readiness poll, not a timing check).
+        for _ in 0..1_000 {
+            if primary.replication().contains("connected_slaves:1")
+                && replica.replication().contains("master_link_status:up")
+            {
+                return Some(Self { primary, replica });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the replica never caught up:\n{}", replica.replication());
+    }
+}
