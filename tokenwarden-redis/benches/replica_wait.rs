@@ -8,6 +8,7 @@
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
+#[allow(dead_code)] // the tests stop and resume the replica; the bench does not
 #[path = "../tests/support/replicated.rs"]
 mod replicated;
 
