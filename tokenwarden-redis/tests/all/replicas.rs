@@ -103,3 +103,62 @@ async fn without_replicas_no_save_waits() {
     assert_eq!(store.unreplicated_saves(), 0);
     store.delete(&key).await.unwrap();
 }
+
+/// Through a manager: with the replica stopped, a refresh's token is served
+/// (its refresh token is spent) and reported unsaved; once the replica is back,
+/// the manager's own retry saves it, replica wait included, and it is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_saves_again_until_the_replica_has_its_token() {
+    let _h = crate::leaks::harness();
+    let Some(pair) = Replicated::start() else {
+        return;
+    };
+    let clock = tokenwarden::ManualClock::default();
+    let store = RedisStore::builder(pair.primary.url())
+        .clock(clock.clone())
+        .replica_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let source = tokenwarden::source::from_fn("api", {
+        let issued = issued.clone();
+        move || {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                Ok(Token::new(format!("at{n}-TOPSECRET"))
+                    .with_refresh_token(format!("rt{n}-TOPSECRET"))
+                    .with_expires_in(Duration::from_secs(3600)))
+            }
+        }
+    });
+    let manager = tokenwarden::TokenManager::builder(source)
+        .clock(clock.clone())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    manager.token().await.unwrap();
+    assert!(!manager.info().await.unsaved);
+
+    pair.replica.signal("-STOP");
+    let served = manager.force_refresh().await.unwrap().to_token();
+    assert!(manager.info().await.unsaved, "served, reported unsaved");
+    assert!(store.unreplicated_saves() >= 1);
+
+    pair.replica.signal("-CONT");
+    // The manager's retries back off on its clock: moved until one lands.
+    for _ in 0..600 {
+        if !manager.info().await.unsaved {
+            break;
+        }
+        clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !manager.info().await.unsaved,
+        "saved once the replica answered"
+    );
+    let key = manager.key().clone();
+    let stored = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(stored.fingerprint(), served.fingerprint());
+}
