@@ -379,6 +379,9 @@ impl Profile {
                     .map(|d| format!("file, {}", d.data_dir().join("tokens").display()))
                     .unwrap_or_else(|| "file".into()),
             },
+            StoreKind::Redis(url) if url.starts_with("redis+sentinel://") => {
+                format!("redis, the primary Sentinel names, {}", redacted_url(url))
+            }
             StoreKind::Redis(url) => format!("redis, {}", redacted_url(url)),
         }
     }
@@ -488,7 +491,19 @@ fn redacted_url(url: &str) -> String {
             let _ = parsed.set_password(Some("[redacted]"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // Not a URL the `url` crate reads (a Sentinel URL names several hosts):
+        // whatever stands between `user:` and `@` goes.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((credentials, hosts)) => {
+                    let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+                    format!("{scheme}://{user}:[redacted]@{hosts}")
+                }
+                None => url.to_owned(),
+            },
+            None => "[a URL that does not parse]".to_owned(),
+        },
     }
 }
 
@@ -524,5 +539,26 @@ impl TokenSource for NoLogin {
 
     fn key(&self) -> TokenKey {
         self.0.key()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn store_urls_are_shown_without_their_password() {
+        let single = redacted_url("redis://tw:s3cret@host:6379/0");
+        assert!(
+            !single.contains("s3cret") && single.contains("redacted"),
+            "{single}"
+        );
+        let sentinel = redacted_url("redis+sentinel://tw:s3cret@h1:26379,h2:26379/mymaster");
+        assert!(!sentinel.contains("s3cret"), "{sentinel}");
+        assert!(
+            sentinel.contains("h1:26379,h2:26379/mymaster"),
+            "{sentinel}"
+        );
+        assert_eq!(redacted_url("redis://host:6379/0"), "redis://host:6379/0");
     }
 }

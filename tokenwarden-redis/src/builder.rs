@@ -5,6 +5,7 @@
 use crate::connection::RedisConnection;
 use crate::leased_read::LeasedReads;
 use crate::replicas::{ReplicaWait, DEFAULT_REPLICA_TIMEOUT};
+use crate::sentinel::SentinelConnection;
 use crate::store::{Inner, RedisStore};
 use crate::wake::WakeUps;
 use std::sync::Arc;
@@ -229,8 +230,21 @@ impl RedisStoreBuilder {
         };
         let (connection, pubsub) = match self.target {
             Target::Connection(connection) => (connection, self.pubsub),
+            Target::Url(url) if url.starts_with("redis+sentinel://") => {
+                let answers = self.timeout + self.replica_timeout;
+                let connection = sentinel(&url, &name, self.timeout, answers).await?;
+                // Wake-ups subscribe on the primary of the moment; after a
+                // failover, waiters poll until they are woken again.
+                let client = match self.pubsub {
+                    Some(client) => Some(client),
+                    None => connection.primary_client().await.ok(),
+                };
+                (RedisConnection::Sentinel(connection), client)
+            }
             Target::Url(url) => {
-                let (client, connection) = connect(&url, tls, &name, self.timeout).await?;
+                // A replica wait may take its own timeout on top of an answer's.
+                let answers = self.timeout + self.replica_timeout;
+                let (client, connection) = connect(&url, tls, &name, self.timeout, answers).await?;
                 (connection.into(), Some(self.pubsub.unwrap_or(client)))
             }
         };
@@ -258,6 +272,39 @@ impl RedisStoreBuilder {
     }
 }
 
+/// The primary that the sentinels of a `redis+sentinel://` URL name, answering
+/// a `PING` within `timeout`; its connections wait `answers` for an answer.
+async fn sentinel(
+    url: &str,
+    name: &str,
+    timeout: Duration,
+    answers: Duration,
+) -> Result<SentinelConnection> {
+    let parts = crate::sentinel::parse(url)
+        .map_err(|why| Error::config(format!("the Redis Sentinel URL is not valid: {why}")))?;
+    let connection = SentinelConnection::new(
+        parts.sentinels,
+        &parts.master,
+        parts.credentials,
+        parts.db,
+        (timeout, answers),
+    )
+    .map_err(|e| Error::config(format!("the Redis Sentinel URL is not valid: {e}")))?;
+    let mut pinging = connection.clone();
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(timeout, ping.query_async::<String>(&mut pinging)).await {
+        Ok(Ok(_)) => Ok(connection),
+        Ok(Err(e)) => Err(Error::store(
+            name,
+            format!("the sentinels name no primary that answers: {e}"),
+        )),
+        Err(_) => Err(Error::store(
+            name,
+            format!("the sentinels or their primary did not answer within {timeout:?}"),
+        )),
+    }
+}
+
 /// A client for `url` and a connection manager made with it, with `timeout` on
 /// connecting and on answers.
 async fn connect(
@@ -265,6 +312,7 @@ async fn connect(
     tls: Option<redis::TlsCertificates>,
     name: &str,
     timeout: Duration,
+    answers: Duration,
 ) -> Result<(redis::Client, redis::aio::ConnectionManager)> {
     let invalid = |e: redis::RedisError| Error::config(format!("the Redis URL is not valid: {e}"));
     let secure = url.starts_with("rediss://");
@@ -293,7 +341,7 @@ async fn connect(
         .map_err(|_| no_answer())?
         .map_err(failed)?;
     let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
+        .set_response_timeout(Some(answers))
         .set_connection_timeout(Some(timeout));
     let connection =
         tokio::time::timeout(timeout, client.get_connection_manager_with_config(config))

@@ -14,6 +14,9 @@ pub enum RedisConnection {
     Manager(ConnectionManager),
     /// A multiplexed connection.
     Multiplexed(MultiplexedConnection),
+    /// The primary that Redis Sentinel names, found again after a failover (what
+    /// a `redis+sentinel://` URL gives).
+    Sentinel(crate::sentinel::SentinelConnection),
 }
 
 impl From<ConnectionManager> for RedisConnection {
@@ -33,6 +36,7 @@ impl ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Manager(c) => c.req_packed_command(cmd),
             RedisConnection::Multiplexed(c) => c.req_packed_command(cmd),
+            RedisConnection::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -45,6 +49,7 @@ impl ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Manager(c) => c.req_packed_commands(cmd, offset, count),
             RedisConnection::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -52,6 +57,7 @@ impl ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Manager(c) => c.get_db(),
             RedisConnection::Multiplexed(c) => c.get_db(),
+            RedisConnection::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -61,6 +67,7 @@ impl std::fmt::Debug for RedisConnection {
         f.write_str(match self {
             RedisConnection::Manager(_) => "RedisConnection::Manager",
             RedisConnection::Multiplexed(_) => "RedisConnection::Multiplexed",
+            RedisConnection::Sentinel(_) => "RedisConnection::Sentinel",
         })
     }
 }

@@ -174,7 +174,10 @@ pub(super) fn resolve(
             "file" => StoreKind::File,
             "memory" => StoreKind::Memory,
             "keyring" => StoreKind::Keyring,
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            url if ["redis://", "rediss://", "redis+sentinel://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme)) =>
+            {
                 StoreKind::Redis(url.to_owned())
             }
             other => {
@@ -183,7 +186,7 @@ pub(super) fn resolve(
                     "store",
                     value,
                     &format!(
-                        "unknown store `{other}`; use file, memory, keyring or a redis:// URL"
+                        "unknown store `{other}`; use file, memory, keyring, or a redis://, rediss:// or redis+sentinel:// URL"
                     ),
                 ))
             }

@@ -16,7 +16,14 @@ mod config;
 mod demo;
 mod proxy;
 mod proxy_access;
+mod redis_sentinel;
 mod redis_tls;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden-redis/tests/support/replicated.rs"]
+mod replicated;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden-redis/tests/support/sentinels.rs"]
+mod sentinels;
 #[allow(dead_code)]
 #[path = "../../../tokenwarden-redis/tests/support/tls_redis.rs"]
 mod tls_redis;

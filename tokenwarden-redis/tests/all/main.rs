@@ -12,6 +12,9 @@ mod replicas;
 #[path = "../support/replicated.rs"]
 mod replicated;
 mod restart;
+mod sentinel;
+#[path = "../support/sentinels.rs"]
+mod sentinels;
 mod shared;
 mod tls;
 #[path = "../support/tls_redis.rs"]

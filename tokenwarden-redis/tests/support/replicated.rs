@@ -15,15 +15,27 @@ pub struct Server {
 
 impl Server {
     /// Started with `args` on a free port, once it accepts connections.
-    fn start(args: &[&str]) -> Option<Self> {
+    pub fn start(args: &[&str]) -> Option<Self> {
+        Self::start_with(None, args)
+    }
+
+    /// A sentinel, with its configuration file (which it rewrites) at `config`.
+    pub fn sentinel(config: &std::path::Path) -> Option<Self> {
+        Self::start_with(Some(config), &["--sentinel"])
+    }
+
+    fn start_with(config: Option<&std::path::Path>, args: &[&str]) -> Option<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let spawned = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(config) = config {
+            command.arg(config);
+        }
+        let spawned = command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -54,11 +66,23 @@ impl Server {
 
     /// `INFO replication` of this server.
     pub fn replication(&self) -> String {
+        self.cli(&["INFO", "replication"])
+    }
+
+    /// What `redis-cli` prints for `args` on this server.
+    pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "INFO", "replication"])
+            .args(["-p", &self.port.to_string()])
+            .args(args)
             .output()
             .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills the process (SIGKILL): a primary that dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the process (SIGSTOP) or lets it go on (SIGCONT): a server that
@@ -87,9 +111,10 @@ pub struct Replicated {
 
 impl Replicated {
     pub fn start() -> Option<Self> {
-        let primary = Server::start(&[])?;
+        let unsaved = ["--save", "", "--appendonly", "no"];
+        let primary = Server::start(&unsaved)?;
         let of = primary.port.to_string();
-        let replica = Server::start(&["--replicaof", "127.0.0.1", &of])?;
+        let replica = Server::start(&[&unsaved[..], &["--replicaof", "127.0.0.1", &of]].concat())?;
         // Ready once the primary counts it (a readiness poll, not a timing check).
         for _ in 0..1_000 {
             if primary.replication().contains("connected_slaves:1")

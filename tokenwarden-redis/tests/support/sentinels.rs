@@ -1,0 +1,70 @@
+//! A primary, a replica and three sentinels of our own on loopback (killed when
+//! dropped): a deployment that fails over.
+
+use crate::replicated::{Replicated, Server};
+use std::time::Duration;
+
+pub const MASTER: &str = "tw-primary";
+
+pub struct Sentinels {
+    pub pair: Replicated,
+    pub sentinels: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    /// Started, once every sentinel knows the primary and its replica.
+    pub fn start() -> Option<Self> {
+        let pair = Replicated::start()?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sentinels = Vec::new();
+        for n in 0..3 {
+            let config = dir.path().join(format!("sentinel-{n}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 500\n\
+                     sentinel failover-timeout {MASTER} 2000\n\
+                     sentinel parallel-syncs {MASTER} 1\n",
+                    pair.primary.port
+                ),
+            )
+            .unwrap();
+            sentinels.push(Server::sentinel(&config)?);
+        }
+        let this = Self {
+            pair,
+            sentinels,
+            _dir: dir,
+        };
+        // Ready once each sentinel has found the replica (a readiness poll).
+        for _ in 0..1_000 {
+            if this
+                .sentinels
+                .iter()
+                .all(|s| s.cli(&["SENTINEL", "replicas", MASTER]).contains("slave"))
+            {
+                return Some(this);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the sentinels never found the replica");
+    }
+
+    /// The `redis+sentinel://` URL of the deployment.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+    }
+
+    /// The port of the primary the sentinels name now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let said = self.sentinels[0].cli(&["SENTINEL", "get-master-addr-by-name", MASTER]);
+        said.lines().nth(1)?.trim().parse().ok()
+    }
+}
