@@ -382,6 +382,9 @@ impl Profile {
             StoreKind::Redis(url) if url.starts_with("redis+sentinel://") => {
                 format!("redis, the primary Sentinel names, {}", redacted_url(url))
             }
+            StoreKind::Redis(url) if url.starts_with("redis+cluster://") => {
+                format!("redis cluster, {}", redacted_url(url))
+            }
             StoreKind::Redis(url) => format!("redis, {}", redacted_url(url)),
         }
     }

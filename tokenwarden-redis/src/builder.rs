@@ -230,6 +230,17 @@ impl RedisStoreBuilder {
         };
         let (connection, pubsub) = match self.target {
             Target::Connection(connection) => (connection, self.pubsub),
+            Target::Url(url) if url.starts_with("redis+cluster://") => {
+                let answers = self.timeout + self.replica_timeout;
+                let (nodes, connection) = cluster(&url, &name, self.timeout, answers).await?;
+                // Pub/sub is cluster-wide: a message published on any node
+                // reaches a subscriber on any other.
+                let client = match self.pubsub {
+                    Some(client) => Some(client),
+                    None => redis::Client::open(nodes[0].clone()).ok(),
+                };
+                (RedisConnection::Cluster(connection), client)
+            }
             Target::Url(url) if url.starts_with("redis+sentinel://") => {
                 let answers = self.timeout + self.replica_timeout;
                 let connection = sentinel(&url, &name, self.timeout, answers).await?;
@@ -249,7 +260,11 @@ impl RedisStoreBuilder {
             }
         };
         let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());
-        let replicas = crate::replicas::resolve(self.replica_wait, &connection).await;
+        // Not in a cluster yet: `WAIT` must go to the node that took the write.
+        let replicas = match connection {
+            RedisConnection::Cluster(_) => 0,
+            _ => crate::replicas::resolve(self.replica_wait, &connection).await,
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
@@ -270,6 +285,44 @@ impl RedisStoreBuilder {
             }),
         })
     }
+}
+
+/// A connection to the Redis Cluster of a `redis+cluster://host:port,host:port`
+/// URL (some of its nodes: the rest are discovered), answering a `PING` within
+/// `timeout`; its connections wait `answers` for an answer. Also the nodes named.
+async fn cluster(
+    url: &str,
+    name: &str,
+    timeout: Duration,
+    answers: Duration,
+) -> Result<(Vec<String>, redis::cluster_async::ClusterConnection)> {
+    let invalid = |why: String| Error::config(format!("the Redis Cluster URL is not valid: {why}"));
+    let hosts = url
+        .strip_prefix("redis+cluster://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/') && !rest.contains('@'))
+        .ok_or_else(|| {
+            invalid(
+                "give redis+cluster://host:port,host:port (credentials are not supported yet)"
+                    .into(),
+            )
+        })?;
+    let nodes: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
+    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+        .connection_timeout(timeout)
+        .response_timeout(answers)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    let connected = tokio::time::timeout(timeout, client.get_async_connection())
+        .await
+        .map_err(|_| {
+            Error::store(
+                name,
+                format!("no connection to the cluster within {timeout:?}"),
+            )
+        })?
+        .map_err(|e| Error::store(name, format!("could not connect to the cluster: {e}")))?;
+    Ok((nodes, connected))
 }
 
 /// The primary that the sentinels of a `redis+sentinel://` URL name, answering

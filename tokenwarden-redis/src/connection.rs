@@ -17,6 +17,9 @@ pub enum RedisConnection {
     /// The primary that Redis Sentinel names, found again after a failover (what
     /// a `redis+sentinel://` URL gives).
     Sentinel(crate::sentinel::SentinelConnection),
+    /// A Redis Cluster (what a `redis+cluster://` URL gives): each command goes
+    /// to the node of its keys' slot; a token's keys share one.
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl From<ConnectionManager> for RedisConnection {
@@ -37,6 +40,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Manager(c) => c.req_packed_command(cmd),
             RedisConnection::Multiplexed(c) => c.req_packed_command(cmd),
             RedisConnection::Sentinel(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -50,6 +54,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Manager(c) => c.req_packed_commands(cmd, offset, count),
             RedisConnection::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
             RedisConnection::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -58,6 +63,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Manager(c) => c.get_db(),
             RedisConnection::Multiplexed(c) => c.get_db(),
             RedisConnection::Sentinel(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -68,6 +74,7 @@ impl std::fmt::Debug for RedisConnection {
             RedisConnection::Manager(_) => "RedisConnection::Manager",
             RedisConnection::Multiplexed(_) => "RedisConnection::Multiplexed",
             RedisConnection::Sentinel(_) => "RedisConnection::Sentinel",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
         })
     }
 }

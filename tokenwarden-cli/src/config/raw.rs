@@ -174,7 +174,7 @@ pub(super) fn resolve(
             "file" => StoreKind::File,
             "memory" => StoreKind::Memory,
             "keyring" => StoreKind::Keyring,
-            url if ["redis://", "rediss://", "redis+sentinel://"]
+            url if ["redis://", "rediss://", "redis+sentinel://", "redis+cluster://"]
                 .iter()
                 .any(|scheme| url.starts_with(scheme)) =>
             {
@@ -186,7 +186,7 @@ pub(super) fn resolve(
                     "store",
                     value,
                     &format!(
-                        "unknown store `{other}`; use file, memory, keyring, or a redis://, rediss:// or redis+sentinel:// URL"
+                        "unknown store `{other}`; use file, memory, keyring, or a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL"
                     ),
                 ))
             }

@@ -11,12 +11,15 @@ mod browser;
 #[path = "../../../tokenwarden/tests/all/oidc.rs"]
 mod oidc;
 
+#[allow(dead_code)]
+#[path = "../../../tokenwarden-redis/tests/support/cluster.rs"]
+mod cluster;
 mod commands;
 mod config;
 mod demo;
 mod proxy;
 mod proxy_access;
-mod redis_sentinel;
+mod redis_deployments;
 mod redis_tls;
 #[allow(dead_code)]
 #[path = "../../../tokenwarden-redis/tests/support/replicated.rs"]

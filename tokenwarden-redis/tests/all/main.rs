@@ -1,6 +1,9 @@
 //! The Redis store against the real server on 127.0.0.1:6379 (started by `.ci/run`;
 //! without it these tests print why and skip, except under `CI`, where they fail).
 
+#[path = "../support/cluster.rs"]
+mod cluster;
+mod cluster_store;
 mod fencing;
 #[path = "../../../tokenwarden/tests/support/grant_server.rs"]
 mod grant_server;

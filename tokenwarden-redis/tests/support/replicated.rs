@@ -24,6 +24,22 @@ impl Server {
         Self::start_with(Some(config), &["--sentinel"])
     }
 
+    /// A node of a Redis Cluster, keeping its cluster state in `dir`.
+    pub fn cluster_node(dir: &std::path::Path, n: usize) -> Option<Self> {
+        let state = dir.join(format!("nodes-{n}.conf"));
+        let state = state.display().to_string();
+        Self::start(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &state,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+    }
+
     fn start_with(config: Option<&std::path::Path>, args: &[&str]) -> Option<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -1,0 +1,84 @@
+//! Redis Cluster (issue 16): a store on a `redis+cluster://` URL keeps tokens
+//! whose keys hash to slots on every node, and the coordination protocol (its
+//! scripts touch a token's entry, lease, fence and waiters at once) runs there,
+//! since a token's keys share one hash tag. A fleet on the cluster refreshes
+//! once per expiry.
+
+use crate::cluster::Cluster;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenwarden::store::TokenStore;
+use tokenwarden::{source::from_fn, ManualClock, Token, TokenKey, TokenManager};
+use tokenwarden_redis::RedisStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_on_every_node_and_one_refresh_per_expiry() {
+    let _h = crate::leaks::harness();
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = RedisStore::builder(cluster.url()).build().await.unwrap();
+    // Keys that land on all three nodes (slots by the hash tag).
+    let keys: Vec<TokenKey> = (0..30).map(|n| TokenKey::new(format!("api-{n}"))).collect();
+    for key in &keys {
+        let token =
+            Token::new(format!("{}-TOPSECRET", key.as_str())).with_refresh_token("rt-TOPSECRET");
+        let lease = store.lease(key, Duration::from_secs(10)).await.unwrap();
+        store.save_leased(key, &token, &lease).await.unwrap();
+        lease.release().await.unwrap();
+        let loaded = store.load(key).await.unwrap().unwrap();
+        assert_eq!(loaded.access_token.secret(), token.access_token.secret());
+    }
+    let holding: usize = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["DBSIZE"]).trim() != "0")
+        .count();
+    assert_eq!(holding, 3, "the tokens are spread over the nodes");
+
+    // Eight managers, each with its own store, share one token through expiries.
+    let clock = ManualClock::default();
+    let issued = Arc::new(AtomicU32::new(0));
+    let mut managers = Vec::new();
+    for _ in 0..8 {
+        let issued = issued.clone();
+        let source = from_fn("fleet", move || {
+            let n = issued.fetch_add(1, SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(Token::new(format!("fleet-{n}-TOPSECRET"))
+                    .with_expires_in(Duration::from_secs(600)))
+            }
+        });
+        let store = RedisStore::builder(cluster.url())
+            .clock(clock.clone())
+            .build()
+            .await
+            .unwrap();
+        managers.push(
+            TokenManager::builder(source)
+                .clock(clock.clone())
+                .store(store)
+                .build()
+                .unwrap(),
+        );
+    }
+    for expiry in 1..=3 {
+        let calls: Vec<_> = managers
+            .iter()
+            .map(|m| {
+                let m = m.clone();
+                tokio::spawn(async move { m.token().await.map(|t| t.fingerprint()) })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for call in calls {
+            seen.insert(call.await.unwrap().unwrap());
+        }
+        assert_eq!(seen.len(), 1, "expiry {expiry}: one token in all eight");
+        assert_eq!(issued.load(SeqCst), expiry, "one token request per expiry");
+        clock.advance(Duration::from_secs(601));
+    }
+}
