@@ -23,6 +23,8 @@ const MODE: &str = "TW_REDIS_MODE";
 /// Set in children of the rotation test: how to sign in at the authorization
 /// server (JSON: [`sign_in`]).
 const SERVER: &str = "TW_AUTH_SERVER";
+/// Set in children (and the parent) of the failover test: the store's URL.
+const REDIS_URL: &str = "TW_REDIS_URL";
 
 /// One child process, killed when dropped.
 struct Instance {
@@ -119,15 +121,26 @@ async fn get<T: redis::FromRedisValue>(
         .unwrap()
 }
 
-/// In a child: a manager of `source` on the shared store, its clock at the
-/// common start.
+/// In a child: a manager of `source` on the shared store (or the deployment the
+/// parent names in `TW_REDIS_URL`), its clock at the common start.
 async fn instance<S: tokenwarden::TokenSource + 'static>(
     prefix: &str,
     source: S,
     cipher: Option<TokenCipher>,
 ) -> (TokenManager, ManualClock) {
+    let url = std::env::var(REDIS_URL).unwrap_or_else(|_| URL.to_owned());
+    instance_at(&url, prefix, source, cipher).await
+}
+
+/// A manager of `source` on the store at `url`, its clock at the common start.
+async fn instance_at<S: tokenwarden::TokenSource + 'static>(
+    url: &str,
+    prefix: &str,
+    source: S,
+    cipher: Option<TokenCipher>,
+) -> (TokenManager, ManualClock) {
     let clock = ManualClock::default();
-    let mut store = RedisStore::builder(URL).prefix(prefix).clock(clock.clone());
+    let mut store = RedisStore::builder(url).prefix(prefix).clock(clock.clone());
     if let Some(cipher) = cipher {
         store = store.cipher(cipher);
     }
@@ -328,6 +341,12 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
                 ));
                 continue;
             }
+            if order == "touch" {
+                // After a failover: the store's next command finds the new primary.
+                let _ = manager.info().await;
+                say("touched");
+                continue;
+            }
             clock.advance(Duration::from_secs(60)); // past the server's 5 s lifetime
             let callers: Vec<_> = (0..10)
                 .map(|_| {
@@ -411,5 +430,117 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
         (fetches, refreshes, failures),
         (0, 20, 0),
         "{name}: 20 refreshes in all, no login, no refresh token refused"
+    );
+}
+
+/// Issue 16: the same fleet on Redis Sentinel (a primary, a replica, three
+/// sentinels), the primary SIGKILLed twice right after a refresh saved a rotated
+/// refresh token, and brought back as a replica: every process keeps getting
+/// the one token of each expiry, and no refresh token is refused (the server
+/// would refuse a spent one: the replica wait kept the rotated one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_keep_rotating_through_sentinel_failovers() {
+    let _h = crate::leaks::harness();
+    if std::env::var(CHILD).is_ok() {
+        return; // the children run the rotation test's child part
+    }
+    let Some(server) = servers::supporting(|s| s.device && s.rotation)
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let Some(mut deployment) = crate::sentinels::Sentinels::start() else {
+        return;
+    };
+    let Some((prefix, _redis)) = parent().await else {
+        return;
+    };
+    let url = deployment.url();
+    let sign_in = sign_in(server);
+    let login = device_login(&sign_in, move |page| {
+        let (user, password) = &server.user;
+        tokio::spawn(async move {
+            browser::approve_as(&page, (user.as_str(), password.as_str())).await
+        });
+    });
+    let cipher = Some(TokenCipher::new([5; 32]));
+    let (first, _clock) = instance_at(&url, &prefix, login, cipher).await;
+    first.token().await.expect("approved");
+    let sign_in = sign_in.to_string();
+    let env = [(SERVER, sign_in.as_str()), (REDIS_URL, url.as_str())];
+    let mut instances: Vec<_> = (0..8)
+        .map(|_| Instance::start(ROTATION, &prefix, &env))
+        .collect();
+    for instance in &mut instances {
+        assert_eq!(instance.said(), "ready");
+    }
+    let mut tokens = HashSet::new();
+    for round in 1..=20 {
+        instances.iter_mut().for_each(|i| i.send("expiry"));
+        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+        assert_eq!(said.len(), 1, "round {round}: one token in all 8: {said:?}");
+        let token = said.into_iter().next().unwrap();
+        assert!(!token.contains("error"), "round {round}: {token}");
+        assert!(tokens.insert(token), "round {round}: a new token");
+        if round == 7 || round == 14 {
+            // The primary dies right after this round's refresh was saved.
+            let old = deployment.pair.primary.port;
+            deployment.pair.primary.kill();
+            let promoted = deployment.pair.replica.port;
+            // Over once every sentinel names the promoted replica and it says
+            // it is the primary (a readiness poll; in between, a store's
+            // commands fail, transient, and no refresh token is spent).
+            for _ in 0..1_500 {
+                if deployment.settled_on(promoted) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(deployment.settled_on(promoted), "failed over from {old}");
+            // Brought back as a replica of the new primary.
+            let of = promoted.to_string();
+            let back = crate::replicated::Server::start(&[
+                "--replicaof",
+                "127.0.0.1",
+                &of,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .unwrap();
+            let primary = std::mem::replace(&mut deployment.pair.replica, back);
+            deployment.pair.primary = primary;
+            for _ in 0..1_000 {
+                if deployment
+                    .pair
+                    .primary
+                    .replication()
+                    .contains("connected_slaves:1")
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for _ in 0..2 {
+                instances.iter_mut().for_each(|i| i.send("touch"));
+                for instance in &mut instances {
+                    assert_eq!(instance.said(), "touched");
+                }
+            }
+        }
+    }
+    let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
+    for instance in &mut instances {
+        instance.send("stats");
+        let said = instance.said();
+        let n: Vec<u64> = said.split(' ').map(|n| n.parse().unwrap()).collect();
+        (fetches, refreshes, failures) = (fetches + n[0], refreshes + n[1], failures + n[2]);
+    }
+    assert_eq!(
+        (fetches, refreshes, failures),
+        (0, 20, 0),
+        "20 refreshes in all through two failovers, no login, no refresh token refused"
     );
 }

@@ -28,11 +28,24 @@ impl Cluster {
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .expect("redis-cli");
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stdout)
-        );
+        if !created.status.success() {
+            let nodes: Vec<String> = nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{}: {} keys; {}",
+                        n.port,
+                        n.cli(&["DBSIZE"]).trim(),
+                        n.cli(&["CLUSTER", "NODES"]).trim()
+                    )
+                })
+                .collect();
+            panic!(
+                "{}\n{}",
+                String::from_utf8_lossy(&created.stdout),
+                nodes.join("\n")
+            );
+        }
         let this = Self { nodes, _dir: dir };
         for _ in 0..1_000 {
             if this

@@ -7,10 +7,32 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A port no server of this test binary has had: a sentinel of another test
+/// keeps calling the ports of the servers it saw die, and would take a new
+/// server there for its own (and make it a replica).
+fn fresh_port() -> u16 {
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut used = USED.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+}
+
 /// A running `redis-server`.
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// Its working directory, where a replica writes what it receives (an RDB
+    /// file, which a server started later in the same place would load).
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -40,40 +62,55 @@ impl Server {
         ])
     }
 
+    /// Started on a free port: one picked by the OS, tried again with another
+    /// where it was taken meanwhile (by another test's server: then ours exits,
+    /// or the one answering there is not ours).
     fn start_with(config: Option<&std::path::Path>, args: &[&str]) -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new("redis-server");
-        if let Some(config) = config {
-            command.arg(config);
+        for _ in 0..10 {
+            let port = fresh_port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut command = Command::new("redis-server");
+            if let Some(config) = config {
+                command.arg(config);
+            }
+            let spawned = command
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .current_dir(dir.path())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(e) if std::env::var_os("CI").is_some() => {
+                    panic!("redis-server is required under CI: {e}")
+                }
+                Err(e) => {
+                    eprintln!("skipped: no redis-server to replicate with: {e}");
+                    return None;
+                }
+            };
+            let mut server = Self {
+                child,
+                port,
+                _dir: dir,
+            };
+            let pid = format!("process_id:{}", server.child.id());
+            for _ in 0..500 {
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break; // the port was taken: another one
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    if server.cli(&["INFO", "server"]).contains(&pid) {
+                        return Some(server);
+                    }
+                    break; // another server answers there
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            server.kill();
         }
-        let spawned = command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if std::env::var_os("CI").is_some() => {
-                panic!("redis-server is required under CI: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped: no redis-server to replicate with: {e}");
-                return None;
-            }
-        };
-        let server = Self { child, port };
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not listen on {port}");
+        panic!("redis-server found no free port to listen on");
     }
 
     pub fn url(&self) -> String {

@@ -62,6 +62,21 @@ impl Sentinels {
         format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
     }
 
+    /// Whether every sentinel names the node on `port` as the primary, and that
+    /// node says it is one: the failover is over.
+    pub fn settled_on(&self, port: u16) -> bool {
+        let named = self.sentinels.iter().all(|s| {
+            let said = s.cli(&["SENTINEL", "get-master-addr-by-name", MASTER]);
+            said.lines().nth(1).and_then(|p| p.trim().parse().ok()) == Some(port)
+        });
+        let role = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ROLE"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).starts_with("master"))
+            .unwrap_or(false);
+        named && role
+    }
+
     /// The port of the primary the sentinels name now.
     pub fn primary_port(&self) -> Option<u16> {
         let said = self.sentinels[0].cli(&["SENTINEL", "get-master-addr-by-name", MASTER]);
