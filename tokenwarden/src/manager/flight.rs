@@ -142,14 +142,22 @@ fn start(
     // The epoch the flight was started in: a `set_tokens` or `logout` that comes
     // before the flight gets going ends it.
     let started = shared.epoch.load(SeqCst);
+    // The task waits for its abort handle to be in place before it does
+    // anything: else, on a busy machine, it could run as far as its store read
+    // (holding the `changing` lock) before this thread stores the handle, and a
+    // `set_tokens` or `logout` then could not stop it (they wait for that lock).
+    // A cancel before the handle is in place is seen by the epoch check.
+    let (registered, wait_registered) = tokio::sync::oneshot::channel::<()>();
     let task = runtime.spawn(async move {
         let slot_guard = slot_guard;
+        let _ = wait_registered.await;
         let outcome = run(&slot_guard.shared, mode, started).await;
         // Freed first: a caller who gets this outcome and asks again starts anew.
         drop(slot_guard);
         let _ = send.send(outcome);
     });
     let _ = in_flight.task.set(task.abort_handle());
+    let _ = registered.send(());
     Start::Started(in_flight)
 }
 
