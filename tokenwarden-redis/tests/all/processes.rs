@@ -318,6 +318,19 @@ fn device_login(
         })
 }
 
+/// The fleet's counters, summed over its processes: fetches, refreshes,
+/// failures.
+fn fleet_totals(instances: &mut [Instance]) -> (u64, u64, u64) {
+    let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
+    for instance in instances {
+        instance.send("stats");
+        let said = instance.said();
+        let n: Vec<u64> = said.split(' ').map(|n| n.parse().unwrap()).collect();
+        (fetches, refreshes, failures) = (fetches + n[0], refreshes + n[1], failures + n[2]);
+    }
+    (fetches, refreshes, failures)
+}
+
 const ROTATION: &str =
     "processes::eight_processes_share_rotating_refresh_tokens_without_a_rejection";
 
@@ -419,15 +432,8 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
         );
         assert!(tokens.insert(token), "{name}: round {round}: a new token");
     }
-    let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
-    for instance in &mut instances {
-        instance.send("stats");
-        let said = instance.said();
-        let n: Vec<u64> = said.split(' ').map(|n| n.parse().unwrap()).collect();
-        (fetches, refreshes, failures) = (fetches + n[0], refreshes + n[1], failures + n[2]);
-    }
     assert_eq!(
-        (fetches, refreshes, failures),
+        fleet_totals(&mut instances),
         (0, 20, 0),
         "{name}: 20 refreshes in all, no login, no refresh token refused"
     );
@@ -531,15 +537,8 @@ async fn eight_processes_keep_rotating_through_sentinel_failovers() {
             }
         }
     }
-    let (mut fetches, mut refreshes, mut failures) = (0, 0, 0);
-    for instance in &mut instances {
-        instance.send("stats");
-        let said = instance.said();
-        let n: Vec<u64> = said.split(' ').map(|n| n.parse().unwrap()).collect();
-        (fetches, refreshes, failures) = (fetches + n[0], refreshes + n[1], failures + n[2]);
-    }
     assert_eq!(
-        (fetches, refreshes, failures),
+        fleet_totals(&mut instances),
         (0, 20, 0),
         "20 refreshes in all through two failovers, no login, no refresh token refused"
     );

@@ -20,6 +20,14 @@ fn client(server: &Server, client_id: &str, auth: ClientAuth) -> OAuth2Client {
     builder.build().unwrap()
 }
 
+/// The server's user approves `page` in the headless browser, in a task.
+fn approve(server: &'static Server, page: String) {
+    let (login, password) = &server.user;
+    tokio::spawn(
+        async move { browser::approve_as(&page, (login.as_str(), password.as_str())).await },
+    );
+}
+
 fn secret(client_id: &str) -> ClientSecret {
     ClientSecret::new(format!("{client_id}-{MARKER}"))
 }
@@ -289,10 +297,7 @@ fn device_login(
             let page = prompt.verification_uri_complete.clone().unwrap_or_else(|| {
                 format!("{}?user_code={}", prompt.verification_uri, prompt.user_code)
             });
-            let (login, password) = &server.user;
-            tokio::spawn(async move {
-                browser::approve_as(&page, (login.as_str(), password.as_str())).await
-            });
+            approve(server, page);
         });
     (client, source)
 }
@@ -408,10 +413,7 @@ async fn authorization_code_with_pkce_signed_in_headlessly() {
             .on_open(move |url| {
                 *seen.lock().unwrap() = Some(url.clone());
                 let page = url.to_string();
-                let (login, password) = &server.user;
-                tokio::spawn(async move {
-                    browser::approve_as(&page, (login.as_str(), password.as_str())).await
-                });
+                approve(server, page);
             });
         let manager = TokenManager::builder(source)
             .listener(watching())
@@ -495,10 +497,7 @@ async fn a_refused_sign_in_reports_the_servers_error() {
             .login_timeout(Duration::from_secs(20))
             .on_open(move |url| {
                 let page = url.to_string();
-                let (login, password) = &server.user;
-                tokio::spawn(async move {
-                    browser::approve_as(&page, (login.as_str(), password.as_str())).await
-                });
+                approve(server, page);
             });
         let error = source.fetch().await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::OAuth, "{}: {error}", server.name);
