@@ -147,22 +147,9 @@ async fn run(case: &Value) -> Outcome {
         ))),
         "device_code" => {
             let seen = prompt.clone();
-            let mut grant = client.device_code().on_prompt(move |p| {
+            Box::new(shaped!(client.device_code().on_prompt(move |p| {
                 *seen.lock().unwrap() = Some(p.clone());
-            });
-            if let Some(scope) = text("scope") {
-                grant = grant.scope(scope);
-            }
-            if let Some(audience) = text("audience") {
-                grant = grant.audience(audience);
-            }
-            if let Some(resource) = text("resource") {
-                grant = grant.resource(resource);
-            }
-            for (name, value) in &params {
-                grant = grant.param(name, value);
-            }
-            Box::new(grant)
+            })))
         }
         "authorization_code" => {
             let opened = authorize.clone();
