@@ -211,7 +211,7 @@ impl RedisLease {
                 Some(Answer::Taken { fence, stored }) => {
                     let until = asked_at + Duration::from_millis(ttl_ms);
                     store.remember_read(&token_key, &owner, until, stored);
-                    return Ok(Taken::Lease(Self {
+                    let lease = Self {
                         store: store.clone(),
                         name,
                         waiters,
@@ -220,7 +220,16 @@ impl RedisLease {
                         ttl_ms,
                         until,
                         released: false,
-                    }));
+                    };
+                    // The lease reaches the replicas before its refresh is sent:
+                    // a primary that dies in the refresh leaves it (and its fence)
+                    // on the replica promoted, so that no other instance spends
+                    // the same refresh token meanwhile (docs/design/004). One that
+                    // does not reach them in time is used all the same (counted
+                    // and logged: the replica is away, and not one a failover
+                    // would pick); one whose wait fails is given up (dropped).
+                    store.short_of_replicas(&lease.name, "lease").await?;
+                    return Ok(Taken::Lease(lease));
                 }
                 Some(Answer::Changed(stored)) => return Ok(Taken::Changed(stored)),
                 Some(Answer::Held(held_for, digest)) => {

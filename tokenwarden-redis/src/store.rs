@@ -103,9 +103,10 @@ pub(crate) struct Inner {
 const SEALED_MAGIC: &[u8] = b"TWTK";
 
 impl RedisStore {
-    /// How many saves reached fewer replicas than they waited for
-    /// ([`RedisStoreBuilder::replicas`](crate::RedisStoreBuilder::replicas)):
-    /// each was kept on the primary and failed, so that the manager saves it again.
+    /// How many writes reached fewer replicas than they waited for
+    /// ([`RedisStoreBuilder::replicas`](crate::RedisStoreBuilder::replicas)): saves
+    /// (each was kept on the primary and failed, so that the manager saves it
+    /// again) and leases taken (each was used: its holder refreshed).
     pub fn unreplicated_saves(&self) -> u64 {
         self.inner
             .unreplicated
@@ -116,9 +117,34 @@ impl RedisStore {
     /// made among them) reached the replicas it waits for, if `token` has a
     /// refresh token: the one a failover must not lose.
     async fn wait_for_replicas(&self, name: &str, token: &Token) -> Result<()> {
-        let wanted = self.inner.replicas;
-        if wanted == 0 || token.refresh_token.is_none() {
+        if token.refresh_token.is_none() {
             return Ok(());
+        }
+        let Some((reached, wanted)) = self.short_of_replicas(name, "saved token").await? else {
+            return Ok(());
+        };
+        let timeout = self.inner.replica_timeout;
+        Err(Error::store(
+            &self.inner.name,
+            format!(
+                "`{name}` was saved on the primary but reached {reached} of {wanted} replicas within \
+                 {timeout:?}: kept, and saved again until they have it (a failover before then could \
+                 bring back the refresh token it replaced)"
+            ),
+        ))
+    }
+
+    /// Waits (`WAIT`) until the writes of this store's connection so far reached
+    /// the replicas it waits for. `None` when they did (or it waits for none);
+    /// else how many did of how many, counted and logged as `what` of `name`.
+    pub(crate) async fn short_of_replicas(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<(i64, u32)>> {
+        let wanted = self.inner.replicas;
+        if wanted == 0 {
+            return Ok(None);
         }
         let timeout = self.inner.replica_timeout;
         let millis = u64::try_from(timeout.as_millis())
@@ -134,20 +160,13 @@ impl RedisStore {
             Err(_) => 0,
         };
         if reached >= i64::from(wanted) {
-            return Ok(());
+            return Ok(None);
         }
         self.inner
             .unreplicated
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(store = %self.inner.name, key = name, reached, wanted, "a saved token did not reach its replicas in time");
-        Err(Error::store(
-            &self.inner.name,
-            format!(
-                "`{name}` was saved on the primary but reached {reached} of {wanted} replicas within \
-                 {timeout:?}: kept, and saved again until they have it (a failover before then could \
-                 bring back the refresh token it replaced)"
-            ),
-        ))
+        tracing::warn!(store = %self.inner.name, key = name, reached, wanted, "a {what} did not reach its replicas in time");
+        Ok(Some((reached, wanted)))
     }
 
     /// The prefix of this store's Redis keys.

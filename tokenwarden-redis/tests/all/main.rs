@@ -39,7 +39,10 @@ mod servers;
 use tokenwarden::ManualClock;
 use tokenwarden_redis::RedisStore;
 
-pub const URL: &str = "redis://127.0.0.1:6379/0";
+/// The shared server: `TW_REDIS_URL`, else Redis on 127.0.0.1:6379 (database 0).
+pub static URL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("TW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+});
 
 /// Whether Redis must be there (under `CI`), else tests print why and skip.
 pub fn required() -> bool {
@@ -50,7 +53,7 @@ pub fn required() -> bool {
 /// `None` when Redis is not there and `CI` is not set.
 pub async fn store(clock: &ManualClock) -> Option<RedisStore> {
     let prefix = format!("tokenwarden-test-{:016x}", fastrand::u64(..));
-    match RedisStore::builder(URL)
+    match RedisStore::builder(URL.as_str())
         .prefix(prefix)
         .clock(clock.clone())
         .build()
@@ -66,7 +69,7 @@ pub async fn store(clock: &ManualClock) -> Option<RedisStore> {
 }
 
 pub async fn same_prefix(store: &RedisStore, clock: &ManualClock) -> RedisStore {
-    RedisStore::builder(URL)
+    RedisStore::builder(URL.as_str())
         .prefix(store.prefix())
         .clock(clock.clone())
         .build()

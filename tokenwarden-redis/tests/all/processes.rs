@@ -91,7 +91,7 @@ fn orders() -> tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>> {
 
 /// In the parent: a fresh prefix and a connection, or `None` (skip) without Redis.
 async fn parent() -> Option<(String, redis::aio::MultiplexedConnection)> {
-    let connection = match redis::Client::open(URL)
+    let connection = match redis::Client::open(URL.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -157,7 +157,7 @@ async fn instance_at<S: tokenwarden::TokenSource + 'static>(
 /// so that the parent counts them across all processes. With `hang`, the request
 /// never ends (the process is killed in it).
 fn counted(prefix: &str, hang: bool) -> impl tokenwarden::TokenSource {
-    let client = redis::Client::open(URL).unwrap();
+    let client = redis::Client::open(URL.as_str()).unwrap();
     let counter = format!("{prefix}:logins");
     from_fn("fleet", move || {
         let (client, counter) = (client.clone(), counter.clone());

@@ -162,3 +162,37 @@ async fn a_manager_saves_again_until_the_replica_has_its_token() {
     let stored = store.load(&key).await.unwrap().unwrap();
     assert_eq!(stored.fingerprint(), served.fingerprint());
 }
+
+/// The lease reaches the replica before its holder refreshes: a primary that
+/// dies mid-refresh leaves it (and its fence) on the replica promoted, so no
+/// other instance takes it there and spends the same refresh token. A replica
+/// that hangs delays the lease by the replica timeout; the lease is used all
+/// the same, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_on_a_replica_when_it_is_taken() {
+    let _h = crate::leaks::harness();
+    let Some(pair) = Replicated::start() else {
+        return;
+    };
+    let store = RedisStore::builder(pair.primary.url())
+        .replica_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let key = TokenKey::new("api");
+    let name = format!("{}:{{{}}}:lease", store.prefix(), key.as_str());
+    let lease = store.lease(&key, Duration::from_secs(30)).await.unwrap();
+    assert!(
+        get(&pair.replica.url(), &name).await.is_some(),
+        "replicated"
+    );
+    assert_eq!(store.unreplicated_saves(), 0);
+    lease.release().await.unwrap();
+
+    pair.replica.signal("-STOP");
+    let lease = store.lease(&key, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(store.unreplicated_saves(), 1, "counted");
+    assert!(get(&pair.primary.url(), &name).await.is_some(), "held");
+    pair.replica.signal("-CONT");
+    lease.release().await.unwrap();
+}

@@ -16,7 +16,7 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> Option<Self> {
-        let process = std::process::Command::new("redis-server")
+        let process = std::process::Command::new(crate::replicated::server_program())
             .args([
                 "--port",
                 &port.to_string(),
@@ -35,7 +35,10 @@ impl OwnRedis {
                 process: Some(process),
             }),
             Err(error) if required() => {
-                panic!("redis-server is required under CI: {error}")
+                panic!(
+                    "{} is required under CI: {error}",
+                    crate::replicated::server_program()
+                )
             }
             Err(error) => {
                 eprintln!("skipped: no redis-server to start ({error})");

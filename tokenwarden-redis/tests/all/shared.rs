@@ -23,7 +23,7 @@ async fn tokens_round_trip_and_expire_with_the_token() {
     store.save(&key, &token).await.unwrap();
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.refresh_token.unwrap().secret(), "rt");
-    let redis = redis::Client::open(URL)
+    let redis = redis::Client::open(URL.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -79,7 +79,7 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
         return;
     };
     let sealed = |key: [u8; 32]| {
-        RedisStore::builder(URL)
+        RedisStore::builder(URL.as_str())
             .prefix(plain.prefix())
             .clock(clock.clone())
             .cipher(TokenCipher::new(key))
@@ -89,7 +89,7 @@ async fn sealed_tokens_open_only_with_the_fleet_key() {
     let key = TokenKey::new("api");
     let token = Token::new("at-TOPSECRET").with_refresh_token("rt-TOPSECRET");
     store.save(&key, &token).await.unwrap();
-    let mut redis = redis::Client::open(URL)
+    let mut redis = redis::Client::open(URL.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -280,7 +280,7 @@ async fn stores_on_a_multiplexed_connection_share_tokens_and_leases() {
     let Some(first) = store(&clock).await else {
         return;
     };
-    let client = redis::Client::open(URL).unwrap();
+    let client = redis::Client::open(URL.as_str()).unwrap();
     let on_multiplexed = || async {
         RedisStore::with_connection(client.get_multiplexed_async_connection().await.unwrap())
             .prefix(first.prefix())

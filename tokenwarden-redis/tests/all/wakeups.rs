@@ -22,7 +22,7 @@ struct Monitor {
 
 impl Monitor {
     async fn start() -> Self {
-        let client = redis::Client::open(URL).unwrap();
+        let client = redis::Client::open(URL.as_str()).unwrap();
         let monitor = client.get_async_monitor().await.unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn({
@@ -96,7 +96,7 @@ impl Drop for Monitor {
 /// Stores on the system clock (their waits give up in real time) sharing `first`'s
 /// prefix.
 async fn on_system_clock(first: &RedisStore) -> RedisStore {
-    RedisStore::builder(URL)
+    RedisStore::builder(URL.as_str())
         .prefix(first.prefix())
         .build()
         .await
@@ -110,7 +110,7 @@ fn redis_key(store: &RedisStore, key: &TokenKey, suffix: &str) -> String {
 
 /// Waits until `count` waiters are queued for `key`'s lease.
 async fn queued(store: &RedisStore, key: &TokenKey, count: usize) {
-    let mut redis = redis::Client::open(URL)
+    let mut redis = redis::Client::open(URL.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -172,7 +172,7 @@ async fn a_save_wakes_every_waiter(sealed: bool) {
         return;
     };
     let open = |first: RedisStore| async move {
-        let builder = RedisStore::builder(URL).prefix(first.prefix());
+        let builder = RedisStore::builder(URL.as_str()).prefix(first.prefix());
         let builder = match sealed {
             true => builder.cipher(TokenCipher::new([9; 32])),
             false => builder,
@@ -304,7 +304,7 @@ async fn a_store_on_a_connection_of_yours_is_woken_with_a_pubsub_client_and_poll
     let _h = crate::leaks::harness();
     let clock = ManualClock::default();
     let Some(a) = store(&clock).await else { return };
-    let client = redis::Client::open(URL).unwrap();
+    let client = redis::Client::open(URL.as_str()).unwrap();
     let connection = client.get_multiplexed_async_connection().await.unwrap();
     let woken = RedisStore::with_connection(connection.clone())
         .prefix(a.prefix())

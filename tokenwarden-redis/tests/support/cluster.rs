@@ -1,7 +1,7 @@
 //! A Redis Cluster of our own: three primaries on loopback (killed when
 //! dropped), their slots assigned by `redis-cli --cluster create`.
 
-use crate::replicated::Server;
+use crate::replicated::{cli_program, Server};
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,12 +22,12 @@ impl Cluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let created = Command::new("redis-cli")
+        let created = Command::new(cli_program())
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
-            .expect("redis-cli");
+            .expect("the command-line client");
         if !created.status.success() {
             let nodes: Vec<String> = nodes
                 .iter()

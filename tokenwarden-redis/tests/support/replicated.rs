@@ -2,6 +2,9 @@
 //! killed when dropped), for what needs replication: the replica wait, and
 //! failovers. `None` (after printing why) where there is no `redis-server` and
 //! `CI` is not set.
+//!
+//! `TW_REDIS_FLAVOR=valkey` runs Valkey's programs (`valkey-server`,
+//! `valkey-cli`) instead, for the same tests against Valkey.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +27,21 @@ fn fresh_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The server's program: `redis-server`, or `valkey-server` under
+/// `TW_REDIS_FLAVOR=valkey`.
+pub fn server_program() -> String {
+    format!("{}-server", flavor())
+}
+
+/// The command-line client's program: `redis-cli` or `valkey-cli`.
+pub fn cli_program() -> String {
+    format!("{}-cli", flavor())
+}
+
+fn flavor() -> String {
+    std::env::var("TW_REDIS_FLAVOR").unwrap_or_else(|_| "redis".into())
 }
 
 /// A running `redis-server`.
@@ -69,7 +87,7 @@ impl Server {
         for _ in 0..10 {
             let port = fresh_port();
             let dir = tempfile::tempdir().unwrap();
-            let mut command = Command::new("redis-server");
+            let mut command = Command::new(server_program());
             if let Some(config) = config {
                 command.arg(config);
             }
@@ -83,10 +101,10 @@ impl Server {
             let child = match spawned {
                 Ok(child) => child,
                 Err(e) if std::env::var_os("CI").is_some() => {
-                    panic!("redis-server is required under CI: {e}")
+                    panic!("{} is required under CI: {e}", server_program())
                 }
                 Err(e) => {
-                    eprintln!("skipped: no redis-server to replicate with: {e}");
+                    eprintln!("skipped: no {} to replicate with: {e}", server_program());
                     return None;
                 }
             };
@@ -101,7 +119,15 @@ impl Server {
                     break; // the port was taken: another one
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    if server.cli(&["INFO", "server"]).contains(&pid) {
+                    let info = server.cli(&["INFO", "server"]);
+                    if info.contains(&pid) {
+                        // Valkey says so (`valkey_version`); Redis does not.
+                        assert_eq!(
+                            info.contains("valkey_version"),
+                            flavor() == "valkey",
+                            "{} is not the server asked for:\n{info}",
+                            server_program()
+                        );
                         return Some(server);
                     }
                     break; // another server answers there
@@ -124,11 +150,11 @@ impl Server {
 
     /// What `redis-cli` prints for `args` on this server.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let out = Command::new(cli_program())
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
-            .expect("redis-cli");
+            .expect("the command-line client");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -69,7 +69,7 @@ impl Sentinels {
             let said = s.cli(&["SENTINEL", "get-master-addr-by-name", MASTER]);
             said.lines().nth(1).and_then(|p| p.trim().parse().ok()) == Some(port)
         });
-        let role = std::process::Command::new("redis-cli")
+        let role = std::process::Command::new(crate::replicated::cli_program())
             .args(["-p", &port.to_string(), "ROLE"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).starts_with("master"))

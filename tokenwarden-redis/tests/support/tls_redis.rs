@@ -69,7 +69,7 @@ impl TlsRedis {
             .unwrap()
             .port();
         let arg = |p: &Path| p.display().to_string();
-        let spawned = Command::new("redis-server")
+        let spawned = Command::new(crate::replicated::server_program())
             .args([
                 "--port",
                 "0",
@@ -93,7 +93,10 @@ impl TlsRedis {
         let child = match spawned {
             Ok(child) => child,
             Err(e) if std::env::var_os("CI").is_some() => {
-                panic!("redis-server is required under CI: {e}")
+                panic!(
+                    "{} is required under CI: {e}",
+                    crate::replicated::server_program()
+                )
             }
             Err(e) => {
                 eprintln!("skipped: no redis-server to run with TLS: {e}");
