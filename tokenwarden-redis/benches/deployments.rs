@@ -171,7 +171,7 @@ async fn pass_over(store: &Arc<RedisStore>, keys: &Arc<Vec<TokenKey>>, pass: usi
 
 fn line(label: &str, figures: &Figures, note: &str) -> String {
     format!(
-        "{label:<20} {:>7} refreshes/s  p50 {:>7.1} µs  p99 {:>8.1} µs  ({} keys, {TASKS} tasks, {note})",
+        "{label:<20} {:>7} refreshes/s  p50 {:>8.1} µs  p99 {:>8.1} µs  ({} keys, {TASKS} tasks, {note})",
         grouped(figures.per_second.round() as u64),
         micros(percentile(&figures.sorted, 50)),
         micros(percentile(&figures.sorted, 99)),
@@ -184,7 +184,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

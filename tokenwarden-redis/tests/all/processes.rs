@@ -440,10 +440,15 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
 }
 
 /// Issue 16: the same fleet on Redis Sentinel (a primary, a replica, three
-/// sentinels), the primary SIGKILLed twice right after a refresh saved a rotated
-/// refresh token, and brought back as a replica: every process keeps getting
-/// the one token of each expiry, and no refresh token is refused (the server
-/// would refuse a spent one: the replica wait kept the rotated one).
+/// sentinels), the primary SIGKILLed three times, at rounds and moments drawn
+/// from a seed (`TW_FAILOVER_SEED` replays the schedule): right after a round's
+/// refresh was saved, or while the fleet is refreshing (a random delay after
+/// the expiry); each time a new replica is started. Every process keeps getting
+/// the one token of each expiry outside the rounds a primary died in, nobody
+/// signs in again, and no refresh token is refused (the server would refuse a
+/// spent one, and revoke the grant: the replica wait kept each rotated one, and
+/// a lease held in a refresh the primary died in stays held on the replica
+/// promoted until its holder saved there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_keep_rotating_through_sentinel_failovers() {
     let _h = crate::leaks::harness();
@@ -462,73 +467,60 @@ async fn eight_processes_keep_rotating_through_sentinel_failovers() {
     let Some((prefix, _redis)) = parent().await else {
         return;
     };
-    let url = deployment.url();
-    let sign_in = sign_in(server);
-    let login = device_login(&sign_in, move |page| {
-        let (user, password) = &server.user;
-        tokio::spawn(async move {
-            browser::approve_as(&page, (user.as_str(), password.as_str())).await
-        });
-    });
-    let cipher = Some(TokenCipher::new([5; 32]));
-    let (first, _clock) = instance_at(&url, &prefix, login, cipher).await;
-    first.token().await.expect("approved");
-    let sign_in = sign_in.to_string();
-    let env = [(SERVER, sign_in.as_str()), (REDIS_URL, url.as_str())];
-    let mut instances: Vec<_> = (0..8)
-        .map(|_| Instance::start(ROTATION, &prefix, &env))
-        .collect();
-    for instance in &mut instances {
-        assert_eq!(instance.said(), "ready");
+    let (mut instances, _) = signed_in_fleet(server, &deployment.url(), &prefix).await;
+    let seed = std::env::var("TW_FAILOVER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("failover schedule: seed {seed} (TW_FAILOVER_SEED={seed} replays it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Three rounds of 3..=18, at least two apart; in each, the primary dies
+    // after the round or `Some(delay)` into it.
+    let mut kills = std::collections::BTreeMap::new();
+    while kills.len() < 3 {
+        let round = rng.u32(3..=18);
+        if kills.keys().all(|k: &u32| k.abs_diff(round) >= 2) {
+            let during = rng.bool().then(|| Duration::from_millis(rng.u64(0..40)));
+            kills.insert(round, during);
+        }
     }
+    eprintln!("failover schedule: {kills:?}");
     let mut tokens = HashSet::new();
+    let mid_refresh = kills.values().filter(|k| k.is_some()).count() as u64;
     for round in 1..=20 {
         instances.iter_mut().for_each(|i| i.send("expiry"));
-        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
-        assert_eq!(said.len(), 1, "round {round}: one token in all 8: {said:?}");
-        let token = said.into_iter().next().unwrap();
-        assert!(!token.contains("error"), "round {round}: {token}");
-        assert!(tokens.insert(token), "round {round}: a new token");
-        if round == 7 || round == 14 {
-            // The primary dies right after this round's refresh was saved.
-            let old = deployment.pair.primary.port;
-            deployment.pair.primary.kill();
-            let promoted = deployment.pair.replica.port;
-            // Over once every sentinel names the promoted replica and it says
-            // it is the primary (a readiness poll; in between, a store's
-            // commands fail, transient, and no refresh token is spent).
-            for _ in 0..1_500 {
-                if deployment.settled_on(promoted) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let kill = kills.get(&round).copied();
+        if let Some(Some(delay)) = kill {
+            tokio::time::sleep(delay).await;
+            // Mid-refresh: answers of this round may be errors (transient),
+            // and it may cost a refresh more than one.
+            tokio::task::block_in_place(|| deployment.fail_over());
+            let said: Vec<String> = instances.iter_mut().map(Instance::said).collect();
+            for answer in &said {
+                assert!(
+                    !answer.contains("login"),
+                    "round {round} (seed {seed}): {answer}"
+                );
             }
-            assert!(deployment.settled_on(promoted), "failed over from {old}");
-            // Brought back as a replica of the new primary.
-            let of = promoted.to_string();
-            let back = crate::replicated::Server::start(&[
-                "--replicaof",
-                "127.0.0.1",
-                &of,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .unwrap();
-            let primary = std::mem::replace(&mut deployment.pair.replica, back);
-            deployment.pair.primary = primary;
-            for _ in 0..1_000 {
-                if deployment
-                    .pair
-                    .primary
-                    .replication()
-                    .contains("connected_slaves:1")
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        } else {
+            let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+            assert_eq!(
+                said.len(),
+                1,
+                "round {round} (seed {seed}): one token in all 8: {said:?}"
+            );
+            let token = said.into_iter().next().unwrap();
+            assert!(
+                !token.contains("error"),
+                "round {round} (seed {seed}): {token}"
+            );
+            assert!(tokens.insert(token), "round {round}: a new token");
+            if kill.is_some() {
+                // The primary dies right after this round's refresh was saved.
+                tokio::task::block_in_place(|| deployment.fail_over());
             }
+        }
+        if kill.is_some() {
             for _ in 0..2 {
                 instances.iter_mut().for_each(|i| i.send("touch"));
                 for instance in &mut instances {
@@ -537,9 +529,105 @@ async fn eight_processes_keep_rotating_through_sentinel_failovers() {
             }
         }
     }
+    let (fetches, refreshes, _failures) = fleet_totals(&mut instances);
+    assert_eq!(fetches, 0, "seed {seed}: nobody signed in again");
+    assert!(
+        (20 - mid_refresh..=20 + mid_refresh).contains(&refreshes),
+        "seed {seed}: {refreshes} refreshes: one per expiry, give or take one per round a primary died in"
+    );
+}
+
+/// On `server`, a user signs in once (device flow, approved in the headless
+/// browser) through the store at `url`; then eight processes share that token
+/// there (`ready`). Also the token's key.
+async fn signed_in_fleet(
+    server: &'static Server,
+    url: &str,
+    prefix: &str,
+) -> (Vec<Instance>, String) {
+    let sign_in = sign_in(server);
+    let login = device_login(&sign_in, move |page| {
+        let (user, password) = &server.user;
+        tokio::spawn(async move {
+            browser::approve_as(&page, (user.as_str(), password.as_str())).await
+        });
+    });
+    let cipher = Some(TokenCipher::new([5; 32]));
+    let (first, _clock) = instance_at(url, prefix, login, cipher).await;
+    first.token().await.expect("approved");
+    let sign_in = sign_in.to_string();
+    let env = [(SERVER, sign_in.as_str()), (REDIS_URL, url)];
+    let mut instances: Vec<_> = (0..8)
+        .map(|_| Instance::start(ROTATION, prefix, &env))
+        .collect();
+    for instance in &mut instances {
+        assert_eq!(instance.said(), "ready");
+    }
+    (instances, first.key().as_str().to_owned())
+}
+
+/// Issue 16: the same fleet on a Redis Cluster of three primaries, the slot of
+/// the token's keys migrated to another node twice: between two expiries, and
+/// while the fleet refreshes (a delay drawn from a seed, `TW_MIGRATION_SEED`).
+/// The scripts of the protocol are answered `ASK`, `TRYAGAIN` and `MOVED`
+/// meanwhile; every round still gives one new token in all eight processes,
+/// one refresh per expiry, and no refresh token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_keep_rotating_through_cluster_slot_migrations() {
+    let _h = crate::leaks::harness();
+    if std::env::var(CHILD).is_ok() {
+        return; // the children run the rotation test's child part
+    }
+    let Some(server) = servers::supporting(|s| s.device && s.rotation)
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let Some(cluster) = crate::cluster::Cluster::start() else {
+        return;
+    };
+    let Some((prefix, _redis)) = parent().await else {
+        return;
+    };
+    let (mut instances, key) = signed_in_fleet(server, &cluster.url(), &prefix).await;
+    let seed = std::env::var("TW_MIGRATION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let delay = Duration::from_millis(fastrand::Rng::with_seed(seed).u64(0..40));
+    eprintln!(
+        "slot migration: {delay:?} into round 14, seed {seed} (TW_MIGRATION_SEED replays it)"
+    );
+    let slot = cluster.slot_of(&format!("{prefix}:{{{key}}}"));
+    let mut tokens = HashSet::new();
+    for round in 1..=20 {
+        instances.iter_mut().for_each(|i| i.send("expiry"));
+        if round == 14 {
+            tokio::time::sleep(delay).await;
+            let to = (cluster.owner_of(slot) + 1) % 3;
+            tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
+        }
+        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+        assert_eq!(
+            said.len(),
+            1,
+            "round {round} (seed {seed}): one token in all 8: {said:?}"
+        );
+        let token = said.into_iter().next().unwrap();
+        assert!(
+            !token.contains("error"),
+            "round {round} (seed {seed}): {token}"
+        );
+        assert!(tokens.insert(token), "round {round}: a new token");
+        if round == 7 {
+            let to = (cluster.owner_of(slot) + 1) % 3;
+            tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
+        }
+    }
     assert_eq!(
         fleet_totals(&mut instances),
         (0, 20, 0),
-        "20 refreshes in all through two failovers, no login, no refresh token refused"
+        "seed {seed}: 20 refreshes in all through two slot migrations, no login, no refresh token refused"
     );
 }

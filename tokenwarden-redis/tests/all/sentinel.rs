@@ -105,3 +105,127 @@ async fn bad_sentinel_urls_and_absent_sentinels_are_typed_errors() {
         );
     }
 }
+
+/// Rotates on each refresh, remembers every refresh token sent, and kills the
+/// process `kill` names (the primary) in the first refresh, after the server
+/// answered and before the answer is saved.
+#[derive(Clone, Default, Debug)]
+struct Rotating {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    kill: std::sync::Arc<std::sync::Mutex<Option<u32>>>,
+}
+
+#[async_trait::async_trait]
+impl tokenwarden::TokenSource for Rotating {
+    async fn fetch(&self) -> tokenwarden::Result<Token> {
+        Ok(Token::new("at0-TOPSECRET")
+            .with_refresh_token("rt0-TOPSECRET")
+            .with_expires_in(Duration::from_secs(60)))
+    }
+
+    async fn refresh(&self, current: &Token) -> tokenwarden::Result<Token> {
+        let spent = current.refresh_token.as_ref().unwrap().secret().to_owned();
+        let n = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(spent);
+            sent.len()
+        };
+        if let Some(pid) = self.kill.lock().unwrap().take() {
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+        Ok(Token::new(format!("at{n}-TOPSECRET"))
+            .with_refresh_token(format!("rt{n}-TOPSECRET"))
+            .with_expires_in(Duration::from_secs(60)))
+    }
+
+    fn name(&self) -> &str {
+        "rotating"
+    }
+}
+
+/// The primary dies inside a refresh: the server rotated the refresh token, and
+/// the save of the new one fails. Its instance serves it, unsaved, and keeps the
+/// lease it refreshed under, which reached the replica before the refresh was
+/// sent: on the promoted replica another instance finds it held, waits, and is
+/// handed the new token when the first saves it there. The refresh token the
+/// store still held is never sent again (a server with reuse detection would
+/// revoke the grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_the_primary_died_in_is_saved_on_the_promoted_replica_not_redone() {
+    let _h = crate::leaks::harness();
+    let Some(mut deployment) = Sentinels::start() else {
+        return;
+    };
+    let source = Rotating::default();
+    let prefix = format!("tw-midrefresh-{:08x}", fastrand::u32(..));
+    let instance = |clock: &tokenwarden::ManualClock| {
+        let (url, prefix, clock, source) = (
+            deployment.url(),
+            prefix.clone(),
+            clock.clone(),
+            source.clone(),
+        );
+        async move {
+            let store = RedisStore::builder(url)
+                .prefix(prefix)
+                .clock(clock.clone())
+                .build()
+                .await
+                .unwrap();
+            tokenwarden::TokenManager::builder(source)
+                .clock(clock)
+                .store(store)
+                .lease_ttl(Duration::from_secs(20))
+                .build()
+                .unwrap()
+        }
+    };
+    // Two instances, each on its own clock.
+    let (clock_a, clock_b) = (
+        tokenwarden::ManualClock::default(),
+        tokenwarden::ManualClock::default(),
+    );
+    let a = instance(&clock_a).await;
+    let b = instance(&clock_b).await;
+    a.token().await.unwrap();
+
+    // A refreshes; the primary dies before the rotated token is saved.
+    *source.kill.lock().unwrap() = Some(deployment.pair.primary.pid());
+    clock_a.advance(Duration::from_secs(120));
+    let served = a.token().await.expect("served, unsaved").to_token();
+    assert_eq!(served.access_token.secret(), "at1-TOPSECRET");
+    assert!(a.info().await.unsaved);
+    tokio::task::block_in_place(|| deployment.fail_over());
+
+    // B's token has expired too: it finds A's lease held on the promoted
+    // replica and waits; A saves under it on its next attempt.
+    clock_b.advance(Duration::from_secs(120));
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.token().await.map(|t| t.to_token()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock_a.advance(Duration::from_secs(5)); // A's retry is due
+    let got = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("B was answered")
+        .unwrap()
+        .expect("B got a token");
+    let sent = source.sent.lock().unwrap().clone();
+    let unique: std::collections::HashSet<_> = sent.iter().collect();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "no refresh token sent twice: {sent:?}"
+    );
+    assert_eq!(sent[0], "rt0-TOPSECRET");
+    assert!(
+        got.access_token.secret() == "at1-TOPSECRET" || sent.len() == 2,
+        "B adopted A's token, or refreshed it with its refresh token: {sent:?}"
+    );
+    assert!(!a.info().await.unsaved, "saved on the promoted replica");
+}

@@ -68,3 +68,77 @@ impl Cluster {
         )
     }
 }
+
+impl Cluster {
+    /// The index of the node that serves `slot`.
+    pub fn owner_of(&self, slot: u16) -> usize {
+        let nodes = self.nodes[0].cli(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let owns = fields.iter().skip(8).any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                match (from.parse::<u16>(), to.parse::<u16>()) {
+                    (Ok(from), Ok(to)) => (from..=to).contains(&slot),
+                    _ => false,
+                }
+            });
+            if owns {
+                let port = fields[1].split(['@', ':']).nth(1).unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port.to_string() == port)
+                    .unwrap();
+            }
+        }
+        panic!("no node serves slot {slot}:\n{nodes}");
+    }
+
+    /// The slot of `key`.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Moves `slot`, with its keys, from the node serving it to the node
+    /// `to`, as `redis-cli --cluster reshard` does (IMPORTING and MIGRATING,
+    /// MIGRATE in batches, then SETSLOT NODE everywhere): clients meanwhile get
+    /// `ASK` and `TRYAGAIN` answers, then `MOVED`.
+    pub fn migrate_slot(&self, slot: u16, to: usize) {
+        let from = self.owner_of(slot);
+        assert_ne!(from, to, "slot {slot} is on node {to} already");
+        let id = |n: usize| self.nodes[n].cli(&["CLUSTER", "MYID"]).trim().to_owned();
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let number = slot;
+        let slot = slot.to_string();
+        let ok = |said: String| assert!(said.trim() == "OK", "{said}");
+        ok(target.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]));
+        ok(source.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]));
+        loop {
+            let keys = source.cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = target.port.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys);
+            ok(source.cli(&migrate));
+        }
+        let owner = id(to);
+        for node in [target, source] {
+            ok(node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &owner]));
+        }
+        for (n, node) in self.nodes.iter().enumerate() {
+            if n != from && n != to {
+                ok(node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &owner]));
+            }
+        }
+        assert_eq!(self.owner_of(number), to, "slot {slot} moved");
+        let left = source.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
+        assert_eq!(left.trim(), "0", "no key of slot {slot} left behind");
+    }
+}

@@ -158,6 +158,11 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process (SIGKILL): a primary that dies.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

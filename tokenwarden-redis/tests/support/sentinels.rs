@@ -83,3 +83,46 @@ impl Sentinels {
         said.lines().nth(1)?.trim().parse().ok()
     }
 }
+
+impl Sentinels {
+    /// Kills the primary (SIGKILL), waits until the sentinels promoted the
+    /// replica and it says it is the primary, then starts a new replica of it
+    /// (where the old primary was: a fresh port) once the new primary counts it.
+    /// Blocks its thread (readiness polls).
+    pub fn fail_over(&mut self) {
+        let old = self.pair.primary.port;
+        self.pair.primary.kill();
+        let promoted = self.pair.replica.port;
+        for _ in 0..1_500 {
+            if self.settled_on(promoted) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(self.settled_on(promoted), "failed over from {old}");
+        let of = promoted.to_string();
+        let unsaved = ["--save", "", "--appendonly", "no"];
+        let back = Server::start(&[&unsaved[..], &["--replicaof", "127.0.0.1", &of]].concat())
+            .expect("a new replica");
+        let address = format!("127.0.0.1:{}\n", back.port);
+        self.pair.primary = std::mem::replace(&mut self.pair.replica, back);
+        // Ready once it caught up, and every sentinel knows it (they read the
+        // primary's replicas every 10 s): the next failover can promote it.
+        for _ in 0..3_000 {
+            let known = self
+                .sentinels
+                .iter()
+                .all(|s| s.cli(&["SENTINEL", "replicas", MASTER]).contains(&address));
+            let counted = self
+                .pair
+                .primary
+                .replication()
+                .contains("connected_slaves:1");
+            if known && counted {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the new replica never caught up, or the sentinels never found it");
+    }
+}

@@ -66,6 +66,8 @@ pub(super) async fn obtain(
     let Some(store) = &s.store else {
         return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
+    // An unsaved token of this manager saved first, under the lease it kept.
+    unsaved::save_under_kept_lease(shared).await;
     if mode == Mode::Due {
         let from = recheck::now(shared);
         let read = within(shared, deadline, async { Ok(read_store(shared).await) }).await?;
@@ -110,8 +112,12 @@ pub(super) async fn obtain(
         Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
     };
     let outcome = under_lease(shared, mode, &current, epoch, &lease, deadline).await;
-    if let Err(error) = lease.release().await {
-        tracing::warn!(%error, "the store's lease ended before this refresh released it");
+    // A token it could not save keeps the lease it was made under (see
+    // `unsaved`); else the lease is given up.
+    if let Some(lease) = unsaved::keep_lease(shared, lease) {
+        if let Err(error) = lease.release().await {
+            tracing::warn!(%error, "the store's lease ended before this refresh released it");
+        }
     }
     outcome
 }

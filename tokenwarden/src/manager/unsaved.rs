@@ -4,10 +4,17 @@
 //! replaced (another instance stored a newer one, or a logout cleared it).
 //! [`TokenInfo::unsaved`](crate::TokenInfo) and [`Stats::unsaved`](crate::Stats)
 //! show the state meanwhile.
+//!
+//! A lease that ends by itself (a store's lease with a TTL, such as Redis's) is
+//! kept by the token it could not save, and its first retries save under it: the
+//! store still holds the token it replaced, and another instance that took the
+//! lease meanwhile would spend that token's refresh token again (a primary that
+//! died in the save leaves the lease on the replica promoted: docs/design/004).
 
 use super::cached::Cached;
 use super::install::{publish, read_store};
 use super::Shared;
+use crate::store::Lease;
 use crate::{Result, Token};
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -23,6 +30,10 @@ pub(super) struct Unsaved {
     fence: Option<u64>,
     /// Whether another instance took a lease since the token was made.
     disturbed: bool,
+    /// Whether the flight that made it still holds its lease, to hand over.
+    lease_wanted: bool,
+    /// The flight's lease, kept until a save under it lands or it ends.
+    lease: Option<Lease>,
 }
 
 fn state(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Unsaved>> {
@@ -45,11 +56,50 @@ pub(super) fn keep_saving(
         replaces: replaces.map(Token::fingerprint),
         fence: fence.filter(|&f| f != 0),
         disturbed: false,
+        lease_wanted: true,
+        lease: None,
     });
     // Backoff is counted from the failure, whenever the task first runs.
     let failed_at = shared.settings.clock.monotonic();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(retry(Arc::downgrade(shared), cached.generation, failed_at));
+    }
+}
+
+/// Hands `lease` to the unsaved token that the flight holding it made, if
+/// there is one and the lease ends by itself; else gives it back.
+pub(super) fn keep_lease(shared: &Shared, lease: Lease) -> Option<Lease> {
+    let mut state = state(shared);
+    match state.as_mut() {
+        Some(unsaved) if unsaved.lease_wanted && lease.held_for().is_some() => {
+            unsaved.lease_wanted = false;
+            unsaved.lease = Some(lease);
+            None
+        }
+        _ => Some(lease),
+    }
+}
+
+/// The lease an unsaved token keeps, taken from it (to save under it, or to
+/// give it up before a write of this manager takes its own).
+pub(super) fn take_lease(shared: &Shared) -> Option<Lease> {
+    let mut state = state(shared);
+    let unsaved = state.as_mut()?;
+    unsaved.lease_wanted = false;
+    unsaved.lease.take()
+}
+
+/// Saves the unsaved token now under the lease it keeps, if it keeps one: what
+/// a flight of this manager does before it takes a lease of its own (it would
+/// wait for the one kept, and the store's token is not the one to refresh).
+pub(super) async fn save_under_kept_lease(shared: &Arc<Shared>) {
+    let current = shared.current.load_full();
+    if !is(shared, &current) || state(shared).as_ref().is_none_or(|u| u.lease.is_none()) {
+        return;
+    }
+    match save(shared, &current).await {
+        Ok(()) => clear(shared, current.generation),
+        Err(error) => tracing::warn!(%error, "could not store the token yet"),
     }
 }
 
@@ -124,11 +174,37 @@ async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) 
 /// replaced; given up if it holds another (a newer one, or none after a logout).
 /// An empty store is ambiguous (still empty, or emptied by a logout since): where
 /// the store fences its leases, nobody else may have taken one in between.
+///
+/// Under the lease kept from the flight first, if it is still held (the store
+/// says so: its save is refused once the lease ended); a failure that is not the
+/// lease's end keeps it for the next attempt.
 async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
     let s = &shared.settings;
     let Some(store) = &s.store else {
         return Ok(());
     };
+    if let Some(kept) = take_lease(shared) {
+        // Held throughout: nobody else took one in between.
+        match save_under(shared, current, &kept, true).await {
+            Err(error) if !error.is_lease_lost() => {
+                let mut state = state(shared);
+                match state.as_mut() {
+                    Some(unsaved) if unsaved.generation == current.generation => {
+                        unsaved.lease = Some(kept);
+                    }
+                    _ => drop(state),
+                }
+                return Err(error);
+            }
+            Err(_) => tracing::debug!("the lease kept for the unsaved token had ended"),
+            Ok(()) => {
+                if let Err(error) = kept.release().await {
+                    tracing::debug!(%error, "the lease ended before the save released it");
+                }
+                return Ok(());
+            }
+        }
+    }
     let lease = store.lease(&s.key, s.lease_ttl).await?;
     // Whether nobody else took a lease since this manager's last one; noted at
     // once, so that a failed attempt of its own leaves no gap.
@@ -145,29 +221,41 @@ async fn save(shared: &Shared, current: &Arc<Cached>) -> Result<()> {
         unsaved.fence = taken.or(unsaved.fence);
         !unsaved.disturbed
     };
-    let outcome = async {
-        let stored = read_store(shared).await?;
-        let _writing = shared.writes.lock().await;
-        if !is(shared, current) {
-            return Ok(()); // nothing of ours left to save
-        }
-        let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
-        let holds = stored.as_ref().map(Token::fingerprint);
-        if holds == expected && (holds.is_some() || quiet) {
-            store.save_leased(&s.key, &current.token, &lease).await?;
-            tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
-        } else if holds.is_none() {
-            // Cleared by a logout elsewhere: this token goes too.
-            tracing::info!(fingerprint = %current.fingerprint, "the store was cleared meanwhile; dropping the unsaved token");
-            publish(shared, Cached::empty());
-        } else {
-            tracing::info!(fingerprint = %current.fingerprint, "the store holds a newer token; the unsaved one is not saved");
-        }
-        Ok(())
-    }
-    .await;
+    let outcome = save_under(shared, current, &lease, quiet).await;
     if let Err(error) = lease.release().await {
         tracing::debug!(%error, "the lease ended before the save released it");
     }
     outcome
+}
+
+/// The save of [`save`] under `lease`; `quiet`: nobody else took a lease since
+/// the token was made.
+async fn save_under(
+    shared: &Shared,
+    current: &Arc<Cached>,
+    lease: &Lease,
+    quiet: bool,
+) -> Result<()> {
+    let s = &shared.settings;
+    let Some(store) = &s.store else {
+        return Ok(());
+    };
+    let stored = read_store(shared).await?;
+    let _writing = shared.writes.lock().await;
+    if !is(shared, current) {
+        return Ok(()); // nothing of ours left to save
+    }
+    let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
+    let holds = stored.as_ref().map(Token::fingerprint);
+    if holds == expected && (holds.is_some() || quiet) {
+        store.save_leased(&s.key, &current.token, lease).await?;
+        tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
+    } else if holds.is_none() {
+        // Cleared by a logout elsewhere: this token goes too.
+        tracing::info!(fingerprint = %current.fingerprint, "the store was cleared meanwhile; dropping the unsaved token");
+        publish(shared, Cached::empty());
+    } else {
+        tracing::info!(fingerprint = %current.fingerprint, "the store holds a newer token; the unsaved one is not saved");
+    }
+    Ok(())
 }

@@ -14,6 +14,10 @@ use std::sync::Arc;
 
 /// The store's lease, or an empty one without a store.
 async fn take_lease(shared: &Shared) -> Result<Lease> {
+    // A lease an unsaved token keeps is this manager's own: given up first.
+    if let Some(kept) = super::unsaved::take_lease(shared) {
+        release(kept).await;
+    }
     let s = &shared.settings;
     match &s.store {
         Some(store) => store.lease(&s.key, s.lease_ttl).await,
