@@ -301,6 +301,9 @@ impl Profile {
                 if let Some(ca) = &self.redis_ca_file {
                     builder = builder.tls_ca(self.read_pem("redis_ca_file", ca)?);
                 }
+                if let Some(password) = &self.redis_sentinel_password {
+                    builder = builder.sentinel_credentials("", password.as_str());
+                }
                 match (&self.redis_client_cert, &self.redis_client_key) {
                     (Some(cert), Some(key)) => {
                         builder = builder.tls_client_cert(
@@ -379,10 +382,10 @@ impl Profile {
                     .map(|d| format!("file, {}", d.data_dir().join("tokens").display()))
                     .unwrap_or_else(|| "file".into()),
             },
-            StoreKind::Redis(url) if url.starts_with("redis+sentinel://") => {
+            StoreKind::Redis(url) if url.contains("+sentinel://") => {
                 format!("redis, the primary Sentinel names, {}", redacted_url(url))
             }
-            StoreKind::Redis(url) if url.starts_with("redis+cluster://") => {
+            StoreKind::Redis(url) if url.contains("+cluster://") => {
                 format!("redis cluster, {}", redacted_url(url))
             }
             StoreKind::Redis(url) => format!("redis, {}", redacted_url(url)),

@@ -42,6 +42,8 @@ pub struct RedisStoreBuilder {
     tls_client: Option<(Vec<u8>, Vec<u8>)>,
     replica_wait: ReplicaWait,
     replica_timeout: Duration,
+    /// The sentinels' own user (empty: the default one) and password.
+    sentinel_credentials: Option<(String, String)>,
 }
 
 impl RedisStore {
@@ -85,6 +87,7 @@ impl RedisStore {
             tls_client: None,
             replica_wait: ReplicaWait::Auto,
             replica_timeout: DEFAULT_REPLICA_TIMEOUT,
+            sentinel_credentials: None,
         }
     }
 }
@@ -215,6 +218,30 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// For a `redis+sentinel://` URL: the user and password the sentinels
+    /// themselves ask for (their `requirepass`: user `""`, or an ACL user). The
+    /// URL's own credentials are the Redis nodes'; sentinels are often secured
+    /// apart from them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> tokenwarden::Result<()> {
+    /// let store = tokenwarden_redis::RedisStore::builder(
+    ///     "rediss+sentinel://tw:node-password@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/tokens",
+    /// )
+    /// .sentinel_credentials("", "sentinel-password")
+    /// .build()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_credentials = Some((user.into(), password.into()));
+        self
+    }
+
     /// Connects (a connection made from the URL then reconnects by itself).
     pub async fn build(self) -> Result<RedisStore> {
         let name = format!("redis:{}", self.prefix);
@@ -230,20 +257,26 @@ impl RedisStoreBuilder {
         };
         let (connection, pubsub) = match self.target {
             Target::Connection(connection) => (connection, self.pubsub),
-            Target::Url(url) if url.starts_with("redis+cluster://") => {
+            Target::Url(url) if url.contains("+cluster://") => {
                 let answers = self.timeout + self.replica_timeout;
-                let (nodes, connection) = cluster(&url, &name, self.timeout, answers).await?;
+                let parts = crate::cluster::parse(&url).map_err(|why| {
+                    Error::config(format!("the Redis Cluster URL is not valid: {why}"))
+                })?;
+                let tls = secured(parts.tls, tls)?;
+                let (first, connection) =
+                    crate::cluster::connect(&parts, tls, &name, self.timeout, answers).await?;
                 // Pub/sub is cluster-wide: a message published on any node
                 // reaches a subscriber on any other.
-                let client = match self.pubsub {
-                    Some(client) => Some(client),
-                    None => redis::Client::open(nodes[0].clone()).ok(),
-                };
-                (RedisConnection::Cluster(connection), client)
+                let client = self.pubsub.unwrap_or(first);
+                (RedisConnection::Cluster(connection), Some(client))
             }
-            Target::Url(url) if url.starts_with("redis+sentinel://") => {
+            Target::Url(url) if url.contains("+sentinel://") => {
                 let answers = self.timeout + self.replica_timeout;
-                let connection = sentinel(&url, &name, self.timeout, answers).await?;
+                let security = crate::sentinel::Security {
+                    sentinel_credentials: self.sentinel_credentials,
+                    certificates: tls,
+                };
+                let connection = sentinel(&url, security, &name, self.timeout, answers).await?;
                 // Wake-ups subscribe on the primary of the moment; after a
                 // failover, waiters poll until they are woken again.
                 let client = match self.pubsub {
@@ -287,62 +320,20 @@ impl RedisStoreBuilder {
     }
 }
 
-/// A connection to the Redis Cluster of a `redis+cluster://host:port,host:port`
-/// URL (some of its nodes: the rest are discovered), answering a `PING` within
-/// `timeout`; its connections wait `answers` for an answer. Also the nodes named.
-async fn cluster(
-    url: &str,
-    name: &str,
-    timeout: Duration,
-    answers: Duration,
-) -> Result<(Vec<String>, redis::cluster_async::ClusterConnection)> {
-    let invalid = |why: String| Error::config(format!("the Redis Cluster URL is not valid: {why}"));
-    let hosts = url
-        .strip_prefix("redis+cluster://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|rest| !rest.is_empty() && !rest.contains('/') && !rest.contains('@'))
-        .ok_or_else(|| {
-            invalid(
-                "give redis+cluster://host:port,host:port (credentials are not supported yet)"
-                    .into(),
-            )
-        })?;
-    let nodes: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
-    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-        .connection_timeout(timeout)
-        .response_timeout(answers)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
-    let connected = tokio::time::timeout(timeout, client.get_async_connection())
-        .await
-        .map_err(|_| {
-            Error::store(
-                name,
-                format!("no connection to the cluster within {timeout:?}"),
-            )
-        })?
-        .map_err(|e| Error::store(name, format!("could not connect to the cluster: {e}")))?;
-    Ok((nodes, connected))
-}
-
 /// The primary that the sentinels of a `redis+sentinel://` URL name, answering
 /// a `PING` within `timeout`; its connections wait `answers` for an answer.
 async fn sentinel(
     url: &str,
+    mut security: crate::sentinel::Security,
     name: &str,
     timeout: Duration,
     answers: Duration,
 ) -> Result<SentinelConnection> {
     let parts = crate::sentinel::parse(url)
         .map_err(|why| Error::config(format!("the Redis Sentinel URL is not valid: {why}")))?;
-    let connection = SentinelConnection::new(
-        parts.sentinels,
-        &parts.master,
-        parts.credentials,
-        parts.db,
-        (timeout, answers),
-    )
-    .map_err(|e| Error::config(format!("the Redis Sentinel URL is not valid: {e}")))?;
+    security.certificates = secured(parts.tls, security.certificates)?;
+    let connection = SentinelConnection::new(parts, security, (timeout, answers))
+        .map_err(|e| Error::config(format!("the Redis Sentinel URL is not valid: {e}")))?;
     let mut pinging = connection.clone();
     let ping = redis::cmd("PING");
     match tokio::time::timeout(timeout, ping.query_async::<String>(&mut pinging)).await {
@@ -358,6 +349,20 @@ async fn sentinel(
     }
 }
 
+/// The TLS settings given, if the URL is one over TLS (`secure`); an error if
+/// they were given for a URL without TLS.
+fn secured(
+    secure: bool,
+    tls: Option<redis::TlsCertificates>,
+) -> Result<Option<redis::TlsCertificates>> {
+    match tls {
+        Some(_) if !secure => Err(Error::config(
+            "TLS settings (tls_ca, tls_client_cert) need a URL over TLS: rediss://, rediss+sentinel:// or rediss+cluster://",
+        )),
+        tls => Ok(tls),
+    }
+}
+
 /// A client for `url` and a connection manager made with it, with `timeout` on
 /// connecting and on answers.
 async fn connect(
@@ -369,12 +374,7 @@ async fn connect(
 ) -> Result<(redis::Client, redis::aio::ConnectionManager)> {
     let invalid = |e: redis::RedisError| Error::config(format!("the Redis URL is not valid: {e}"));
     let secure = url.starts_with("rediss://");
-    let client = match tls {
-        Some(_) if !secure => {
-            return Err(Error::config(
-                "TLS settings (tls_ca, tls_client_cert) need a rediss:// URL",
-            ))
-        }
+    let client = match secured(secure, tls)? {
         Some(tls) => redis::Client::build_with_tls(url, tls).map_err(invalid)?,
         None => redis::Client::open(url).map_err(invalid)?,
     };

@@ -33,20 +33,35 @@ impl SentinelConnection {
     /// The primary of the service `master` that `sentinels` (their addresses)
     /// name, with `credentials` (user, password) for the Redis nodes and `db`.
     pub(crate) fn new(
-        sentinels: Vec<redis::ConnectionAddr>,
-        master: &str,
-        credentials: (Option<String>, Option<String>),
-        db: i64,
+        url: SentinelUrl,
+        security: Security,
         (connecting, answers): (std::time::Duration, std::time::Duration),
     ) -> RedisResult<Self> {
         let mut builder =
-            SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)?
-                .set_client_to_redis_db(db);
-        if let Some(user) = credentials.0 {
+            SentinelClientBuilder::new(url.sentinels, url.master, SentinelServerType::Master)?
+                .set_client_to_redis_db(url.db);
+        if let Some(user) = url.credentials.0 {
             builder = builder.set_client_to_redis_username(user);
         }
-        if let Some(password) = credentials.1 {
+        if let Some(password) = url.credentials.1 {
             builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some((user, password)) = security.sentinel_credentials {
+            if !user.is_empty() {
+                builder = builder.set_client_to_sentinel_username(user);
+            }
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if url.tls {
+            // The sentinels and the nodes alike, with the same trust.
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            if let Some(certificates) = security.certificates {
+                builder = builder
+                    .set_client_to_sentinel_certificates(certificates.clone())
+                    .set_client_to_redis_certificates(certificates);
+            }
         }
         Ok(Self {
             sentinels: Arc::new(Mutex::new(builder.build()?)),
@@ -127,21 +142,41 @@ impl ConnectionLike for SentinelConnection {
     }
 }
 
+/// What secures a Sentinel deployment beyond its URL: the sentinels' own
+/// credentials (user, empty for the default one; password) and, over TLS, the
+/// certificates to trust and present (the platform's roots without them).
+#[derive(Default)]
+pub(crate) struct Security {
+    pub(crate) sentinel_credentials: Option<(String, String)>,
+    pub(crate) certificates: Option<redis::TlsCertificates>,
+}
+
 /// The parts of a `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`
-/// URL: the sentinels, the master's name, credentials and database.
+/// URL (`rediss+sentinel://` over TLS): the sentinels, the master's name, the
+/// nodes' credentials and database.
 pub(crate) struct SentinelUrl {
     pub(crate) sentinels: Vec<redis::ConnectionAddr>,
     pub(crate) master: String,
     pub(crate) credentials: (Option<String>, Option<String>),
     pub(crate) db: i64,
+    pub(crate) tls: bool,
 }
 
 /// Reads a `redis+sentinel://` URL, or says what is wrong with it (never
 /// quoting its password).
 pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
-    let rest = url
-        .strip_prefix("redis+sentinel://")
-        .ok_or("a Sentinel URL starts with redis+sentinel://")?;
+    let (tls, rest) = match (
+        url.strip_prefix("rediss+sentinel://"),
+        url.strip_prefix("redis+sentinel://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => {
+            return Err(
+                "a Sentinel URL starts with redis+sentinel:// (rediss+sentinel:// over TLS)".into(),
+            )
+        }
+    };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (credentials, hosts) = match authority.rsplit_once('@') {
         Some((credentials, hosts)) => {
@@ -161,7 +196,15 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
             if name.is_empty() {
                 return Err("a sentinel without a host".to_owned());
             }
-            Ok(redis::ConnectionAddr::Tcp(name.to_owned(), port))
+            Ok(match tls {
+                true => redis::ConnectionAddr::TcpTls {
+                    host: name.to_owned(),
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                },
+                false => redis::ConnectionAddr::Tcp(name.to_owned(), port),
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mut parts = path.split('/').filter(|p| !p.is_empty());
@@ -180,6 +223,7 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
         master,
         credentials,
         db,
+        tls,
     })
 }
 
@@ -222,5 +266,8 @@ mod tests {
         let error = parse("redis+sentinel://tw:secret@h:x/m").err().unwrap();
         assert!(!error.contains("secret"), "{error}");
         assert!(parse("redis+sentinel://h:26379").is_err(), "no master");
+        assert!(!url.tls);
+        assert!(parse("rediss+sentinel://h:26379/m").unwrap().tls);
+        assert!(parse("redis://h:26379/m").is_err());
     }
 }

@@ -29,7 +29,8 @@ pub enum StoreKind {
 }
 
 /// One profile, every value read (environment included) and checked for its grant.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows no value that may be a secret.
+#[derive(Clone)]
 pub struct Profile {
     pub name: String,
     pub grant: Grant,
@@ -63,6 +64,9 @@ pub struct Profile {
     pub redis_ca_file: Option<PathBuf>,
     pub redis_client_cert: Option<PathBuf>,
     pub redis_client_key: Option<PathBuf>,
+    /// For a `redis+sentinel://` store: the password the sentinels ask for
+    /// (their `requirepass`); the URL's credentials are the nodes'.
+    pub redis_sentinel_password: Option<String>,
     pub base_url: Option<String>,
     pub redirect_port: Option<u16>,
     /// Keep a new token granted less scope than asked for (refused otherwise).
@@ -172,4 +176,15 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, col)
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets (client_secret, password, refresh_token, store_key, the
+        // sentinels' password, a store URL's password) are left out.
+        f.debug_struct("Profile")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }

@@ -46,6 +46,7 @@ pub(super) struct RawProfile {
     redis_ca_file: Text,
     redis_client_cert: Text,
     redis_client_key: Text,
+    redis_sentinel_password: Text,
     base_url: Text,
     redirect_port: Option<Spanned<u16>>,
     accept_narrower_scope: Option<Spanned<bool>>,
@@ -174,8 +175,15 @@ pub(super) fn resolve(
             "file" => StoreKind::File,
             "memory" => StoreKind::Memory,
             "keyring" => StoreKind::Keyring,
-            url if ["redis://", "rediss://", "redis+sentinel://", "redis+cluster://"]
-                .iter()
+            url if [
+                "redis://",
+                "rediss://",
+                "redis+sentinel://",
+                "rediss+sentinel://",
+                "redis+cluster://",
+                "rediss+cluster://",
+            ]
+            .iter()
                 .any(|scheme| url.starts_with(scheme)) =>
             {
                 StoreKind::Redis(url.to_owned())
@@ -186,7 +194,7 @@ pub(super) fn resolve(
                     "store",
                     value,
                     &format!(
-                        "unknown store `{other}`; use file, memory, keyring, or a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL"
+                        "unknown store `{other}`; use file, memory, keyring, or a redis://, redis+sentinel:// or redis+cluster:// URL (rediss… over TLS)"
                     ),
                 ))
             }
@@ -221,6 +229,7 @@ pub(super) fn resolve(
         redis_ca_file: path("redis_ca_file", &raw.redis_ca_file)?,
         redis_client_cert: path("redis_client_cert", &raw.redis_client_cert)?,
         redis_client_key: path("redis_client_key", &raw.redis_client_key)?,
+        redis_sentinel_password: text("redis_sentinel_password", &raw.redis_sentinel_password)?,
         base_url: text("base_url", &raw.base_url)?,
         redirect_port: raw.redirect_port.as_ref().map(|p| *p.get_ref()),
         accept_narrower_scope: raw

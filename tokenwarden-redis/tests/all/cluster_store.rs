@@ -82,3 +82,37 @@ async fn tokens_on_every_node_and_one_refresh_per_expiry() {
         clock.advance(Duration::from_secs(601));
     }
 }
+
+/// A cluster whose nodes have an ACL user and no default one: the user and
+/// password of the `redis+cluster://` URL reach every node (those discovered
+/// too); without them, a typed error that quotes no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_acl_users_takes_the_urls_credentials() {
+    let _h = crate::leaks::harness();
+    let Some(cluster) = Cluster::start_as(Some(("tw", "pw-TOPSECRET"))) else {
+        return;
+    };
+    let store = RedisStore::builder(cluster.url()).build().await.unwrap();
+    // Keys on every node.
+    for n in 0..30 {
+        let key = TokenKey::new(format!("api-{n}"));
+        let token = Token::new(format!("at{n}-TOPSECRET")).with_refresh_token("rt-TOPSECRET");
+        let lease = store.lease(&key, Duration::from_secs(10)).await.unwrap();
+        store.save_leased(&key, &token, &lease).await.unwrap();
+        lease.release().await.unwrap();
+        let loaded = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(loaded.access_token.secret(), token.access_token.secret());
+    }
+    let anonymous = cluster.url().replace("tw:pw-TOPSECRET@", "");
+    let wrong = cluster.url().replace("pw-TOPSECRET", "wrong-TOPSECRET");
+    for url in [anonymous, wrong] {
+        let error = RedisStore::builder(url.as_str())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), tokenwarden::ErrorKind::Store, "{error}");
+        let said = format!("{error} {error:?}");
+        assert!(!said.contains("TOPSECRET"), "{said}");
+    }
+}

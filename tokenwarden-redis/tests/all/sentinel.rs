@@ -229,3 +229,82 @@ async fn a_refresh_the_primary_died_in_is_saved_on_the_promoted_replica_not_redo
     );
     assert!(!a.info().await.unsaved, "saved on the promoted replica");
 }
+
+/// Sentinel secured as operators run it: sentinels and nodes over TLS only for
+/// the store (`rediss+sentinel://`, certificates from the test's own CA), the
+/// nodes with an ACL user (from the URL), the sentinels with a password of
+/// their own (`sentinel_credentials`). Tokens round-trip, and the store
+/// follows a failover; without the sentinels' password, or trusting another
+/// CA, the build fails with a typed error that quotes no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_nodes_over_tls_with_credentials() {
+    use crate::sentinels::{SecuredSentinels, SENTINEL_PASSWORD};
+    let _h = crate::leaks::harness();
+    let pki = crate::tls_redis::Pki::new("tokenwarden sentinel CA");
+    let Some(mut deployment) = SecuredSentinels::start(&pki) else {
+        return;
+    };
+    let url = deployment.url();
+    let builder = |ca: &str| {
+        RedisStore::builder(url.as_str())
+            .prefix(format!("tw-secured-{:08x}", fastrand::u32(..)))
+            .tls_ca(ca.as_bytes().to_vec())
+            .timeout(Duration::from_secs(3))
+    };
+    let store = builder(&pki.ca)
+        .sentinel_credentials("", SENTINEL_PASSWORD)
+        .build()
+        .await
+        .unwrap();
+    let key = TokenKey::new("api");
+    let token = Token::new("at1-TOPSECRET").with_refresh_token("rt1-TOPSECRET");
+    let lease = store.lease(&key, Duration::from_secs(30)).await.unwrap();
+    store.save_leased(&key, &token, &lease).await.unwrap();
+    lease.release().await.unwrap();
+    assert_eq!(
+        store.unreplicated_saves(),
+        0,
+        "the replica has it (over TLS)"
+    );
+
+    // The primary dies: the store finds the promoted replica through the
+    // sentinels, over TLS, with the same credentials.
+    deployment.primary.kill();
+    let mut loaded = None;
+    for _ in 0..150 {
+        if let Ok(Some(found)) = store.load(&key).await {
+            loaded = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loaded = loaded.expect("the token, from the promoted replica");
+    assert_eq!(loaded.refresh_token.unwrap().secret(), "rt1-TOPSECRET");
+    let promoted = deployment.replica.cli(&["ROLE"]);
+    assert!(promoted.starts_with("master"), "{promoted}");
+
+    // Without the sentinels' password; trusting another CA.
+    let other = crate::tls_redis::Pki::new("another CA");
+    for (attempt, error) in [
+        (
+            "no sentinel password",
+            builder(&pki.ca).build().await.unwrap_err(),
+        ),
+        (
+            "another CA",
+            builder(&other.ca)
+                .sentinel_credentials("", SENTINEL_PASSWORD)
+                .build()
+                .await
+                .unwrap_err(),
+        ),
+    ] {
+        assert_eq!(
+            error.kind(),
+            tokenwarden::ErrorKind::Store,
+            "{attempt}: {error}"
+        );
+        let said = format!("{error} {error:?}");
+        assert!(!said.contains("TOPSECRET"), "{attempt}: {said}");
+    }
+}

@@ -7,22 +7,34 @@ use std::time::Duration;
 
 pub struct Cluster {
     pub nodes: Vec<Server>,
+    /// The nodes' only user, where they have one (the default user off).
+    acl: Option<(&'static str, &'static str)>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Started, once every node says the cluster is `ok`.
     pub fn start() -> Option<Self> {
+        Self::start_as(None)
+    }
+
+    /// Started with `acl` (user, password) as each node's only user.
+    pub fn start_as(acl: Option<(&'static str, &'static str)>) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for n in 0..3 {
-            nodes.push(Server::cluster_node(dir.path(), n)?);
+            nodes.push(Server::cluster_node(dir.path(), n, acl)?);
         }
+        let login: Vec<&str> = match acl {
+            Some((user, password)) => vec!["--user", user, "--pass", password, "--no-auth-warning"],
+            None => Vec::new(),
+        };
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let created = Command::new(cli_program())
+            .args(&login)
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -46,7 +58,11 @@ impl Cluster {
                 nodes.join("\n")
             );
         }
-        let this = Self { nodes, _dir: dir };
+        let this = Self {
+            nodes,
+            acl,
+            _dir: dir,
+        };
         for _ in 0..1_000 {
             if this
                 .nodes
@@ -62,8 +78,12 @@ impl Cluster {
 
     /// The `redis+cluster://` URL of two of its nodes (the third is discovered).
     pub fn url(&self) -> String {
+        let login = self
+            .acl
+            .map(|(user, password)| format!("{user}:{password}@"))
+            .unwrap_or_default();
         format!(
-            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            "redis+cluster://{login}127.0.0.1:{},127.0.0.1:{}",
             self.nodes[0].port, self.nodes[1].port
         )
     }

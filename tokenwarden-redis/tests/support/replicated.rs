@@ -13,7 +13,7 @@ use std::time::Duration;
 /// A port no server of this test binary has had: a sentinel of another test
 /// keeps calling the ports of the servers it saw die, and would take a new
 /// server there for its own (and make it a replica).
-fn fresh_port() -> u16 {
+pub fn fresh_port() -> u16 {
     static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -48,6 +48,8 @@ fn flavor() -> String {
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// What `cli` logs in with (`--user`, `--pass`), where the server asks.
+    login: Vec<String>,
     /// Its working directory, where a replica writes what it receives (an RDB
     /// file, which a server started later in the same place would load).
     _dir: tempfile::TempDir,
@@ -56,34 +58,58 @@ pub struct Server {
 impl Server {
     /// Started with `args` on a free port, once it accepts connections.
     pub fn start(args: &[&str]) -> Option<Self> {
-        Self::start_with(None, args)
+        Self::start_with(None, args, &[])
+    }
+
+    /// Started from the configuration file `config` (if any) and `args`; its
+    /// command-line client logs in with `login` (`--user`, `--pass`).
+    pub fn start_as(
+        config: Option<&std::path::Path>,
+        args: &[&str],
+        login: &[&str],
+    ) -> Option<Self> {
+        Self::start_with(config, args, login)
     }
 
     /// A sentinel, with its configuration file (which it rewrites) at `config`.
     pub fn sentinel(config: &std::path::Path) -> Option<Self> {
-        Self::start_with(Some(config), &["--sentinel"])
+        Self::start_with(Some(config), &["--sentinel"], &[])
     }
 
     /// A node of a Redis Cluster, keeping its cluster state in `dir`.
-    pub fn cluster_node(dir: &std::path::Path, n: usize) -> Option<Self> {
+    /// With `acl`, its only user is that (user, password): the default one is off.
+    pub fn cluster_node(
+        dir: &std::path::Path,
+        n: usize,
+        acl: Option<(&str, &str)>,
+    ) -> Option<Self> {
         let state = dir.join(format!("nodes-{n}.conf"));
         let state = state.display().to_string();
-        Self::start(&[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            &state,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        let mut args = vec![
+            "--cluster-enabled".to_owned(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            state,
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        let mut login = Vec::new();
+        if let Some((user, password)) = acl {
+            let rule = format!(">{password}");
+            args.extend(["--user", user, "on", &rule, "~*", "&*", "+@all"].map(String::from));
+            args.extend(["--user", "default", "off"].map(String::from));
+            login.extend(["--user", user, "--pass", password, "--no-auth-warning"]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with(None, &args, &login)
     }
 
     /// Started on a free port: one picked by the OS, tried again with another
     /// where it was taken meanwhile (by another test's server: then ours exits,
     /// or the one answering there is not ours).
-    fn start_with(config: Option<&std::path::Path>, args: &[&str]) -> Option<Self> {
+    fn start_with(config: Option<&std::path::Path>, args: &[&str], login: &[&str]) -> Option<Self> {
         for _ in 0..10 {
             let port = fresh_port();
             let dir = tempfile::tempdir().unwrap();
@@ -111,6 +137,7 @@ impl Server {
             let mut server = Self {
                 child,
                 port,
+                login: login.iter().map(|s| s.to_string()).collect(),
                 _dir: dir,
             };
             let pid = format!("process_id:{}", server.child.id());
@@ -152,6 +179,7 @@ impl Server {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(cli_program())
             .args(["-p", &self.port.to_string()])
+            .args(&self.login)
             .args(args)
             .output()
             .expect("the command-line client");
