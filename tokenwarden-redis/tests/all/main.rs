@@ -15,6 +15,8 @@ mod replicas;
 #[path = "../support/replicated.rs"]
 mod replicated;
 mod restart;
+#[path = "../support/secured_sentinels.rs"]
+mod secured_sentinels;
 mod sentinel;
 #[path = "../support/sentinels.rs"]
 mod sentinels;

@@ -132,6 +132,18 @@ async fn instance<S: tokenwarden::TokenSource + 'static>(
     instance_at(&url, prefix, source, cipher).await
 }
 
+/// The lease TTL of the children: 2 s (the takeover test waits for one to
+/// end), or `TW_LEASE_TTL_SECS`, which the failover test sets longer than a
+/// failover takes (docs/design/004: a lease must outlive the failover for its
+/// holder to save under it on the promoted replica).
+fn lease_ttl() -> Duration {
+    let secs = std::env::var(LEASE_TTL).ok().and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(2))
+}
+
+/// Set in children of the failover test: their lease TTL, in seconds.
+const LEASE_TTL: &str = "TW_LEASE_TTL_SECS";
+
 /// A manager of `source` on the store at `url`, its clock at the common start.
 async fn instance_at<S: tokenwarden::TokenSource + 'static>(
     url: &str,
@@ -147,7 +159,7 @@ async fn instance_at<S: tokenwarden::TokenSource + 'static>(
     let manager = TokenManager::builder(source)
         .clock(clock.clone())
         .store(store.build().await.unwrap())
-        .lease_ttl(Duration::from_secs(2))
+        .lease_ttl(lease_ttl())
         .build()
         .unwrap();
     (manager, clock)
@@ -556,7 +568,12 @@ async fn signed_in_fleet(
     let (first, _clock) = instance_at(url, prefix, login, cipher).await;
     first.token().await.expect("approved");
     let sign_in = sign_in.to_string();
-    let env = [(SERVER, sign_in.as_str()), (REDIS_URL, url)];
+    // Leases longer than a failover takes, even on a loaded machine.
+    let env = [
+        (SERVER, sign_in.as_str()),
+        (REDIS_URL, url),
+        (LEASE_TTL, "20"),
+    ];
     let mut instances: Vec<_> = (0..8)
         .map(|_| Instance::start(ROTATION, prefix, &env))
         .collect();

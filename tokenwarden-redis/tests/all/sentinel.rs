@@ -238,7 +238,7 @@ async fn a_refresh_the_primary_died_in_is_saved_on_the_promoted_replica_not_redo
 /// CA, the build fails with a typed error that quotes no password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinels_and_nodes_over_tls_with_credentials() {
-    use crate::sentinels::{SecuredSentinels, SENTINEL_PASSWORD};
+    use crate::secured_sentinels::{SecuredSentinels, SENTINEL_PASSWORD};
     let _h = crate::leaks::harness();
     let pki = crate::tls_redis::Pki::new("tokenwarden sentinel CA");
     let Some(mut deployment) = SecuredSentinels::start(&pki) else {
