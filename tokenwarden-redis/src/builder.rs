@@ -7,7 +7,7 @@ use crate::leased_read::LeasedReads;
 use crate::replicas::{ReplicaWait, DEFAULT_REPLICA_TIMEOUT};
 use crate::sentinel::SentinelConnection;
 use crate::store::{Inner, RedisStore};
-use crate::wake::WakeUps;
+use crate::wake::{PubSubSource, WakeUps};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenwarden::{Clock, Error, Result, SystemClock};
@@ -256,7 +256,7 @@ impl RedisStoreBuilder {
             }),
         };
         let (connection, pubsub) = match self.target {
-            Target::Connection(connection) => (connection, self.pubsub),
+            Target::Connection(connection) => (connection, self.pubsub.map(PubSubSource::Client)),
             Target::Url(url) if url.contains("+cluster://") => {
                 let answers = self.timeout + self.replica_timeout;
                 let parts = crate::cluster::parse(&url).map_err(|why| {
@@ -268,7 +268,10 @@ impl RedisStoreBuilder {
                 // Pub/sub is cluster-wide: a message published on any node
                 // reaches a subscriber on any other.
                 let client = self.pubsub.unwrap_or(first);
-                (RedisConnection::Cluster(connection), Some(client))
+                (
+                    RedisConnection::Cluster(connection),
+                    Some(PubSubSource::Client(client)),
+                )
             }
             Target::Url(url) if url.contains("+sentinel://") => {
                 let answers = self.timeout + self.replica_timeout;
@@ -277,19 +280,21 @@ impl RedisStoreBuilder {
                     certificates: tls,
                 };
                 let connection = sentinel(&url, security, &name, self.timeout, answers).await?;
-                // Wake-ups subscribe on the primary of the moment; after a
-                // failover, waiters poll until they are woken again.
-                let client = match self.pubsub {
-                    Some(client) => Some(client),
-                    None => connection.primary_client().await.ok(),
+                // Wake-ups subscribe on the primary of the moment: after a
+                // failover, the next pub/sub connection is made on the new one
+                // (waiters poll until it is).
+                let source = match self.pubsub {
+                    Some(client) => PubSubSource::Client(client),
+                    None => PubSubSource::Sentinel(connection.clone()),
                 };
-                (RedisConnection::Sentinel(connection), client)
+                (RedisConnection::Sentinel(connection), Some(source))
             }
             Target::Url(url) => {
                 // A replica wait may take its own timeout on top of an answer's.
                 let answers = self.timeout + self.replica_timeout;
                 let (client, connection) = connect(&url, tls, &name, self.timeout, answers).await?;
-                (connection.into(), Some(self.pubsub.unwrap_or(client)))
+                let client = self.pubsub.unwrap_or(client);
+                (connection.into(), Some(PubSubSource::Client(client)))
             }
         };
         let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());

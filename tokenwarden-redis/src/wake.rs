@@ -73,11 +73,31 @@ const PASS: &str = concat!(
     "return 1"
 );
 
+/// Where a store's pub/sub connections come from.
+pub(crate) enum PubSubSource {
+    /// Always the same server (or cluster node).
+    Client(redis::Client),
+    /// The primary the sentinels name when the connection is made: after a
+    /// failover, the next one is made on the promoted replica.
+    Sentinel(crate::sentinel::SentinelConnection),
+}
+
+impl PubSubSource {
+    async fn connect(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        match self {
+            PubSubSource::Client(client) => client.get_async_pubsub().await,
+            PubSubSource::Sentinel(sentinels) => {
+                sentinels.primary_client().await?.get_async_pubsub().await
+            }
+        }
+    }
+}
+
 /// One store's wake-ups: its pub/sub connection (made on the first wait) and the
 /// waiters registered on it.
 pub(crate) struct WakeUps {
     /// Where pub/sub connections come from; without one, waiters poll.
-    client: Option<redis::Client>,
+    client: Option<PubSubSource>,
     /// For passing on unwanted wake-ups.
     connection: RedisConnection,
     timeout: Duration,
@@ -170,7 +190,7 @@ pub(crate) struct WaitFor<'a> {
 
 impl WakeUps {
     pub(crate) fn new(
-        client: Option<redis::Client>,
+        client: Option<PubSubSource>,
         connection: RedisConnection,
         timeout: Duration,
         clock: Arc<dyn Clock>,
@@ -210,7 +230,7 @@ impl WakeUps {
             if self.clock.monotonic() < link.retry_at {
                 return Err("the last attempt to connect failed a moment ago".into());
             }
-            match tokio::time::timeout(self.timeout, client.get_async_pubsub()).await {
+            match tokio::time::timeout(self.timeout, client.connect()).await {
                 Ok(Ok(pubsub)) => link.up = Some(self.start(pubsub)),
                 failed => {
                     link.retry_at = self.clock.monotonic() + RECONNECT_AFTER;

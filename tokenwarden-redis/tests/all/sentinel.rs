@@ -308,3 +308,75 @@ async fn sentinels_and_nodes_over_tls_with_credentials() {
         assert!(!said.contains("TOPSECRET"), "{attempt}: {said}");
     }
 }
+
+/// After a failover, waiters are woken through the new primary: a store's
+/// next pub/sub connection is made on the primary the sentinels name then (it
+/// was made on the dead one, and waiters polled until the store was rebuilt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_waiters_subscribe_on_the_new_primary() {
+    let _h = crate::leaks::harness();
+    let Some(mut deployment) = Sentinels::start() else {
+        return;
+    };
+    let open = |prefix: &str| {
+        RedisStore::builder(deployment.url())
+            .prefix(prefix)
+            .timeout(Duration::from_secs(2))
+            .build()
+    };
+    let prefix = format!("tw-wake-{:08x}", fastrand::u32(..));
+    let (a, b) = (open(&prefix).await.unwrap(), open(&prefix).await.unwrap());
+    let key = TokenKey::new("api");
+    let ttl = Duration::from_secs(30);
+    // The store's wake-up channels (the sentinels have their own there).
+    let channels = format!("{prefix}*");
+    let subscribed = |server: &crate::replicated::Server| {
+        !server
+            .cli(&["PUBSUB", "CHANNELS", &channels])
+            .trim()
+            .is_empty()
+    };
+    // B waits for A's lease, subscribed on `primary`, until A releases it.
+    let wait_on = |primary: &crate::replicated::Server, held: tokenwarden::store::Lease| {
+        let (b, key) = (b.clone(), key.clone());
+        let waiting = tokio::spawn(async move { b.lease(&key, ttl).await });
+        let mut seen = false;
+        for _ in 0..150 {
+            seen = subscribed(primary);
+            if seen {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (waiting, held, seen)
+    };
+    let held = a.lease(&key, ttl).await.unwrap();
+    let (waiting, held, seen) =
+        tokio::task::block_in_place(|| wait_on(&deployment.pair.primary, held));
+    assert!(seen, "subscribed on the first primary");
+    held.release().await.unwrap();
+    waiting.await.unwrap().unwrap().release().await.unwrap();
+
+    tokio::task::block_in_place(|| deployment.fail_over());
+    // The store's commands fail until they find the promoted replica.
+    let mut held = None;
+    for _ in 0..100 {
+        if let Ok(lease) = a.lease(&key, ttl).await {
+            held = Some(lease);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = held.expect("a lease on the promoted replica");
+    for _ in 0..100 {
+        if b.load(&key).await.is_ok() {
+            break; // B found it too
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (waiting, held, seen) =
+        tokio::task::block_in_place(|| wait_on(&deployment.pair.primary, held));
+    assert!(seen, "subscribed on the promoted replica");
+    held.release().await.unwrap();
+    waiting.await.unwrap().unwrap().release().await.unwrap();
+}
