@@ -298,11 +298,7 @@ impl RedisStoreBuilder {
             }
         };
         let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());
-        // Not in a cluster yet: `WAIT` must go to the node that took the write.
-        let replicas = match connection {
-            RedisConnection::Cluster(_) => 0,
-            _ => crate::replicas::resolve(self.replica_wait, &connection).await,
-        };
+        let replicas = crate::replicas::resolve(self.replica_wait, &connection).await;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,

@@ -27,6 +27,17 @@ pub(crate) async fn resolve(wait: ReplicaWait, connection: &RedisConnection) -> 
     match wait {
         ReplicaWait::Off => 0,
         ReplicaWait::AtLeast(n) => n,
+        ReplicaWait::Auto if matches!(connection, RedisConnection::Cluster(_)) => {
+            // `WAIT` goes to every primary there, and answers the fewest
+            // replicas any of them reached: one only where each has one.
+            let nodes: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async(&mut connection.clone())
+                .await;
+            nodes
+                .map(|text| u32::from(every_primary_has_a_replica(&text)))
+                .unwrap_or(0)
+        }
         ReplicaWait::Auto => {
             let info: redis::RedisResult<String> = redis::cmd("INFO")
                 .arg("replication")
@@ -55,9 +66,42 @@ fn connected_replicas(info: &str) -> u32 {
     }
 }
 
+/// Whether, in a cluster's `CLUSTER NODES`, every primary that serves slots
+/// has a replica that is not failing.
+fn every_primary_has_a_replica(nodes: &str) -> bool {
+    let fields: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| f.len() >= 8)
+        .collect();
+    let flags = |f: &Vec<&str>, flag: &str| f[2].split(',').any(|x| x == flag);
+    let mut primaries = fields
+        .iter()
+        .filter(|f| flags(f, "master") && f.len() > 8)
+        .peekable();
+    primaries.peek().is_some()
+        && primaries.all(|primary| {
+            fields
+                .iter()
+                .any(|f| flags(f, "slave") && !flags(f, "fail") && f[3] == primary[0])
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::connected_replicas;
+    use super::{connected_replicas, every_primary_has_a_replica};
+
+    #[test]
+    fn a_cluster_waits_only_where_every_primary_has_a_replica() {
+        let with = "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191\n\
+                    b 127.0.0.1:7001@17001 master - 0 0 2 connected 8192-16383\n\
+                    c 127.0.0.1:7002@17002 slave a 0 0 1 connected\n\
+                    d 127.0.0.1:7003@17003 slave b 0 0 2 connected\n";
+        assert!(every_primary_has_a_replica(with));
+        let without = with.replace("slave b", "slave,fail b");
+        assert!(!every_primary_has_a_replica(&without));
+        assert!(!every_primary_has_a_replica("garbage"));
+    }
 
     #[test]
     fn replicas_are_counted_on_a_primary_only() {

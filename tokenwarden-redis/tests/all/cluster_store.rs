@@ -89,7 +89,7 @@ async fn tokens_on_every_node_and_one_refresh_per_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_acl_users_takes_the_urls_credentials() {
     let _h = crate::leaks::harness();
-    let Some(cluster) = Cluster::start_as(Some(("tw", "pw-TOPSECRET"))) else {
+    let Some(cluster) = Cluster::start_as(Some(("tw", "pw-TOPSECRET")), 0) else {
         return;
     };
     let store = RedisStore::builder(cluster.url()).build().await.unwrap();
@@ -115,4 +115,53 @@ async fn a_cluster_with_acl_users_takes_the_urls_credentials() {
         let said = format!("{error} {error:?}");
         assert!(!said.contains("TOPSECRET"), "{said}");
     }
+}
+
+/// A cluster whose primaries have replicas: a save of a token with a refresh
+/// token (and a lease) waits until the replica of its slot's primary has it;
+/// with that replica stopped (SIGSTOP), the save is kept on the primary,
+/// reported failed (transient) and counted, as with Sentinel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_with_replicas_a_rotated_token_waits_for_its_replica() {
+    let _h = crate::leaks::harness();
+    let Some(cluster) = Cluster::start_as(None, 1) else {
+        return;
+    };
+    let store = RedisStore::builder(cluster.url())
+        .replica_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let key = TokenKey::new("api");
+    let rotated = |n: u32| {
+        Token::new(format!("at{n}-TOPSECRET")).with_refresh_token(format!("rt{n}-TOPSECRET"))
+    };
+    let lease = store.lease(&key, Duration::from_secs(30)).await.unwrap();
+    store.save_leased(&key, &rotated(1), &lease).await.unwrap();
+    assert_eq!(store.unreplicated_saves(), 0);
+
+    let name = format!("{}:{{{}}}", store.prefix(), key.as_str());
+    let primary = cluster.owner_of(cluster.slot_of(&name));
+    let replica = &cluster.nodes[cluster.replica_of(primary)];
+    replica.signal("-STOP");
+    let error = store
+        .save_leased(&key, &rotated(2), &lease)
+        .await
+        .unwrap_err();
+    replica.signal("-CONT");
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        error.to_string().contains("reached 0 of 1 replicas"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("TOPSECRET"));
+    assert_eq!(store.unreplicated_saves(), 1);
+    let kept = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(
+        kept.access_token.secret(),
+        "at2-TOPSECRET",
+        "kept on the primary"
+    );
+    store.save_leased(&key, &rotated(3), &lease).await.unwrap();
+    lease.release().await.unwrap();
 }

@@ -15,14 +15,15 @@ pub struct Cluster {
 impl Cluster {
     /// Started, once every node says the cluster is `ok`.
     pub fn start() -> Option<Self> {
-        Self::start_as(None)
+        Self::start_as(None, 0)
     }
 
-    /// Started with `acl` (user, password) as each node's only user.
-    pub fn start_as(acl: Option<(&'static str, &'static str)>) -> Option<Self> {
+    /// Started with `acl` (user, password) as each node's only user, and
+    /// `replicas` replicas of each primary (caught up).
+    pub fn start_as(acl: Option<(&'static str, &'static str)>, replicas: usize) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
-        for n in 0..3 {
+        for n in 0..3 * (1 + replicas) {
             nodes.push(Server::cluster_node(dir.path(), n, acl)?);
         }
         let login: Vec<&str> = match acl {
@@ -37,7 +38,7 @@ impl Cluster {
             .args(&login)
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("the command-line client");
         if !created.status.success() {
@@ -64,11 +65,17 @@ impl Cluster {
             _dir: dir,
         };
         for _ in 0..1_000 {
-            if this
-                .nodes
-                .iter()
-                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-            {
+            // Every node knows every replica (gossip spreads it), and each
+            // replica caught up.
+            let ready = |n: &Server| {
+                let replication = n.replication();
+                let known = n.cli(&["CLUSTER", "NODES"]).matches("slave").count();
+                known == 3 * replicas
+                    && n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up"))
+            };
+            if this.nodes.iter().all(ready) {
                 return Some(this);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -160,5 +167,21 @@ impl Cluster {
         assert_eq!(self.owner_of(number), to, "slot {slot} moved");
         let left = source.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
         assert_eq!(left.trim(), "0", "no key of slot {slot} left behind");
+    }
+}
+
+impl Cluster {
+    /// The index of a replica of the node `primary`.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let id = self.nodes[primary].cli(&["CLUSTER", "MYID"]);
+        let id = id.trim();
+        self.nodes
+            .iter()
+            .position(|n| {
+                let replication = n.replication();
+                replication.contains("role:slave")
+                    && replication.contains(&format!("master_port:{}", self.nodes[primary].port))
+            })
+            .unwrap_or_else(|| panic!("no replica of {id}"))
     }
 }
