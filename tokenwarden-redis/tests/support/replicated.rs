@@ -215,6 +215,18 @@ impl Drop for Server {
     }
 }
 
+/// The arguments of a server that keeps nothing on disk and, as a primary,
+/// sends a new replica its copy at once (not 5 s later, Redis's default wait
+/// for more replicas to share it): any of them may be promoted.
+pub const REPLICABLE: [&str; 6] = [
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--repl-diskless-sync-delay",
+    "0",
+];
+
 /// A primary with one replica that has caught up.
 pub struct Replicated {
     pub primary: Server,
@@ -223,7 +235,7 @@ pub struct Replicated {
 
 impl Replicated {
     pub fn start() -> Option<Self> {
-        let unsaved = ["--save", "", "--appendonly", "no"];
+        let unsaved = REPLICABLE;
         let primary = Server::start(&unsaved)?;
         let of = primary.port.to_string();
         let replica = Server::start(&[&unsaved[..], &["--replicaof", "127.0.0.1", &of]].concat())?;

@@ -101,7 +101,7 @@ impl Sentinels {
         }
         assert!(self.settled_on(promoted), "failed over from {old}");
         let of = promoted.to_string();
-        let unsaved = ["--save", "", "--appendonly", "no"];
+        let unsaved = crate::replicated::REPLICABLE;
         let back = Server::start(&[&unsaved[..], &["--replicaof", "127.0.0.1", &of]].concat())
             .expect("a new replica");
         let address = format!("127.0.0.1:{}\n", back.port);
@@ -118,7 +118,13 @@ impl Sentinels {
                 .primary
                 .replication()
                 .contains("connected_slaves:1");
-            if known && counted {
+            // Synced: a save's replica wait is answered.
+            let synced = self
+                .pair
+                .replica
+                .replication()
+                .contains("master_link_status:up");
+            if known && counted && synced {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
