@@ -115,7 +115,9 @@ impl TokenManagerBuilder {
     }
 
     /// How long before expiry a token turns stale and one background refresh starts;
-    /// capped at half the token's lifetime. Defaults to [`DEFAULT_REFRESH_AHEAD`].
+    /// capped at half the token's lifetime. Defaults to [`DEFAULT_REFRESH_AHEAD`]
+    /// (5 min), or to [`min_valid`](Self::min_valid) where that alone was set
+    /// and is longer.
     ///
     /// `Duration::ZERO` turns the stale window off: nothing is refreshed ahead of
     /// time, and callers wait for the refresh once the token is expiring. That is
@@ -129,7 +131,10 @@ impl TokenManagerBuilder {
 
     /// How long before expiry callers wait for the refresh instead of getting the
     /// cached token; capped at a tenth of the token's lifetime. Defaults to
-    /// [`DEFAULT_MIN_VALID`]. If the refresh fails, callers still get the cached
+    /// [`DEFAULT_MIN_VALID`] (30 s), or to a tenth of
+    /// [`refresh_ahead`](Self::refresh_ahead) where that alone was set and is
+    /// shorter than 5 min (so `.refresh_ahead(Duration::from_secs(1))` alone
+    /// makes callers wait only in the last 100 ms). If the refresh fails, callers still get the cached
     /// token while it is valid, except in its last fifth of this window (at most
     /// 1 s), when it would expire on its way to the API.
     pub fn min_valid(mut self, min_valid: Duration) -> Self {
@@ -213,9 +218,10 @@ impl TokenManagerBuilder {
 
     /// Builds the manager. Fails with an [`ErrorKind::Config`](crate::ErrorKind::Config) error on windows that cannot work.
     pub fn build(self) -> Result<TokenManager> {
+        let (refresh_ahead, min_valid) = windows(self.refresh_ahead, self.min_valid);
         let windows = Windows {
-            refresh_ahead: self.refresh_ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
-            min_valid: self.min_valid.unwrap_or(DEFAULT_MIN_VALID),
+            refresh_ahead,
+            min_valid,
             jitter: self.jitter.unwrap_or(DEFAULT_REFRESH_JITTER),
         };
         if !(0.0..=1.0).contains(&windows.jitter) {
@@ -225,8 +231,9 @@ impl TokenManagerBuilder {
             )));
         }
         if !windows.refresh_ahead.is_zero() && windows.min_valid > windows.refresh_ahead {
+            // Only both set can contradict: an unset one follows the other.
             return Err(Error::config(format!(
-                "min_valid ({:?}) must not be longer than refresh_ahead ({:?})",
+                "min_valid ({:?}) must not be longer than refresh_ahead ({:?}); set one of them only, and the other follows it",
                 windows.min_valid, windows.refresh_ahead
             )));
         }
@@ -316,5 +323,20 @@ mod tests {
             contradiction.to_string().contains("lease_ttl"),
             "{contradiction}"
         );
+    }
+}
+
+/// The windows: a window the user did not set follows the one they did. Unset,
+/// `min_valid` is a tenth of a `refresh_ahead` that was set (the defaults'
+/// ratio), at most [`DEFAULT_MIN_VALID`] (and that default where the stale
+/// window is off); unset, `refresh_ahead` is at least a `min_valid` that was set.
+fn windows(refresh_ahead: Option<Duration>, min_valid: Option<Duration>) -> (Duration, Duration) {
+    match (refresh_ahead, min_valid) {
+        (Some(ahead), None) if !ahead.is_zero() => (ahead, DEFAULT_MIN_VALID.min(ahead / 10)),
+        (None, Some(valid)) => (DEFAULT_REFRESH_AHEAD.max(valid), valid),
+        (ahead, valid) => (
+            ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
+            valid.unwrap_or(DEFAULT_MIN_VALID),
+        ),
     }
 }

@@ -257,3 +257,52 @@ async fn clock_jumps_cause_neither_a_stall_nor_a_storm() {
     assert_eq!(source.calls(), failed + 1);
     assert_eq!(manager.stats().failures, 1);
 }
+
+/// Issue 17: a window the user did not set follows the one they did. A short
+/// `refresh_ahead` alone builds (its `min_valid` is a tenth of it, 100 ms here):
+/// one second before expiry the cached token is served and refreshed in the
+/// background. A long `min_valid` alone builds (the stale window grows to it).
+/// Only both set, and contradicting, is an error, and it says what to do.
+#[tokio::test(flavor = "current_thread")]
+async fn a_window_left_unset_follows_the_one_set() {
+    let _h = harness();
+    let (source, clock, builder) = counting(Duration::from_secs(60));
+    let manager = builder
+        .refresh_jitter(0.0)
+        .refresh_ahead(Duration::from_secs(1))
+        .build()
+        .expect("refresh_ahead alone builds");
+    let first = manager.token().await.unwrap().fingerprint();
+    clock.advance(Duration::from_millis(58_950)); // fresh still
+    assert_eq!(manager.token().await.unwrap().fingerprint(), first);
+    settle().await;
+    assert_eq!(
+        source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    clock.advance(Duration::from_millis(100)); // 950 ms left: stale, not expiring
+    assert_eq!(manager.token().await.unwrap().fingerprint(), first);
+    settle().await;
+    assert_eq!(manager.stats().waits, 0, "nobody waited");
+    assert_eq!(
+        source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    let (_, _, builder) = counting(HOUR);
+    builder
+        .min_valid(Duration::from_secs(600))
+        .build()
+        .expect("min_valid alone builds");
+    let (_, _, builder) = counting(HOUR);
+    let error = builder
+        .refresh_ahead(Duration::from_secs(10))
+        .min_valid(Duration::from_secs(20))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(
+        error.to_string().contains("set one of them only"),
+        "{error}"
+    );
+}
