@@ -147,6 +147,9 @@ impl RedisStoreBuilder {
     /// Redis key bound in) so that Redis, its backups and its replicas hold no
     /// readable token. Every instance sharing the prefix needs the same key.
     ///
+    /// Needs this crate's `encryption` feature
+    /// (`tokenwarden-redis = { version = "0.1", features = ["encryption"] }`).
+    ///
     /// ```no_run
     /// # async fn run() -> tokenwarden::Result<()> {
     /// use tokenwarden::store::TokenCipher;

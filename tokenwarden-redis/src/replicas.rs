@@ -19,7 +19,7 @@ pub enum ReplicaWait {
     AtLeast(u32),
 }
 
-/// How long a save waits for its replicas by default.
+/// How long a save waits for its replicas by default: 1 s.
 pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The replicas `wait` asks for on `connection`: what `Auto` finds there.

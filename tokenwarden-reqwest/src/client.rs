@@ -181,7 +181,11 @@ impl AuthRequestBuilder {
 
     /// Sends the request with a valid token (if its origin is allowed); a rejected
     /// token is refreshed and the request replayed once when its body can be.
-    pub async fn send(self) -> reqwest_middleware::Result<Response> {
+    ///
+    /// The answer is a [`reqwest::Response`]; the error a
+    /// [`reqwest_middleware::Error`]: the token's failure (a
+    /// [`tokenwarden::Error`] inside its `Middleware` variant), or reqwest's.
+    pub async fn send(self) -> Result<Response, reqwest_middleware::Error> {
         let inner = &self.client.inner;
         let request = self.request.build()?;
         let mut direct = Direct(&inner.http);

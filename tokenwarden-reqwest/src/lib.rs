@@ -29,6 +29,9 @@
 //! # Ok(()) }
 //! ```
 
+// On docs.rs (and `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc`), items
+// behind a feature say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

@@ -10,7 +10,7 @@ use tokenwarden::http::{rejects_token, AllowedOrigins, TokenPlacement};
 use tokenwarden::{Error, HeaderRef, Result, TokenManager, TokenRegistry};
 use tracing::Instrument as _;
 
-/// How many times a request is replayed after a rejected token, by default.
+/// How many times a request is replayed after a rejected token, by default: once.
 pub const DEFAULT_MAX_REPLAYS: u32 = 1;
 
 /// A `reqwest_middleware` middleware that puts a valid token on every request to an

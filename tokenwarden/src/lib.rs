@@ -39,7 +39,10 @@
 //! ## Feature flags
 //!
 //! - `oauth2`: OAuth2 and OpenID Connect sources ([`source::oauth2`]): client
-//!   credentials, refresh token, password; discovery and revocation.
+//!   credentials (with a secret or `private_key_jwt`), refresh token, the device
+//!   authorization grant, authorization code with PKCE (a browser sign-in on a
+//!   loopback redirect), resource owner password, JWT bearer assertions and token
+//!   exchange; discovery (RFC 8414, OpenID), ID tokens, and revocation.
 //! - `tower`: [`tower::TokenLayer`], tokens for hyper clients and tonic channels.
 //! - `encryption`: [`store::TokenCipher`], tokens sealed with XChaCha20-Poly1305 for
 //!   any store (the Redis store uses it).
@@ -93,6 +96,9 @@
 //! spent refresh token as the newest one known. The protocol and this risk are in
 //! `docs/design/001-fenced-leases.md`; a deterministic simulation checks them.
 
+// On docs.rs (and `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc`), items
+// behind a feature say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

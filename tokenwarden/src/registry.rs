@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-/// How long a registry keeps a manager nobody has asked for.
+/// How long a registry keeps a manager nobody has asked for: 30 min.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 type Factory<K> = dyn Fn(&K) -> Result<TokenManager> + Send + Sync;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 
-/// The token type sent when a source does not name one.
+/// The token type sent when a source does not name one: `Bearer`.
 pub const DEFAULT_TOKEN_TYPE: &str = "Bearer";
 
 /// An access token with everything that came with it.

@@ -6,19 +6,21 @@ use crate::{Clock, Error, Result, SystemClock, TokenKey, TokenListener, TokenSou
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long before expiry a token becomes stale and one background refresh starts
-/// (at most half the token's lifetime).
+/// How long before expiry a token becomes stale and one background refresh starts:
+/// 5 min (at most half the token's lifetime).
 pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 /// How long before expiry callers stop being served the cached token and wait for
-/// the refresh (at most a tenth of the token's lifetime).
+/// the refresh: 30 s (at most a tenth of the token's lifetime).
 pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(30);
-/// The share of the stale window by which its start is moved later at random.
+/// The share of the stale window by which its start is moved later at random: 0.2
+/// (a fifth).
 pub const DEFAULT_REFRESH_JITTER: f64 = 0.2;
-/// The lifetime given to a token that came without `expires_in` or a JWT `exp`.
+/// The lifetime given to a token that came without `expires_in` or a JWT `exp`:
+/// 1 hour.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
-/// The first wait after a failed refresh; it doubles with each failure.
+/// The first wait after a failed refresh: 1 s; it doubles with each failure.
 pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
-/// The longest wait between failed refreshes.
+/// The longest wait between failed refreshes: 30 s.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a store lease lasts: 30 s, and never less than the refresh timeout, so
 /// that a live holder is done before its lease ends.

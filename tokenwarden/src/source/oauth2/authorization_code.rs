@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use url::Url;
 
-/// How long the user has to sign in, by default.
+/// How long the user has to sign in, by default: 5 min.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 type OpenBrowser = Arc<dyn Fn(&Url) + Send + Sync>;

@@ -22,7 +22,7 @@ use url::Url;
 /// The default timeout of one request to the authorization server: 10 s, a third of
 /// a manager's default refresh timeout, so that a retry fits in one refresh.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default timeout for connecting to the authorization server.
+/// The default timeout for connecting to the authorization server: 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body read from the authorization server.
 const MAX_BODY_BYTES: usize = 1 << 20;
