@@ -4,6 +4,7 @@
 
 use crate::{Token, TokenInfo};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
@@ -130,6 +131,22 @@ impl TokenListener for TracingListener {
 pub(crate) struct Dispatcher {
     listeners: Vec<Arc<dyn TokenListener>>,
     queue: Mutex<Option<mpsc::UnboundedSender<TokenEvent>>>,
+    progress: Arc<Progress>,
+}
+
+/// How many events were queued and how many the listeners are done with.
+#[derive(Default)]
+struct Progress {
+    queued: AtomicU64,
+    done: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Progress {
+    fn done(&self, events: u64) {
+        self.done.fetch_add(events, SeqCst);
+        self.changed.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -146,6 +163,21 @@ impl Dispatcher {
         Self {
             listeners,
             queue: Mutex::new(None),
+            progress: Arc::default(),
+        }
+    }
+
+    /// Waits until the listeners are done with every event queued before.
+    pub(crate) async fn idle(&self) {
+        let target = self.progress.queued.load(SeqCst);
+        loop {
+            let changed = self.progress.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.progress.done.load(SeqCst) >= target {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -166,6 +198,8 @@ impl Dispatcher {
             return;
         };
         let mut queue = self.queue();
+        // Counted before it is sent, so that the delivery never runs ahead.
+        self.progress.queued.fetch_add(1, SeqCst);
         let event = match queue.as_ref() {
             Some(queue) => match queue.send(event) {
                 Ok(()) => return,
@@ -175,7 +209,8 @@ impl Dispatcher {
             None => event,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(deliver(self.listeners.clone(), rx));
+        let progress = self.progress.clone();
+        runtime.spawn(deliver(self.listeners.clone(), rx, progress));
         let _ = tx.send(event);
         *queue = Some(tx);
     }
@@ -184,9 +219,16 @@ impl Dispatcher {
 /// Ends when the manager (which owns the sender) is dropped.
 async fn deliver(
     listeners: Vec<Arc<dyn TokenListener>>,
-    mut rx: mpsc::UnboundedReceiver<TokenEvent>,
+    rx: mpsc::UnboundedReceiver<TokenEvent>,
+    progress: Arc<Progress>,
 ) {
-    while let Some(event) = rx.recv().await {
+    let mut delivery = Delivery {
+        rx,
+        progress,
+        in_flight: false,
+    };
+    while let Some(event) = delivery.rx.recv().await {
+        delivery.in_flight = true;
         let listeners = listeners.clone();
         let kind = event.kind();
         let delivered = tokio::task::spawn_blocking(move || {
@@ -200,6 +242,30 @@ async fn deliver(
         .await;
         if delivered.is_err() {
             return; // the runtime is shutting down
+        }
+        delivery.in_flight = false;
+        delivery.progress.done(1);
+    }
+}
+
+/// The delivery task's queue. Dropped with the task (its runtime shut down),
+/// it counts the events it will never deliver as done, so that nobody waits
+/// for them.
+struct Delivery {
+    rx: mpsc::UnboundedReceiver<TokenEvent>,
+    progress: Arc<Progress>,
+    in_flight: bool,
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut lost = u64::from(self.in_flight);
+        while self.rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        if lost > 0 {
+            self.progress.done(lost);
         }
     }
 }

@@ -304,6 +304,23 @@ impl TokenManager {
         writes::logout(&self.shared).await
     }
 
+    /// Waits until the listeners have returned from every event this manager
+    /// emitted before the call: for a test that checks what a listener saw
+    /// (after a `logout`, its `Cleared`), or a shutdown that must not cut a
+    /// listener off. Returns at once without listeners. Events that a runtime
+    /// shutting down dropped count as done. A listener that never returns keeps
+    /// this waiting: bound it with `tokio::time::timeout` where that matters.
+    ///
+    /// ```
+    /// # async fn run(manager: tokenwarden::TokenManager) -> tokenwarden::Result<()> {
+    /// manager.logout().await?;
+    /// manager.listeners_idle().await; // every listener has seen `Cleared`
+    /// # Ok(()) }
+    /// ```
+    pub async fn listeners_idle(&self) {
+        self.shared.settings.events.idle().await;
+    }
+
     /// Counters of what the manager has done.
     pub fn stats(&self) -> Stats {
         let mut stats = self.shared.counters.snapshot();

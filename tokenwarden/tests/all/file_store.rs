@@ -187,7 +187,7 @@ async fn passphrase_and_key_file_keys() {
     let by_file = || {
         FileStore::builder("t")
             .dir(dir.path().join("kf"))
-            .key(FileKey::KeyFile(key_file.clone()))
+            .key(FileKey::key_file(&key_file))
             .build()
             .unwrap()
     };

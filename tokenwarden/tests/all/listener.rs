@@ -99,3 +99,57 @@ async fn a_blocked_listener_does_not_block_refreshes() {
     .await
     .expect("all five events delivered once unblocked");
 }
+
+/// Issue 17: `listeners_idle` returns once every listener has returned from
+/// every event emitted before it: no sleep to see a logout's `Cleared`. A slow
+/// listener holds it back until it is done; a manager without listeners does
+/// not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_idle_waits_until_every_event_was_heard() {
+    let _h = harness();
+    let (_source, _clock, builder) = counting(HOUR);
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = std::sync::Mutex::new(hold);
+    let manager = builder
+        .listener({
+            let heard = heard.clone();
+            move |event: &TokenEvent| {
+                if event.kind() == TokenEventKind::Cleared {
+                    let _ = hold.lock().unwrap().recv(); // slow on the last one
+                }
+                heard.lock().unwrap().push(event.kind());
+            }
+        })
+        .build()
+        .unwrap();
+    manager.token().await.unwrap();
+    manager.force_refresh().await.unwrap();
+    manager.logout().await.unwrap();
+    let idle = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.listeners_idle().await }
+    });
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!idle.is_finished(), "the listener is still on `Cleared`");
+    release.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), idle)
+        .await
+        .expect("idle once the listener returned")
+        .unwrap();
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            TokenEventKind::Fetched,
+            TokenEventKind::Refreshed,
+            TokenEventKind::Cleared
+        ]
+    );
+
+    let (_source, _clock, builder) = counting(HOUR);
+    let quiet = builder.build().unwrap();
+    quiet.token().await.unwrap();
+    quiet.listeners_idle().await; // no listener: at once
+}

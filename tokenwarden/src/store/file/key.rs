@@ -49,6 +49,21 @@ impl FileKey {
         FileKey::Passphrase(Zeroizing::new(passphrase.into()))
     }
 
+    /// A key of 32 random bytes kept in the file at `path`, created (0600) on
+    /// first use. Keep it apart from the tokens: anyone with both can read them.
+    ///
+    /// ```no_run
+    /// # fn run() -> tokenwarden::Result<()> {
+    /// use tokenwarden::store::{FileKey, FileStore};
+    /// let store = FileStore::builder("my-app")
+    ///     .key(FileKey::key_file("/etc/my-app/token-key"))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn key_file(path: impl Into<PathBuf>) -> Self {
+        FileKey::KeyFile(path.into())
+    }
+
     /// A key in the OS keyring under `service` (feature `keyring`).
     #[cfg(feature = "keyring")]
     pub fn keyring(service: impl Into<String>) -> Self {
