@@ -399,19 +399,32 @@ impl fmt::Display for Error {
                 d.origin, d.message
             ),
             ErrorKind::Config => write!(f, "invalid configuration: {}", d.message),
-            ErrorKind::NoValidToken => {
-                write!(f, "no valid token from source `{}`", d.origin)?;
-                match &d.last_attempt {
-                    Some(last) => write!(f, ": {last}"),
-                    None => Ok(()),
-                }
-            }
+            // The last attempt names the source itself: said once.
+            ErrorKind::NoValidToken => match &d.last_attempt {
+                Some(last) => write!(f, "no valid token: {last}"),
+                None => write!(f, "no valid token from source `{}`", d.origin),
+            },
         }
     }
 }
 
+/// `{:?}` reads as a report, as `anyhow`'s does, since that is what `?` in `main`
+/// prints: the sentence, then each cause under `Caused by:`. `{:#?}` shows the
+/// fields.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            write!(f, "{self}")?;
+            let mut cause = std::error::Error::source(self);
+            if cause.is_some() {
+                f.write_str("\n\nCaused by:")?;
+            }
+            while let Some(error) = cause {
+                write!(f, "\n    {error}")?;
+                cause = error.source();
+            }
+            return Ok(());
+        }
         let d = &*self.0;
         let mut s = f.debug_struct("Error");
         s.field("kind", &d.kind).field("origin", &d.origin);
@@ -438,10 +451,12 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The chain says each thing once: a "no valid token" error's own sentence
+/// holds its last attempt's, so its source is what caused that attempt.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0.last_attempt {
-            Some(last) => Some(last),
+            Some(last) => std::error::Error::source(last),
             None => self
                 .0
                 .cause
@@ -456,6 +471,35 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    /// Issue 17: a "no valid token" error names its source once, its `Debug`
+    /// (what `?` in `main` prints) reads as a report, and its chain repeats no
+    /// sentence.
+    #[test]
+    fn a_no_valid_token_error_says_each_thing_once() {
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let last = Error::source_failed("svc", "could not connect to the token endpoint")
+            .with_cause(refused);
+        let error = Error::no_valid_token("svc", last);
+        let display = error.to_string();
+        assert_eq!(
+            display,
+            "no valid token: token source `svc`: could not connect to the token endpoint"
+        );
+        let mut chain = vec![display.clone()];
+        let mut cause = std::error::Error::source(&error);
+        while let Some(next) = cause {
+            chain.push(next.to_string());
+            cause = next.source();
+        }
+        assert_eq!(chain, [display.as_str(), "connection refused"]);
+        assert_eq!(
+            format!("{error:?}"),
+            format!("{display}\n\nCaused by:\n    connection refused")
+        );
+        assert!(format!("{error:#?}").contains("NoValidToken"));
+    }
 
     #[test]
     fn error_is_small_send_sync_static() {
@@ -496,7 +540,9 @@ mod tests {
             err.to_string().contains("connection refused (HTTP 503)"),
             "{err}"
         );
-        assert!(std::error::Error::source(&err).is_some());
+        // Its last attempt's text is in its own (`last_attempt` gives the
+        // error): the chain goes on with what caused that attempt, here nothing.
+        assert!(std::error::Error::source(&err).is_none());
         let again = Error::no_valid_token("api", err.clone());
         assert_eq!(
             again.last_attempt().unwrap().kind(),

@@ -128,7 +128,7 @@ async fn in_a_cluster_with_replicas_a_rotated_token_waits_for_its_replica() {
         return;
     };
     let store = RedisStore::builder(cluster.url())
-        .replica_timeout(Duration::from_millis(300))
+        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
         .build()
         .await
         .unwrap();

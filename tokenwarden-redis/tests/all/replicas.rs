@@ -30,7 +30,7 @@ async fn a_rotated_token_is_on_a_replica_when_its_save_returns() {
     };
     // `Auto`: the primary has a replica, so saves wait for one.
     let store = RedisStore::builder(pair.primary.url())
-        .replica_timeout(Duration::from_millis(300))
+        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
         .build()
         .await
         .unwrap();
@@ -116,7 +116,7 @@ async fn a_manager_saves_again_until_the_replica_has_its_token() {
     let clock = tokenwarden::ManualClock::default();
     let store = RedisStore::builder(pair.primary.url())
         .clock(clock.clone())
-        .replica_timeout(Duration::from_millis(200))
+        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
         .build()
         .await
         .unwrap();
@@ -175,7 +175,7 @@ async fn a_lease_is_on_a_replica_when_it_is_taken() {
         return;
     };
     let store = RedisStore::builder(pair.primary.url())
-        .replica_timeout(Duration::from_millis(300))
+        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
         .build()
         .await
         .unwrap();
