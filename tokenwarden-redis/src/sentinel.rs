@@ -177,15 +177,17 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
             )
         }
     };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (credentials, hosts) = match authority.rsplit_once('@') {
-        Some((credentials, hosts)) => {
+    // Credentials first: a password may hold `/` (base64 does), and no part
+    // of one may reach an error.
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => {
             let decode = |s: &str| Some(percent_decoded(s)).filter(|v| !v.is_empty());
             let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-            ((decode(user), decode(password)), hosts)
+            ((decode(user), decode(password)), rest)
         }
-        None => ((None, None), authority),
+        None => ((None, None), rest),
     };
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
     let sentinels = hosts
         .split(',')
         .map(|host| {
@@ -265,6 +267,12 @@ mod tests {
         assert_eq!(url.credentials, (Some("tw".into()), Some("p@ss".into())));
         let error = parse("redis+sentinel://tw:secret@h:x/m").err().unwrap();
         assert!(!error.contains("secret"), "{error}");
+        // A password with `/` in it (base64) is a password, not a path.
+        let slashed = parse("redis+sentinel://tw:ab/cd%2Bef@h:26379/m").unwrap();
+        assert_eq!(slashed.credentials.1.as_deref(), Some("ab/cd+ef"));
+        assert_eq!(slashed.master, "m");
+        let error = parse("redis+sentinel://tw:se/cret@h:x/m").err().unwrap();
+        assert!(!error.contains("cret"), "{error}");
         assert!(parse("redis+sentinel://h:26379").is_err(), "no master");
         assert!(!url.tls);
         assert!(parse("rediss+sentinel://h:26379/m").unwrap().tls);

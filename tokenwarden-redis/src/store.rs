@@ -157,7 +157,14 @@ impl RedisStore {
         let reached = match tokio::time::timeout(timeout + self.inner.timeout, wait).await {
             Ok(Ok(reached)) => reached,
             Ok(Err(e)) => return Err(self.error("wait for the replicas", e)),
-            Err(_) => 0,
+            // No answer at all (a hung primary, often one about to fail over):
+            // an error, as a failed command is, not a count.
+            Err(_) => {
+                return Err(self.error(
+                    "wait for the replicas",
+                    format!("no answer within {:?}", timeout + self.inner.timeout),
+                ))
+            }
         };
         if reached >= i64::from(wanted) {
             return Ok(None);

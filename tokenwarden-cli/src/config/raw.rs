@@ -184,19 +184,26 @@ pub(super) fn resolve(
                 "rediss+cluster://",
             ]
             .iter()
-                .any(|scheme| url.starts_with(scheme)) =>
+            .any(|scheme| url.starts_with(scheme)) =>
             {
                 StoreKind::Redis(url.to_owned())
             }
             other => {
+                // A mistyped URL may carry a password (`${VAR}` expanded): only
+                // its scheme is quoted.
+                let shown = match other.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://…"),
+                    None if other.contains(['@', ':', '/']) => "…".to_owned(),
+                    None => other.to_owned(),
+                };
                 return Err(field_error(
                     config,
                     "store",
                     value,
                     &format!(
-                        "unknown store `{other}`; use file, memory, keyring, or a redis://, redis+sentinel:// or redis+cluster:// URL (rediss… over TLS)"
+                        "unknown store `{shown}`; use file, memory, keyring, or a redis://, redis+sentinel:// or redis+cluster:// URL (rediss… over TLS)"
                     ),
-                ))
+                ));
             }
         },
     };

@@ -37,6 +37,15 @@ fn unknown_keys_wrong_types_and_unknown_values_name_the_line_and_key() {
         &["token", "-p", "api"],
         &["config.toml:4:", "`store`", "floppy"],
     );
+    // A mistyped Redis URL: its scheme is quoted, never its password.
+    fails_with(
+        &format!("{cc}store = \"redis+sentinal://tw:TOPSECRET@h:26379/m\"\n"),
+        &["token", "-p", "api"],
+        &["config.toml:4:", "`store`", "redis+sentinal://…"],
+    );
+    let home = Home::with_config(&format!("{cc}store = \"Redis://tw:TOPSECRET@h:6379\"\n"));
+    let said = home.run(&["token", "-p", "api"]).stderr();
+    assert!(!said.contains("TOPSECRET"), "{said}");
     fails_with(
         "[profiles.api\n",
         &["token", "-p", "api"],

@@ -144,6 +144,19 @@ async fn a_manager_saves_again_until_the_replica_has_its_token() {
     let served = manager.force_refresh().await.unwrap().to_token();
     assert!(manager.info().await.unsaved, "served, reported unsaved");
     assert!(store.unreplicated_saves() >= 1);
+    // While the replica still hangs, a retry finds its own token on the primary
+    // (written, not confirmed) and writes it again, waiting for the replica
+    // again: still unsaved.
+    let before = store.unreplicated_saves();
+    clock.advance(Duration::from_secs(5));
+    for _ in 0..200 {
+        if store.unreplicated_saves() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.unreplicated_saves() > before, "a retry waited again");
+    assert!(manager.info().await.unsaved, "not confirmed: still unsaved");
 
     pair.replica.signal("-CONT");
     // The manager's retries back off on its clock: moved until one lands.

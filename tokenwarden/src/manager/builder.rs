@@ -308,6 +308,21 @@ fn lease_timing(
     Ok((timeout, ttl))
 }
 
+/// The windows: a window the user did not set follows the one they did. Unset,
+/// `min_valid` is a tenth of a `refresh_ahead` that was set (the defaults'
+/// ratio), at most [`DEFAULT_MIN_VALID`] (and that default where the stale
+/// window is off); unset, `refresh_ahead` is at least a `min_valid` that was set.
+fn windows(refresh_ahead: Option<Duration>, min_valid: Option<Duration>) -> (Duration, Duration) {
+    match (refresh_ahead, min_valid) {
+        (Some(ahead), None) if !ahead.is_zero() => (ahead, DEFAULT_MIN_VALID.min(ahead / 10)),
+        (None, Some(valid)) => (DEFAULT_REFRESH_AHEAD.max(valid), valid),
+        (ahead, valid) => (
+            ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
+            valid.unwrap_or(DEFAULT_MIN_VALID),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,20 +340,5 @@ mod tests {
             contradiction.to_string().contains("lease_ttl"),
             "{contradiction}"
         );
-    }
-}
-
-/// The windows: a window the user did not set follows the one they did. Unset,
-/// `min_valid` is a tenth of a `refresh_ahead` that was set (the defaults'
-/// ratio), at most [`DEFAULT_MIN_VALID`] (and that default where the stale
-/// window is off); unset, `refresh_ahead` is at least a `min_valid` that was set.
-fn windows(refresh_ahead: Option<Duration>, min_valid: Option<Duration>) -> (Duration, Duration) {
-    match (refresh_ahead, min_valid) {
-        (Some(ahead), None) if !ahead.is_zero() => (ahead, DEFAULT_MIN_VALID.min(ahead / 10)),
-        (None, Some(valid)) => (DEFAULT_REFRESH_AHEAD.max(valid), valid),
-        (ahead, valid) => (
-            ahead.unwrap_or(DEFAULT_REFRESH_AHEAD),
-            valid.unwrap_or(DEFAULT_MIN_VALID),
-        ),
     }
 }

@@ -247,7 +247,10 @@ async fn save_under(
     }
     let expected = state(shared).as_ref().and_then(|u| u.replaces.clone());
     let holds = stored.as_ref().map(Token::fingerprint);
-    if holds == expected && (holds.is_some() || quiet) {
+    // Our own token there: an earlier attempt wrote it, but reported it failed
+    // (its replicas did not confirm it): written again, to be confirmed.
+    let ours = holds.as_deref() == Some(current.fingerprint.as_str());
+    if ours || holds == expected && (holds.is_some() || quiet) {
         store.save_leased(&s.key, &current.token, lease).await?;
         tracing::info!(fingerprint = %current.fingerprint, "the token is stored now");
     } else if holds.is_none() {
