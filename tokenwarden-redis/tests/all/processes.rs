@@ -431,18 +431,11 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
     let mut tokens = HashSet::from([signed_in]);
     for round in 1..=20 {
         instances.iter_mut().for_each(|i| i.send("expiry"));
-        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
-        assert_eq!(
-            said.len(),
-            1,
-            "{name}: round {round}: one token in all 8 processes: {said:?}"
+        one_new_token(
+            &mut instances,
+            &mut tokens,
+            &format!("{name}: round {round}"),
         );
-        let token = said.into_iter().next().unwrap();
-        assert!(
-            !token.contains("error") && !token.contains(','),
-            "{name}: round {round}: {token}"
-        );
-        assert!(tokens.insert(token), "{name}: round {round}: a new token");
     }
     assert_eq!(
         fleet_totals(&mut instances),
@@ -480,10 +473,7 @@ async fn eight_processes_keep_rotating_through_sentinel_failovers() {
         return;
     };
     let (mut instances, _) = signed_in_fleet(server, &deployment.url(), &prefix).await;
-    let seed = std::env::var("TW_FAILOVER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let seed = seed("TW_FAILOVER_SEED");
     eprintln!("failover schedule: seed {seed} (TW_FAILOVER_SEED={seed} replays it)");
     let mut rng = fastrand::Rng::with_seed(seed);
     // Three rounds of 3..=18, at least two apart; in each, the primary dies
@@ -515,18 +505,8 @@ async fn eight_processes_keep_rotating_through_sentinel_failovers() {
                 );
             }
         } else {
-            let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
-            assert_eq!(
-                said.len(),
-                1,
-                "round {round} (seed {seed}): one token in all 8: {said:?}"
-            );
-            let token = said.into_iter().next().unwrap();
-            assert!(
-                !token.contains("error"),
-                "round {round} (seed {seed}): {token}"
-            );
-            assert!(tokens.insert(token), "round {round}: a new token");
+            let context = format!("round {round} (seed {seed})");
+            one_new_token(&mut instances, &mut tokens, &context);
             if kill.is_some() {
                 // The primary dies right after this round's refresh was saved.
                 tokio::task::block_in_place(|| deployment.fail_over());
@@ -608,10 +588,7 @@ async fn eight_processes_keep_rotating_through_cluster_slot_migrations() {
         return;
     };
     let (mut instances, key) = signed_in_fleet(server, &cluster.url(), &prefix).await;
-    let seed = std::env::var("TW_MIGRATION_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let seed = seed("TW_MIGRATION_SEED");
     let delay = Duration::from_millis(fastrand::Rng::with_seed(seed).u64(0..40));
     eprintln!(
         "slot migration: {delay:?} into round 14, seed {seed} (TW_MIGRATION_SEED replays it)"
@@ -625,18 +602,11 @@ async fn eight_processes_keep_rotating_through_cluster_slot_migrations() {
             let to = (cluster.owner_of(slot) + 1) % 3;
             tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
         }
-        let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
-        assert_eq!(
-            said.len(),
-            1,
-            "round {round} (seed {seed}): one token in all 8: {said:?}"
+        one_new_token(
+            &mut instances,
+            &mut tokens,
+            &format!("round {round} (seed {seed})"),
         );
-        let token = said.into_iter().next().unwrap();
-        assert!(
-            !token.contains("error"),
-            "round {round} (seed {seed}): {token}"
-        );
-        assert!(tokens.insert(token), "round {round}: a new token");
         if round == 7 {
             let to = (cluster.owner_of(slot) + 1) % 3;
             tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
@@ -647,4 +617,25 @@ async fn eight_processes_keep_rotating_through_cluster_slot_migrations() {
         (0, 20, 0),
         "seed {seed}: 20 refreshes in all through two slot migrations, no login, no refresh token refused"
     );
+}
+
+/// Each instance's answer to a round: one token, the same in all, new, and no
+/// error (else a failure naming `context`).
+fn one_new_token(instances: &mut [Instance], tokens: &mut HashSet<String>, context: &str) {
+    let said: HashSet<String> = instances.iter_mut().map(Instance::said).collect();
+    assert_eq!(said.len(), 1, "{context}: one token in all 8: {said:?}");
+    let token = said.into_iter().next().unwrap();
+    assert!(
+        !token.contains("error") && !token.contains(','),
+        "{context}: {token}"
+    );
+    assert!(tokens.insert(token), "{context}: a new token");
+}
+
+/// The seed in the environment variable `name` (to replay a run), else a new one.
+fn seed(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..))
 }
