@@ -191,7 +191,7 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
     let sentinels = hosts
         .split(',')
         .map(|host| {
-            let (name, port) = host.rsplit_once(':').unwrap_or((host, "26379"));
+            let (name, port) = host_and_port(host)?;
             let port = port
                 .parse()
                 .map_err(|_| format!("`{port}` is not a port (in `{name}:{port}`)"))?;
@@ -227,6 +227,24 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
         db,
         tls,
     })
+}
+
+/// A sentinel's host and port (26379 if none): `host:port`, `host`,
+/// `[v6]:port` or `[v6]` (the brackets dropped).
+fn host_and_port(host: &str) -> Result<(&str, &str), String> {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let (name, rest) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("`{host}` has no closing `]`"))?;
+        return match rest {
+            "" => Ok((name, "26379")),
+            _ => match rest.strip_prefix(':') {
+                Some(port) => Ok((name, port)),
+                None => Err(format!("`{host}`: a port goes after `]:`")),
+            },
+        };
+    }
+    Ok(host.rsplit_once(':').unwrap_or((host, "26379")))
 }
 
 /// `%XX` escapes decoded, as in a URL's user and password. By hand: the one
@@ -267,6 +285,11 @@ mod tests {
         assert_eq!(url.credentials, (Some("tw".into()), Some("p@ss".into())));
         let error = parse("redis+sentinel://tw:secret@h:x/m").err().unwrap();
         assert!(!error.contains("secret"), "{error}");
+        // IPv6 sentinels, with or without a port.
+        let v6 = parse("redis+sentinel://[::1]:26380,[fe80::1]/m").unwrap();
+        let hosts: Vec<String> = v6.sentinels.iter().map(|a| a.to_string()).collect();
+        assert_eq!(hosts, ["::1:26380", "fe80::1:26379"]);
+        assert!(parse("redis+sentinel://[::1:26379/m").is_err());
         // A password with `/` in it (base64) is a password, not a path.
         let slashed = parse("redis+sentinel://tw:ab/cd%2Bef@h:26379/m").unwrap();
         assert_eq!(slashed.credentials.1.as_deref(), Some("ab/cd+ef"));

@@ -156,7 +156,13 @@ async fn retry(manager: Weak<Shared>, generation: u64, mut failed_at: Duration) 
         };
         let current = shared.current.load_full();
         if !is(&shared, &current) {
-            return; // replaced by a newer token, or cleared
+            // Replaced by a newer token, or cleared: a lease this one kept is
+            // given up (dropped), not left to its TTL.
+            let mut state = state(&shared);
+            if let Some(unsaved) = state.as_mut().filter(|u| u.generation == generation) {
+                drop(unsaved.lease.take());
+            }
+            return;
         }
         match save(&shared, &current).await {
             Ok(()) => {
