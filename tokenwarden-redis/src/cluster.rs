@@ -16,18 +16,7 @@ pub(crate) struct ClusterUrl {
 /// Reads a `redis+cluster://` URL, or says what is wrong with it (never
 /// quoting its password).
 pub(crate) fn parse(url: &str) -> std::result::Result<ClusterUrl, String> {
-    let (tls, rest) = match (
-        url.strip_prefix("rediss+cluster://"),
-        url.strip_prefix("redis+cluster://"),
-    ) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            return Err(
-                "a Cluster URL starts with redis+cluster:// (rediss+cluster:// over TLS)".into(),
-            )
-        }
-    };
+    let (tls, rest) = crate::scheme::split(url, "cluster", "Cluster")?;
     let rest = rest.trim_end_matches('/');
     let (credentials, hosts) = match rest.rsplit_once('@') {
         Some((credentials, hosts)) => (format!("{credentials}@"), hosts),

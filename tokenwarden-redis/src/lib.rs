@@ -90,6 +90,7 @@ mod connection;
 mod lease;
 mod leased_read;
 mod replicas;
+mod scheme;
 mod sentinel;
 mod store;
 mod wake;

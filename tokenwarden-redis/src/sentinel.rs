@@ -165,18 +165,7 @@ pub(crate) struct SentinelUrl {
 /// Reads a `redis+sentinel://` URL, or says what is wrong with it (never
 /// quoting its password).
 pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
-    let (tls, rest) = match (
-        url.strip_prefix("rediss+sentinel://"),
-        url.strip_prefix("redis+sentinel://"),
-    ) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            return Err(
-                "a Sentinel URL starts with redis+sentinel:// (rediss+sentinel:// over TLS)".into(),
-            )
-        }
-    };
+    let (tls, rest) = crate::scheme::split(url, "sentinel", "Sentinel")?;
     // Credentials first: a password may hold `/` (base64 does), and no part
     // of one may reach an error.
     let (credentials, rest) = match rest.rsplit_once('@') {
