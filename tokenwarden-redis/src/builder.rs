@@ -128,9 +128,12 @@ impl RedisStoreBuilder {
     }
 
     /// How long a save waits for its replicas. Defaults to
-    /// [`DEFAULT_REPLICA_TIMEOUT`] (1 s). The wait holds the store's connection
-    /// (Redis answers a client's commands in order): the store's other commands
-    /// queue behind it.
+    /// [`DEFAULT_REPLICA_TIMEOUT`] (1 s). The wait holds the connection of its
+    /// write (Redis answers a client's commands in order): a store built from a
+    /// URL makes a second one for the writes that wait, so that reads and lease
+    /// waits go on meanwhile; on a connection you give, they queue behind it. A
+    /// replica that its primary shows away (not acknowledging for 3 s or more)
+    /// is not waited for until it answers again.
     pub fn replica_timeout(mut self, timeout: Duration) -> Self {
         self.replica_timeout = timeout;
         self
@@ -258,6 +261,9 @@ impl RedisStoreBuilder {
                 root_cert,
             }),
         };
+        // The writes that wait for replicas get a connection of their own where
+        // the store makes its connections (a `WAIT` blocks its connection).
+        let mut second = None;
         let (connection, pubsub) = match self.target {
             Target::Connection(connection) => (connection, self.pubsub.map(PubSubSource::Client)),
             Target::Url(url) if url.contains("+cluster://") => {
@@ -266,8 +272,9 @@ impl RedisStoreBuilder {
                     Error::config(format!("the Redis Cluster URL is not valid: {why}"))
                 })?;
                 let tls = secured(parts.tls, tls)?;
-                let (first, connection) =
+                let (first, connection, writes) =
                     crate::cluster::connect(&parts, tls, &name, self.timeout, answers).await?;
+                second = Some(RedisConnection::Cluster(writes));
                 // Pub/sub is cluster-wide: a message published on any node
                 // reaches a subscriber on any other.
                 let client = self.pubsub.unwrap_or(first);
@@ -283,6 +290,7 @@ impl RedisStoreBuilder {
                     certificates: tls,
                 };
                 let connection = sentinel(&url, security, &name, self.timeout, answers).await?;
+                second = Some(RedisConnection::Sentinel(connection.another()));
                 // Wake-ups subscribe on the primary of the moment: after a
                 // failover, the next pub/sub connection is made on the new one
                 // (waiters poll until it is).
@@ -295,16 +303,27 @@ impl RedisStoreBuilder {
             Target::Url(url) => {
                 // A replica wait may take its own timeout on top of an answer's.
                 let answers = self.timeout + self.replica_timeout;
-                let (client, connection) = connect(&url, tls, &name, self.timeout, answers).await?;
+                let (client, connection) =
+                    connect(&url, tls.clone(), &name, self.timeout, answers).await?;
+                if self.replica_wait != ReplicaWait::Off {
+                    let (_, writes) = connect(&url, tls, &name, self.timeout, answers).await?;
+                    second = Some(writes.into());
+                }
                 let client = self.pubsub.unwrap_or(client);
                 (connection.into(), Some(PubSubSource::Client(client)))
             }
         };
         let wake_ups = WakeUps::new(pubsub, connection.clone(), self.timeout, self.clock.clone());
         let replicas = crate::replicas::resolve(self.replica_wait, &connection).await;
+        let writes = second
+            .filter(|_| replicas > 0)
+            .unwrap_or_else(|| connection.clone());
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
+                writes,
+                health: crate::replicas::ReplicaHealth::default(),
+                holders: crate::holders::Holders::default(),
                 prefix: self.prefix,
                 name,
                 timeout: self.timeout,

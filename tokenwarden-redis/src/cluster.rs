@@ -40,14 +40,19 @@ pub(crate) fn parse(url: &str) -> std::result::Result<ClusterUrl, String> {
 
 /// A connection to the cluster of `url`, answering within `timeout`; its
 /// connections wait `answers` for an answer. Also the client of its first node
-/// (for pub/sub, which reaches every node of a cluster).
+/// (for pub/sub, which reaches every node of a cluster), and a second
+/// connection (for the writes that wait for replicas).
 pub(crate) async fn connect(
     url: &ClusterUrl,
     certificates: Option<redis::TlsCertificates>,
     name: &str,
     timeout: Duration,
     answers: Duration,
-) -> Result<(redis::Client, redis::cluster_async::ClusterConnection)> {
+) -> Result<(
+    redis::Client,
+    redis::cluster_async::ClusterConnection,
+    redis::cluster_async::ClusterConnection,
+)> {
     let invalid = |why: String| Error::config(format!("the Redis Cluster URL is not valid: {why}"));
     let mut builder = redis::cluster::ClusterClientBuilder::new(url.nodes.clone())
         .connection_timeout(timeout)
@@ -66,16 +71,18 @@ pub(crate) async fn connect(
     } else {
         ""
     };
-    let connected = tokio::time::timeout(timeout, client.get_async_connection())
-        .await
-        .map_err(|_| {
-            Error::store(
-                name,
-                format!("no connection to the cluster within {timeout:?}"),
-            )
-        })?
-        .map_err(|e| Error::store(name, format!("could not connect to the cluster: {e}{hint}")))?;
-    Ok((first, connected))
+    let connect = || async {
+        tokio::time::timeout(timeout, client.get_async_connection())
+            .await
+            .map_err(|_| {
+                Error::store(
+                    name,
+                    format!("no connection to the cluster within {timeout:?}"),
+                )
+            })?
+            .map_err(|e| Error::store(name, format!("could not connect to the cluster: {e}{hint}")))
+    };
+    Ok((first, connect().await?, connect().await?))
 }
 
 #[cfg(test)]

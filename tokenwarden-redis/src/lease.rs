@@ -9,6 +9,7 @@
 //! A waiter is woken by the release (see [`crate::wake`]) instead of polling; a
 //! store without pub/sub polls every [`POLL`].
 
+use crate::replicas::evalsha;
 use crate::store::RedisStore;
 use crate::wake::{self, WaitFor, Waiter, FALLBACK};
 use async_trait::async_trait;
@@ -25,7 +26,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// (KEYS[2]) with the stored token (KEYS[3]), read in the same step so that the
 /// holder need not read it again. A fence that does not exist (new, or expired with
 /// its token) starts from the server's clock in microseconds, so that it never
-/// repeats a generation an old, stalled holder may still carry.
+/// repeats a generation an old, stalled holder may still carry. KEYS[5] names
+/// the fence's owner (ARGV[1]), for as long as the fence lives: fenced writes
+/// check it too, as a fence can be handed out twice across a failover.
 ///
 /// Else, for a waiter that watches the stored token (ARGV[5] is `sha:` and the
 /// SHA-1 of the token it saw, or nothing) and finds it changed, returns `{-1,
@@ -64,6 +67,7 @@ local left = redis.call('pttl', KEYS[2])
 if left >= 0 and left < tonumber(ARGV[3]) or left == -1 then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
+redis.call('set', KEYS[5], ARGV[1], 'PX', math.max(redis.call('pttl', KEYS[2]), 1))
 return {fence, redis.call('get', KEYS[3])}
 ";
 
@@ -77,6 +81,23 @@ redis.call('del', KEYS[1])",
 );
 
 static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
+
+/// Releases the lease `name` (with its queue `waiters`) if `owner` holds it: 1
+/// if it did.
+async fn release_as(
+    store: &RedisStore,
+    (name, waiters): (&str, &str),
+    owner: &str,
+    ttl_ms: u64,
+) -> Result<i64> {
+    let mut connection = store.inner.connection.clone();
+    let mut script = RELEASE_SCRIPT.key(name);
+    script.key(waiters).arg(owner).arg(ttl_ms);
+    store
+        .command("release the lease", script.invoke_async(&mut connection))
+        .await
+}
 
 /// What the take script answered.
 enum Answer {
@@ -180,8 +201,6 @@ impl RedisLease {
         let wake_ups = store.wake_ups();
         let clock = store.clock();
         let give_up_at = clock.monotonic() + ttl;
-        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
-        let script = &*SCRIPT;
         // Registered before the first attempt when that costs no command.
         let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
         let mut polling = false;
@@ -190,27 +209,36 @@ impl RedisLease {
         loop {
             let asked_at = clock.monotonic();
             let address = waiter.as_ref().map(Waiter::address).unwrap_or_default();
-            let mut connection = store.inner.connection.clone();
-            let answer: redis::Value = store
-                .command(
-                    "take the lease",
-                    script
-                        .key(&name)
-                        .key(&fence_key)
-                        .key(&token_key)
-                        .key(&waiters)
-                        .arg(&owner)
-                        .arg(ttl_ms)
-                        .arg(fence_ttl_ms)
-                        .arg(address)
-                        .arg(&seen)
-                        .invoke_async(&mut connection),
-                )
-                .await?;
+            let holder = store.redis_key(key, ":holder");
+            let keys = [&name, &fence_key, &token_key, &waiters, &holder];
+            let mut take = evalsha(&TAKE_SCRIPT, &keys.map(String::as_str));
+            take.arg(&owner)
+                .arg(ttl_ms)
+                .arg(fence_ttl_ms)
+                .arg(address)
+                .arg(&seen);
+            // The lease reaches the replicas before its refresh is sent: a
+            // primary that dies in the refresh leaves it (and its fence) on the
+            // replica promoted, so that no other instance spends the same
+            // refresh token meanwhile (docs/design/004). One that does not reach
+            // them in time is used all the same (counted and logged: the replica
+            // is away, and not one a failover would pick). A failed wait may have
+            // taken the lease: it is given up.
+            let taken = store
+                .write_and_wait("take the lease", (&name, "lease"), (take, Some(&TAKE_SCRIPT)), true)
+                .await;
+            let answer: redis::Value = match taken {
+                Ok((answer, _short)) => answer,
+                Err(error) => {
+                    let _ = release_as(store, (&name, &waiters), &owner, ttl_ms).await;
+                    return Err(error);
+                }
+            };
             let held_for = match Answer::parse(answer) {
                 Some(Answer::Taken { fence, stored }) => {
                     let until = asked_at + Duration::from_millis(ttl_ms);
                     store.remember_read(&token_key, &owner, until, stored);
+                    store.inner.holders.hold(&name, fence, &owner);
                     let lease = Self {
                         store: store.clone(),
                         name,
@@ -221,14 +249,6 @@ impl RedisLease {
                         until,
                         released: false,
                     };
-                    // The lease reaches the replicas before its refresh is sent:
-                    // a primary that dies in the refresh leaves it (and its fence)
-                    // on the replica promoted, so that no other instance spends
-                    // the same refresh token meanwhile (docs/design/004). One that
-                    // does not reach them in time is used all the same (counted
-                    // and logged: the replica is away, and not one a failover
-                    // would pick); one whose wait fails is given up (dropped).
-                    store.short_of_replicas(&lease.name, "lease").await?;
                     return Ok(Taken::Lease(lease));
                 }
                 Some(Answer::Changed(stored)) => return Ok(Taken::Changed(stored)),
@@ -292,20 +312,14 @@ impl RedisLease {
     async fn end(&mut self) -> Result<bool> {
         self.released = true;
         self.store.forget_read(&self.owner);
-        let mut connection = self.store.inner.connection.clone();
-        let deleted: i64 = self
-            .store
-            .command(
-                "release the lease",
-                RELEASE_SCRIPT
-                    .key(&self.name)
-                    .key(&self.waiters)
-                    .arg(&self.owner)
-                    .arg(self.ttl_ms)
-                    .invoke_async(&mut connection),
-            )
-            .await?;
-        Ok(deleted == 1)
+        self.store.inner.holders.forget(&self.name, self.fence);
+        let release = release_as(
+            &self.store,
+            (&self.name, &self.waiters),
+            &self.owner,
+            self.ttl_ms,
+        );
+        Ok(release.await? == 1)
     }
 }
 
@@ -317,6 +331,7 @@ impl Drop for RedisLease {
             return;
         }
         self.store.forget_read(&self.owner);
+        self.store.inner.holders.forget(&self.name, self.fence);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let mut lease = Self {
                 store: self.store.clone(),

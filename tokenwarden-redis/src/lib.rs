@@ -50,10 +50,10 @@
 //!
 //! | deployment | URL | what holds | cost |
 //! |---|---|---|---|
-//! | one server | `redis://host:6379/0`, `rediss://…` | every guarantee while it lives; a restart without persistence loses the tokens (instances log in again) | none; 16,700 refreshes/s for 1,000 keys on loopback (`--bench deployments`) |
-//! | primary with replicas (a provider's failover) | as above | a lease, and a save of a token with a refresh token, return once a replica has them ([`ReplicaWait`], `Auto` by default), so a primary that dies right after or during a refresh leaves the lease and the rotated token on the replica promoted (docs/design/004); a replica that does not answer in [`replica_timeout`](RedisStoreBuilder::replica_timeout) leaves the save reported failed (the manager saves it again, under the lease it kept) | one `WAIT` per lease and per save: p50 173 µs against 68 µs per save on loopback (`--bench replica_wait`) |
-//! | Sentinel | `redis+sentinel://[user:password@]host:26379,host:26380/master[/db]`, `rediss+sentinel://…` over TLS (sentinels and nodes; [`tls_ca`](RedisStoreBuilder::tls_ca)); the sentinels' own password with [`sentinel_credentials`](RedisStoreBuilder::sentinel_credentials) | as with replicas; after a failover the store asks the sentinels for the new primary on its next command (the commands in between fail, transient: the manager serves from its cache); wake-ups subscribe again on the new primary (waiters poll until they have); set the manager's [`lease_ttl`](tokenwarden::TokenManagerBuilder::lease_ttl) longer than a failover takes (`down-after-milliseconds` plus the election), or a refresh the primary dies in can have its refresh token spent again | the same; 9,600 refreshes/s for 1,000 keys with the waits, 11,100 without (`ReplicaWait::Off`) |
-//! | Cluster | `redis+cluster://[user:password@]host:7000,host:7001` (some nodes; the rest are discovered), `rediss+cluster://…` over TLS | every guarantee of one server, per token: its keys share a hash tag, so the protocol's scripts run on the node of its slot, and a slot migration (`ASK`, `TRYAGAIN`, `MOVED`) is followed; wake-ups on cluster-wide pub/sub; where every primary has a replica, leases and saves wait for one as above (`WAIT` goes to every primary and answers the fewest reached) | 15,200 refreshes/s for 1,000 keys over 3 primaries; classic pub/sub reaches every node |
+//! | one server | `redis://host:6379/0`, `rediss://…` | every guarantee while it lives; a restart without persistence loses the tokens (instances log in again) | none; 18,700 refreshes/s for 1,000 keys on loopback (`--bench deployments`, 2 cores) |
+//! | primary with replicas (a provider's failover) | as above | a lease, and a save of a token with a refresh token, return once a replica has them ([`ReplicaWait`], `Auto` by default), so a primary that dies right after or during a refresh leaves the lease and the rotated token on the replica promoted (docs/design/004); a replica that does not answer in [`replica_timeout`](RedisStoreBuilder::replica_timeout) leaves the save reported failed (the manager saves it again, under the lease it kept), and is not waited for while the primary shows it away; each `WAIT` goes in one pipeline with its write, on a connection of its own | one `WAIT` per lease and per save, in the write's pipeline, and one more connection: p50 165 µs against 147 µs per save on loopback (`--bench replica_wait`) |
+//! | Sentinel | `redis+sentinel://[user:password@]host:26379,host:26380/master[/db]`, `rediss+sentinel://…` over TLS (sentinels and nodes; [`tls_ca`](RedisStoreBuilder::tls_ca)); the sentinels' own password with [`sentinel_credentials`](RedisStoreBuilder::sentinel_credentials) | as with replicas; after a failover the store asks the sentinels for the new primary on its next command (the commands in between fail, transient: the manager serves from its cache); wake-ups subscribe again on the new primary (waiters poll until they have); set the manager's [`lease_ttl`](tokenwarden::TokenManagerBuilder::lease_ttl) longer than a failover takes (`down-after-milliseconds` plus the election), or a refresh the primary dies in can have its refresh token spent again | the same; 5,800 refreshes/s for 1,000 keys with the waits (a blocked `WAIT` holds the writes behind it on the write connection), 12,000 without (`ReplicaWait::Off`) |
+//! | Cluster | `redis+cluster://[user:password@]host:7000,host:7001` (some nodes; the rest are discovered), `rediss+cluster://…` over TLS | every guarantee of one server, per token: its keys share a hash tag, so the protocol's scripts run on the node of its slot, and a slot migration (`ASK`, `TRYAGAIN`, `MOVED`) is followed; wake-ups on cluster-wide pub/sub; where every primary has a replica, leases and saves wait for one as above, on the primary of their slot | 15,000 refreshes/s for 1,000 keys over 3 primaries; classic pub/sub reaches every node |
 //! | Valkey 8 | any of the above | the same: the tests of this crate run against Valkey 8.0 too | the same |
 //!
 //! The figures are from a 2-core machine with every server on it
@@ -87,9 +87,11 @@
 mod builder;
 mod cluster;
 mod connection;
+mod holders;
 mod lease;
 mod leased_read;
 mod replicas;
+mod replicated;
 mod scheme;
 mod sentinel;
 mod store;

@@ -18,7 +18,12 @@ use tokio::sync::Mutex;
 #[derive(Clone)]
 pub struct SentinelConnection {
     sentinels: Arc<Mutex<SentinelClient>>,
-    current: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// The connection to the primary, and the `dropped` count it was made at.
+    current: Arc<Mutex<Option<(u64, MultiplexedConnection)>>>,
+    /// How many times a connection of these sentinels' primary was dropped:
+    /// shared by [`another`](Self::another) connection, so that a failover one
+    /// of them finds, the other does not find again with a failed command.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
     /// How long a connection to a node may take, and an answer.
     config: redis::AsyncConnectionConfig,
 }
@@ -66,10 +71,21 @@ impl SentinelConnection {
         Ok(Self {
             sentinels: Arc::new(Mutex::new(builder.build()?)),
             current: Arc::default(),
+            dropped: Arc::default(),
             config: redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connecting))
                 .set_response_timeout(Some(answers)),
         })
+    }
+
+    /// Another connection to the same primary, found through the same sentinels.
+    pub(crate) fn another(&self) -> Self {
+        Self {
+            sentinels: self.sentinels.clone(),
+            current: Arc::default(),
+            dropped: self.dropped.clone(),
+            config: self.config.clone(),
+        }
     }
 
     /// A client of the current primary (for the store's pub/sub connection).
@@ -81,14 +97,16 @@ impl SentinelConnection {
     /// there is none.
     async fn connection(&self) -> RedisResult<MultiplexedConnection> {
         let mut current = self.current.lock().await;
-        if let Some(connection) = current.as_ref() {
-            return Ok(connection.clone());
+        let dropped = self.dropped.load(std::sync::atomic::Ordering::SeqCst);
+        match current.as_ref() {
+            Some((made_at, connection)) if *made_at == dropped => return Ok(connection.clone()),
+            _ => {}
         }
         let client = self.primary_client().await?;
         let connection = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
-        *current = Some(connection.clone());
+        *current = Some((dropped, connection.clone()));
         Ok(connection)
     }
 
@@ -105,6 +123,8 @@ impl SentinelConnection {
             );
         if gone {
             *self.current.lock().await = None;
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::connection::RedisConnection;
 use crate::lease::{RedisLease, Taken};
 use crate::leased_read::LeasedReads;
+use crate::replicas::{evalsha, Short};
 use crate::wake::WakeUps;
 use async_trait::async_trait;
 use redis::AsyncCommands as _;
@@ -32,17 +33,32 @@ end
     };
 }
 
-/// Saves the token (KEYS[1]) if the key's fence (KEYS[2]) is still the writer's
-/// lease's (ARGV[1]); keeps the fence at least as long as the token.
-const SAVE: &str = concat!(
-    r"
+/// Whether the key's fence (KEYS[2]) is still the writer's lease's (ARGV[1]),
+/// given to its owner (ARGV[5], where known) as KEYS[4] names: else the script
+/// returns 0. Part of `SAVE` and `DELETE`.
+macro_rules! fenced {
+    () => {
+        r"
 if redis.call('get', KEYS[2]) ~= ARGV[1] then
   return 0
 end
+if ARGV[5] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[5] then
+  return 0
+end
+"
+    };
+}
+
+/// Saves the token (KEYS[1]) if the writer's lease is still the key's latest
+/// (`fenced`); keeps the fence and its owner at least as long as the token.
+const SAVE: &str = concat!(
+    fenced!(),
+    r"
 redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
 local left = redis.call('pttl', KEYS[2])
 if left >= 0 and left < tonumber(ARGV[3]) then
   redis.call('pexpire', KEYS[2], ARGV[3])
+  redis.call('pexpire', KEYS[4], ARGV[3])
 end
 local news = 'c'
 if ARGV[4] == '1' then news = 's' .. ARGV[2] end",
@@ -50,17 +66,19 @@ if ARGV[4] == '1' then news = 's' .. ARGV[2] end",
     "return 1"
 );
 
-/// Deletes the token (KEYS[1]) if the key's fence (KEYS[2]) is the writer's.
+/// Deletes the token (KEYS[1]) if the writer's lease is still the key's latest
+/// (`fenced`).
 const DELETE: &str = concat!(
+    fenced!(),
     r"
-if redis.call('get', KEYS[2]) ~= ARGV[1] then
-  return 0
-end
 redis.call('del', KEYS[1])
 local news = 'd'",
     wake_all!(),
     "return 1"
 );
+
+static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAVE));
+static DELETE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELETE));
 
 /// A token store in Redis, shared by every instance that uses the same prefix.
 ///
@@ -91,6 +109,13 @@ pub(crate) struct Inner {
     /// (sealed with another key, or not sealed when this one seals): it does
     /// not write over them.
     pub(crate) unreadable: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The connection of the writes that wait for replicas (a `WAIT` blocks
+    /// its connection): a second one where the store made its connections.
+    pub(crate) writes: RedisConnection,
+    /// The owners of this store's live leases.
+    pub(crate) holders: crate::holders::Holders,
+    /// Replicas that their primary shows away, not waited for meanwhile.
+    pub(crate) health: crate::replicas::ReplicaHealth,
     /// The replicas a save of a token with a refresh token waits for, and how long.
     pub(crate) replicas: u32,
     pub(crate) replica_timeout: Duration,
@@ -113,67 +138,18 @@ impl RedisStore {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits until the writes of this store's connection so far (the save just
-    /// made among them) reached the replicas it waits for, if `token` has a
-    /// refresh token: the one a failover must not lose.
-    async fn wait_for_replicas(&self, name: &str, token: &Token) -> Result<()> {
-        if token.refresh_token.is_none() {
-            return Ok(());
-        }
-        let Some((reached, wanted)) = self.short_of_replicas(name, "saved token").await? else {
+    /// An error for a save of `name` whose wait for the replicas fell `short`.
+    fn unreplicated(&self, name: &str, short: Option<Short>) -> Result<()> {
+        let Some(short) = short else {
             return Ok(());
         };
-        let timeout = self.inner.replica_timeout;
         Err(Error::store(
             &self.inner.name,
             format!(
-                "`{name}` was saved on the primary but reached {reached} of {wanted} replicas within \
-                 {timeout:?}: kept, and saved again until they have it (a failover before then could \
-                 bring back the refresh token it replaced)"
+                "`{name}` was saved on the primary but {short}: kept, and saved again until they \
+                 have it (a failover before then could bring back the refresh token it replaced)"
             ),
         ))
-    }
-
-    /// Waits (`WAIT`) until the writes of this store's connection so far reached
-    /// the replicas it waits for. `None` when they did (or it waits for none);
-    /// else how many did of how many, counted and logged as `what` of `name`.
-    pub(crate) async fn short_of_replicas(
-        &self,
-        name: &str,
-        what: &str,
-    ) -> Result<Option<(i64, u32)>> {
-        let wanted = self.inner.replicas;
-        if wanted == 0 {
-            return Ok(None);
-        }
-        let timeout = self.inner.replica_timeout;
-        let millis = u64::try_from(timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut connection = self.inner.connection.clone();
-        let mut command = redis::cmd("WAIT");
-        command.arg(wanted).arg(millis);
-        let wait = command.query_async::<i64>(&mut connection);
-        let reached = match tokio::time::timeout(timeout + self.inner.timeout, wait).await {
-            Ok(Ok(reached)) => reached,
-            Ok(Err(e)) => return Err(self.error("wait for the replicas", e)),
-            // No answer at all (a hung primary, often one about to fail over):
-            // an error, as a failed command is, not a count.
-            Err(_) => {
-                return Err(self.error(
-                    "wait for the replicas",
-                    format!("no answer within {:?}", timeout + self.inner.timeout),
-                ))
-            }
-        };
-        if reached >= i64::from(wanted) {
-            return Ok(None);
-        }
-        self.inner
-            .unreplicated
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(store = %self.inner.name, key = name, reached, wanted, "a {what} did not reach its replicas in time");
-        Ok(Some((reached, wanted)))
     }
 
     /// The prefix of this store's Redis keys.
@@ -371,44 +347,42 @@ impl RedisStore {
         millis(keep).max(1_000)
     }
 
-    /// Runs a fenced script (`SAVE` or `DELETE`) for `key` under `lease`.
+    /// Runs a fenced script (`SAVE` or `DELETE`) for `key` under `lease`, and
+    /// waits for the replicas if `wait`: how that fell short, if it did.
     async fn fenced(
         &self,
         action: &str,
         script: &redis::Script,
         key: &TokenKey,
         lease: &Lease,
-        args: (&[u8], u64),
-    ) -> Result<()> {
+        (value, ttl, wait): (&[u8], u64, bool),
+    ) -> Result<Option<Short>> {
         let Some(fence) = lease.fence() else {
             return Err(Error::lease_lost(
                 &self.inner.name,
                 format!("could not {action}: no lease was held"),
             ));
         };
-        self.inner.leased_reads.forget(&self.redis_key(key, ""));
-        let mut connection = self.inner.connection.clone();
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.redis_key(key, ""))
-            .key(self.redis_key(key, ":fence"))
-            .key(self.redis_key(key, ":waiters"))
+        let name = self.redis_key(key, "");
+        self.inner.leased_reads.forget(&name);
+        let keys = [":fence", ":waiters", ":holder"].map(|suffix| self.redis_key(key, suffix));
+        let mut write = evalsha(script, &[&name, &keys[0], &keys[1], &keys[2]]);
+        let owner = (self.inner.holders).owner(&self.redis_key(key, ":lease"), fence);
+        write
             .arg(fence.to_string())
-            .arg(args.0)
-            .arg(args.1)
-            .arg(if self.seals() { "1" } else { "0" });
-        let written: i64 = self
-            .command(action, invocation.invoke_async(&mut connection))
+            .arg(value)
+            .arg(ttl)
+            .arg(if self.seals() { "1" } else { "0" })
+            .arg(owner);
+        let (written, short): (i64, _) = self
+            .write_and_wait(action, (&name, "saved token"), (write, Some(script)), wait)
             .await?;
         if written == 1 {
-            return Ok(());
+            return Ok(short);
         }
         Err(Error::lease_lost(
             &self.inner.name,
-            format!(
-                "could not {action}: lease {fence} of `{}` was superseded by a newer one",
-                self.redis_key(key, "")
-            ),
+            format!("could not {action}: lease {fence} of `{name}` was superseded by a newer one"),
         ))
     }
 }
@@ -450,18 +424,17 @@ impl TokenStore for RedisStore {
     }
 
     async fn save(&self, key: &TokenKey, token: &Token) -> Result<()> {
-        let mut connection = self.inner.connection.clone();
         let name = self.redis_key(key, "");
         self.inner.leased_reads.forget(&name);
         self.keep_unreadable(&name).await?;
         let value = self.encode(&name, token)?;
-        let ttl = self.ttl_ms(token);
-        self.command(
-            "save the token",
-            connection.pset_ex::<_, _, ()>(&name, value, ttl),
-        )
-        .await?;
-        self.wait_for_replicas(&name, token).await
+        let mut write = redis::cmd("PSETEX");
+        write.arg(&name).arg(self.ttl_ms(token)).arg(value);
+        let wait = token.refresh_token.is_some();
+        let ((), short) = self
+            .write_and_wait("save the token", (&name, "saved token"), (write, None), wait)
+            .await?;
+        self.unreplicated(&name, short)
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
@@ -497,18 +470,17 @@ impl TokenStore for RedisStore {
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
         self.keep_unreadable(&self.redis_key(key, "")).await?;
         let value = self.encode(&self.redis_key(key, ""), token)?;
-        let ttl = self.ttl_ms(token);
-        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAVE));
-        self.fenced("save the token", &SCRIPT, key, lease, (&value, ttl))
+        let (ttl, wait) = (self.ttl_ms(token), token.refresh_token.is_some());
+        let short = self
+            .fenced("save the token", &SAVE_SCRIPT, key, lease, (&value, ttl, wait))
             .await?;
-        self.wait_for_replicas(&self.redis_key(key, ""), token)
-            .await
+        self.unreplicated(&self.redis_key(key, ""), short)
     }
 
     async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
-        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELETE));
-        self.fenced("delete the token", &SCRIPT, key, lease, (&[], 0))
+        self.fenced("delete the token", &DELETE_SCRIPT, key, lease, (&[], 0, false))
             .await
+            .map(drop)
     }
 
     fn name(&self) -> &str {

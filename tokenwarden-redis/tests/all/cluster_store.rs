@@ -142,6 +142,29 @@ async fn in_a_cluster_with_replicas_a_rotated_token_waits_for_its_replica() {
 
     let name = format!("{}:{{{}}}", store.prefix(), key.as_str());
     let primary = cluster.owner_of(cluster.slot_of(&name));
+    // `WAIT` goes with its write to the slot's primary: a stopped replica of
+    // another primary holds up nothing here.
+    let other = [0, 8_000, 16_000]
+        .map(|slot| cluster.owner_of(slot))
+        .into_iter()
+        .find(|p| *p != primary)
+        .unwrap();
+    let there = (0..)
+        .map(|n| TokenKey::new(format!("api-{n}")))
+        .find(|k| {
+            let name = format!("{}:{{{}}}", store.prefix(), k.as_str());
+            cluster.owner_of(cluster.slot_of(&name)) == other
+        })
+        .unwrap();
+    let elsewhere = &cluster.nodes[cluster.replica_of(other)];
+    elsewhere.signal("-STOP");
+    let short = store.save(&there, &rotated(2)).await;
+    let saved = store.save_leased(&key, &rotated(2), &lease).await;
+    elsewhere.signal("-CONT");
+    assert!(short.is_err(), "its replica is stopped");
+    saved.expect("on the replica of its own slot's primary");
+    assert_eq!(store.unreplicated_saves(), 1);
+
     let replica = &cluster.nodes[cluster.replica_of(primary)];
     replica.signal("-STOP");
     let error = store
@@ -149,13 +172,14 @@ async fn in_a_cluster_with_replicas_a_rotated_token_waits_for_its_replica() {
         .await
         .unwrap_err();
     replica.signal("-CONT");
+    cluster.nodes[primary].until_replica_lag(1);
     assert!(error.is_transient(), "{error}");
     assert!(
         error.to_string().contains("reached 0 of 1 replicas"),
         "{error}"
     );
     assert!(!error.to_string().contains("TOPSECRET"));
-    assert_eq!(store.unreplicated_saves(), 1);
+    assert_eq!(store.unreplicated_saves(), 2);
     let kept = store.load(&key).await.unwrap().unwrap();
     assert_eq!(
         kept.access_token.secret(),

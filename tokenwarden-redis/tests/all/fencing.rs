@@ -178,3 +178,58 @@ async fn once_a_logout_returns_the_other_instances_serve_nothing_from_before_it(
     assert_ne!(after, old, "a serves no token issued before b's logout");
     assert_eq!(server.issued(), 2, "a logged in again, once");
 }
+
+/// After a failover, the promoted replica may lack the last lease taken on the
+/// old primary and its fence (a take that did not reach the replica in time is
+/// used all the same), and the next lease there gets the same fence. The old
+/// holder keeps its lease for a token it could not save: its late save must not
+/// pass for the new lease's and overwrite the token saved under it. The
+/// promoted replica's state is made here on one server: the lease gone, the
+/// fence one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_handed_out_again_after_a_failover_lets_only_its_new_owner_write() {
+    let _h = crate::leaks::harness();
+    let clock = ManualClock::default();
+    let Some(store) = store(&clock).await else {
+        return;
+    };
+    let key = TokenKey::new("api");
+    let ttl = Duration::from_secs(30);
+    let old = store.lease(&key, ttl).await.unwrap();
+    let fence = old.fence().unwrap();
+    let mut redis = redis::Client::open(crate::URL.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let base = format!("{}:{{{}}}", store.prefix(), key.as_str());
+    redis::cmd("DEL")
+        .arg(format!("{base}:lease"))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    redis::cmd("SET")
+        .arg(format!("{base}:fence"))
+        .arg(fence - 1)
+        .arg("PX")
+        .arg(60_000)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+
+    let other = same_prefix(&store, &clock).await;
+    let new = other.lease(&key, ttl).await.unwrap();
+    assert_eq!(new.fence(), Some(fence), "the fence, handed out again");
+    other
+        .save_leased(&key, &Token::new("new-TOPSECRET"), &new)
+        .await
+        .unwrap();
+    new.release().await.unwrap();
+    let refused = store
+        .save_leased(&key, &Token::new("old-TOPSECRET"), &old)
+        .await
+        .unwrap_err();
+    assert!(refused.is_lease_lost(), "{refused}");
+    let kept = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(kept.access_token.secret(), "new-TOPSECRET");
+}

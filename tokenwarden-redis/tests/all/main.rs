@@ -7,6 +7,8 @@ mod cluster_store;
 mod fencing;
 #[path = "../../../tokenwarden/tests/support/grant_server.rs"]
 mod grant_server;
+#[path = "../support/held_writes.rs"]
+mod held_writes;
 #[allow(dead_code)] // not every binary uses every helper
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;

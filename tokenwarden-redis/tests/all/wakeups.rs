@@ -3,7 +3,7 @@
 //! died without releasing (no message) still lets the next one in after its TTL.
 //!
 //! The attempts to take a lease are counted with `MONITOR`, on the test's own
-//! prefix: each is one call of the take script, the only one with 4 keys.
+//! prefix: each is one call of the take script, the only one with 5 keys.
 
 use crate::{store, URL};
 use futures_util::StreamExt as _;
@@ -41,7 +41,7 @@ impl Monitor {
     /// The attempts made so far to take `lease` (the commands Redis ran before
     /// this call, all of them seen: `MONITOR` prints in the order of execution).
     async fn takes(&mut self, lease: &str) -> usize {
-        self.count(&format!("\"4\" \"{lease}\"")).await
+        self.count(&format!("\"5\" \"{lease}\"")).await
     }
 
     /// The commands run so far whose line holds `text`; a script call refused

@@ -187,6 +187,29 @@ impl Server {
     }
 
     /// Its process id.
+    /// The lag (seconds since it last acknowledged) of this primary's first
+    /// replica, as its `INFO replication` shows it.
+    #[allow(dead_code)] // not every binary waits for replicas
+    pub fn replica_lag(&self) -> Option<u64> {
+        self.replication()
+            .split([',', '\r', '\n'])
+            .find_map(|field| field.strip_prefix("lag="))
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// Waits (a readiness poll on the server's view) until this primary's first
+    /// replica acknowledged within `within` seconds.
+    #[allow(dead_code)]
+    pub fn until_replica_lag(&self, within: u64) {
+        for _ in 0..1_000 {
+            if self.replica_lag().is_some_and(|lag| lag <= within) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the replica never answered:\n{}", self.replication());
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

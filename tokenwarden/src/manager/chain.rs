@@ -36,10 +36,6 @@ pub(super) enum Mode {
     StoreOnly,
 }
 
-/// The share of the lease TTL kept, at its end, for storing the answer: a fifth
-/// (6 s of the default 30 s).
-const SAVE_MARGIN_DIVISOR: u32 = 5;
-
 /// Whether the flight in progress has sent a request to the source (its
 /// `Shared::sending`): one that has not can be stopped by `set_tokens`; one that
 /// has may bring a rotated refresh token, which must reach the store.
@@ -66,8 +62,11 @@ pub(super) async fn obtain(
     let Some(store) = &s.store else {
         return refresh(shared, &current, Seen::NoStore, None, epoch, deadline).await;
     };
-    // An unsaved token of this manager saved first, under the lease it kept.
-    unsaved::save_under_kept_lease(shared).await;
+    // An unsaved token of this manager saved first, under the lease it kept; if
+    // that fails, the flight goes on under that lease.
+    if let Some(kept) = unsaved::save_under_kept_lease(shared).await {
+        return finish_under(shared, mode, &current, epoch, kept, deadline).await;
+    }
     if mode == Mode::Due {
         let from = recheck::now(shared);
         let read = within(shared, deadline, async { Ok(read_store(shared).await) }).await?;
@@ -111,9 +110,20 @@ pub(super) async fn obtain(
         }
         Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
     };
-    let outcome = under_lease(shared, mode, &current, epoch, &lease, deadline).await;
-    // A token it could not save keeps the lease it was made under (see
-    // `unsaved`); else the lease is given up.
+    finish_under(shared, mode, &current, epoch, lease, deadline).await
+}
+
+/// Steps 3 to 6 under `lease`, which is then kept by a token it could not save
+/// (see `unsaved`), or given up.
+async fn finish_under(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    current: &Arc<Cached>,
+    epoch: u64,
+    lease: Lease,
+    deadline: &Deadline,
+) -> Result<Arc<Cached>> {
+    let outcome = under_lease(shared, mode, current, epoch, &lease, deadline).await;
     if let Some(lease) = unsaved::keep_lease(shared, lease) {
         if let Err(error) = lease.release().await {
             tracing::warn!(%error, "the store's lease ended before this refresh released it");
@@ -321,7 +331,7 @@ fn ready_to_send(
     }
     // The answer must reach the store while the lease is held: the request's
     // time ends a margin before the lease does.
-    let margin = s.lease_ttl / SAVE_MARGIN_DIVISOR;
+    let margin = s.lease_ttl / super::SAVE_MARGIN_DIVISOR;
     match lease.and_then(Lease::held_for) {
         Some(left) if left <= margin => {
             Counters::add(&shared.counters.lease_losses);

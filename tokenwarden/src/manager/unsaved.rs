@@ -69,9 +69,14 @@ pub(super) fn keep_saving(
 /// Hands `lease` to the unsaved token that the flight holding it made, if
 /// there is one and the lease ends by itself; else gives it back.
 pub(super) fn keep_lease(shared: &Shared, lease: Lease) -> Option<Lease> {
+    let serving = shared.current.load().generation;
     let mut state = state(shared);
     match state.as_mut() {
-        Some(unsaved) if unsaved.lease_wanted && lease.held_for().is_some() => {
+        Some(unsaved)
+            if unsaved.lease_wanted
+                && unsaved.generation == serving
+                && lease.held_for().is_some() =>
+        {
             unsaved.lease_wanted = false;
             unsaved.lease = Some(lease);
             None
@@ -92,14 +97,35 @@ pub(super) fn take_lease(shared: &Shared) -> Option<Lease> {
 /// Saves the unsaved token now under the lease it keeps, if it keeps one: what
 /// a flight of this manager does before it takes a lease of its own (it would
 /// wait for the one kept, and the store's token is not the one to refresh).
-pub(super) async fn save_under_kept_lease(shared: &Arc<Shared>) {
+///
+/// Where that save fails and the lease still holds, the lease is lent to the
+/// flight, which goes on under it (waiting for a lease of its own would wait
+/// for this one, its own manager's, to expire); the flight hands it back
+/// ([`keep_lease`]) if it makes no token that replaces the unsaved one.
+pub(super) async fn save_under_kept_lease(shared: &Arc<Shared>) -> Option<Lease> {
     let current = shared.current.load_full();
     if !is(shared, &current) || state(shared).as_ref().is_none_or(|u| u.lease.is_none()) {
-        return;
+        return None;
     }
     match save(shared, &current).await {
-        Ok(()) => clear(shared, current.generation),
-        Err(error) => tracing::warn!(%error, "could not store the token yet"),
+        Ok(()) => {
+            clear(shared, current.generation);
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not store the token yet");
+            // Lent only with time for a refresh left: else the flight waits
+            // for it to end, as for any other holder's.
+            let margin = shared.settings.lease_ttl / super::SAVE_MARGIN_DIVISOR;
+            let mut state = state(shared);
+            let unsaved = state.as_mut()?;
+            let left = unsaved.lease.as_ref()?.held_for()?;
+            if left <= margin * 2 {
+                return None;
+            }
+            unsaved.lease_wanted = true;
+            unsaved.lease.take()
+        }
     }
 }
 

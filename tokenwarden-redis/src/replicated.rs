@@ -1,0 +1,119 @@
+//! Writes that wait for replicas (`WAIT`): a token with a refresh token, and a
+//! lease, must reach them before anyone relies on it (docs/design/004).
+//!
+//! A write and its `WAIT` are one pipeline on the store's write connection:
+//! - nothing can come between them: `WAIT` counts the writes of its own
+//!   connection, so one sent after a reconnect (or, with Sentinel, to a new
+//!   primary) counts nothing of the write and answers at once, a replication
+//!   that did not happen;
+//! - in a cluster the pipeline goes to the primary of the write's slot, and so
+//!   does its `WAIT` (alone, `WAIT` goes to every primary);
+//! - a blocked `WAIT` holds up the write connection only: reads, lease waits
+//!   and releases go on the other one (built from a URL; a connection you give
+//!   serves both).
+//!
+//! The `redis` crate pipelines commands, not scripts: a script goes as
+//! `EVALSHA` ([`evalsha`](crate::replicas::evalsha)), and where the server
+//! answers `NOSCRIPT` (the write did not run) it is loaded and the pipeline
+//! sent again.
+
+use crate::replicas::Short;
+use crate::store::RedisStore;
+use redis::{ErrorKind, FromRedisValue, ServerErrorKind};
+use tokenwarden::Result;
+
+const NO_SCRIPT: ErrorKind = ErrorKind::Server(ServerErrorKind::NoScript);
+
+impl RedisStore {
+    /// Runs `write` (of `key`, a `what` for the logs; `script` where it calls
+    /// one by its hash); where `wait` and the store waits for replicas, `WAIT`
+    /// goes with it. Its answer, and how the wait fell short (counted and
+    /// logged), if it did.
+    pub(crate) async fn write_and_wait<T: FromRedisValue>(
+        &self,
+        action: &str,
+        (key, what): (&str, &str),
+        (write, script): (redis::Cmd, Option<&redis::Script>),
+        wait: bool,
+    ) -> Result<(T, Option<Short>)> {
+        let inner = &self.inner;
+        let wanted = inner.replicas;
+        let mut pipeline = redis::pipe();
+        pipeline.add_command(write);
+        let alone = |pipeline| async move {
+            let (answer,): (T,) = self.send(action, pipeline, script, inner.timeout).await?;
+            Ok::<_, tokenwarden::Error>(answer)
+        };
+        if !wait || wanted == 0 {
+            return Ok((alone(&pipeline).await?, None));
+        }
+        let away = inner.health.away(&inner.writes, key, wanted, inner.timeout);
+        if let Some(answering) = away.await {
+            let answer = alone(&pipeline).await?;
+            let short = Short {
+                reached: answering,
+                wanted,
+                how: "answering (the primary's INFO shows the rest away: not waited for)".into(),
+            };
+            return Ok((answer, Some(self.fell_short(key, what, short))));
+        }
+        let timeout = inner.replica_timeout;
+        let millis = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        pipeline.cmd("WAIT").arg(wanted).arg(millis);
+        let sent = self.send(action, &pipeline, script, timeout + inner.timeout);
+        let (answer, reached): (T, i64) = sent.await?;
+        let reached = u32::try_from(reached).unwrap_or(0);
+        inner.health.waited(&inner.writes, key, reached >= wanted);
+        if reached >= wanted {
+            return Ok((answer, None));
+        }
+        let how = format!("within {timeout:?}");
+        let short = Short {
+            reached,
+            wanted,
+            how,
+        };
+        Ok((answer, Some(self.fell_short(key, what, short))))
+    }
+
+    /// Sends `pipeline` on the write connection, answered within `deadline`. A
+    /// script that the server does not have yet (`NOSCRIPT`: the write did not
+    /// run) is loaded, and the pipeline sent again, once.
+    async fn send<R: FromRedisValue>(
+        &self,
+        action: &str,
+        pipeline: &redis::Pipeline,
+        script: Option<&redis::Script>,
+        deadline: std::time::Duration,
+    ) -> Result<R> {
+        let mut connection = self.inner.writes.clone();
+        let mut loaded = false;
+        loop {
+            let sent = tokio::time::timeout(deadline, pipeline.query_async::<R>(&mut connection));
+            match (sent.await, script) {
+                (Ok(Ok(answer)), _) => return Ok(answer),
+                (Ok(Err(e)), Some(script)) if !loaded && e.kind() == NO_SCRIPT => {
+                    let invocation = script.prepare_invoke();
+                    let load = invocation.load_async(&mut connection);
+                    self.command(action, load).await?;
+                    loaded = true;
+                }
+                (Ok(Err(e)), _) => return Err(self.error(action, e)),
+                // No answer at all (a hung primary, often one about to fail over).
+                (Err(_), _) => {
+                    return Err(self.error(action, format!("no answer within {deadline:?}")))
+                }
+            }
+        }
+    }
+    /// Counts and logs a wait that fell short.
+    fn fell_short(&self, key: &str, what: &str, short: Short) -> Short {
+        self.inner
+            .unreplicated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(store = %self.inner.name, key, reached = short.reached, wanted = short.wanted, "a {what} did not reach its replicas");
+        short
+    }
+}
