@@ -225,7 +225,12 @@ impl RedisLease {
             // is away, and not one a failover would pick). A failed wait may have
             // taken the lease: it is given up.
             let taken = store
-                .write_and_wait("take the lease", (&name, "lease"), (take, Some(&TAKE_SCRIPT)), true)
+                .write_and_wait(
+                    "take the lease",
+                    (&name, "lease"),
+                    (take, Some(&TAKE_SCRIPT)),
+                    true,
+                )
                 .await;
             let answer: redis::Value = match taken {
                 Ok((answer, _short)) => answer,

@@ -432,7 +432,12 @@ impl TokenStore for RedisStore {
         write.arg(&name).arg(self.ttl_ms(token)).arg(value);
         let wait = token.refresh_token.is_some();
         let ((), short) = self
-            .write_and_wait("save the token", (&name, "saved token"), (write, None), wait)
+            .write_and_wait(
+                "save the token",
+                (&name, "saved token"),
+                (write, None),
+                wait,
+            )
             .await?;
         self.unreplicated(&name, short)
     }
@@ -472,15 +477,27 @@ impl TokenStore for RedisStore {
         let value = self.encode(&self.redis_key(key, ""), token)?;
         let (ttl, wait) = (self.ttl_ms(token), token.refresh_token.is_some());
         let short = self
-            .fenced("save the token", &SAVE_SCRIPT, key, lease, (&value, ttl, wait))
+            .fenced(
+                "save the token",
+                &SAVE_SCRIPT,
+                key,
+                lease,
+                (&value, ttl, wait),
+            )
             .await?;
         self.unreplicated(&self.redis_key(key, ""), short)
     }
 
     async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
-        self.fenced("delete the token", &DELETE_SCRIPT, key, lease, (&[], 0, false))
-            .await
-            .map(drop)
+        self.fenced(
+            "delete the token",
+            &DELETE_SCRIPT,
+            key,
+            lease,
+            (&[], 0, false),
+        )
+        .await
+        .map(drop)
     }
 
     fn name(&self) -> &str {

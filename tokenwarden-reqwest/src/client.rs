@@ -79,12 +79,10 @@ impl AuthClient {
     /// A request to `path`: relative to the base URL, or absolute (which gets the
     /// token only if its origin is allowed).
     pub fn request(&self, method: Method, path: &str) -> AuthRequestBuilder {
-        let http = &self.inner.http;
-        let request = match self.inner.base_url.join(path) {
-            Ok(url) => http.request(method, url),
-            // reqwest reports the bad URL when the request is sent.
-            Err(_) => http.request(method, path),
-        };
+        let request = self
+            .inner
+            .http
+            .request(method, resolve(&self.inner.base_url, path));
         AuthRequestBuilder {
             client: self.clone(),
             request,
@@ -256,15 +254,7 @@ impl AuthClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<AuthClient> {
-        let base = self
-            .base_url
-            .ok_or_else(|| Error::config("an AuthClient needs a base_url"))?;
-        let base_url = Url::parse(&base)
-            .map_err(|e| Error::config(format!("the base_url is not a URL: {e}")))?;
-        let origins = match self.origins {
-            Some(origins) => origins,
-            None => AllowedOrigins::of(base_url.as_str())?,
-        };
+        let (base_url, origins) = base_and_origins(self.base_url, self.origins)?;
         let middleware = match (self.per_key, self.manager) {
             (Some(per_key), _) => per_key(origins),
             (None, Some(manager)) => TokenMiddleware::new(manager, origins),
@@ -275,17 +265,10 @@ impl AuthClientBuilder {
             }
         };
         let own_client = self.http.is_none();
-        let http = match (self.http, &self.placement) {
-            (Some(http), _) => http,
-            // reqwest keeps custom headers across redirects to other origins.
-            (None, TokenPlacement::Header(_)) => reqwest::Client::builder()
-                .redirect(crate::same_origin_redirects())
-                .build()
-                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
-            // A chain that left the token's origin and comes back would bring a
-            // tokenless request to it, whose 401 would cost a needless refresh.
-            (None, _) => reqwest::Client::builder()
-                .redirect(crate::redirect::no_round_trips())
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .redirect(crate::redirect::policy_for(&self.placement))
                 .build()
                 .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
         };
@@ -315,4 +298,28 @@ impl std::fmt::Debug for AuthClientBuilder {
             .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
+}
+
+/// `path` resolved against `base` (an absolute URL stays as it is); where it
+/// cannot be, `path` itself: reqwest reports the bad URL when the request is sent.
+pub(crate) fn resolve(base: &Url, path: &str) -> String {
+    base.join(path)
+        .map(String::from)
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// A client's base URL, and the origins that get the token: those given, else
+/// the base URL's.
+pub(crate) fn base_and_origins(
+    base_url: Option<String>,
+    origins: Option<AllowedOrigins>,
+) -> Result<(Url, AllowedOrigins)> {
+    let base = base_url.ok_or_else(|| Error::config("an AuthClient needs a base_url"))?;
+    let base_url =
+        Url::parse(&base).map_err(|e| Error::config(format!("the base_url is not a URL: {e}")))?;
+    let origins = match origins {
+        Some(origins) => origins,
+        None => AllowedOrigins::of(base_url.as_str())?,
+    };
+    Ok((base_url, origins))
 }

@@ -11,6 +11,9 @@
 //!   body can be cloned;
 //! - each request has a tracing span with the token's fingerprint, never the token.
 //!
+//! With the feature `blocking`, [`blocking::AuthClient`] does the same for
+//! `reqwest::blocking`, with a [`tokenwarden::blocking::TokenManager`].
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use tokenwarden::{source::from_fn, Token, TokenManager};
@@ -40,6 +43,8 @@
     unreachable_pub
 )]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod middleware;
 mod redirect;

@@ -1,6 +1,7 @@
 //! [`TokenMiddleware`]: attaches the token to requests for allowed origins, and on
 //! a rejected token refreshes once and replays the request.
 
+use crate::redirect::carried;
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
@@ -209,22 +210,11 @@ impl TokenMiddleware {
                     span.record("replays", replays);
                 }
                 let sent_url = request.url().clone();
-                let sent_to = sent_url.origin();
                 let response = transport.send(request).await?;
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
-                // Only an answer to a request that carried the token may reject
-                // it. After a redirect to another origin it did not (reqwest drops
-                // it); after one that came back (A → B → A) it did not either, and
-                // with a client of the caller's the hops cannot be seen: then only
-                // an answer to the very URL sent counts.
-                let carried = if self.no_round_trips {
-                    response.url().origin() == sent_to
-                } else {
-                    *response.url() == sent_url
-                };
-                if !carried {
+                if !carried(self.no_round_trips, response.url(), &sent_url) {
                     tracing::debug!(
                         status = response.status().as_u16(),
                         origin = %response.url().origin().ascii_serialization(),

@@ -53,3 +53,27 @@ pub(crate) fn no_round_trips() -> reqwest::redirect::Policy {
         }
     })
 }
+
+/// The redirect policy of a client made for a token in `placement`: within one
+/// origin for a custom header (reqwest keeps those across origins), else
+/// reqwest's, without round trips back to an origin left.
+pub(crate) fn policy_for(placement: &crate::TokenPlacement) -> reqwest::redirect::Policy {
+    match placement {
+        crate::TokenPlacement::Header(_) => same_origin_redirects(),
+        _ => no_round_trips(),
+    }
+}
+
+/// Whether the answer from `answered` came to a request that carried the token
+/// sent to `sent`: only such an answer may reject the token. After a redirect to
+/// another origin it did not (reqwest drops the token); after one that came
+/// back (A → B → A) it did not either, and with a client of the caller's the
+/// hops cannot be seen (`no_round_trips` false): then only an answer to the
+/// very URL sent counts.
+pub(crate) fn carried(no_round_trips: bool, answered: &url::Url, sent: &url::Url) -> bool {
+    if no_round_trips {
+        answered.origin() == sent.origin()
+    } else {
+        answered == sent
+    }
+}

@@ -50,6 +50,9 @@
 //!   leases (implies `encryption`).
 //! - `keyring`: [`store::KeyringStore`], tokens in the OS credential store, and the
 //!   file store's key kept there ([`store::FileKey::Keyring`]).
+//! - `blocking`: [`blocking::TokenManager`], the same manager for code without a
+//!   runtime (command-line tools, `ureq` and `reqwest::blocking` users), on one
+//!   shared runtime thread.
 //! - `test-util`: [`ManualClock`], a clock tests move by hand.
 //!
 //! ## Security
@@ -107,6 +110,8 @@
     unreachable_pub
 )]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod clock;
 mod error;
 mod events;

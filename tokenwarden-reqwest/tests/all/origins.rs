@@ -1,6 +1,6 @@
 //! Tokens go only to allowed origins, and never across a redirect to another one.
 
-use crate::resource_server::*;
+use crate::clients::*;
 use tokenwarden_reqwest::{AllowedOrigins, AuthClient};
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! 401 → one refresh → one replay.
 
-use crate::resource_server::*;
+use crate::clients::*;
 use std::sync::atomic::Ordering::SeqCst;
 use tokenwarden_reqwest::AuthClient;
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden::{source::from_fn, Token, TokenManager};
 
+#[allow(unused_imports)] // the ureq tests read no logs
 pub use crate::leaks::{captured as captured_logs, MARKER};
 
 #[derive(Default)]
@@ -165,18 +166,6 @@ pub async fn start() -> Servers {
     }
 }
 
-/// An `AuthClient` for the API with tokens from `manager`.
-pub fn client(
-    servers: &Servers,
-    manager: tokenwarden::TokenManager,
-) -> tokenwarden_reqwest::AuthClient {
-    tokenwarden_reqwest::AuthClient::builder()
-        .base_url(&servers.base)
-        .token_manager(manager)
-        .build()
-        .unwrap()
-}
-
 /// A manager whose login registers a new valid token at the API each time.
 pub fn manager(api: &Arc<Api>) -> TokenManager {
     user_manager(api, "svc")
@@ -193,6 +182,14 @@ pub fn manager_with_clock(api: &Arc<Api>, clock: tokenwarden::ManualClock) -> To
 /// The same, for `user`: tokens are `TOPSECRET-<user>-<n>`.
 pub fn user_manager(api: &Arc<Api>, user: &str) -> TokenManager {
     TokenManager::builder(login(api, user)).build().unwrap()
+}
+
+/// A blocking manager whose login registers a new valid token at the API each
+/// time (build it outside a runtime).
+pub fn blocking_manager(api: &Arc<Api>) -> tokenwarden::blocking::TokenManager {
+    TokenManager::builder(login(api, "svc"))
+        .build_blocking()
+        .unwrap()
 }
 
 /// The login of `user`: registers a new token at the API each time.

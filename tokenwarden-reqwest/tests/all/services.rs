@@ -1,6 +1,6 @@
 //! Several APIs side by side, per-user tokens from a registry, and the trace.
 
-use crate::resource_server::*;
+use crate::clients::*;
 use std::sync::Arc;
 use tokenwarden::TokenRegistry;
 use tokenwarden_reqwest::AuthClient;

@@ -14,6 +14,7 @@ mod oidc;
 mod servers;
 
 mod background;
+mod blocking;
 mod contention;
 mod coordination;
 mod file_processes;
