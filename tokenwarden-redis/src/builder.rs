@@ -323,7 +323,6 @@ impl RedisStoreBuilder {
                 connection,
                 writes,
                 health: crate::replicas::ReplicaHealth::default(),
-                holders: crate::holders::Holders::default(),
                 prefix: self.prefix,
                 name,
                 timeout: self.timeout,

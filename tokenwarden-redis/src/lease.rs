@@ -30,6 +30,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// the fence's owner (ARGV[1]), for as long as the fence lives: fenced writes
 /// check it too, as a fence can be handed out twice across a failover.
 ///
+/// Already held by this owner (the same take sent again: a cluster client
+/// resends a pipeline after an I/O error), it answers as the first take did.
+///
 /// Else, for a waiter that watches the stored token (ARGV[5] is `sha:` and the
 /// SHA-1 of the token it saw, or nothing) and finds it changed, returns `{-1,
 /// stored token}` (`{-1}`: none) and takes the waiter out of the queue.
@@ -39,6 +42,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// place until it takes the lease (or a save wakes every waiter: see `SAVE`).
 const TAKE: &str = r"
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('get', KEYS[1]) == ARGV[1] then
+    return {tonumber(redis.call('get', KEYS[2])), redis.call('get', KEYS[3])}
+  end
   local stored = redis.call('get', KEYS[3])
   local digest = ''
   if stored then digest = redis.sha1hex(stored) end
@@ -87,11 +93,12 @@ static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::ne
 /// if it did.
 async fn release_as(
     store: &RedisStore,
+    connection: &crate::RedisConnection,
     (name, waiters): (&str, &str),
     owner: &str,
     ttl_ms: u64,
 ) -> Result<i64> {
-    let mut connection = store.inner.connection.clone();
+    let mut connection = connection.clone();
     let mut script = RELEASE_SCRIPT.key(name);
     script.key(waiters).arg(owner).arg(ttl_ms);
     store
@@ -225,25 +232,25 @@ impl RedisLease {
             // is away, and not one a failover would pick). A failed wait may have
             // taken the lease: it is given up.
             let taken = store
-                .write_and_wait(
-                    "take the lease",
-                    (&name, "lease"),
-                    (take, Some(&TAKE_SCRIPT)),
-                    true,
-                )
+                .write_and_wait("take the lease", &name, (take, Some(TAKE)), true)
                 .await;
-            let answer: redis::Value = match taken {
-                Ok((answer, _short)) => answer,
+            let (answer, short): (redis::Value, _) = match taken {
+                Ok(taken) => taken,
                 Err(error) => {
-                    let _ = release_as(store, (&name, &waiters), &owner, ttl_ms).await;
+                    // On the write connection, behind the take: a release sent
+                    // on the other one could run before a take still queued.
+                    let writes = &store.inner.writes;
+                    let _ = release_as(store, writes, (&name, &waiters), &owner, ttl_ms).await;
                     return Err(error);
                 }
             };
             let held_for = match Answer::parse(answer) {
                 Some(Answer::Taken { fence, stored }) => {
+                    if let Some(short) = short {
+                        store.fell_short(&name, "lease", &short);
+                    }
                     let until = asked_at + Duration::from_millis(ttl_ms);
                     store.remember_read(&token_key, &owner, until, stored);
-                    store.inner.holders.hold(&name, fence, &owner);
                     let lease = Self {
                         store: store.clone(),
                         name,
@@ -317,10 +324,11 @@ impl RedisLease {
     async fn end(&mut self) -> Result<bool> {
         self.released = true;
         self.store.forget_read(&self.owner);
-        self.store.inner.holders.forget(&self.name, self.fence);
+        let (store, keys) = (&self.store, (self.name.as_str(), self.waiters.as_str()));
         let release = release_as(
-            &self.store,
-            (&self.name, &self.waiters),
+            store,
+            &store.inner.connection,
+            keys,
             &self.owner,
             self.ttl_ms,
         );
@@ -336,7 +344,6 @@ impl Drop for RedisLease {
             return;
         }
         self.store.forget_read(&self.owner);
-        self.store.inner.holders.forget(&self.name, self.fence);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let mut lease = Self {
                 store: self.store.clone(),
@@ -380,5 +387,9 @@ impl LeaseGuard for RedisLease {
 
     fn held_for(&self) -> Option<Duration> {
         Some(self.until.saturating_sub(self.store.clock().monotonic()))
+    }
+
+    fn holder(&self) -> Option<&str> {
+        Some(&self.owner)
     }
 }

@@ -87,7 +87,6 @@
 mod builder;
 mod cluster;
 mod connection;
-mod holders;
 mod lease;
 mod leased_read;
 mod replicas;

@@ -14,8 +14,8 @@
 //!
 //! The `redis` crate pipelines commands, not scripts: a script goes as
 //! `EVALSHA` ([`evalsha`](crate::replicas::evalsha)), and where the server
-//! answers `NOSCRIPT` (the write did not run) it is loaded and the pipeline
-//! sent again.
+//! answers `NOSCRIPT` (the write did not run) the pipeline goes again with the
+//! script's source (`EVAL`, after which the server has it).
 
 use crate::replicas::Short;
 use crate::store::RedisStore;
@@ -25,15 +25,15 @@ use tokenwarden::Result;
 const NO_SCRIPT: ErrorKind = ErrorKind::Server(ServerErrorKind::NoScript);
 
 impl RedisStore {
-    /// Runs `write` (of `key`, a `what` for the logs; `script` where it calls
-    /// one by its hash); where `wait` and the store waits for replicas, `WAIT`
-    /// goes with it. Its answer, and how the wait fell short (counted and
-    /// logged), if it did.
+    /// Runs `write` (of `key`, a `what` for the logs; `source`: the code of the
+    /// script it calls by its hash, if it does); where `wait` and the store waits
+    /// for replicas, `WAIT` goes with it. Its answer, and how the wait fell
+    /// short, if it did (for the caller to count, where it counts).
     pub(crate) async fn write_and_wait<T: FromRedisValue>(
         &self,
         action: &str,
-        (key, what): (&str, &str),
-        (write, script): (redis::Cmd, Option<&redis::Script>),
+        key: &str,
+        (write, source): (redis::Cmd, Option<&str>),
         wait: bool,
     ) -> Result<(T, Option<Short>)> {
         let inner = &self.inner;
@@ -41,13 +41,16 @@ impl RedisStore {
         let mut pipeline = redis::pipe();
         pipeline.add_command(write);
         let alone = |pipeline| async move {
-            let (answer,): (T,) = self.send(action, pipeline, script, inner.timeout).await?;
+            let (answer,): (T,) = self.send(action, pipeline, source, inner.timeout).await?;
             Ok::<_, tokenwarden::Error>(answer)
         };
         if !wait || wanted == 0 {
             return Ok((alone(&pipeline).await?, None));
         }
-        let away = inner.health.away(&inner.writes, key, wanted, inner.timeout);
+        // Asked on the other connection: this one may be held by a `WAIT`.
+        let away = inner
+            .health
+            .away(&inner.connection, key, wanted, inner.timeout);
         if let Some(answering) = away.await {
             let answer = alone(&pipeline).await?;
             let short = Short {
@@ -55,14 +58,14 @@ impl RedisStore {
                 wanted,
                 how: "answering (the primary's INFO shows the rest away: not waited for)".into(),
             };
-            return Ok((answer, Some(self.fell_short(key, what, short))));
+            return Ok((answer, Some(short)));
         }
         let timeout = inner.replica_timeout;
         let millis = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         pipeline.cmd("WAIT").arg(wanted).arg(millis);
-        let sent = self.send(action, &pipeline, script, timeout + inner.timeout);
+        let sent = self.send(action, &pipeline, source, timeout + inner.timeout);
         let (answer, reached): (T, i64) = sent.await?;
         let reached = u32::try_from(reached).unwrap_or(0);
         inner.health.waited(&inner.writes, key, reached >= wanted);
@@ -75,45 +78,63 @@ impl RedisStore {
             wanted,
             how,
         };
-        Ok((answer, Some(self.fell_short(key, what, short))))
+        Ok((answer, Some(short)))
     }
 
-    /// Sends `pipeline` on the write connection, answered within `deadline`. A
-    /// script that the server does not have yet (`NOSCRIPT`: the write did not
-    /// run) is loaded, and the pipeline sent again, once.
+    /// Sends `pipeline` on the write connection, answered within `deadline`.
+    /// Where the server does not have the script of its first command yet
+    /// (`NOSCRIPT`: the write did not run), it is sent again with the script's
+    /// `source` (`EVAL`): loading it first (`SCRIPT LOAD`) would go to every
+    /// node of a cluster, and fail while any is down.
     async fn send<R: FromRedisValue>(
         &self,
         action: &str,
         pipeline: &redis::Pipeline,
-        script: Option<&redis::Script>,
+        source: Option<&str>,
         deadline: std::time::Duration,
     ) -> Result<R> {
         let mut connection = self.inner.writes.clone();
-        let mut loaded = false;
-        loop {
-            let sent = tokio::time::timeout(deadline, pipeline.query_async::<R>(&mut connection));
-            match (sent.await, script) {
-                (Ok(Ok(answer)), _) => return Ok(answer),
-                (Ok(Err(e)), Some(script)) if !loaded && e.kind() == NO_SCRIPT => {
-                    let invocation = script.prepare_invoke();
-                    let load = invocation.load_async(&mut connection);
-                    self.command(action, load).await?;
-                    loaded = true;
-                }
-                (Ok(Err(e)), _) => return Err(self.error(action, e)),
-                // No answer at all (a hung primary, often one about to fail over).
-                (Err(_), _) => {
-                    return Err(self.error(action, format!("no answer within {deadline:?}")))
-                }
-            }
+        let sent = tokio::time::timeout(deadline, pipeline.query_async::<R>(&mut connection));
+        let again = match (sent.await, source) {
+            (Ok(Ok(answer)), _) => return Ok(answer),
+            (Ok(Err(e)), Some(source)) if e.kind() == NO_SCRIPT => with_source(pipeline, source),
+            (Ok(Err(e)), _) => return Err(self.error(action, e)),
+            // No answer at all (a hung primary, often one about to fail over).
+            (Err(_), _) => return Err(self.error(action, format!("no answer within {deadline:?}"))),
+        };
+        let sent = tokio::time::timeout(deadline, again.query_async::<R>(&mut connection));
+        match sent.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(self.error(action, e)),
+            Err(_) => Err(self.error(action, format!("no answer within {deadline:?}"))),
         }
     }
+
     /// Counts and logs a wait that fell short.
-    fn fell_short(&self, key: &str, what: &str, short: Short) -> Short {
+    pub(crate) fn fell_short(&self, key: &str, what: &str, short: &Short) {
         self.inner
             .unreplicated
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(store = %self.inner.name, key, reached = short.reached, wanted = short.wanted, "a {what} did not reach its replicas");
-        short
     }
+}
+
+/// `pipeline` with its first command, an `EVALSHA`, made an `EVAL` of `source`.
+fn with_source(pipeline: &redis::Pipeline, source: &str) -> redis::Pipeline {
+    let mut again = redis::pipe();
+    for (n, command) in pipeline.cmd_iter().enumerate() {
+        if n > 0 {
+            again.add_command(command.clone());
+            continue;
+        }
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(source);
+        for arg in command.args_iter().skip(2) {
+            if let redis::Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        again.add_command(eval);
+    }
+    again
 }

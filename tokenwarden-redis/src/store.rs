@@ -34,15 +34,16 @@ end
 }
 
 /// Whether the key's fence (KEYS[2]) is still the writer's lease's (ARGV[1]),
-/// given to its owner (ARGV[5], where known) as KEYS[4] names: else the script
-/// returns 0. Part of `SAVE` and `DELETE`.
+/// given to its owner (ARGV[5]) as KEYS[4] names (a fence taken by an older
+/// version names none): else the script returns 0. Part of `SAVE` and `DELETE`.
 macro_rules! fenced {
     () => {
         r"
 if redis.call('get', KEYS[2]) ~= ARGV[1] then
   return 0
 end
-if ARGV[5] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[5] then
+local holder = redis.call('get', KEYS[4])
+if holder and holder ~= ARGV[5] then
   return 0
 end
 "
@@ -112,8 +113,6 @@ pub(crate) struct Inner {
     /// The connection of the writes that wait for replicas (a `WAIT` blocks
     /// its connection): a second one where the store made its connections.
     pub(crate) writes: RedisConnection,
-    /// The owners of this store's live leases.
-    pub(crate) holders: crate::holders::Holders,
     /// Replicas that their primary shows away, not waited for meanwhile.
     pub(crate) health: crate::replicas::ReplicaHealth,
     /// The replicas a save of a token with a refresh token waits for, and how long.
@@ -143,7 +142,8 @@ impl RedisStore {
         let Some(short) = short else {
             return Ok(());
         };
-        Err(Error::store(
+        self.fell_short(name, "saved token", &short);
+        Err(Error::unconfirmed_write(
             &self.inner.name,
             format!(
                 "`{name}` was saved on the primary but {short}: kept, and saved again until they \
@@ -352,7 +352,7 @@ impl RedisStore {
     async fn fenced(
         &self,
         action: &str,
-        script: &redis::Script,
+        (script, source): (&redis::Script, &str),
         key: &TokenKey,
         lease: &Lease,
         (value, ttl, wait): (&[u8], u64, bool),
@@ -367,7 +367,12 @@ impl RedisStore {
         self.inner.leased_reads.forget(&name);
         let keys = [":fence", ":waiters", ":holder"].map(|suffix| self.redis_key(key, suffix));
         let mut write = evalsha(script, &[&name, &keys[0], &keys[1], &keys[2]]);
-        let owner = (self.inner.holders).owner(&self.redis_key(key, ":lease"), fence);
+        let Some(owner) = lease.holder() else {
+            return Err(Error::lease_lost(
+                &self.inner.name,
+                format!("could not {action}: the lease is not one of a Redis store"),
+            ));
+        };
         write
             .arg(fence.to_string())
             .arg(value)
@@ -375,7 +380,7 @@ impl RedisStore {
             .arg(if self.seals() { "1" } else { "0" })
             .arg(owner);
         let (written, short): (i64, _) = self
-            .write_and_wait(action, (&name, "saved token"), (write, Some(script)), wait)
+            .write_and_wait(action, &name, (write, Some(source)), wait)
             .await?;
         if written == 1 {
             return Ok(short);
@@ -432,12 +437,7 @@ impl TokenStore for RedisStore {
         write.arg(&name).arg(self.ttl_ms(token)).arg(value);
         let wait = token.refresh_token.is_some();
         let ((), short) = self
-            .write_and_wait(
-                "save the token",
-                (&name, "saved token"),
-                (write, None),
-                wait,
-            )
+            .write_and_wait("save the token", &name, (write, None), wait)
             .await?;
         self.unreplicated(&name, short)
     }
@@ -479,7 +479,7 @@ impl TokenStore for RedisStore {
         let short = self
             .fenced(
                 "save the token",
-                &SAVE_SCRIPT,
+                (&SAVE_SCRIPT, SAVE),
                 key,
                 lease,
                 (&value, ttl, wait),
@@ -491,7 +491,7 @@ impl TokenStore for RedisStore {
     async fn delete_leased(&self, key: &TokenKey, lease: &Lease) -> Result<()> {
         self.fenced(
             "delete the token",
-            &DELETE_SCRIPT,
+            (&DELETE_SCRIPT, DELETE),
             key,
             lease,
             (&[], 0, false),

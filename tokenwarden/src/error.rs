@@ -118,6 +118,9 @@ struct Details {
     /// client only.)
     #[cfg_attr(not(feature = "oauth2"), allow(dead_code))]
     nothing_sent: bool,
+    /// A store's write landed and was answered, but its durability is not
+    /// confirmed ([`Error::unconfirmed_write`]).
+    unconfirmed_write: bool,
 }
 
 impl Error {
@@ -138,6 +141,7 @@ impl Error {
             last_attempt: None,
             cause: None,
             nothing_sent: false,
+            unconfirmed_write: false,
         }))
     }
 
@@ -180,6 +184,16 @@ impl Error {
     /// A store failed. Transient: the next attempt may work.
     pub fn store(store: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Store, store, message, true)
+    }
+
+    /// A store's write landed and was answered, but the store could not confirm
+    /// it durable (a Redis save that its replicas did not acknowledge in time):
+    /// the manager treats it as failed (it saves again), and knows that no late
+    /// copy of this write can land after a later one. Transient.
+    pub fn unconfirmed_write(store: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut error = Self::new(ErrorKind::Store, store, message, true);
+        error.details().unconfirmed_write = true;
+        error
     }
 
     /// A write made under a store lease was refused: the lease ended (expired, or
@@ -315,6 +329,12 @@ impl Error {
     pub fn store_name(&self) -> Option<&str> {
         matches!(self.0.kind, ErrorKind::Store | ErrorKind::LeaseLost)
             .then_some(self.0.origin.as_str())
+    }
+
+    /// Whether a store's write landed but was not confirmed durable
+    /// ([`unconfirmed_write`](Self::unconfirmed_write)).
+    pub fn is_unconfirmed_write(&self) -> bool {
+        self.0.unconfirmed_write
     }
 
     /// Whether a write was refused because its store lease had ended

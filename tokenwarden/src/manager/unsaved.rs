@@ -98,8 +98,8 @@ pub(super) fn take_lease(shared: &Shared) -> Option<Lease> {
 /// a flight of this manager does before it takes a lease of its own (it would
 /// wait for the one kept, and the store's token is not the one to refresh).
 ///
-/// Where that save fails and the lease still holds, the lease is lent to the
-/// flight, which goes on under it (waiting for a lease of its own would wait
+/// Where that save landed unconfirmed ([`Error::is_unconfirmed_write`](crate::Error::is_unconfirmed_write))
+/// and the lease still holds, the lease is lent to the flight, which goes on under it (waiting for a lease of its own would wait
 /// for this one, its own manager's, to expire); the flight hands it back
 /// ([`keep_lease`]) if it makes no token that replaces the unsaved one.
 pub(super) async fn save_under_kept_lease(shared: &Arc<Shared>) -> Option<Lease> {
@@ -114,8 +114,13 @@ pub(super) async fn save_under_kept_lease(shared: &Arc<Shared>) -> Option<Lease>
         }
         Err(error) => {
             tracing::warn!(%error, "could not store the token yet");
-            // Lent only with time for a refresh left: else the flight waits
-            // for it to end, as for any other holder's.
+            // Lent only after a write that landed (a late copy of one that
+            // timed out could overwrite the flight's newer token under the
+            // same lease), and with time for a refresh left: else the flight
+            // waits for it to end, as for any other holder's.
+            if !error.is_unconfirmed_write() {
+                return None;
+            }
             let margin = shared.settings.lease_ttl / super::SAVE_MARGIN_DIVISOR;
             let mut state = state(shared);
             let unsaved = state.as_mut()?;

@@ -196,6 +196,14 @@ pub trait LeaseGuard: std::fmt::Debug + Send + Sync {
     fn held_for(&self) -> Option<Duration> {
         None
     }
+
+    /// Who holds the lease: a value unique among the leases of its key (a random
+    /// owner), for a store whose fenced writes check the holder as well as the
+    /// fence, because a fence can repeat (a replica promoted without the last
+    /// lease taken on its primary). Defaults to `None`.
+    fn holder(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The right to refresh one key, held until released or dropped.
@@ -232,6 +240,12 @@ impl Lease {
     /// `None` when it cannot end while held (or is empty).
     pub fn held_for(&self) -> Option<Duration> {
         self.guard.as_ref().and_then(|g| g.held_for())
+    }
+
+    /// Who holds the lease ([`LeaseGuard::holder`]); `None` where the store
+    /// does not say (or the lease is empty).
+    pub fn holder(&self) -> Option<&str> {
+        self.guard.as_ref().and_then(|g| g.holder())
     }
 
     /// Gives the lease up now; an error if it had already ended.
