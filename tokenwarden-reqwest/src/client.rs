@@ -213,7 +213,10 @@ impl AuthClientBuilder {
     }
 
     /// Tokens per user, tenant or service from `registry`: each request names its
-    /// key with `.with_extension(key)` (see [`TokenMiddleware::per_key`]). Replaces
+    /// key with `.with_extension(key)` (see [`TokenMiddleware::per_key`]); a key
+    /// of another type than `K` fails when the request is sent. Prefer
+    /// [`build_keyed`](Self::build_keyed), whose requests take the key as an
+    /// argument, checked by the compiler. Replaces
     /// [`token_manager`](Self::token_manager).
     pub fn token_registry<K>(mut self, registry: Arc<TokenRegistry<K>>) -> Self
     where

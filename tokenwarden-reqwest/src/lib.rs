@@ -46,10 +46,12 @@
 #[cfg(feature = "blocking")]
 pub mod blocking;
 mod client;
+mod keyed;
 mod middleware;
 mod redirect;
 
 pub use client::{AuthClient, AuthClientBuilder, AuthRequestBuilder};
+pub use keyed::KeyedAuthClient;
 pub use middleware::{TokenMiddleware, DEFAULT_MAX_REPLAYS};
 pub use redirect::same_origin_redirects;
 pub use tokenwarden::http::{AllowedOrigins, TokenPlacement};

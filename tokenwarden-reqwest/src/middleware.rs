@@ -53,7 +53,9 @@ impl TokenMiddleware {
         let pick = move |extensions: &Extensions| -> Result<TokenManager> {
             let key = extensions.get::<K>().ok_or_else(|| {
                 Error::config(format!(
-                    "this request names no `{}` key: add one with `.with_extension(key)`",
+                    "this request names no `{}` key: add one with `.with_extension(key)`, of \
+                     exactly that type (a `&str` is not a `String`), or build the client with \
+                     `build_keyed(registry)`, whose requests take their key as an argument",
                     std::any::type_name::<K>()
                 ))
             })?;

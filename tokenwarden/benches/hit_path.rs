@@ -10,8 +10,9 @@
 //! Each future is polled once with a reused no-op waker, as an `.await` in a running
 //! task polls it; a Tokio runtime is entered because the manager may spawn.
 //!
-//! Run with `cargo bench -p tokenwarden --bench hit_path`; the figures are printed
-//! at the end, one per line.
+//! Run with `cargo bench -p tokenwarden --bench hit_path --features blocking`
+//! (without the feature, the blocking manager's figure is left out); the
+//! figures are printed at the end, one per line.
 
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
@@ -107,6 +108,35 @@ fn main() {
         rt.block_on(tokio::task::yield_now());
         elapsed
     });
+    // The blocking manager (feature `blocking`), on a thread outside every
+    // runtime, as its callers are.
+    #[cfg(feature = "blocking")]
+    let blocking = TokenManager::builder(from_fn("bench-api-blocking", || async {
+        Ok(Token::new("fake-access-token-0123456789abcdef")
+            .with_refresh_token("fake-refresh-token")
+            .with_expires_in(Duration::from_secs(3600)))
+    }))
+    .build_blocking()
+    .expect("manager");
+    #[cfg(feature = "blocking")]
+    let b1 = {
+        let blocking_fn = || blocking.token().expect("a fresh token");
+        let outside = |work: &(dyn Fn() -> f64 + Sync)| {
+            thread::scope(|s| s.spawn(work).join().expect("bench thread"))
+        };
+        outside(&|| {
+            blocking_fn(); // the first fetch
+            0.0
+        });
+        let time = measure(&mut g, "blocking token()/1 thread", |n| {
+            thread::scope(|s| {
+                s.spawn(|| time_loop(n, blocking_fn))
+                    .join()
+                    .expect("bench thread")
+            })
+        });
+        (time, outside(&|| allocations_per_call(blocking_fn)))
+    };
     g.finish();
 
     // --- baselines ---------------------------------------------------------------
@@ -165,6 +195,13 @@ fn main() {
             ns(s1)
         ),
         format!("hit_path header() 2 threads calling at once: {} (per call, each thread)", ns(h2)),
+        #[cfg(feature = "blocking")]
+        format!(
+            "hit_path blocking::TokenManager::token() 1 thread (no runtime on it): {}, {} allocations/call; async token() on the same run: {}",
+            ns(b1.0), b1.1, ns(t1)
+        ),
+        #[cfg(not(feature = "blocking"))]
+        "hit_path blocking::TokenManager::token(): run with --features blocking".to_owned(),
         format!(
             "baseline (a) RwLock<Option<Token>> read + Token clone 1 thread: {}, {a_rw} allocations/call; token()/baseline = {}, header()/baseline = {}",
             ns(rw1), ratio(t1, rw1), ratio(h1, rw1)

@@ -33,7 +33,6 @@ use crate::{Error, HeaderRef, Result, Stats, Token, TokenInfo, TokenKey, TokenMa
 use crate::{TokenRef, TokenSource};
 use std::future::Future;
 use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
 
 /// The runtime every blocking manager runs on: one worker thread, started on
 /// first use and kept for the life of the process (dropping it would cut off
@@ -68,21 +67,26 @@ fn outside_runtime() -> Result<()> {
     Ok(())
 }
 
-/// Runs `future` to its end on the calling thread, outside every runtime; what
-/// it spawns runs on the shared runtime. A future ready at its first poll (a
-/// fresh token) costs no trip to the runtime.
+/// Runs `future` to its end on the calling thread, in the shared runtime's
+/// context (what it spawns, and its timers, go there); an error inside any
+/// other runtime.
 fn wait<F: Future>(future: F) -> Result<F::Output> {
     outside_runtime()?;
-    let runtime = runtime()?;
-    let mut future = std::pin::pin!(future);
-    {
-        let _inside = runtime.enter();
-        let mut context = Context::from_waker(Waker::noop());
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return Ok(output);
-        }
-    }
-    Ok(runtime.block_on(future))
+    Ok(runtime()?.block_on(future))
+}
+
+/// Runs `future` to its end on the blocking API's runtime, from a thread
+/// outside every runtime: for what needs a runtime to be made, such as a
+/// Redis store (its connection lives on the runtime it was made on).
+///
+/// ```
+/// # fn main() -> tokenwarden::Result<()> {
+/// let answer = tokenwarden::blocking::block_on(async { 6 * 7 })?;
+/// assert_eq!(answer, 42);
+/// # Ok(()) }
+/// ```
+pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    wait(future)
 }
 
 /// A [`crate::TokenManager`] whose methods block; see the [module](self). Cheap
@@ -102,13 +106,23 @@ impl TokenManager {
     /// A valid token: the cached one, or a new one if it is expiring or gone
     /// (this thread waits for it). See [`crate::TokenManager::token`].
     pub fn token(&self) -> Result<TokenRef> {
-        wait(self.inner.token())?
+        // The hit path first: no runtime needed (a background refresh it starts
+        // goes to the shared runtime, the manager was built with its handle).
+        outside_runtime()?;
+        match self.inner.token_now() {
+            Some(token) => Ok(token),
+            None => wait(self.inner.token())?,
+        }
     }
 
     /// The `Authorization` header value for a valid token. See
     /// [`crate::TokenManager::header`].
     pub fn header(&self) -> Result<HeaderRef> {
-        wait(self.inner.header())?
+        outside_runtime()?;
+        match self.inner.header_now() {
+            Some(header) => Ok(header),
+            None => wait(self.inner.header())?,
+        }
     }
 
     /// Drops `token` if it is still the current one (after the API rejected
@@ -167,9 +181,8 @@ impl TokenManagerBuilder {
     /// [`build`](Self::build).
     pub fn build_blocking(self) -> Result<TokenManager> {
         let runtime = runtime()?;
-        let _inside = runtime.enter();
         Ok(TokenManager {
-            inner: self.build()?,
+            inner: self.runtime(runtime.handle().clone()).build()?,
         })
     }
 }

@@ -65,6 +65,42 @@ async fn per_user_tokens_chosen_per_request() {
     assert_eq!(registry.len(), 2);
     let error = client.get("data").send().await.unwrap_err();
     assert!(error.to_string().contains("names no"), "{error}");
+    // A key of another type (a `&str` for a `User`) is the same error, which
+    // says what to use instead.
+    let error = client
+        .get("data")
+        .with_extension("alice")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("build_keyed"), "{error}");
+}
+
+/// The keyed client: the key is an argument of the registry's key type; a
+/// `&str` becomes a `String` key (a key of another type would not compile).
+#[tokio::test]
+async fn a_keyed_client_takes_each_requests_key_by_type() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let api = servers.api.clone();
+    let registry =
+        Arc::new(TokenRegistry::builder(move |user: &String| Ok(user_manager(&api, user))).build());
+    let client = AuthClient::builder()
+        .base_url(&servers.base)
+        .build_keyed(registry.clone())
+        .unwrap();
+    for user in ["alice", "bob", "alice"] {
+        assert_eq!(client.get(user, "data").send().await.unwrap().status(), 200);
+    }
+    let response = client
+        .post(String::from("bob"), "echo")
+        .body("hi")
+        .send()
+        .await;
+    assert_eq!(response.unwrap().text().await.unwrap(), "hi");
+    let requests = servers.api.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one token per user");
+    assert_eq!(registry.len(), 2);
 }
 
 #[tokio::test]

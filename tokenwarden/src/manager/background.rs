@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 /// Starts the task once per manager (needs a Tokio runtime).
 pub(super) fn ensure_started(shared: &Arc<Shared>) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+    if let Some(runtime) = super::runtime(shared) {
         if !shared.background_started.swap(true, SeqCst) {
             runtime.spawn(keep_fresh(Arc::downgrade(shared)));
         }

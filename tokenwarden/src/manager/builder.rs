@@ -56,6 +56,7 @@ pub struct TokenManagerBuilder {
     refresh_timeout: Option<Duration>,
     store_recheck: Option<Option<Duration>>,
     background_refresh: bool,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for TokenManagerBuilder {
@@ -87,6 +88,7 @@ impl TokenManagerBuilder {
             refresh_timeout: None,
             store_recheck: None,
             background_refresh: false,
+            runtime: None,
         }
     }
 
@@ -218,6 +220,14 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Runs the manager's tasks on `runtime` when its caller has none (the
+    /// blocking API's managers).
+    #[cfg(feature = "blocking")]
+    pub(crate) fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// Builds the manager. Fails with an [`ErrorKind::Config`](crate::ErrorKind::Config) error on windows that cannot work.
     pub fn build(self) -> Result<TokenManager> {
         let (refresh_ahead, min_valid) = windows(self.refresh_ahead, self.min_valid);
@@ -274,8 +284,9 @@ impl TokenManagerBuilder {
             refresh_timeout,
             store_recheck,
             background_refresh: self.background_refresh,
+            runtime: self.runtime,
         }));
-        if shared.settings.background_refresh && tokio::runtime::Handle::try_current().is_ok() {
+        if shared.settings.background_refresh && super::runtime(&shared).is_some() {
             background::ensure_started(&shared);
         }
         Ok(TokenManager { shared })

@@ -71,6 +71,13 @@ fn serve(shared: &Arc<Shared>) -> Result<Guard<Arc<Cached>>, Guard<Arc<Cached>>>
     Ok(cached)
 }
 
+/// The cached token if the hit path serves it (fresh, or stale with a
+/// background refresh started), without waiting for anything: `None` otherwise.
+#[cfg(feature = "blocking")]
+pub(super) fn served<T: FromCached>(shared: &Arc<Shared>) -> Option<T> {
+    serve(shared).ok().map(T::from_cached)
+}
+
 impl<T: FromCached> Future for Current<'_, T> {
     type Output = Result<T>;
 

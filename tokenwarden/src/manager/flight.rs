@@ -104,7 +104,7 @@ fn start(
     mode: Mode,
     mut slot: std::sync::MutexGuard<'_, Option<InFlight>>,
 ) -> Start {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+    let Some(runtime) = super::runtime(shared) else {
         return Start::NoRuntime(Error::config(
             "tokenwarden refreshes tokens on a Tokio runtime: call it from within one",
         ));

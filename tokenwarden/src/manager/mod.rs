@@ -114,6 +114,17 @@ struct Settings {
     /// (`None`: never; always `None` without a store).
     store_recheck: Option<Duration>,
     background_refresh: bool,
+    /// Where the manager's tasks (refreshes, the background task) run when its
+    /// caller is on no runtime: the blocking API's runtime, for its managers.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// The runtime the manager's tasks go to: the caller's, else the one the
+/// manager was built for (the blocking API's), if any.
+fn runtime(shared: &Shared) -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .or_else(|| shared.settings.runtime.clone())
 }
 
 /// The refresh windows (DESIGN.md), before they are scaled to a token's lifetime.
@@ -234,6 +245,19 @@ impl TokenManager {
     #[inline]
     pub fn header(&self) -> impl Future<Output = Result<HeaderRef>> + Send + '_ {
         current::Current::new(&self.shared)
+    }
+
+    /// The token, if the hit path serves it now (no waiting): the blocking API's
+    /// first step.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn token_now(&self) -> Option<TokenRef> {
+        current::served(&self.shared)
+    }
+
+    /// The header, if the hit path serves it now (no waiting).
+    #[cfg(feature = "blocking")]
+    pub(crate) fn header_now(&self) -> Option<HeaderRef> {
+        current::served(&self.shared)
     }
 
     /// Drops `token` if it is still the current one, typically after the API

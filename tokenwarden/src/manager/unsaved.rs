@@ -61,7 +61,7 @@ pub(super) fn keep_saving(
     });
     // Backoff is counted from the failure, whenever the task first runs.
     let failed_at = shared.settings.clock.monotonic();
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+    if let Some(runtime) = super::runtime(shared) {
         runtime.spawn(retry(Arc::downgrade(shared), cached.generation, failed_at));
     }
 }

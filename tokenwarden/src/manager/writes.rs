@@ -74,14 +74,14 @@ pub(super) async fn logout(shared: &Arc<Shared>) -> Result<()> {
         let shared = shared.clone();
         async move { logout_now(&shared).await }
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime.spawn(task).await.unwrap_or_else(|_| {
+    match super::runtime(shared) {
+        Some(runtime) => runtime.spawn(task).await.unwrap_or_else(|_| {
             Err(Error::source_failed(
                 &shared.settings.source_name,
                 "the logout task was cancelled (is the runtime shutting down?)",
             ))
         }),
-        Err(_) => task.await,
+        None => task.await,
     }
 }
 

@@ -130,3 +130,29 @@ async fn inside_a_runtime_it_is_a_typed_error_not_a_deadlock() {
     let from_thread = std::thread::spawn(move || manager.token().map(drop));
     from_thread.join().unwrap().unwrap();
 }
+
+/// A stale token is served at once from a thread without a runtime, and its
+/// background refresh runs on the blocking API's runtime thread.
+#[test]
+fn a_stale_token_is_served_and_refreshed_in_the_background() {
+    let _h = harness();
+    let (source, clock, builder) = counting(HOUR);
+    let manager = builder.build_blocking().unwrap();
+    let first = manager.token().unwrap().to_token();
+    clock.advance(HOUR - Duration::from_secs(60)); // in the stale window, not expired
+    let served = manager.token().unwrap().to_token();
+    assert_eq!(served.access_token.secret(), first.access_token.secret());
+    for _ in 0..1_000 {
+        if source.refreshes.load(SeqCst) == 1 && manager.stats().refreshes == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // a readiness poll, not a timing check
+    }
+    assert_eq!(
+        source.refreshes.load(SeqCst),
+        1,
+        "refreshed in the background"
+    );
+    let next = manager.token().unwrap().to_token();
+    assert_ne!(next.access_token.secret(), first.access_token.secret());
+}
