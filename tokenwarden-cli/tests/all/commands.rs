@@ -675,7 +675,9 @@ fn redis_entries(profile: &str) -> Vec<(String, Vec<u8>)> {
     .unwrap();
     keys.lines()
         .filter(|key| {
-            !key.contains(":fence") && !key.contains(":lease") && !key.contains(":waiters")
+            ![":fence", ":lease", ":waiters", ":holder"]
+                .iter()
+                .any(|suffix| key.contains(suffix))
         })
         .map(|key| (key.to_owned(), cli(&["--raw", "GET", key])))
         .filter(|(_, value)| value.len() > 1)
