@@ -187,6 +187,7 @@ impl AuthRequestBuilder {
     /// [`tokenwarden::Error`] in the `Middleware` variant) or reqwest's, as with
     /// the async client.
     pub fn send(self) -> std::result::Result<Response, SendError> {
+        tokenwarden::blocking::check_outside_runtime().map_err(SendError::middleware)?;
         let inner = &self.client.inner;
         let mut request = self.request.build()?;
         if !inner.origins.allows(request.url()) {
@@ -265,8 +266,11 @@ impl AuthClientBuilder {
         self
     }
 
-    /// Builds the client. Outside a Tokio runtime, as `reqwest::blocking` needs.
+    /// Builds the client. Outside a Tokio runtime, as `reqwest::blocking` needs:
+    /// inside one it is an [`ErrorKind::Config`](tokenwarden::ErrorKind::Config)
+    /// error (reqwest would panic); use [`crate::AuthClient`] there.
     pub fn build(self) -> Result<AuthClient> {
+        tokenwarden::blocking::check_outside_runtime()?;
         let (base_url, origins) = base_and_origins(self.base_url, self.origins)?;
         let manager = self
             .manager

@@ -41,7 +41,10 @@ use tokenwarden::{Result, TokenRegistry};
 /// # Ok(()) }
 /// ```
 ///
-/// A key of another type does not compile:
+/// Prefer a key type of your own (a newtype such as `UserId`): with `String`
+/// keys, anything that converts into a `String` is a key, a `char` as much as
+/// the path given where the key goes (`client.get("orders", "alice")`
+/// compiles). A key of another type does not compile:
 ///
 /// ```compile_fail
 /// use tokenwarden_reqwest::KeyedAuthClient;

@@ -56,7 +56,7 @@ impl TokenMiddleware {
                     "this request names no `{}` key: add one with `.with_extension(key)`, of \
                      exactly that type (a `&str` is not a `String`), or build the client with \
                      `build_keyed(registry)`, whose requests take their key as an argument",
-                    std::any::type_name::<K>()
+                    short_type_name(std::any::type_name::<K>())
                 ))
             })?;
             registry.get(key)
@@ -278,5 +278,34 @@ impl std::fmt::Debug for Managers {
             Managers::Fixed(manager) => f.debug_tuple("Fixed").field(manager).finish(),
             Managers::PerKey(_) => f.write_str("PerKey"),
         }
+    }
+}
+
+/// A type's name without its module paths (`String`, not
+/// `alloc::string::String`; `Vec<User>`), for errors.
+fn short_type_name(name: &str) -> String {
+    let mut short = String::with_capacity(name.len());
+    let mut word = String::new();
+    for c in name.chars().chain(std::iter::once(' ')) {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+            continue;
+        }
+        short.push_str(word.rsplit("::").next().unwrap_or_default());
+        word.clear();
+        short.push(c);
+    }
+    short.pop(); // the space added
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn type_names_lose_their_paths() {
+        use super::short_type_name;
+        assert_eq!(short_type_name("alloc::string::String"), "String");
+        assert_eq!(short_type_name("alloc::vec::Vec<my::User>"), "Vec<User>");
+        assert_eq!(short_type_name("(u64, &str)"), "(u64, &str)");
     }
 }

@@ -12,11 +12,13 @@
 //! that no runtime is running on the calling thread (`cargo bench -p
 //! tokenwarden --bench hit_path` prints both).
 //!
-//! Calling it from inside a Tokio runtime (an `async fn`, a task, or
-//! `spawn_blocking`) returns an [`ErrorKind::Config`](crate::ErrorKind::Config)
-//! error instead of blocking: a thread of that runtime may be the one that
-//! drives a connection the refresh needs, and waiting on it would never end.
-//! Use the async manager there ([`as_async`](TokenManager::as_async)).
+//! Calling it from inside a Tokio runtime (an `async fn`, a task, `block_on`,
+//! and `spawn_blocking` too, even with a token cached) returns an
+//! [`ErrorKind::Config`](crate::ErrorKind::Config) error instead of blocking: a
+//! thread of that runtime may be the one that drives a connection the refresh
+//! needs, and waiting on it would never end. Use the async manager there
+//! ([`as_async`](TokenManager::as_async)), or call from a thread of your own
+//! (`std::thread::spawn`).
 //!
 //! ```
 //! use tokenwarden::{blocking, source::StaticSource, Token};
@@ -55,14 +57,23 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     })
 }
 
+/// What a blocking call inside a runtime is told.
+const IN_A_RUNTIME: &str = "tokenwarden's blocking API was called from inside a Tokio runtime \
+     (an async task, `block_on` or `spawn_blocking`), where waiting could stall the runtime \
+     that drives the refresh: there, use the async manager (`manager.as_async()`, and the \
+     async clients), or call from a thread of your own (`std::thread::spawn`)";
+
+/// An error unless the calling thread is outside every Tokio runtime; public to
+/// the integrations as [`check_outside_runtime`].
+#[doc(hidden)]
+pub fn check_outside_runtime() -> Result<()> {
+    outside_runtime()
+}
+
 /// An error unless the calling thread is outside every Tokio runtime.
 fn outside_runtime() -> Result<()> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::config(
-            "tokenwarden::blocking::TokenManager was called from inside a Tokio runtime, where \
-             waiting could stall the runtime that drives the refresh: use the async \
-             tokenwarden::TokenManager there (`manager.as_async().token().await`)",
-        ));
+        return Err(Error::config(IN_A_RUNTIME));
     }
     Ok(())
 }

@@ -95,3 +95,24 @@ fn the_token_goes_to_allowed_origins_only() {
         "the API's request had one"
     );
 }
+
+/// Inside a runtime the blocking client is not built (reqwest would panic): a
+/// typed error that names the async client.
+#[tokio::test]
+async fn inside_a_runtime_it_is_a_typed_error_not_a_panic() {
+    let _h = crate::leaks::harness();
+    let servers = start().await;
+    let manager =
+        std::thread::scope(|s| s.spawn(|| blocking_manager(&servers.api)).join().unwrap());
+    let error = AuthClient::builder()
+        .base_url(&servers.base)
+        .token_manager(manager)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), tokenwarden::ErrorKind::Config, "{error}");
+    assert!(
+        error.to_string().contains("inside a Tokio runtime"),
+        "{error}"
+    );
+    assert_eq!(servers.api.logins.load(SeqCst), 0);
+}

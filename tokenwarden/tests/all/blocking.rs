@@ -117,6 +117,7 @@ async fn inside_a_runtime_it_is_a_typed_error_not_a_deadlock() {
         "{error}"
     );
     assert!(error.to_string().contains("as_async"), "{error}");
+    assert!(error.to_string().contains("std::thread::spawn"), "{error}");
     let in_blocking = tokio::task::spawn_blocking({
         let manager = manager.clone();
         move || manager.header().map(drop)
