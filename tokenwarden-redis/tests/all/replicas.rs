@@ -115,25 +115,7 @@ async fn a_manager_saves_again_until_the_replica_has_its_token() {
     let Some(pair) = Replicated::start() else {
         return;
     };
-    let clock = tokenwarden::ManualClock::default();
-    let store = RedisStore::builder(pair.primary.url())
-        .clock(clock.clone())
-        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
-        .build()
-        .await
-        .unwrap();
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let source = tokenwarden::source::from_fn("api", {
-        let issued = issued.clone();
-        move || {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move {
-                Ok(Token::new(format!("at{n}-TOPSECRET"))
-                    .with_refresh_token(format!("rt{n}-TOPSECRET"))
-                    .with_expires_in(Duration::from_secs(3600)))
-            }
-        }
-    });
+    let (clock, store, source) = rotating(&pair, Duration::from_secs(3600)).await;
     let manager = tokenwarden::TokenManager::builder(source)
         .clock(clock.clone())
         .store(store.clone())
@@ -370,25 +352,7 @@ async fn a_refresh_due_while_unsaved_goes_on_under_the_kept_lease() {
     let Some(pair) = Replicated::start() else {
         return;
     };
-    let clock = tokenwarden::ManualClock::default();
-    let store = RedisStore::builder(pair.primary.url())
-        .clock(clock.clone())
-        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
-        .build()
-        .await
-        .unwrap();
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let source = tokenwarden::source::from_fn("api", {
-        let issued = issued.clone();
-        move || {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move {
-                Ok(Token::new(format!("at{n}-TOPSECRET"))
-                    .with_refresh_token(format!("rt{n}-TOPSECRET"))
-                    .with_expires_in(Duration::from_secs(600)))
-            }
-        }
-    });
+    let (clock, store, source) = rotating(&pair, Duration::from_secs(600)).await;
     // The background retries of the save wait past the test (they would take
     // the kept lease in turn).
     let manager = tokenwarden::TokenManager::builder(source)
@@ -418,4 +382,33 @@ async fn a_refresh_due_while_unsaved_goes_on_under_the_kept_lease() {
     );
     assert!(manager.info().await.unsaved, "its replica is still away");
     pair.replica.signal("-CONT");
+}
+
+/// A manual clock, a store on `pair`'s primary that waits for its replica, and
+/// a source whose tokens (`at<n>`, `rt<n>`) live `lifetime`.
+async fn rotating(
+    pair: &Replicated,
+    lifetime: Duration,
+) -> (
+    tokenwarden::ManualClock,
+    RedisStore,
+    tokenwarden::source::FnSource,
+) {
+    let clock = tokenwarden::ManualClock::default();
+    let store = RedisStore::builder(pair.primary.url())
+        .clock(clock.clone())
+        .replica_timeout(crate::replicated::REPLICA_TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let source = tokenwarden::source::from_fn("api", move || {
+        let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            Ok(Token::new(format!("at{n}-TOPSECRET"))
+                .with_refresh_token(format!("rt{n}-TOPSECRET"))
+                .with_expires_in(lifetime))
+        }
+    });
+    (clock, store, source)
 }
