@@ -63,15 +63,10 @@ const IN_A_RUNTIME: &str = "tokenwarden's blocking API was called from inside a 
      that drives the refresh: there, use the async manager (`manager.as_async()`, and the \
      async clients), or call from a thread of your own (`std::thread::spawn`)";
 
-/// An error unless the calling thread is outside every Tokio runtime; public to
-/// the integrations as [`check_outside_runtime`].
+/// An error unless the calling thread is outside every Tokio runtime (the
+/// check every blocking call makes first; the integrations make it too).
 #[doc(hidden)]
 pub fn check_outside_runtime() -> Result<()> {
-    outside_runtime()
-}
-
-/// An error unless the calling thread is outside every Tokio runtime.
-fn outside_runtime() -> Result<()> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::config(IN_A_RUNTIME));
     }
@@ -82,7 +77,7 @@ fn outside_runtime() -> Result<()> {
 /// context (what it spawns, and its timers, go there); an error inside any
 /// other runtime.
 fn wait<F: Future>(future: F) -> Result<F::Output> {
-    outside_runtime()?;
+    check_outside_runtime()?;
     Ok(runtime()?.block_on(future))
 }
 
@@ -119,7 +114,7 @@ impl TokenManager {
     pub fn token(&self) -> Result<TokenRef> {
         // The hit path first: no runtime needed (a background refresh it starts
         // goes to the shared runtime, the manager was built with its handle).
-        outside_runtime()?;
+        check_outside_runtime()?;
         match self.inner.token_now() {
             Some(token) => Ok(token),
             None => wait(self.inner.token())?,
@@ -129,7 +124,7 @@ impl TokenManager {
     /// The `Authorization` header value for a valid token. See
     /// [`crate::TokenManager::header`].
     pub fn header(&self) -> Result<HeaderRef> {
-        outside_runtime()?;
+        check_outside_runtime()?;
         match self.inner.header_now() {
             Some(header) => Ok(header),
             None => wait(self.inner.header())?,
