@@ -346,6 +346,34 @@ pub fn www_authenticate(value: &str) {
     }
 }
 
+/// `Cookie` header values (one per line) a caller set before the token's cookie
+/// `session` is put in (a replay's headers hold the rejected one): afterwards no
+/// `session` cookie is left, and every other cookie is, in its order.
+pub fn cookie_placement(data: &[u8]) {
+    use http::header::{HeaderMap, HeaderValue, COOKIE};
+    let pairs = |headers: &HeaderMap| -> Vec<Vec<u8>> {
+        let values = headers.get_all(COOKIE).iter();
+        let split = values.flat_map(|v| v.as_bytes().split(|&b| b == b';').map(<[u8]>::to_vec));
+        split
+            .map(|p| p.trim_ascii().to_vec())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let named = |pair: &[u8]| {
+        pair.strip_prefix(b"session".as_slice())
+            .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+    };
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append(COOKIE, value);
+        }
+    }
+    let others: Vec<_> = pairs(&headers).into_iter().filter(|p| !named(p)).collect();
+    crate::http::remove_cookie(&mut headers, "session");
+    assert_eq!(pairs(&headers), others, "only the token's cookie goes");
+}
+
 /// A private key file: which algorithm it is for, and a signer from it. Never a
 /// panic, and never a line of the file in an error.
 #[cfg(feature = "oauth2")]

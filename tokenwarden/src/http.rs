@@ -125,7 +125,7 @@ impl TokenPlacement {
 /// Removes every cookie named `name` from the `Cookie` headers of `headers`
 /// (RFC 6265 §5.4: `name=value` pairs joined by `; `), keeping the others and
 /// their order; a header left empty goes.
-fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     let named = |pair: &[u8]| {
         let pair = pair.trim_ascii();
         pair.strip_prefix(name.as_bytes())

@@ -5,8 +5,10 @@ use crate::{Clock, Result, SystemClock, TokenManager, TokenRef};
 use dashmap::DashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+mod making;
 
 /// How long a registry keeps a manager nobody has asked for: 30 min.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -78,7 +80,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
     /// The factory runs once per key (again after it failed), outside the map's
     /// locks: it may use the registry for other keys (a token exchanged from
     /// another key's token). Concurrent first callers of a key wait for its one
-    /// run; keep it quick (build a manager; do not fetch a token in it).
+    /// run; keep it quick (build a manager; do not fetch a token in it). A factory
+    /// that asks for the key it is making, directly or through other keys (`a`
+    /// needs `b`, `b` needs `a`), gets an [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// error instead of waiting on itself.
     pub fn builder(
         factory: impl Fn(&K) -> Result<TokenManager> + Send + Sync + 'static,
     ) -> TokenRegistryBuilder<K> {
@@ -112,7 +117,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
                     })
                 })
                 .clone();
-            let _making = entry.making.lock().unwrap_or_else(PoisonError::into_inner);
+            // Refused where waiting would close a cycle of factories (a key
+            // that, through the factories, needs itself): it would never end.
+            let _making = making::enter(&entry.making)?;
             if let Some(manager) = entry.manager.get() {
                 entry.touch(now);
                 return Ok(manager.clone());

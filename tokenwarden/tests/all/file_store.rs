@@ -111,6 +111,69 @@ async fn unreadable_files_are_typed_errors_and_moved_aside() {
     assert_clean("error", &format!("{error:?}"));
 }
 
+/// A store whose clock stands still: every file it moves aside gets the same
+/// second in its name.
+fn stopped_clock_store(dir: &std::path::Path) -> FileStore {
+    let stopped = tokenwarden::ManualClock::new(
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    FileStore::builder("tokenwarden-tests")
+        .dir(dir)
+        .key(FileKey::bytes([1; 32]))
+        .clock(stopped)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_aside_file_is_never_replaced_and_a_busy_lock_keeps_the_path() {
+    let _h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let key = TokenKey::new("api");
+    let file = dir.path().join(format!("{}.tok", key.as_str()));
+    let store = stopped_clock_store(dir.path());
+    // Three unreadable files in the same second: three names, three contents kept.
+    for n in 0..3 {
+        std::fs::write(&file, format!("garbage {n}")).unwrap();
+        assert!(store.load(&key).await.is_err());
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["garbage 0", "garbage 1", "garbage 2"]);
+
+    // While another holder has the key's lease (a refresh, here or in another
+    // process), the unreadable file is copied aside but the path is left to it.
+    std::fs::write(&file, "garbage 3").unwrap();
+    let lease = store.lease(&key, Duration::from_secs(5)).await.unwrap();
+    let error = store.load(&key).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no other process holds its lock"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "garbage 3",
+        "left in place"
+    );
+    // The holder saves a good token over it: that one is read, nothing moved.
+    store.save_leased(&key, &token(), &lease).await.unwrap();
+    lease.release().await.unwrap();
+    assert!(
+        store.load(&key).await.unwrap().is_some(),
+        "the holder's token"
+    );
+    // The copy made under the busy lock is all that is left of "garbage 3".
+    assert_eq!(files_moved_aside(dir.path()), 4);
+    assert!(file.exists());
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn links_are_not_followed_and_directories_in_the_way_are_errors() {

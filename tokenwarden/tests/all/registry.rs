@@ -189,3 +189,58 @@ async fn a_factory_may_use_the_registry_and_runs_once_per_key() {
     assert_eq!(made.load(SeqCst), 2, "one manager per key, made once");
     assert_eq!(registry.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_that_needs_its_own_key_gets_an_error_not_a_deadlock() {
+    let _h = harness();
+    let this: Arc<std::sync::OnceLock<Arc<TokenRegistry<String>>>> = Arc::default();
+    // "a" needs "b", "b" needs "a", "self" needs itself; "base" and "on-base" are fine.
+    let registry = Arc::new(
+        TokenRegistry::builder({
+            let this = this.clone();
+            move |key: &String| {
+                let needs = match key.as_str() {
+                    "a" => Some("b"),
+                    "b" => Some("a"),
+                    "self" => Some("self"),
+                    "on-base" => Some("base"),
+                    _ => None,
+                };
+                if let Some(other) = needs {
+                    this.get().expect("set").get(&other.to_owned())?;
+                }
+                TokenManager::builder(from_fn(key.clone(), || async {
+                    Ok(Token::new(MARKER).with_expires_in(HOUR))
+                }))
+                .build()
+            }
+        })
+        .build(),
+    );
+    this.set(registry.clone()).ok();
+    // On threads of their own: a lookup waiting on itself fails the test, not hangs it.
+    let (sender, outcomes) = std::sync::mpsc::channel();
+    let keys = ["self", "a", "b", "on-base"];
+    for (at, key) in keys.into_iter().enumerate() {
+        let (registry, sender) = (registry.clone(), sender.clone());
+        std::thread::spawn(move || sender.send((at, registry.get(&key.to_owned()))));
+    }
+    let mut outcomes: Vec<_> = (0..keys.len())
+        .map(|_| {
+            outcomes
+                .recv_timeout(Duration::from_secs(10))
+                .expect("no deadlock")
+        })
+        .collect();
+    outcomes.sort_by_key(|(at, _)| *at);
+    let outcomes: Vec<_> = outcomes.into_iter().map(|(_, outcome)| outcome).collect();
+    for (key, outcome) in ["self", "a", "b"].iter().zip(&outcomes) {
+        let error = outcome.as_ref().expect_err(key);
+        assert_eq!(error.kind(), ErrorKind::Config, "{key}: {error}");
+        assert!(error.to_string().contains("cycle"), "{key}: {error}");
+    }
+    assert!(outcomes[3].is_ok(), "a key made from another still works");
+    // Nothing of the cycles stays: the next caller asks the factory again.
+    assert_eq!(registry.len(), 2, "base and on-base only");
+    assert!(registry.get(&"self".to_owned()).is_err());
+}
