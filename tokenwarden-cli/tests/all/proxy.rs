@@ -27,6 +27,8 @@ pub(crate) struct Seen {
     length: usize,
     /// The proxy's connection it came on.
     peer: SocketAddr,
+    /// The names of the headers it carried, lower case.
+    pub(crate) names: Vec<String>,
 }
 
 #[derive(Default)]
@@ -106,6 +108,11 @@ async fn api(
         body: body.clone(),
         length,
         peer,
+        names: parts
+            .headers
+            .keys()
+            .map(|n| n.as_str().to_owned())
+            .collect(),
     };
     api.seen.lock().unwrap().push(seen);
     if let Some(n) = path.strip_prefix("/download/") {

@@ -174,6 +174,43 @@ async fn ambiguous_request_framing_is_never_forwarded_ambiguously() {
     assert!(api.seen("/second").is_empty(), "no smuggled second request");
 }
 
+/// Hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy: `Connection`, the
+/// headers it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer` (`Upgrade` too: a unit test in
+/// `forward.rs`); the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let Some(oidc) = oidc::server() else { return };
+    let (api, _, home) = api_home(oidc, "memory").await;
+    let proxy = Proxy::start(&home, "api");
+    let address = &proxy.url["http://".len()..];
+    let shape = "Connection: close, X-Hop-Named\r\nX-Hop-Named: 1\r\n\
+                 Keep-Alive: timeout=5\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\
+                 Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Sum\r\n\
+                 X-End-To-End: kept\r\nContent-Length: 5\r\n\r\nhello";
+    let (answer, _) = send_raw(address, shape).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = api.seen("/smuggle");
+    assert_eq!(seen.len(), 1);
+    let names = &seen[0].names;
+    for hop in [
+        "connection",
+        "x-hop-named",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == hop),
+            "{hop} forwarded: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n == "x-end-to-end"), "{names:?}");
+    assert!(seen[0].authorization.starts_with("Bearer "));
+    assert_eq!(seen[0].body, "hello");
+}
+
 /// `--unix-socket`: a socket only this user can connect to (0600), which no
 /// web page reaches; any `Host` passes, other sites' pages still do not.
 #[cfg(unix)]
