@@ -10,5 +10,6 @@ mod resource_server;
 
 mod blocking;
 mod origins;
+mod placements;
 mod replay;
 mod services;

@@ -1,7 +1,9 @@
 //! A local API on 127.0.0.1 (axum): `/data` and `/echo` need a current bearer
 //! token; `/redirect` sends the caller to a second origin, which records what
 //! arrives, and `/redirect-to-reject` to one that answers 401 to everybody;
-//! `/round-trip` goes there and back (`/back` redirects to `/data`). Tokens come from a counting login that registers each new token.
+//! `/round-trip` goes there and back (`/back` redirects to `/data`). `/api-key`
+//! and `/cookie` are `/data` with the token in `X-Api-Key` or in the `session`
+//! cookie. Tokens come from a counting login that registers each new token.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -22,6 +24,10 @@ pub struct Api {
     valid: Mutex<HashSet<String>>,
     pub requests: Mutex<HashMap<String, usize>>,
     pub unauthorized: AtomicUsize,
+    /// Every request to a guarded route (`/data`, `/echo`, `/api-key`,
+    /// `/cookie`), in order: all its headers, as `(name, value)` in the order
+    /// they arrived.
+    pub seen: Mutex<Vec<Vec<(String, String)>>>,
     /// What the second origin received: the Authorization header of each request.
     pub captured: Mutex<Vec<Option<String>>>,
     pub logins: AtomicUsize,
@@ -51,8 +57,34 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     value.strip_prefix("Bearer ").map(str::to_owned)
 }
 
-async fn guarded(api: &Api, headers: &HeaderMap, body: String) -> Response {
-    let token = bearer(headers);
+/// The bare token in `X-Api-Key` (its first value).
+fn api_key(headers: &HeaderMap) -> Option<String> {
+    Some(headers.get("x-api-key")?.to_str().ok()?.to_owned())
+}
+
+/// The value of the first `session` cookie of the `Cookie` headers.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix("session="))
+        .map(str::to_owned)
+}
+
+/// Records the request, and answers with `body` if `token` (where the route
+/// looks for it) is valid, else 401.
+async fn guarded(api: &Api, headers: &HeaderMap, token: Option<String>, body: String) -> Response {
+    api.seen.lock().unwrap().push(
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect(),
+    );
     if let Some(token) = &token {
         *api.requests
             .lock()
@@ -124,7 +156,23 @@ pub async fn start() -> Servers {
                 "/data",
                 get(
                     |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
-                        guarded(&api, &headers, "data".into()).await
+                        guarded(&api, &headers, bearer(&headers), "data".into()).await
+                    },
+                ),
+            )
+            .route(
+                "/api-key",
+                get(
+                    |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
+                        guarded(&api, &headers, api_key(&headers), "data".into()).await
+                    },
+                ),
+            )
+            .route(
+                "/cookie",
+                get(
+                    |State(api): State<Arc<Api>>, headers: HeaderMap| async move {
+                        guarded(&api, &headers, session_cookie(&headers), "data".into()).await
                     },
                 ),
             )
@@ -132,7 +180,7 @@ pub async fn start() -> Servers {
                 "/echo",
                 post(
                     |State(api): State<Arc<Api>>, headers: HeaderMap, body: String| async move {
-                        guarded(&api, &headers, body).await
+                        guarded(&api, &headers, bearer(&headers), body).await
                     },
                 ),
             )
