@@ -157,7 +157,14 @@ impl Profile {
                 )))
             }
         };
-        JwtSigner::from_pem(&pem, algorithm).map_err(in_profile)
+        let asked = self.private_key_alg.as_deref().unwrap_or_default();
+        JwtSigner::from_pem(&pem, algorithm).map_err(|error| {
+            let error = in_profile(error).to_string();
+            Error::config(format!(
+                "{} (the profile sets private_key_alg = \"{asked}\": change it, or remove it)",
+                error.trim_start_matches("invalid configuration: ")
+            ))
+        })
     }
 
     /// Why no revocation endpoint is known, where none is: the server's

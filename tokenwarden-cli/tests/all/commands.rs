@@ -524,7 +524,9 @@ fn private_key_jwt_takes_the_algorithm_from_the_key() {
     mismatch.expect_code(2);
     let said = mismatch.stderr();
     assert!(
-        said.contains("an EC P-256 key, for ES256, not RS256") && said.contains("use ES256"),
+        said.contains("an EC P-256 key, for ES256, not RS256")
+            && said.contains("use ES256")
+            && said.contains("private_key_alg = \"RS256\": change it, or remove it"),
         "{said}"
     );
 }
