@@ -197,17 +197,27 @@ impl RedisStoreBuilder {
     /// the platform's roots. The server's certificate must be valid for the URL's
     /// host name either way.
     ///
+    /// The platform's roots are the system's certificate store, or the PEM file
+    /// or directory that `SSL_CERT_FILE` or `SSL_CERT_DIR` names, where set (read
+    /// by the redis crate with rustls-native-certs on each connection). They are
+    /// read even with `tls_ca`: a `SSL_CERT_FILE` that cannot be read fails every
+    /// `rediss://` connection.
+    ///
+    /// An ACL user and password go in the URL, `rediss://user:password@host`
+    /// (percent-encoded where they hold a character reserved in URLs, such as
+    /// `@`, `:`, `/` or `%`); they never show in an error or a `Debug` string.
+    /// Here the password comes from the environment:
+    ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let store = tokenwarden_redis::RedisStore::builder("rediss://tw:${REDIS_PASSWORD}@redis.internal:6380/0")
+    /// let password = std::env::var("REDIS_PASSWORD")?;
+    /// let url = format!("rediss://tw:{password}@redis.internal:6380/0");
+    /// let store = tokenwarden_redis::RedisStore::builder(url)
     ///     .tls_ca(std::fs::read("/etc/redis/ca.pem")?)
     ///     .build()
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    ///
-    /// (An ACL user and password go in the URL, `rediss://user:password@host`;
-    /// they never show in an error or a `Debug` string.)
     pub fn tls_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca = Some(ca_pem.into());
         self

@@ -720,7 +720,11 @@ impl OAuth2ClientBuilder {
                 .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
+                .map_err(|e| {
+                    // reqwest says "builder error"; its causes say what (a
+                    // certificate file that cannot be read, say).
+                    Error::config(format!("could not build the HTTP client: {}", error_chain(&e)))
+                })?,
         };
         Ok(OAuth2Client {
             inner: Arc::new(Inner {
