@@ -723,7 +723,10 @@ impl OAuth2ClientBuilder {
                 .map_err(|e| {
                     // reqwest says "builder error"; its causes say what (a
                     // certificate file that cannot be read, say).
-                    Error::config(format!("could not build the HTTP client: {}", error_chain(&e)))
+                    Error::config(format!(
+                        "could not build the HTTP client: {}",
+                        error_chain(&e)
+                    ))
                 })?,
         };
         Ok(OAuth2Client {
