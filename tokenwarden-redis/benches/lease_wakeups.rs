@@ -176,6 +176,7 @@ async fn fleet(instances: usize, rounds: usize, sealed: bool) -> Result<Vec<Stri
     // When the last token request started.
     let started = Arc::new(std::sync::Mutex::new(Instant::now()));
     let mut managers = Vec::with_capacity(instances);
+    let mut stores = Vec::with_capacity(instances);
     for _ in 0..instances {
         let builder = RedisStore::builder(URL)
             .prefix(&prefix)
@@ -185,6 +186,7 @@ async fn fleet(instances: usize, rounds: usize, sealed: bool) -> Result<Vec<Stri
             false => builder,
         };
         let store = builder.build().await.map_err(|e| e.to_string())?;
+        stores.push(store.clone());
         let requests = requests.clone();
         let started = started.clone();
         let source = from_fn("bench", move || {
@@ -271,6 +273,7 @@ async fn fleet(instances: usize, rounds: usize, sealed: bool) -> Result<Vec<Stri
         }
     }
     let requests_made = requests.load(SeqCst) - requests_before;
+    let reads = floor(&stores, &key, rounds).await?;
     set_config(&mut redis, "slowlog-log-slower-than", &slower_than).await;
     set_config(&mut redis, "slowlog-max-len", &max_len).await;
     let _: () = redis::cmd("DEL")
@@ -322,6 +325,44 @@ async fn fleet(instances: usize, rounds: usize, sealed: bool) -> Result<Vec<Stri
             ms(percentile(&after_request, 99.0)),
             ms(*after_request.last().expect("waits"))
         ),
+        format!(
+            "  floor: every instance reading the token once, all at once (no lease, no wait): p50 {}, p99 {}, max {}",
+            ms(percentile(&reads, 50.0)),
+            ms(percentile(&reads, 99.0)),
+            ms(*reads.last().expect("reads"))
+        ),
         format!("  token requests: {requests_made} in {} expiries", rounds + 1),
     ])
+}
+
+/// What this machine takes for every instance to get the stored token with one
+/// read of its own, all at the same moment: the least any protocol can cost where
+/// each instance must learn a new token from the store (each read's time from
+/// that moment), over `rounds` rounds.
+async fn floor(
+    stores: &[RedisStore],
+    key: &TokenKey,
+    rounds: usize,
+) -> Result<Vec<Duration>, String> {
+    use tokenwarden::TokenStore as _;
+    let mut reads = Vec::with_capacity(stores.len() * rounds);
+    for _ in 0..rounds {
+        let moment = Instant::now();
+        let tasks: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move { store.load(&key).await.map(|_| moment.elapsed()) })
+            })
+            .collect();
+        for task in tasks {
+            reads.push(
+                task.await
+                    .expect("the task ends")
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    reads.sort();
+    Ok(reads)
 }
