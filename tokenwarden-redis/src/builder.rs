@@ -343,6 +343,7 @@ impl RedisStoreBuilder {
                 id: format!("{:016x}", fastrand::u64(..)),
                 wake_ups,
                 leased_reads: LeasedReads::default(),
+                last_seen: crate::last_seen::LastSeen::default(),
                 unreadable: std::sync::Mutex::default(),
                 replicas,
                 replica_timeout: self.replica_timeout,

@@ -33,26 +33,30 @@ const POLL: Duration = Duration::from_millis(25);
 /// Already held by this owner (the same take sent again: a cluster client
 /// resends a pipeline after an I/O error), it answers as the first take did.
 ///
-/// Else, for a waiter that watches the stored token (ARGV[5] is `sha:` and the
-/// SHA-1 of the token it saw, or nothing) and finds it changed, returns `{-1,
-/// stored token}` (`{-1}`: none) and takes the waiter out of the queue.
+/// Else, for a caller that watches the stored token (ARGV[5] is `sha:` and the
+/// SHA-1 of the token it last saw, or nothing) and finds it changed, returns
+/// `{-1, stored token}` (`{-1}`: none), without taking the lease even if it is
+/// free, and takes the caller out of the queue: a due refresh takes the lease
+/// without reading first, and one whose token another instance already refreshed
+/// gets that token from this one command.
 ///
-/// Else returns `{0, PTTL of the lease, SHA-1 of the stored token}`, and queues
+/// Else, if the lease is held, returns `{0, PTTL of the lease, SHA-1 of the stored token}`, and queues
 /// the waiter's address (ARGV[4], when it has one) in KEYS[4], where it keeps its
 /// place until it takes the lease (or a save wakes every waiter: see `SAVE`).
 const TAKE: &str = r"
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('get', KEYS[1]) == ARGV[1] then
-    return {tonumber(redis.call('get', KEYS[2])), redis.call('get', KEYS[3])}
-  end
-  local stored = redis.call('get', KEYS[3])
-  local digest = ''
-  if stored then digest = redis.sha1hex(stored) end
-  if ARGV[5] ~= '' and ARGV[5] ~= 'sha:' .. digest then
-    if ARGV[4] ~= '' then redis.call('zrem', KEYS[4], ARGV[4]) end
-    if stored then return {-1, stored} end
-    return {-1}
-  end
+local stored = redis.call('get', KEYS[3])
+local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then
+  return {tonumber(redis.call('get', KEYS[2])), stored}
+end
+local digest = ''
+if stored then digest = redis.sha1hex(stored) end
+if ARGV[5] ~= '' and ARGV[5] ~= 'sha:' .. digest then
+  if ARGV[4] ~= '' then redis.call('zrem', KEYS[4], ARGV[4]) end
+  if stored then return {-1, stored} end
+  return {-1}
+end
+if held then
   if ARGV[4] ~= '' then
     local now = redis.call('time')
     redis.call('zadd', KEYS[4], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[4])
@@ -60,6 +64,7 @@ if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   return {0, redis.call('pttl', KEYS[1]), digest}
 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[4] ~= '' then
   redis.call('zrem', KEYS[4], ARGV[4])
 end
@@ -74,7 +79,7 @@ if left >= 0 and left < tonumber(ARGV[3]) or left == -1 then
   redis.call('pexpire', KEYS[2], ARGV[3])
 end
 redis.call('set', KEYS[5], ARGV[1], 'PX', math.max(redis.call('pttl', KEYS[2]), 1))
-return {fence, redis.call('get', KEYS[3])}
+return {fence, stored}
 ";
 
 /// Releases the lease (KEYS[1]) if ARGV[1] still holds it, and wakes the waiter
@@ -211,8 +216,12 @@ impl RedisLease {
         // Registered before the first attempt when that costs no command.
         let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
         let mut polling = false;
-        // What the first attempt saw stored, once it was made (`sha:<digest>`).
-        let mut seen = String::new();
+        // What the caller last saw stored (`sha:<digest>`): what this store last
+        // read or wrote, else what the first attempt found.
+        let mut seen = match watch {
+            true => store.inner.last_seen.get(&token_key).unwrap_or_default(),
+            false => String::new(),
+        };
         loop {
             let asked_at = clock.monotonic();
             let address = waiter.as_ref().map(Waiter::address).unwrap_or_default();

@@ -29,10 +29,13 @@
 //!   and keys. As pub/sub may lose a message (a reconnect), a waiter also tries
 //!   again when the holder's lease would have expired (read with the failed
 //!   attempt: a holder that died sends nothing), after 1 s without a message, and
-//!   at once when the pub/sub connection drops. Per expiry, the holder sends 4
-//!   commands (a read, the take, the save, the release) and every other instance
-//!   2 with sealed tokens (a read, the failed take), 3 in clear (and the take
-//!   that finds the new token), however many share the token.
+//!   at once when the pub/sub connection drops. A due refresh takes the lease
+//!   without reading first ([`leases_see_changes`](tokenwarden::TokenStore::leases_see_changes)):
+//!   the take returns the stored token to its winner, and answers an instance
+//!   whose token another already refreshed with the new token, taking no lease.
+//!   Per expiry, the holder sends 3 commands (the take, the save, the release)
+//!   and every other instance 1 with sealed tokens (the take), 2 in clear (and
+//!   the take that finds the new token), however many share the token.
 //!   A store without pub/sub (made [`with_connection`](RedisStore::with_connection)
 //!   and no [`pubsub`](RedisStoreBuilder::pubsub) client, or whose pub/sub
 //!   connection cannot be made) polls every 25 ms instead.
@@ -87,6 +90,7 @@
 mod builder;
 mod cluster;
 mod connection;
+mod last_seen;
 mod lease;
 mod leased_read;
 mod replicas;

@@ -85,7 +85,12 @@ impl RedisStore {
     /// Where the server does not have the script of its first command yet
     /// (`NOSCRIPT`: the write did not run), it is sent again with the script's
     /// `source` (`EVAL`): loading it first (`SCRIPT LOAD`) would go to every
-    /// node of a cluster, and fail while any is down.
+    /// node of a cluster, and fail while any is down. Where the connection was
+    /// found dropped (a restarted or failed-over primary: the first command after
+    /// it fails, and the connection is made again), it is sent once more: every
+    /// write sent here is one that may run twice (a take by the same owner
+    /// answers as the first did; a fenced save or delete, or a plain save, writes
+    /// the same again), with its `WAIT` in the same pipeline.
     async fn send<R: FromRedisValue>(
         &self,
         action: &str,
@@ -94,19 +99,26 @@ impl RedisStore {
         deadline: std::time::Duration,
     ) -> Result<R> {
         let mut connection = self.inner.writes.clone();
-        let sent = tokio::time::timeout(deadline, pipeline.query_async::<R>(&mut connection));
-        let again = match (sent.await, source) {
-            (Ok(Ok(answer)), _) => return Ok(answer),
-            (Ok(Err(e)), Some(source)) if e.kind() == NO_SCRIPT => with_source(pipeline, source),
-            (Ok(Err(e)), _) => return Err(self.error(action, e)),
-            // No answer at all (a hung primary, often one about to fail over).
-            (Err(_), _) => return Err(self.error(action, format!("no answer within {deadline:?}"))),
-        };
-        let sent = tokio::time::timeout(deadline, again.query_async::<R>(&mut connection));
-        match sent.await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(self.error(action, e)),
-            Err(_) => Err(self.error(action, format!("no answer within {deadline:?}"))),
+        let mut pipeline = std::borrow::Cow::Borrowed(pipeline);
+        let (mut loaded, mut reconnected) = (false, false);
+        loop {
+            let sent = tokio::time::timeout(deadline, pipeline.query_async::<R>(&mut connection));
+            match (sent.await, source) {
+                (Ok(Ok(answer)), _) => return Ok(answer),
+                (Ok(Err(e)), Some(source)) if e.kind() == NO_SCRIPT && !loaded => {
+                    loaded = true;
+                    pipeline = std::borrow::Cow::Owned(with_source(&pipeline, source));
+                }
+                (Ok(Err(e)), _) if e.is_connection_dropped() && !reconnected => {
+                    reconnected = true;
+                    tracing::debug!(store = %self.inner.name, error = %e, "{action}: the connection was dropped; sending again");
+                }
+                (Ok(Err(e)), _) => return Err(self.error(action, e)),
+                // No answer at all (a hung primary, often one about to fail over).
+                (Err(_), _) => {
+                    return Err(self.error(action, format!("no answer within {deadline:?}")))
+                }
+            }
         }
     }
 

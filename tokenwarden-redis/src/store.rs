@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) wake_ups: WakeUps,
     pub(crate) leased_reads: LeasedReads,
+    /// What this store last read or wrote under each key (a hint for the take).
+    pub(crate) last_seen: crate::last_seen::LastSeen,
     /// The entries this instance last found holding a value it cannot read
     /// (sealed with another key, or not sealed when this one seals): it does
     /// not write over them.
@@ -192,6 +194,7 @@ impl RedisStore {
             }
             None => self.forget_unreadable(name),
         }
+        self.inner.last_seen.note(name, stored.as_deref());
         self.inner.leased_reads.remember(name, owner, until, stored);
     }
 
@@ -365,6 +368,7 @@ impl RedisStore {
         };
         let name = self.redis_key(key, "");
         self.inner.leased_reads.forget(&name);
+        self.inner.last_seen.forget(&name);
         let keys = [":fence", ":waiters", ":holder"].map(|suffix| self.redis_key(key, suffix));
         let mut write = evalsha(script, &[&name, &keys[0], &keys[1], &keys[2]]);
         let Some(owner) = lease.holder() else {
@@ -383,6 +387,9 @@ impl RedisStore {
             .write_and_wait(action, &name, (write, Some(source)), wait)
             .await?;
         if written == 1 {
+            // A delete writes nothing: `value` is empty.
+            let written = Some(value).filter(|v| !v.is_empty());
+            self.inner.last_seen.note(&name, written);
             return Ok(short);
         }
         Err(Error::lease_lost(
@@ -425,6 +432,7 @@ impl TokenStore for RedisStore {
         if value.is_none() {
             self.forget_unreadable(&name);
         }
+        self.inner.last_seen.note(&name, value.as_deref());
         value.map(|bytes| self.decode(&name, &bytes)).transpose()
     }
 
@@ -434,22 +442,25 @@ impl TokenStore for RedisStore {
         self.keep_unreadable(&name).await?;
         let value = self.encode(&name, token)?;
         let mut write = redis::cmd("PSETEX");
-        write.arg(&name).arg(self.ttl_ms(token)).arg(value);
+        write.arg(&name).arg(self.ttl_ms(token)).arg(&value);
         let wait = token.refresh_token.is_some();
+        self.inner.last_seen.forget(&name);
         let ((), short) = self
             .write_and_wait("save the token", &name, (write, None), wait)
             .await?;
+        self.inner.last_seen.note(&name, Some(&value));
         self.unreplicated(&name, short)
     }
 
     async fn delete(&self, key: &TokenKey) -> Result<()> {
         let mut connection = self.inner.connection.clone();
-        self.inner.leased_reads.forget(&self.redis_key(key, ""));
-        self.command(
-            "delete the token",
-            connection.del::<_, ()>(self.redis_key(key, "")),
-        )
-        .await
+        let name = self.redis_key(key, "");
+        self.inner.leased_reads.forget(&name);
+        self.inner.last_seen.forget(&name);
+        self.command("delete the token", connection.del::<_, ()>(&name))
+            .await?;
+        self.inner.last_seen.note(&name, None);
+        Ok(())
     }
 
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
@@ -466,10 +477,21 @@ impl TokenStore for RedisStore {
             Taken::Lease(lease) => Ok(LeaseWait::Held(Lease::new(lease))),
             Taken::Changed(stored) => {
                 let name = self.redis_key(key, "");
-                let token = stored.map(|bytes| self.decode(&name, &bytes)).transpose()?;
-                Ok(LeaseWait::Changed(token))
+                self.inner.last_seen.note(&name, stored.as_deref());
+                match stored.map(|bytes| self.decode(&name, &bytes)).transpose() {
+                    Ok(token) => Ok(LeaseWait::Changed(token)),
+                    // What cannot be read is for the lease's holder to handle,
+                    // as if no change had been seen.
+                    Err(_) => self.lease(key, ttl).await.map(LeaseWait::Held),
+                }
             }
         }
+    }
+
+    /// `true`: a take answers with the stored token, without the lease, when it is
+    /// not the one this store last read or wrote (see `last_seen`).
+    fn leases_see_changes(&self) -> bool {
+        true
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {

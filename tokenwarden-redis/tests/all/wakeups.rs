@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokenwarden::store::{LeaseWait, TokenCipher, TokenStore};
-use tokenwarden::{ManualClock, Token, TokenKey};
+use tokenwarden::{source::from_fn, ManualClock, Token, TokenKey, TokenManager};
 use tokenwarden_redis::RedisStore;
 
 /// Every command Redis runs, as `MONITOR` prints it, from when it was started.
@@ -42,6 +42,17 @@ impl Monitor {
     /// this call, all of them seen: `MONITOR` prints in the order of execution).
     async fn takes(&mut self, lease: &str) -> usize {
         self.count(&format!("\"5\" \"{lease}\"")).await
+    }
+
+    /// The commands clients sent so far (not those their scripts ran) whose line
+    /// holds `text`, as `MONITOR` printed them.
+    async fn sent(&mut self, text: &str) -> Vec<String> {
+        self.count(text).await; // every command run before this call is in
+        let lines = self.lines.lock().unwrap();
+        let sent = lines
+            .iter()
+            .filter(|l| l.contains(text) && !l.contains(" lua]"));
+        sent.cloned().collect()
     }
 
     /// The commands run so far whose line holds `text`; a script call refused
@@ -335,4 +346,64 @@ async fn a_store_on_a_connection_of_yours_is_woken_with_a_pubsub_client_and_poll
             assert_eq!(takes, 4, "it was woken");
         }
     }
+}
+
+/// A due refresh takes the lease without reading the store first (the take
+/// returns the stored token to its winner), and an instance whose token another
+/// already refreshed gets the new one from that one command, taking no lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_refresh_is_one_command_where_another_instance_refreshed() {
+    let _h = crate::leaks::harness();
+    let clock = ManualClock::default();
+    let Some(first) = store(&clock).await else {
+        return;
+    };
+    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let instance = |store: RedisStore| {
+        let requests = requests.clone();
+        let source = from_fn("fleet", move || {
+            let n = requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok(Token::new(format!("at-{n}")).with_expires_in(Duration::from_secs(60))) }
+        });
+        TokenManager::builder(source)
+            .store(store)
+            .key(TokenKey::new("fleet"))
+            .clock(clock.clone())
+            .background_refresh(false)
+            .build()
+            .unwrap()
+    };
+    let second = RedisStore::builder(URL.as_str())
+        .prefix(first.prefix())
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let prefix = first.prefix().to_owned();
+    let (a, b) = (instance(first), instance(second));
+    assert_eq!(a.token().await.unwrap().access_token.secret(), "at-0");
+    assert_eq!(b.token().await.unwrap().access_token.secret(), "at-0");
+    clock.advance(Duration::from_secs(61));
+
+    let mut monitor = Monitor::start().await;
+    assert_eq!(a.token().await.unwrap().access_token.secret(), "at-1");
+    let by_a = monitor.sent(&prefix).await;
+    assert!(
+        !by_a
+            .iter()
+            .any(|l| l.contains("\"GET\"") || l.contains("\"get\"")),
+        "the winner took the lease without a read first: {by_a:#?}"
+    );
+    assert_eq!(by_a.len(), 3, "take, save, release: {by_a:#?}");
+
+    assert_eq!(b.token().await.unwrap().access_token.secret(), "at-1");
+    let by_b = monitor.sent(&prefix).await[by_a.len()..].to_vec();
+    assert_eq!(by_b.len(), 1, "one command: {by_b:#?}");
+    assert!(by_b[0].to_uppercase().contains("EVALSHA"), "{by_b:#?}");
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one refresh"
+    );
+    assert_eq!(b.stats().refreshes + b.stats().fetches, 0, "b adopted");
 }

@@ -67,7 +67,11 @@ pub(super) async fn obtain(
     if let Some(kept) = unsaved::save_under_kept_lease(shared).await {
         return finish_under(shared, mode, &current, epoch, kept, deadline).await;
     }
-    if mode == Mode::Due {
+    // A store whose lease wait sees a changed token at once needs no read first
+    // where a new token is wanted; a copy still fresh (a flight that only checks
+    // the store, see `recheck`) is checked by a read, which takes no lease.
+    let wanted = current.state(precise_now(shared)) != State::Fresh;
+    if mode == Mode::Due && !(wanted && store.leases_see_changes()) {
         let from = recheck::now(shared);
         let read = within(shared, deadline, async { Ok(read_store(shared).await) }).await?;
         let stored = match read {

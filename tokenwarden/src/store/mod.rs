@@ -131,6 +131,18 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
         self.lease(key, ttl).await.map(LeaseWait::Held)
     }
 
+    /// Whether [`lease_unless_changed`](Self::lease_unless_changed) also ends at
+    /// once, without the lease, when the stored token is not the one this store
+    /// last read or wrote under `key` (another instance refreshed it). A due
+    /// refresh then calls it without reading the store first: one round trip
+    /// where a read and a lease would be two, and the lease's winner starts its
+    /// refresh sooner when a fleet reaches an expiry together.
+    ///
+    /// Defaults to `false`: the manager reads the store first.
+    fn leases_see_changes(&self) -> bool {
+        false
+    }
+
     /// Stores `token` under `key` if `lease` is still the newest lease of `key`,
     /// as one atomic step; otherwise refuses with
     /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) and leaves the
@@ -277,6 +289,10 @@ impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
 
     async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
         (**self).lease_unless_changed(key, ttl).await
+    }
+
+    fn leases_see_changes(&self) -> bool {
+        (**self).leases_see_changes()
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {

@@ -20,6 +20,11 @@ pub struct StoreFaults {
     pub answer_lost: f64,
     /// 100 ms to 3 s before the call is made.
     pub stalls: f64,
+    /// Not a fault: the store's lease wait ends at once, without the lease, when
+    /// the stored token is not the one this process's door last read or wrote,
+    /// as the Redis store's does (`TokenStore::leases_see_changes`); the manager
+    /// then takes the lease without reading first.
+    pub sees_changes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -129,9 +134,18 @@ pub struct Door {
     pub life: Life,
     /// The process's number.
     pub process: usize,
+    /// The access token this door last read or wrote (`Some(None)`: nothing
+    /// stored; `None`: not known).
+    pub last_seen: Mutex<Option<Option<String>>>,
 }
 
 impl Door {
+    /// Notes what the store holds, as this door last saw it.
+    fn saw(&self, token: Option<&Token>) {
+        let seen = token.map(|t| t.access_token.secret().to_owned());
+        *self.last_seen.lock().unwrap() = Some(seen);
+    }
+
     /// Before a call: the process must run; the store may stall or fail.
     async fn enter(&self) -> Result<()> {
         self.life.step().await;
@@ -172,9 +186,12 @@ impl Door {
                 .insert(number(token.access_token.secret()));
             return Err(error);
         }
+        // What is stored is not known while the write is under way.
+        *self.last_seen.lock().unwrap() = None;
         let saved = save.await;
         match &saved {
             Ok(()) => {
+                self.saw(Some(token));
                 self.shared.wrote(token);
                 let n = number(token.access_token.secret());
                 self.shared.server.written.lock().unwrap().insert(n);
@@ -198,6 +215,9 @@ impl TokenStore for Door {
             return Err(error);
         }
         let loaded = self.shared.memory.load(key).await;
+        if let Ok(stored) = &loaded {
+            self.saw(stored.as_ref());
+        }
         self.life.step().await;
         loaded
     }
@@ -211,6 +231,7 @@ impl TokenStore for Door {
         let deleted = self.shared.memory.delete(key).await;
         if deleted.is_ok() {
             self.shared.deleted();
+            self.saw(None);
         }
         self.leave(deleted).await
     }
@@ -218,15 +239,38 @@ impl TokenStore for Door {
     async fn lease(&self, key: &TokenKey, ttl: Duration) -> Result<Lease> {
         self.enter().await?;
         let lease = self.shared.memory.lease(key, ttl).await;
+        if lease.is_ok() {
+            // A take returns the stored token with the lease.
+            self.saw(self.shared.memory.load(key).await?.as_ref());
+        }
         self.life.step().await;
         lease
     }
 
     async fn lease_unless_changed(&self, key: &TokenKey, ttl: Duration) -> Result<LeaseWait> {
         self.enter().await?;
+        if self.shared.faults.sees_changes {
+            let seen = self.last_seen.lock().unwrap().clone();
+            let stored = self.shared.memory.load(key).await?;
+            let now = stored.as_ref().map(|t| t.access_token.secret().to_owned());
+            if seen.is_some_and(|seen| seen != now) {
+                self.saw(stored.as_ref());
+                self.life.step().await;
+                return Ok(LeaseWait::Changed(stored));
+            }
+        }
         let waited = self.shared.memory.lease_unless_changed(key, ttl).await;
+        match &waited {
+            Ok(LeaseWait::Changed(stored)) => self.saw(stored.as_ref()),
+            Ok(LeaseWait::Held(_)) => self.saw(self.shared.memory.load(key).await?.as_ref()),
+            Err(_) => {}
+        }
         self.life.step().await;
         waited
+    }
+
+    fn leases_see_changes(&self) -> bool {
+        self.shared.faults.sees_changes
     }
 
     async fn save_leased(&self, key: &TokenKey, token: &Token, lease: &Lease) -> Result<()> {
@@ -239,6 +283,7 @@ impl TokenStore for Door {
         let deleted = self.shared.memory.delete_leased(key, lease).await;
         if deleted.is_ok() {
             self.shared.deleted();
+            self.saw(None);
         }
         self.leave(deleted).await
     }

@@ -67,11 +67,19 @@ struct World {
     outcome: Rc<RefCell<Outcome>>,
 }
 
-pub async fn run(seed: u64, kind: Kind, verbose: bool) -> Outcome {
+/// Runs `seed` of `kind`; with `sees_changes`, over a store whose lease wait sees
+/// a changed token at once (the manager then takes the lease without a read).
+pub async fn run(seed: u64, kind: Kind, sees_changes: bool, verbose: bool) -> Outcome {
     let mut rng = fastrand::Rng::with_seed(seed);
     let clock = SimClock::new().await;
     let (faults, store_faults) = match kind {
-        Kind::Healthy => (Faults::default(), StoreFaults::default()),
+        Kind::Healthy => (
+            Faults::default(),
+            StoreFaults {
+                sees_changes,
+                ..StoreFaults::default()
+            },
+        ),
         Kind::Adversity => (
             Faults {
                 unavailable: rng.f64() * 0.1,
@@ -83,6 +91,7 @@ pub async fn run(seed: u64, kind: Kind, verbose: bool) -> Outcome {
                 fails: rng.f64() * 0.05,
                 answer_lost: rng.f64() * 0.02,
                 stalls: rng.f64() * 0.05,
+                sees_changes,
             },
         ),
     };
@@ -121,6 +130,7 @@ impl World {
             shared: self.shared.clone(),
             life: life.clone(),
             process: i,
+            last_seen: std::sync::Mutex::default(),
         };
         let manager = TokenManager::builder(source)
             .key(TokenKey::new("sim"))
