@@ -10,6 +10,7 @@
 //! store without pub/sub polls every [`POLL`].
 
 use crate::replicas::evalsha;
+use crate::replicated::Replay;
 use crate::store::RedisStore;
 use crate::wake::{self, WaitFor, Waiter, FALLBACK};
 use async_trait::async_trait;
@@ -17,6 +18,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 use tokenwarden::store::LeaseGuard;
 use tokenwarden::{Error, Result, TokenKey};
+
+/// The digest a watching take carries when this store does not know what is
+/// stored: no SHA-1 is written so, so the take answers with the stored token.
+const UNKNOWN: &str = "sha:unknown";
 
 /// How often a waiting instance tries to take the lease when its store has no
 /// pub/sub connection.
@@ -47,6 +52,8 @@ const TAKE: &str = r"
 local stored = redis.call('get', KEYS[3])
 local held = redis.call('get', KEYS[1])
 if held == ARGV[1] then
+  -- Written again: a WAIT after this answer (on a new connection) counts it.
+  redis.call('set', KEYS[1], ARGV[1], 'KEEPTTL')
   return {tonumber(redis.call('get', KEYS[2])), stored}
 end
 local digest = ''
@@ -217,9 +224,11 @@ impl RedisLease {
         let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
         let mut polling = false;
         // What the caller last saw stored (`sha:<digest>`): what this store last
-        // read or wrote, else what the first attempt found.
+        // read or wrote. Not known (a new store, or a write whose outcome is not):
+        // a digest that matches nothing, so that the take answers with what is
+        // stored, as a read would, and takes no lease on a guess.
         let mut seen = match watch {
-            true => store.inner.last_seen.get(&token_key).unwrap_or_default(),
+            true => (store.inner.last_seen.get(&token_key)).unwrap_or_else(|| UNKNOWN.to_owned()),
             false => String::new(),
         };
         loop {
@@ -241,7 +250,12 @@ impl RedisLease {
             // is away, and not one a failover would pick). A failed wait may have
             // taken the lease: it is given up.
             let taken = store
-                .write_and_wait("take the lease", &name, (take, Some(TAKE)), true)
+                .write_and_wait(
+                    "take the lease",
+                    &name,
+                    (take, Some(TAKE), Replay::Allowed),
+                    true,
+                )
                 .await;
             let (answer, short): (redis::Value, _) = match taken {
                 Ok(taken) => taken,

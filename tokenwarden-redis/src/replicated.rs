@@ -28,12 +28,14 @@ impl RedisStore {
     /// Runs `write` (of `key`, a `what` for the logs; `source`: the code of the
     /// script it calls by its hash, if it does); where `wait` and the store waits
     /// for replicas, `WAIT` goes with it. Its answer, and how the wait fell
-    /// short, if it did (for the caller to count, where it counts).
+    /// short, if it did (for the caller to count, where it counts). A `Replay`
+    /// write is sent once more where its connection was found dropped (see
+    /// [`Replay`]).
     pub(crate) async fn write_and_wait<T: FromRedisValue>(
         &self,
         action: &str,
         key: &str,
-        (write, source): (redis::Cmd, Option<&str>),
+        (write, source, replay): (redis::Cmd, Option<&str>, Replay),
         wait: bool,
     ) -> Result<(T, Option<Short>)> {
         let inner = &self.inner;
@@ -41,7 +43,9 @@ impl RedisStore {
         let mut pipeline = redis::pipe();
         pipeline.add_command(write);
         let alone = |pipeline| async move {
-            let (answer,): (T,) = self.send(action, pipeline, source, inner.timeout).await?;
+            let (answer,): (T,) = self
+                .send(action, pipeline, (source, replay), inner.timeout)
+                .await?;
             Ok::<_, tokenwarden::Error>(answer)
         };
         if !wait || wanted == 0 {
@@ -65,7 +69,7 @@ impl RedisStore {
             .unwrap_or(u64::MAX)
             .max(1);
         pipeline.cmd("WAIT").arg(wanted).arg(millis);
-        let sent = self.send(action, &pipeline, source, timeout + inner.timeout);
+        let sent = self.send(action, &pipeline, (source, replay), timeout + inner.timeout);
         let (answer, reached): (T, i64) = sent.await?;
         let reached = u32::try_from(reached).unwrap_or(0);
         inner.health.waited(&inner.writes, key, reached >= wanted);
@@ -85,17 +89,13 @@ impl RedisStore {
     /// Where the server does not have the script of its first command yet
     /// (`NOSCRIPT`: the write did not run), it is sent again with the script's
     /// `source` (`EVAL`): loading it first (`SCRIPT LOAD`) would go to every
-    /// node of a cluster, and fail while any is down. Where the connection was
-    /// found dropped (a restarted or failed-over primary: the first command after
-    /// it fails, and the connection is made again), it is sent once more: every
-    /// write sent here is one that may run twice (a take by the same owner
-    /// answers as the first did; a fenced save or delete, or a plain save, writes
-    /// the same again), with its `WAIT` in the same pipeline.
+    /// node of a cluster, and fail while any is down. A [`Replay::Allowed`]
+    /// write whose connection was found dropped is sent once more.
     async fn send<R: FromRedisValue>(
         &self,
         action: &str,
         pipeline: &redis::Pipeline,
-        source: Option<&str>,
+        (source, replay): (Option<&str>, Replay),
         deadline: std::time::Duration,
     ) -> Result<R> {
         let mut connection = self.inner.writes.clone();
@@ -109,7 +109,9 @@ impl RedisStore {
                     loaded = true;
                     pipeline = std::borrow::Cow::Owned(with_source(&pipeline, source));
                 }
-                (Ok(Err(e)), _) if e.is_connection_dropped() && !reconnected => {
+                (Ok(Err(e)), _)
+                    if replay == Replay::Allowed && e.is_connection_dropped() && !reconnected =>
+                {
                     reconnected = true;
                     tracing::debug!(store = %self.inner.name, error = %e, "{action}: the connection was dropped; sending again");
                 }
@@ -129,6 +131,22 @@ impl RedisStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(store = %self.inner.name, key, reached = short.reached, wanted = short.wanted, "a {what} did not reach its replicas");
     }
+}
+
+/// Whether a write may be sent again where its connection was found dropped (a
+/// restarted or failed-over primary: the first command after it fails, and the
+/// connection is made again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// A lease's take: sent again by the same owner, it answers as the first did,
+    /// and writes the lease again, so that its `WAIT` (in the same pipeline) counts
+    /// the lease on the new connection too.
+    Allowed,
+    /// Saves and deletes: one that ran before the connection dropped, then refused
+    /// on the primary a failover promoted (which lacks the lease), would read as a
+    /// lost lease and lose the token it carried; failed, it is kept and saved
+    /// again by the manager (docs/design/004).
+    Once,
 }
 
 /// `pipeline` with its first command, an `EVALSHA`, made an `EVAL` of `source`.

@@ -5,6 +5,7 @@ use crate::connection::RedisConnection;
 use crate::lease::{RedisLease, Taken};
 use crate::leased_read::LeasedReads;
 use crate::replicas::{evalsha, Short};
+use crate::replicated::Replay;
 use crate::wake::WakeUps;
 use async_trait::async_trait;
 use redis::AsyncCommands as _;
@@ -384,7 +385,7 @@ impl RedisStore {
             .arg(if self.seals() { "1" } else { "0" })
             .arg(owner);
         let (written, short): (i64, _) = self
-            .write_and_wait(action, &name, (write, Some(source)), wait)
+            .write_and_wait(action, &name, (write, Some(source), Replay::Once), wait)
             .await?;
         if written == 1 {
             // A delete writes nothing: `value` is empty.
@@ -446,7 +447,7 @@ impl TokenStore for RedisStore {
         let wait = token.refresh_token.is_some();
         self.inner.last_seen.forget(&name);
         let ((), short) = self
-            .write_and_wait("save the token", &name, (write, None), wait)
+            .write_and_wait("save the token", &name, (write, None, Replay::Once), wait)
             .await?;
         self.inner.last_seen.note(&name, Some(&value));
         self.unreplicated(&name, short)

@@ -198,6 +198,9 @@ async fn a_save_wakes_every_waiter(sealed: bool) {
     let mut watching = Vec::new();
     for _ in 0..3 {
         let (b, key) = (open(first.clone()).await, key.clone());
+        // As a manager's store would, it has read the key: a store that has not
+        // answers at once with what is stored (see `leases_see_changes`).
+        assert!(b.load(&key).await.unwrap().is_none());
         watching.push(tokio::spawn(async move {
             b.lease_unless_changed(&key, ttl).await
         }));

@@ -94,25 +94,37 @@ pub(super) async fn obtain(
         }
     }
     // Any token newer than ours will do: one the holder stores ends the wait.
-    let from = recheck::now(shared);
-    let waited = within(
-        shared,
-        deadline,
-        store.lease_unless_changed(&s.key, s.lease_ttl),
-    )
-    .await;
-    let lease = match waited {
-        Ok(LeaseWait::Held(lease)) => lease,
-        Ok(LeaseWait::Changed(stored)) => {
-            if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch, from).await? {
-                return Ok(adopted);
-            }
+    // A wait that ends on a token this flight cannot use is made once more: the
+    // store now knows what it holds, and watches from there.
+    let mut watches = 0;
+    let lease = loop {
+        let from = recheck::now(shared);
+        let waited = within(
+            shared,
+            deadline,
+            store.lease_unless_changed(&s.key, s.lease_ttl),
+        )
+        .await;
+        let stored = match waited {
+            Ok(LeaseWait::Held(lease)) => break lease,
+            Ok(LeaseWait::Changed(stored)) => stored,
+            Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
+        };
+        // What the wait found is a read of the store: it counts for the copy.
+        current = recheck::reconcile(shared, &current, stored.as_ref(), from, epoch).await?;
+        if mode == Mode::Due && fresh(&current) {
+            return Ok(current);
+        }
+        if let Some(adopted) = adopt(shared, &current, stored.as_ref(), epoch, from).await? {
+            return Ok(adopted);
+        }
+        watches += 1;
+        if watches == 2 {
             match within(shared, deadline, store.lease(&s.key, s.lease_ttl)).await {
-                Ok(lease) => lease,
+                Ok(lease) => break lease,
                 Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
             }
         }
-        Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
     };
     finish_under(shared, mode, &current, epoch, lease, deadline).await
 }

@@ -133,7 +133,9 @@ pub trait TokenStore: std::fmt::Debug + Send + Sync {
 
     /// Whether [`lease_unless_changed`](Self::lease_unless_changed) also ends at
     /// once, without the lease, when the stored token is not the one this store
-    /// last read or wrote under `key` (another instance refreshed it). A due
+    /// last read or wrote under `key` (another instance refreshed it), or when
+    /// this store does not know what it last saw there (it then answers with what
+    /// is stored, as a read would). A due
     /// refresh then calls it without reading the store first: one round trip
     /// where a read and a lease would be two, and the lease's winner starts its
     /// refresh sooner when a fleet reaches an expiry together.

@@ -253,7 +253,9 @@ impl TokenStore for Door {
             let seen = self.last_seen.lock().unwrap().clone();
             let stored = self.shared.memory.load(key).await?;
             let now = stored.as_ref().map(|t| t.access_token.secret().to_owned());
-            if seen.is_some_and(|seen| seen != now) {
+            // Not known (as a Redis store that has not read the key, or whose last
+            // write's outcome is not known): the take answers with what is stored.
+            if seen.is_none_or(|seen| seen != now) {
                 self.saw(stored.as_ref());
                 self.life.step().await;
                 return Ok(LeaseWait::Changed(stored));
