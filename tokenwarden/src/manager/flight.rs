@@ -369,7 +369,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
     let attempt = AssertUnwindSafe(async {
         // Not halfway through a `set_tokens` or `logout`: after it, with its epoch.
         let changing = chain::within(shared, &deadline, async {
-            Ok(shared.changing.read().await)
+            Ok(between_changes(shared).await)
         });
         let _changing = match changing.await {
             Ok(guard) => guard,
@@ -413,6 +413,26 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         }
     }
     outcome
+}
+
+/// The read side of `changing`, once no `set_tokens` or `logout` is under way:
+/// one that has cancelled the flights before it but not yet taken the write side
+/// is waited for, so that a flight started in that moment (a caller retrying
+/// after its flight was cancelled) does not run ahead of it, holding the read
+/// side it waits for.
+async fn between_changes(shared: &Shared) -> tokio::sync::RwLockReadGuard<'_, ()> {
+    loop {
+        let done = shared.changed.notified();
+        tokio::pin!(done);
+        // Registered before the check: an end told after it is not missed.
+        done.as_mut().enable();
+        let guard = shared.changing.read().await;
+        if shared.changes.load(SeqCst) == 0 {
+            return guard;
+        }
+        drop(guard);
+        done.await;
+    }
 }
 
 /// The chain for `mode`: only the store's token while backing off, else a due or

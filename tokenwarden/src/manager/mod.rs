@@ -171,6 +171,11 @@ struct Shared {
     store_checked_at: AtomicU64,
     /// A token served but not saved yet; see [`unsaved`].
     unsaved: Mutex<Option<unsaved::Unsaved>>,
+    /// `set_tokens` and `logout` calls under way (see `writes::Pending`): a flight
+    /// waits for them before it starts its work.
+    changes: std::sync::atomic::AtomicUsize,
+    /// Told when one of them ends.
+    changed: Notify,
 }
 
 impl Shared {
@@ -192,6 +197,8 @@ impl Shared {
             logged_out: AtomicBool::new(false),
             generations: AtomicU64::new(0),
             unsaved: Mutex::new(None),
+            changes: std::sync::atomic::AtomicUsize::new(0),
+            changed: Notify::new(),
         }
     }
 

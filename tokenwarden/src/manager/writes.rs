@@ -31,8 +31,29 @@ async fn release(lease: Lease) {
     }
 }
 
+/// A `set_tokens` or `logout` under way, from before it cancels the flight in
+/// progress until it gives `changing` up, however it ends: flights started meanwhile (a caller
+/// that retries after its flight was cancelled) wait for it, so that none runs
+/// ahead of it between the cancel and its taking of `changing`.
+pub(super) struct Pending<'a>(&'a Shared);
+
+impl<'a> Pending<'a> {
+    pub(super) fn begin(shared: &'a Shared) -> Self {
+        shared.changes.fetch_add(1, SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.changes.fetch_sub(1, SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
 /// [`TokenManager::set_tokens`](crate::TokenManager::set_tokens).
 pub(super) async fn set(shared: &Shared, token: Token) -> Result<()> {
+    let _pending = Pending::begin(shared);
     let s = &shared.settings;
     let now = s.clock.now();
     let token = complete(shared, token, now, true)?;
@@ -86,6 +107,7 @@ pub(super) async fn logout(shared: &Arc<Shared>) -> Result<()> {
 }
 
 async fn logout_now(shared: &Shared) -> Result<()> {
+    let pending = Pending::begin(shared);
     let s = &shared.settings;
     shared.epoch.fetch_add(1, SeqCst);
     shared.logged_out.store(true, SeqCst);
@@ -137,6 +159,8 @@ async fn logout_now(shared: &Shared) -> Result<()> {
     };
     release(lease).await;
     drop(changing);
+    // Flights may start again: the revocation and the wait below hold nobody.
+    drop(pending);
     // Revoked once nothing serves them any more: a slow server delays nobody.
     let mut revoked: Vec<Token> = Vec::new();
     for token in held.token().cloned().into_iter().chain(stored) {
