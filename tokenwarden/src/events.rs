@@ -2,7 +2,7 @@
 //! built-in [`TracingListener`], and the dispatcher that keeps slow or panicking
 //! listeners away from refreshes.
 
-use crate::{Token, TokenInfo};
+use crate::{RefreshReason, Token, TokenInfo};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,11 +31,29 @@ pub struct TokenEvent {
     kind: TokenEventKind,
     info: TokenInfo,
     token: Option<Arc<Token>>,
+    reason: Option<RefreshReason>,
 }
 
 impl TokenEvent {
-    pub(crate) fn new(kind: TokenEventKind, info: TokenInfo, token: Option<Arc<Token>>) -> Self {
-        Self { kind, info, token }
+    pub(crate) fn new(
+        kind: TokenEventKind,
+        info: TokenInfo,
+        token: Option<Arc<Token>>,
+        reason: Option<RefreshReason>,
+    ) -> Self {
+        Self {
+            kind,
+            info,
+            token,
+            reason,
+        }
+    }
+
+    /// Why the token was fetched or refreshed: ahead of its expiry, expired,
+    /// rejected after a 401, forced, or the first use (`None` for `Set` and
+    /// `Cleared`). Tells a background refresh from a 401 recovery.
+    pub fn reason(&self) -> Option<RefreshReason> {
+        self.reason
     }
 
     /// What happened.
@@ -63,6 +81,7 @@ impl std::fmt::Debug for TokenEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenEvent")
             .field("kind", &self.kind)
+            .field("reason", &self.reason)
             .field("info", &self.info)
             .finish_non_exhaustive()
     }

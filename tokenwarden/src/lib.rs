@@ -121,6 +121,7 @@ pub mod fuzzing;
 pub mod http;
 mod key;
 mod manager;
+mod refresh;
 mod registry;
 mod secret;
 pub mod source;
@@ -140,6 +141,7 @@ pub use manager::{
     DEFAULT_BACKOFF_MAX, DEFAULT_LEASE_TTL, DEFAULT_LIFETIME, DEFAULT_MIN_VALID,
     DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_TIMEOUT, DEFAULT_STORE_RECHECK,
 };
+pub use refresh::{LastRefresh, RefreshOutcome, RefreshReason};
 pub use registry::{TokenRegistry, TokenRegistryBuilder, DEFAULT_IDLE_TIMEOUT};
 pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken, REDACTED};
 pub use source::TokenSource;

@@ -110,6 +110,7 @@ fn start(
         ));
     };
     let id = FLIGHT_IDS.fetch_add(1, SeqCst);
+    super::reasons::begin(shared, mode);
     let (send, outcome) = tokio::sync::oneshot::channel();
     let source_name = shared.settings.source_name.clone();
     let flight = async move {
@@ -358,8 +359,10 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         "tokenwarden.refresh",
         source = %shared.settings.source_name,
         key = %shared.settings.key,
-        ?mode
+        ?mode,
+        reason = super::reasons::current(shared).as_str(),
     );
+    let record = super::reasons::Attempt::begin(shared);
     let s = &shared.settings;
     // On the monotonic clock: a wall clock stepped back extends no wait.
     let deadline = Deadline::after(s.clock.clone(), s.refresh_timeout);
@@ -394,6 +397,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         ),
     };
     let _entered = span.enter();
+    record.end(shared, &outcome);
     match &outcome {
         Ok(_) => shared.backoff.reset(),
         // Superseded by a logout or set_tokens: not a failure of the source.

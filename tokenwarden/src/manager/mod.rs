@@ -14,6 +14,7 @@ mod chain;
 mod current;
 mod flight;
 mod install;
+mod reasons;
 mod recheck;
 mod stats;
 mod unsaved;
@@ -176,6 +177,10 @@ struct Shared {
     changes: std::sync::atomic::AtomicUsize,
     /// Told when one of them ends.
     changed: Notify,
+    /// Why the flight in progress (or the last one) runs; see [`reasons`].
+    reason: std::sync::atomic::AtomicU8,
+    /// How the last flight ended.
+    last_refresh: Mutex<Option<crate::LastRefresh>>,
 }
 
 impl Shared {
@@ -199,6 +204,8 @@ impl Shared {
             unsaved: Mutex::new(None),
             changes: std::sync::atomic::AtomicUsize::new(0),
             changed: Notify::new(),
+            reason: std::sync::atomic::AtomicU8::new(0),
+            last_refresh: Mutex::new(None),
         }
     }
 
@@ -215,7 +222,10 @@ impl Shared {
 
     fn emit(&self, kind: TokenEventKind, token: Option<&Token>) {
         if !self.settings.events.is_empty() {
-            let event = TokenEvent::new(kind, self.info(token), token.cloned().map(Arc::new));
+            let by_source = matches!(kind, TokenEventKind::Fetched | TokenEventKind::Refreshed);
+            let reason = by_source.then(|| reasons::current(self));
+            let token = token.cloned().map(Arc::new);
+            let event = TokenEvent::new(kind, self.info(token.as_deref()), token, reason);
             self.settings.events.emit(event);
         }
     }
@@ -354,6 +364,16 @@ impl TokenManager {
     /// ```
     pub async fn listeners_idle(&self) {
         self.shared.settings.events.idle().await;
+    }
+
+    /// The last attempt to get a token: when it ended, why it was made, and how
+    /// it ended (`None` before the first). The CLI's `status` shows it.
+    pub fn last_refresh(&self) -> Option<crate::LastRefresh> {
+        *self
+            .shared
+            .last_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counters of what the manager has done.

@@ -243,3 +243,14 @@ pub fn file_store(dir: &std::path::Path, key: [u8; 32]) -> tokenwarden::store::F
         .build()
         .unwrap()
 }
+
+/// Polls `done` (10 s of real time at most: a hang, not a timing check).
+pub async fn until(done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the condition came true");
+}

@@ -555,14 +555,3 @@ async fn advance_until_finished<T>(clock: &ManualClock, task: &tokio::task::Join
     .await
     .expect("the task ended");
 }
-
-/// Polls `done` (10 s of real time at most: a hang, not a timing check).
-async fn until(done: impl Fn() -> bool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .expect("the condition came true");
-}

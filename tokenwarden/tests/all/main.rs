@@ -30,6 +30,7 @@ mod oauth2_requests;
 mod oauth2_server;
 mod persist_listener;
 mod providers;
+mod reasons;
 mod recovery;
 mod registry;
 mod runtimes;
