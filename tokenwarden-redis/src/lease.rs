@@ -45,8 +45,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// without reading first, and one whose token another instance already refreshed
 /// gets that token from this one command.
 ///
-/// Else, if the lease is held, returns `{0, PTTL of the lease, SHA-1 of the stored token}`, and queues
-/// the waiter's address (ARGV[4], when it has one) in KEYS[4], where it keeps its
+/// Else, if the lease is held, returns `{0, PTTL of the lease}`, and queues the
+/// waiter's address (ARGV[4], when it has one) in KEYS[4], where it keeps its
 /// place until it takes the lease (or a save wakes every waiter: see `SAVE`).
 const TAKE: &str = r"
 local stored = redis.call('get', KEYS[3])
@@ -69,7 +69,7 @@ if held then
     redis.call('zadd', KEYS[4], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[4])
     redis.call('pexpire', KEYS[4], ARGV[2])
   end
-  return {0, redis.call('pttl', KEYS[1]), digest}
+  return {0, redis.call('pttl', KEYS[1])}
 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[4] ~= '' then
@@ -124,9 +124,8 @@ enum Answer {
         fence: u64,
         stored: Option<Vec<u8>>,
     },
-    /// Held by another, for this long more if Redis said; the SHA-1 of the stored
-    /// token (empty: none).
-    Held(Option<Duration>, String),
+    /// Held by another, for this long more if Redis said.
+    Held(Option<Duration>),
     /// Held, and the stored token is no longer the one this waiter saw.
     Changed(Option<Vec<u8>>),
 }
@@ -151,11 +150,7 @@ impl Answer {
                 let redis::Value::Int(pttl) = fields.next()? else {
                     return None;
                 };
-                let digest = bytes(fields.next())?.unwrap_or_default();
-                Answer::Held(
-                    u64::try_from(pttl).ok().map(Duration::from_millis),
-                    String::from_utf8(digest).ok()?,
-                )
+                Answer::Held(u64::try_from(pttl).ok().map(Duration::from_millis))
             }
             fence => Answer::Taken {
                 fence: u64::try_from(fence).ok()?,
@@ -227,7 +222,7 @@ impl RedisLease {
         // read or wrote. Not known (a new store, or a write whose outcome is not):
         // a digest that matches nothing, so that the take answers with what is
         // stored, as a read would, and takes no lease on a guess.
-        let mut seen = match watch {
+        let seen = match watch {
             true => (store.inner.last_seen.get(&token_key)).unwrap_or_else(|| UNKNOWN.to_owned()),
             false => String::new(),
         };
@@ -287,12 +282,7 @@ impl RedisLease {
                     return Ok(Taken::Lease(lease));
                 }
                 Some(Answer::Changed(stored)) => return Ok(Taken::Changed(stored)),
-                Some(Answer::Held(held_for, digest)) => {
-                    if watch && seen.is_empty() {
-                        seen = format!("sha:{digest}");
-                    }
-                    held_for
-                }
+                Some(Answer::Held(held_for)) => held_for,
                 None => {
                     return Err(store.error("take the lease", "unexpected answer from the script"))
                 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::PoisonError;
 
 /// Why a flight in `mode` starts now, from the token the manager holds.
-pub(super) fn reason_for(shared: &Shared, mode: Mode) -> RefreshReason {
+fn reason_for(shared: &Shared, mode: Mode) -> RefreshReason {
     let cached = shared.current.load();
     match mode {
         Mode::Forced => RefreshReason::Forced,
@@ -26,10 +26,10 @@ pub(super) fn reason_for(shared: &Shared, mode: Mode) -> RefreshReason {
 }
 
 /// Notes why the flight that starts now runs (one flight at a time per manager).
-pub(super) fn begin(shared: &Shared, mode: Mode) -> RefreshReason {
-    let reason = reason_for(shared, mode);
-    shared.reason.store(reason.to_u8(), SeqCst);
-    reason
+pub(super) fn begin(shared: &Shared, mode: Mode) {
+    shared
+        .reason
+        .store(reason_for(shared, mode).to_u8(), SeqCst);
 }
 
 /// The reason of the flight in progress, or of the last one.
@@ -57,7 +57,7 @@ impl Attempt {
     }
 
     /// Records how the flight ended, as the manager's last refresh.
-    pub(super) fn end<T>(self, shared: &Shared, outcome: &Result<T>) -> LastRefresh {
+    pub(super) fn end<T>(self, shared: &Shared, outcome: &Result<T>) {
         let c = &shared.counters;
         let outcome = match outcome {
             Err(error) => RefreshOutcome::Failed(error.kind()),
@@ -81,6 +81,5 @@ impl Attempt {
             .last_refresh
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(last);
-        last
     }
 }

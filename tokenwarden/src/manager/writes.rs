@@ -32,9 +32,9 @@ async fn release(lease: Lease) {
 }
 
 /// A `set_tokens` or `logout` under way, from before it cancels the flight in
-/// progress until it gives `changing` up, however it ends: flights started meanwhile (a caller
-/// that retries after its flight was cancelled) wait for it, so that none runs
-/// ahead of it between the cancel and its taking of `changing`.
+/// progress until it gives `changing` up, however it ends: flights started
+/// meanwhile (a caller that retries after its flight was cancelled) wait for it,
+/// so that none runs ahead of it between the cancel and its taking of `changing`.
 pub(super) struct Pending<'a>(&'a Shared);
 
 impl<'a> Pending<'a> {
