@@ -181,6 +181,8 @@ pub(crate) struct RedisLease {
     /// from before the `SET` was sent, so never later than Redis's own view.
     until: Duration,
     released: bool,
+    /// Granted after another instance's lease ended.
+    contended: bool,
 }
 
 impl RedisLease {
@@ -218,6 +220,8 @@ impl RedisLease {
         // Registered before the first attempt when that costs no command.
         let mut waiter: Option<Waiter> = wake_ups.waiter_if_subscribed(&wait);
         let mut polling = false;
+        // Whether another instance held the lease when this one asked.
+        let mut contended = false;
         // What the caller last saw stored (`sha:<digest>`): what this store last
         // read or wrote. Not known (a new store, or a write whose outcome is not):
         // a digest that matches nothing, so that the take answers with what is
@@ -278,11 +282,15 @@ impl RedisLease {
                         ttl_ms,
                         until,
                         released: false,
+                        contended,
                     };
                     return Ok(Taken::Lease(lease));
                 }
                 Some(Answer::Changed(stored)) => return Ok(Taken::Changed(stored)),
-                Some(Answer::Held(held_for)) => held_for,
+                Some(Answer::Held(held_for)) => {
+                    contended = true;
+                    held_for
+                }
                 None => {
                     return Err(store.error("take the lease", "unexpected answer from the script"))
                 }
@@ -370,6 +378,7 @@ impl Drop for RedisLease {
                 // runtime shutting down), not spawned again from this drop, which
                 // would recurse until the stack overflows. It then expires.
                 released: true,
+                contended: self.contended,
             };
             runtime.spawn(async move {
                 let _ = lease.end().await;
@@ -404,5 +413,9 @@ impl LeaseGuard for RedisLease {
 
     fn holder(&self) -> Option<&str> {
         Some(&self.owner)
+    }
+
+    fn contended(&self) -> bool {
+        self.contended
     }
 }

@@ -121,6 +121,8 @@ struct Details {
     /// A store's write landed and was answered, but its durability is not
     /// confirmed ([`Error::unconfirmed_write`]).
     unconfirmed_write: bool,
+    /// No answer came in time ([`Error::is_timeout`]).
+    timed_out: bool,
 }
 
 impl Error {
@@ -142,6 +144,7 @@ impl Error {
             cause: None,
             nothing_sent: false,
             unconfirmed_write: false,
+            timed_out: false,
         }))
     }
 
@@ -249,6 +252,19 @@ impl Error {
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.details().cause = Some(Arc::new(cause));
         self
+    }
+
+    /// Marks an error as a timeout: no answer came in time ([`is_timeout`](Self::is_timeout)).
+    pub fn with_timeout(mut self) -> Self {
+        self.details().timed_out = true;
+        self
+    }
+
+    /// Whether no answer came in time (from the server, or the store), for this
+    /// error or its last attempt: a request's own timeout, or the manager's
+    /// refresh timeout. Metrics count these apart from other transport errors.
+    pub fn is_timeout(&self) -> bool {
+        self.0.timed_out || self.last_attempt().is_some_and(Error::is_timeout)
     }
 
     /// Marks a transport error that came before any of the request was sent.

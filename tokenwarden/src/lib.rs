@@ -121,6 +121,9 @@ pub mod fuzzing;
 pub mod http;
 mod key;
 mod manager;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod refresh;
 mod registry;
 mod secret;

@@ -56,6 +56,7 @@ pub struct TokenManagerBuilder {
     refresh_timeout: Option<Duration>,
     store_recheck: Option<Option<Duration>>,
     background_refresh: bool,
+    per_key_metrics: bool,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -88,6 +89,7 @@ impl TokenManagerBuilder {
             refresh_timeout: None,
             store_recheck: None,
             background_refresh: false,
+            per_key_metrics: true,
             runtime: None,
         }
     }
@@ -220,6 +222,17 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Whether this manager's metrics (feature `metrics`, see [`crate::metrics`])
+    /// carry its key and source as labels (`tokenwarden.key`,
+    /// `tokenwarden.source`). Defaults to `true`; `false` adds them up with every
+    /// other manager's that has none. A [`TokenRegistry`](crate::TokenRegistry)
+    /// sets it to `false` for the managers it holds, unless asked otherwise.
+    /// Without the feature it does nothing.
+    pub fn per_key_metrics(mut self, enabled: bool) -> Self {
+        self.per_key_metrics = enabled;
+        self
+    }
+
     /// Runs the manager's tasks on `runtime` when its caller has none (the
     /// blocking API's managers).
     #[cfg(feature = "blocking")]
@@ -267,14 +280,23 @@ impl TokenManagerBuilder {
             Some(_) => self.store_recheck.unwrap_or(Some(DEFAULT_STORE_RECHECK)),
             None => None,
         };
+        let system_clock = self.clock.is_none();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // Timed, counted store operations (feature `metrics`).
+        #[cfg(feature = "metrics")]
+        let store = self.store.map(|store| {
+            Arc::new(crate::metrics::Metered::new(store, clock.clone())) as Arc<dyn TokenStore>
+        });
+        #[cfg(not(feature = "metrics"))]
+        let store = self.store;
         let shared = Arc::new(Shared::new(super::Settings {
             source_name: self.source.name().to_owned(),
             source: self.source,
-            store_name: self.store.as_ref().map(|s| s.name().to_owned()),
-            store: self.store,
+            store_name: store.as_ref().map(|s| s.name().to_owned()),
+            store,
             key,
-            system_clock: self.clock.is_none(),
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            system_clock,
+            clock,
             events: Dispatcher::new(self.listeners),
             windows,
             default_lifetime,
@@ -284,8 +306,10 @@ impl TokenManagerBuilder {
             refresh_timeout,
             store_recheck,
             background_refresh: self.background_refresh,
+            per_key_metrics: self.per_key_metrics,
             runtime: self.runtime,
         }));
+        super::observe::watch(&shared);
         if shared.settings.background_refresh && super::runtime(&shared).is_some() {
             background::ensure_started(&shared);
         }

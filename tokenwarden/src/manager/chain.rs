@@ -16,6 +16,7 @@
 
 use super::cached::{Cached, State};
 use super::install::{adopt, complete, load_stored, prepare, publish, read_store};
+use super::observe::{self, LeaseOutcome};
 use super::stats::Counters;
 use super::{recheck, unsaved, Shared};
 use crate::events::TokenEventKind;
@@ -106,8 +107,14 @@ pub(super) async fn obtain(
         )
         .await;
         let stored = match waited {
-            Ok(LeaseWait::Held(lease)) => break lease,
-            Ok(LeaseWait::Changed(stored)) => stored,
+            Ok(LeaseWait::Held(lease)) => {
+                observe::granted(shared, &lease);
+                break lease;
+            }
+            Ok(LeaseWait::Changed(stored)) => {
+                observe::lease(shared, LeaseOutcome::Waited);
+                stored
+            }
             Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
         };
         // What the wait found is a read of the store: it counts for the copy.
@@ -121,7 +128,10 @@ pub(super) async fn obtain(
         watches += 1;
         if watches == 2 {
             match within(shared, deadline, store.lease(&s.key, s.lease_ttl)).await {
-                Ok(lease) => break lease,
+                Ok(lease) => {
+                    observe::granted(shared, &lease);
+                    break lease;
+                }
                 Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
             }
         }
@@ -215,6 +225,7 @@ async fn without_lease(
     deadline: &Deadline,
     error: Error,
 ) -> Result<Arc<Cached>> {
+    observe::lease(shared, LeaseOutcome::Unavailable);
     let from = recheck::now(shared);
     let stored = within(shared, deadline, async { Ok(load_stored(shared).await) }).await?;
     if let Some(adopted) = adopt(shared, current, stored.as_ref(), epoch, from).await? {
@@ -274,7 +285,8 @@ async fn refresh(
         Counters::add(&shared.counters.refreshes);
         tracing::debug!(fingerprint = %base.fingerprint(), "refreshing the token");
         let refreshed = source::scope(deadline.clone(), s.source.refresh(&base));
-        match within(shared, &deadline, refreshed).await {
+        let refreshed = within(shared, &deadline, refreshed);
+        match observe::request(shared, "refresh_token", refreshed).await {
             Ok(mut token) => {
                 if token.refresh_token.is_none() {
                     token.refresh_token = base.refresh_token.clone();
@@ -300,12 +312,12 @@ async fn refresh(
     let deadline = ready_to_send(shared, epoch, lease, deadline)?;
     Counters::add(&shared.counters.fetches);
     tracing::debug!("fetching a new token");
-    let token = within(
+    let fetched = within(
         shared,
         &deadline,
         source::scope(deadline.clone(), s.source.fetch()),
-    )
-    .await?;
+    );
+    let token = observe::request(shared, s.source.grant_name(), fetched).await?;
     accept(
         shared,
         token,
@@ -351,6 +363,7 @@ fn ready_to_send(
     match lease.and_then(Lease::held_for) {
         Some(left) if left <= margin => {
             Counters::add(&shared.counters.lease_losses);
+            observe::lease(shared, LeaseOutcome::Lost);
             Err(Error::lease_lost(
                 s.store_name.as_deref().unwrap_or_default(),
                 "the lease ends too soon to store an answer; the token request was not sent",
@@ -394,6 +407,7 @@ pub(super) fn refresh_timed_out(shared: &Shared) -> Error {
             s.refresh_timeout
         ),
     )
+    .with_timeout()
 }
 
 /// The error of a flight that a `set_tokens` or `logout` made pointless.
@@ -448,6 +462,7 @@ async fn accept(
             Err(error) if error.is_lease_lost() => {
                 drop(writing);
                 Counters::add(&shared.counters.lease_losses);
+                observe::lease(shared, LeaseOutcome::Fenced);
                 tracing::warn!(%error, "another instance took over the lease; using what it stored");
                 let from = recheck::now(shared);
                 let stored = store.load(&s.key).await.ok().flatten();

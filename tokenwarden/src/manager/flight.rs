@@ -227,6 +227,10 @@ async fn wait(shared: &Shared, in_flight: InFlight) -> Result<Arc<Cached>> {
     }
 }
 
+fn s_monotonic(shared: &Shared) -> std::time::Duration {
+    shared.settings.clock.monotonic()
+}
+
 /// How much longer than the refresh timeout a caller waits for a flight.
 const CALLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -284,7 +288,10 @@ pub(super) fn slow_path(
                 }
                 Start::Started(flight) => flight,
             };
-            let (error, expired) = match wait(shared, flight).await {
+            let waiting = s_monotonic(shared);
+            let waited = wait(shared, flight).await;
+            super::observe::waited(shared, s_monotonic(shared).saturating_sub(waiting));
+            let (error, expired) = match waited {
                 // A flight that read the store too long ago for this caller
                 // (it started before the copy lapsed): one more, which reads it now.
                 Ok(fresh) if !rechecked && recheck::due_precisely(shared, &fresh) => {
@@ -406,6 +413,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         Err(_) if mode == Mode::StoreOnly => {}
         Err(error) => {
             Counters::add(&shared.counters.failures);
+            super::observe::failure(shared, error);
             let now = s.clock.now_millis();
             // The attempt looked in the store as it began; the next look waits.
             shared.store_checked_at.store(now, SeqCst);

@@ -14,6 +14,7 @@ mod chain;
 mod current;
 mod flight;
 mod install;
+mod observe;
 mod reasons;
 mod recheck;
 mod stats;
@@ -115,6 +116,8 @@ struct Settings {
     /// (`None`: never; always `None` without a store).
     store_recheck: Option<Duration>,
     background_refresh: bool,
+    /// Whether its metrics carry its key and source (see [`crate::metrics`]).
+    per_key_metrics: bool,
     /// Where the manager's tasks (refreshes, the background task) run when its
     /// caller is on no runtime: the blocking API's runtime, for its managers.
     runtime: Option<tokio::runtime::Handle>,
@@ -181,11 +184,20 @@ struct Shared {
     reason: std::sync::atomic::AtomicU8,
     /// How the last flight ended.
     last_refresh: Mutex<Option<crate::LastRefresh>>,
+    /// Its metric labels (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    observed: observe::Observed,
 }
 
 impl Shared {
     fn new(settings: Settings) -> Self {
+        let observed = observe::Observed::new(
+            settings.per_key_metrics,
+            settings.key.as_str(),
+            &settings.source_name,
+        );
         Self {
+            observed,
             settings,
             current: ArcSwap::new(Cached::empty()),
             flight: Mutex::new(None),
@@ -235,6 +247,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Lets the background task see that the manager is gone and end.
         self.wake.notify_one();
+        observe::retire(self);
     }
 }
 
@@ -391,6 +404,11 @@ impl TokenManager {
     /// The source's name.
     pub fn source_name(&self) -> &str {
         &self.shared.settings.source_name
+    }
+
+    /// A registry holds this manager, or let it go (for its metrics).
+    pub(crate) fn held_by_registry(&self, held: bool, per_key_metrics: bool) {
+        observe::held_by_registry(&self.shared, held, per_key_metrics);
     }
 
     /// How many handles to this manager exist (clones, and refreshes in flight).

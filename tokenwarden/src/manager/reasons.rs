@@ -77,6 +77,7 @@ impl Attempt {
             outcome,
             took: s.clock.monotonic().saturating_sub(self.started),
         };
+        super::observe::attempt(shared, &last);
         *shared
             .last_refresh
             .lock()

@@ -46,6 +46,7 @@ pub struct TokenRegistry<K> {
     clock: Arc<dyn Clock>,
     idle_timeout_ms: u64,
     next_sweep: AtomicU64,
+    per_key_metrics: bool,
 }
 
 /// A key's place in the map: its manager once the factory made it.
@@ -56,6 +57,16 @@ struct Entry {
     /// others wait here, not on the map.
     making: Mutex<()>,
     last_used: AtomicU64,
+}
+
+/// A manager the registry no longer holds is no longer counted as held (its
+/// metrics' `tokenwarden.registry.managers`).
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(manager) = self.manager.get() {
+            manager.held_by_registry(false, false);
+        }
+    }
 }
 
 impl Entry {
@@ -73,6 +84,7 @@ pub struct TokenRegistryBuilder<K> {
     factory: Box<Factory<K>>,
     clock: Option<Arc<dyn Clock>>,
     idle_timeout: Duration,
+    per_key_metrics: bool,
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
@@ -91,6 +103,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
             factory: Box::new(factory),
             clock: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            per_key_metrics: false,
         }
     }
 
@@ -141,6 +154,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> TokenRegistry<K> {
                 entry: &entry,
             };
             let manager = (self.factory)(key)?;
+            manager.held_by_registry(true, self.per_key_metrics);
             std::mem::forget(unmade);
             let manager = entry.manager.get_or_init(|| manager).clone();
             entry.touch(now);
@@ -232,6 +246,16 @@ impl<K> TokenRegistryBuilder<K> {
         self
     }
 
+    /// Whether the managers' metrics (feature `metrics`, see [`crate::metrics`])
+    /// carry each key (`tokenwarden.key`, `tokenwarden.source`). Defaults to
+    /// `false`: a registry may hold a million keys, and its managers' metrics are
+    /// added up instead, one series per metric. Turn it on for a registry of a
+    /// few keys you want to tell apart.
+    pub fn per_key_metrics(mut self, enabled: bool) -> Self {
+        self.per_key_metrics = enabled;
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TokenRegistry<K>
     where
@@ -246,6 +270,7 @@ impl<K> TokenRegistryBuilder<K> {
             clock,
             idle_timeout_ms,
             next_sweep,
+            per_key_metrics: self.per_key_metrics,
         }
     }
 }

@@ -289,6 +289,10 @@ impl TokenSource for LoginSource {
         &self.name
     }
 
+    fn grant_name(&self) -> &str {
+        "login"
+    }
+
     fn key(&self) -> TokenKey {
         // Never a hash of the credentials: a key name is no place for a password,
         // even hashed. Who logs in is the subject the caller names.

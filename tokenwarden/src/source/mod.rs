@@ -70,6 +70,14 @@ pub trait TokenSource: std::fmt::Debug + Send + Sync {
     /// A short name for logs, errors and [`TokenInfo`](crate::TokenInfo).
     fn name(&self) -> &str;
 
+    /// How [`fetch`](Self::fetch) gets a token, for metrics (the `tokenwarden.grant`
+    /// label of token requests): the OAuth2 grant (`client_credentials`,
+    /// `authorization_code`, `device_code`...) for the built-in sources. Keep it
+    /// to a fixed set of values. Defaults to `custom`.
+    fn grant_name(&self) -> &str {
+        "custom"
+    }
+
     /// The key this source's tokens are cached and stored under: everything that
     /// shapes the token (endpoint, client, grant, scope, audience, user). Defaults
     /// to a key made of [`name`](Self::name) alone; sources with settings override it.
@@ -94,6 +102,10 @@ impl<S: TokenSource + ?Sized> TokenSource for Arc<S> {
 
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn grant_name(&self) -> &str {
+        (**self).grant_name()
     }
 
     fn key(&self) -> TokenKey {

@@ -62,4 +62,8 @@ impl TokenSource for StaticSource {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn grant_name(&self) -> &str {
+        "static"
+    }
 }

@@ -166,6 +166,7 @@ impl MemoryStore {
         let clock = &self.inner.clock;
         let give_up_at = clock.monotonic() + ttl;
         let mut seen = None;
+        let mut contended = false;
         loop {
             let released = self.inner.released.notified();
             tokio::pin!(released);
@@ -182,7 +183,10 @@ impl MemoryStore {
                     {
                         return Ok(LeaseWait::Changed(entry.token.clone()));
                     }
-                    Some((_, until)) if until > now => until - now,
+                    Some((_, until)) if until > now => {
+                        contended = true;
+                        until - now
+                    }
                     _ => {
                         entry.fence += 1;
                         entry.held = Some((entry.fence, now + ttl));
@@ -190,6 +194,7 @@ impl MemoryStore {
                             store: self.clone(),
                             key: key.clone(),
                             fence: entry.fence,
+                            contended,
                         })));
                     }
                 }
@@ -214,6 +219,8 @@ struct MemoryLease {
     store: MemoryStore,
     key: TokenKey,
     fence: u64,
+    /// Granted after another holder's lease ended.
+    contended: bool,
 }
 
 impl MemoryLease {
@@ -260,6 +267,10 @@ impl LeaseGuard for MemoryLease {
 
     fn fence(&self) -> u64 {
         self.fence
+    }
+
+    fn contended(&self) -> bool {
+        self.contended
     }
 
     fn held_for(&self) -> Option<Duration> {

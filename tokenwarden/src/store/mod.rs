@@ -218,6 +218,13 @@ pub trait LeaseGuard: std::fmt::Debug + Send + Sync {
     fn holder(&self) -> Option<&str> {
         None
     }
+
+    /// Whether another holder had the lease when it was asked for, so that it
+    /// was granted only once that one released it or its lease expired (a
+    /// takeover, counted apart in metrics). Defaults to `false`.
+    fn contended(&self) -> bool {
+        false
+    }
 }
 
 /// The right to refresh one key, held until released or dropped.
@@ -260,6 +267,12 @@ impl Lease {
     /// does not say (or the lease is empty).
     pub fn holder(&self) -> Option<&str> {
         self.guard.as_ref().and_then(|g| g.holder())
+    }
+
+    /// Whether it was granted only after another holder's lease ended
+    /// ([`LeaseGuard::contended`]); `false` for an empty lease.
+    pub fn contended(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.contended())
     }
 
     /// Gives the lease up now; an error if it had already ended.

@@ -11,6 +11,8 @@ mod gated_store;
 #[path = "../support/grant_server.rs"]
 mod grant_server;
 mod oidc;
+#[path = "../support/recorder.rs"]
+mod recorder;
 mod servers;
 
 mod background;
@@ -25,6 +27,7 @@ mod keyring_store;
 mod listener;
 mod login_source;
 mod metadata_and_retries;
+mod metrics;
 mod oauth2_edges;
 mod oauth2_requests;
 mod oauth2_server;

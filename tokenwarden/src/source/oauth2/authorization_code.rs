@@ -172,6 +172,10 @@ impl Grant for AuthorizationCode {
         true
     }
 
+    fn grant_name(&self) -> &str {
+        "authorization_code"
+    }
+
     fn grant_key(&self) -> TokenKey {
         self.client.key(
             "authorization_code",

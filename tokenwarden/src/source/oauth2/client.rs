@@ -480,14 +480,18 @@ fn transport_error(source: &str, error: reqwest::Error, timeout: Duration) -> Er
     // A connect error (refused, unreachable, TLS handshake) comes before the
     // request is written: the server cannot have acted on it.
     let nothing_sent = error.is_connect();
-    let message = if error.is_timeout() {
+    let timed_out = error.is_timeout();
+    let message = if timed_out {
         format!("no answer within {timeout:?}")
     } else if error.is_connect() {
         "could not connect to the authorization server".to_owned()
     } else {
         format!("the request failed: {}", error_chain(&error))
     };
-    let error = Error::transport(source, message);
+    let mut error = Error::transport(source, message);
+    if timed_out {
+        error = error.with_timeout();
+    }
     if nothing_sent {
         error.with_nothing_sent()
     } else {

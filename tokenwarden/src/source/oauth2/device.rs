@@ -229,6 +229,10 @@ impl Grant for DeviceCode {
             .collect()
     }
 
+    fn grant_name(&self) -> &str {
+        "device_code"
+    }
+
     fn grant_key(&self) -> TokenKey {
         // Without parameters, the key of earlier versions.
         let params = (!self.params.is_empty()).then(|| {

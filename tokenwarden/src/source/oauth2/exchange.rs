@@ -110,6 +110,10 @@ impl Grant for JwtBearer {
             .collect()
     }
 
+    fn grant_name(&self) -> &str {
+        "jwt_bearer"
+    }
+
     fn grant_key(&self) -> TokenKey {
         self.client.key(
             "jwt_bearer",
@@ -196,6 +200,10 @@ impl Grant for TokenExchange {
             .into_iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
             .collect()
+    }
+
+    fn grant_name(&self) -> &str {
+        "token_exchange"
     }
 
     fn grant_key(&self) -> TokenKey {

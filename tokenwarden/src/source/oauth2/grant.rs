@@ -19,6 +19,9 @@ pub trait Grant: std::fmt::Debug + Send + Sync {
     /// The token key: the grant and everything that shaped the token.
     fn grant_key(&self) -> TokenKey;
 
+    /// The grant's name (`client_credentials`...): [`TokenSource::grant_name`].
+    fn grant_name(&self) -> &str;
+
     /// A new token by this grant.
     async fn new_token(&self) -> Result<Token>;
 
@@ -90,6 +93,10 @@ impl<G: Grant> TokenSource for G {
 
     fn key(&self) -> TokenKey {
         self.grant_key()
+    }
+
+    fn grant_name(&self) -> &str {
+        Grant::grant_name(self)
     }
 }
 

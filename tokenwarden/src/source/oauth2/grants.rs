@@ -177,6 +177,10 @@ impl Grant for ClientCredentials {
         self.request.repeated()
     }
 
+    fn grant_name(&self) -> &str {
+        &self.grant_type
+    }
+
     fn grant_key(&self) -> TokenKey {
         self.request.key(&self.client, &self.grant_type, &[])
     }
@@ -208,6 +212,10 @@ impl Grant for PasswordGrant {
 
     fn refresh_params(&self) -> Vec<(String, String)> {
         self.request.repeated()
+    }
+
+    fn grant_name(&self) -> &str {
+        "password"
     }
 
     fn grant_key(&self) -> TokenKey {
@@ -308,6 +316,10 @@ impl TokenSource for RefreshTokenGrant {
 
     fn name(&self) -> &str {
         self.client.name()
+    }
+
+    fn grant_name(&self) -> &str {
+        "refresh_token"
     }
 
     fn key(&self) -> TokenKey {
