@@ -94,6 +94,10 @@ pub enum Command {
         /// browser requests from other sites get 403.
         #[arg(long = "allow-origin", value_name = "ORIGIN")]
         allow_origins: Vec<String>,
+        /// Also serve /metrics (Prometheus) and /healthz on this address; they
+        /// are always on the proxy's own listener under /.tokenwarden/.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Print a shell completion script.
     Completions {

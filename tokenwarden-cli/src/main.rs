@@ -78,6 +78,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             unix_socket,
             allow_hosts,
             allow_origins,
+            metrics_listen,
         } => {
             let profile = ctx.profile(profile.profile.as_deref())?;
             let base_url = profile.base_url()?.ok_or_else(|| {
@@ -95,6 +96,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 unix_socket,
                 allow_hosts,
                 allow_origins,
+                metrics_listen,
+                profile: profile.name.clone(),
             };
             proxy::run(manager, base_url, access).await
         }

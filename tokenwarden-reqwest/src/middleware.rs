@@ -186,13 +186,7 @@ impl TokenMiddleware {
         manager: &TokenManager,
         transport: &mut impl Transport,
     ) -> reqwest_middleware::Result<Response> {
-        let span = tracing::debug_span!(
-            "tokenwarden.request",
-            method = %request.method(),
-            path = request.url().path(),
-            fingerprint = tracing::field::Empty,
-            replays = 0u32,
-        );
+        let span = tokenwarden::http::request_span(request.method(), request.url());
         async move {
             let span = tracing::Span::current();
             let mut replays = 0;
@@ -212,7 +206,10 @@ impl TokenMiddleware {
                     span.record("replays", replays);
                 }
                 let sent_url = request.url().clone();
-                let response = transport.send(request).await?;
+                let answer = transport.send(request).await;
+                let outcome = answer.as_ref().map(Response::status);
+                tokenwarden::http::record_outcome(&span, outcome.map_err(|_| "transport"));
+                let response = answer?;
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }

@@ -10,9 +10,14 @@
 //! Each future is polled once with a reused no-op waker, as an `.await` in a running
 //! task polls it; a Tokio runtime is entered because the manager may spawn.
 //!
-//! Run with `cargo bench -p tokenwarden --bench hit_path --features blocking`
-//! (without the feature, the blocking manager's figure is left out); the
-//! figures are printed at the end, one per line.
+//! With the feature `metrics`, it also measures `token()` and `header()` again
+//! with a metrics recorder installed (Prometheus's), right after the same
+//! measurement without one, and prints the ratio (goal: ≤ 1.03: the hit path
+//! records nothing), and what a `tokenwarden::metrics::publish()` costs.
+//!
+//! Run with `cargo bench -p tokenwarden --bench hit_path --features blocking,metrics`
+//! (without a feature, its figures are left out); the figures are printed at
+//! the end, one per line.
 
 // Timing code reads the system clocks; the library itself never does.
 #![allow(clippy::disallowed_methods)]
@@ -139,6 +144,37 @@ fn main() {
     };
     g.finish();
 
+    // --- with a metrics recorder -------------------------------------------------
+    #[cfg(feature = "metrics")]
+    let recorded = {
+        let mut g = c.benchmark_group("metrics");
+        let without = (
+            measure(&mut g, "token()/1 thread, no recorder", |n| {
+                time_loop(n, token_fn)
+            }),
+            measure(&mut g, "header()/1 thread, no recorder", |n| {
+                time_loop(n, header_fn)
+            }),
+        );
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder");
+        tokenwarden::metrics::describe();
+        let with = (
+            measure(&mut g, "token()/1 thread, recorder installed", |n| {
+                time_loop(n, token_fn)
+            }),
+            measure(&mut g, "header()/1 thread, recorder installed", |n| {
+                time_loop(n, header_fn)
+            }),
+        );
+        let publish = measure(&mut g, "metrics::publish() (3 managers)", |n| {
+            time_loop(n, tokenwarden::metrics::publish)
+        });
+        g.finish();
+        (without, with, publish)
+    };
+
     // --- baselines ---------------------------------------------------------------
     let mut g = c.benchmark_group("baseline");
     let rw1 = measure(&mut g, "RwLock read + Token clone/1 thread", |n| {
@@ -218,6 +254,22 @@ fn main() {
             "baseline (b) ArcSwap load + SystemTime::now() cmp 2 threads: {}; token()/baseline = {}, header()/baseline = {}",
             ns(sw2), ratio(t2, sw2), ratio(h2, sw2)
         ),
+        #[cfg(feature = "metrics")]
+        format!(
+            "metrics token() 1 thread: {} without a recorder, {} with one installed: ratio {} (goal <= 1.03: {})",
+            ns(recorded.0 .0), ns(recorded.1 .0), ratio(recorded.1 .0, recorded.0 .0),
+            goal(recorded.1 .0, recorded.0 .0)
+        ),
+        #[cfg(feature = "metrics")]
+        format!(
+            "metrics header() 1 thread: {} without a recorder, {} with one installed: ratio {} (goal <= 1.03: {})",
+            ns(recorded.0 .1), ns(recorded.1 .1), ratio(recorded.1 .1, recorded.0 .1),
+            goal(recorded.1 .1, recorded.0 .1)
+        ),
+        #[cfg(feature = "metrics")]
+        format!("metrics publish() with 3 managers: {}", ns(recorded.2)),
+        #[cfg(not(feature = "metrics"))]
+        "metrics: run with --features metrics".to_owned(),
         format!("part ArcSwap::load + guard drop: {}", ns(p_load)),
         format!("part SystemClock::now_millis (coarse): {}", ns(p_millis)),
         format!("part SystemTime::now (precise): {}", ns(p_now)),
@@ -272,6 +324,16 @@ fn allocations_per_call<O>(mut f: impl FnMut() -> O) -> f64 {
         black_box(f());
     }
     region.change().allocations as f64 / ALLOC_CALLS as f64
+}
+
+/// Whether `with / without` is within 3 %.
+#[cfg(feature = "metrics")]
+fn goal(with: Option<f64>, without: Option<f64>) -> &'static str {
+    match (with, without) {
+        (Some(with), Some(without)) if with <= without * 1.03 => "met",
+        (Some(_), Some(_)) => "MISSED",
+        _ => "not measured",
+    }
 }
 
 fn verdict(what: &str, value: Option<f64>, target: f64) -> String {

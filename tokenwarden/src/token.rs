@@ -267,6 +267,18 @@ pub struct TokenInfo {
     /// refresh token it replaced is spent), and the save is retried with backoff
     /// until it lands or a newer token replaces it.
     pub unsaved: bool,
+    /// When the next refresh is planned: the start of the token's stale window,
+    /// when it is refreshed ahead of its expiry (by the background task, or the
+    /// first call after it). For a token read from the store (nothing cached
+    /// yet), the earliest moment, before the jitter. Set by
+    /// [`TokenManager::info`](crate::TokenManager::info); `None` without a token
+    /// with an expiry.
+    #[serde(with = "millis_opt")]
+    pub refresh_at: Option<SystemTime>,
+    /// While the manager backs off after a failed attempt: when the next attempt
+    /// may start. Set by [`TokenManager::info`](crate::TokenManager::info).
+    #[serde(with = "millis_opt")]
+    pub retry_at: Option<SystemTime>,
 }
 
 impl TokenInfo {
@@ -292,6 +304,8 @@ impl TokenInfo {
             store: store.map(str::to_owned),
             key: key.to_owned(),
             unsaved: false,
+            refresh_at: None,
+            retry_at: None,
         }
     }
 }

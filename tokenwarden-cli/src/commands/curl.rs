@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
     let client = AuthClient::builder()
         .base_url(origin.as_str())
         .allowed_origins(AllowedOrigins::of(origin.as_str())?)
-        .token_manager(manager)
+        .token_manager(manager.clone())
         .build()?;
     let body = body(args)?;
     let method = match (&args.method, &body) {
@@ -47,7 +47,9 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.map_err(|e| match e {
+    let response = request.send().await;
+    super::last_refresh::save(&profile.name, &manager).await;
+    let response = response.map_err(|e| match e {
         reqwest_middleware::Error::Middleware(e) => match e.downcast::<tokenwarden::Error>() {
             Ok(e) => CliError::from(e),
             Err(e) => CliError::new(UNAVAILABLE, format!("the request failed: {e}")),

@@ -1,6 +1,7 @@
 //! The commands that work on a profile.
 
 pub mod curl;
+pub mod last_refresh;
 pub mod login;
 pub mod logout;
 pub mod status;

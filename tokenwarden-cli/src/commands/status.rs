@@ -39,6 +39,10 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
             ("authenticated", "authenticated"),
             ("refreshable", "refreshable"),
             ("expires in", "expires_in"),
+            ("next refresh", "next_refresh_in"),
+            ("last refresh", "last_refresh"),
+            ("backing off", "retry_in"),
+            ("unsaved", "unsaved"),
             ("refresh token", "has_refresh_token"),
             ("sign in again", "refresh_expires_in"),
             ("scope", "scope"),
@@ -93,6 +97,25 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
     let info = manager.info().await;
     let expired = info.expires_in.is_some_and(|d| d.is_zero());
     let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).ok();
+    let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
+    let secs_until =
+        |at: std::time::SystemTime| at.duration_since(now).unwrap_or_default().as_secs();
+    // This process's last attempt, else the last one a command or the proxy
+    // made here.
+    let last_refresh = match super::last_refresh::describe(manager).await {
+        Some(last) => Some(last),
+        None => super::last_refresh::load(&profile.name),
+    };
+    // Backing off: this process, or the proxy (or command) that recorded it.
+    let retry_at = info
+        .retry_at
+        .and_then(unix)
+        .map(|d| d.as_millis() as u64)
+        .or_else(|| last_refresh.as_ref()?.get("retry_at")?.as_u64());
+    let now_ms = unix(now).map_or(0, |d| d.as_millis() as u64);
+    let retry_in = retry_at
+        .filter(|at| *at > now_ms)
+        .map(|at| (at - now_ms).div_ceil(1000));
     json!({
         "profile": profile.name,
         "grant": profile.grant.name(),
@@ -110,6 +133,10 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
         }),
         "scope": info.scope,
         "fingerprint": info.fingerprint,
+        "next_refresh_in": info.refresh_at.map(secs_until),
+        "last_refresh": last_refresh,
+        "retry_in": retry_in,
+        "unsaved": info.unsaved,
     })
 }
 
@@ -122,15 +149,42 @@ fn text(key: &str, value: &Value) -> String {
         ("expires_in", Value::Number(n)) => {
             human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
         }
+        ("next_refresh_in", Value::Number(n)) => match n.as_u64().unwrap_or(0) {
+            0 => "due: the next `tokenwarden token` refreshes it".into(),
+            secs => format!("in {}", human(std::time::Duration::from_secs(secs))),
+        },
+        ("retry_in", Value::Number(n)) => format!(
+            "after a failure; the next attempt in {}",
+            human(std::time::Duration::from_secs(n.as_u64().unwrap_or(0)))
+        ),
+        ("last_refresh", Value::Object(last)) => last_refresh_text(last),
+        ("unsaved", Value::Bool(true)) => {
+            "yes: the store failed to save the token; retrying".into()
+        }
         ("refreshable", Value::Bool(true)) => {
             "yes: expired, `tokenwarden token` refreshes it".into()
         }
-        ("authenticated" | "has_refresh_token" | "refreshable", Value::Bool(b)) => {
+        ("authenticated" | "has_refresh_token" | "refreshable" | "unsaved", Value::Bool(b)) => {
             if *b { "yes" } else { "no" }.into()
         }
         (_, Value::String(s)) => s.clone(),
         (_, other) => other.to_string(),
     }
+}
+
+/// `3 min ago: ahead_of_expiry, refreshed (120 ms)`.
+fn last_refresh_text(last: &serde_json::Map<String, Value>) -> String {
+    let field = |key: &str| last.get(key).and_then(Value::as_str).unwrap_or("?");
+    let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
+    let at = last.get("at").and_then(Value::as_u64).unwrap_or(0);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+    let ago = human(now.duration_since(at).unwrap_or_default());
+    let took = last.get("took_ms").and_then(Value::as_u64).unwrap_or(0);
+    let outcome = match last.get("error").and_then(Value::as_str) {
+        Some(error) => format!("failed ({error})"),
+        None => field("outcome").to_owned(),
+    };
+    format!("{ago} ago: {}, {outcome} ({took} ms)", field("reason"))
 }
 
 fn print_table(rows: &[Value]) {

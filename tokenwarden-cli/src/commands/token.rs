@@ -8,7 +8,9 @@ use std::io::Write as _;
 pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8, CliError> {
     let profile = ctx.profile(profile)?;
     let manager = profile.manager(Interaction::Refused).await?;
-    let token = manager.token().await?;
+    let token = manager.token().await;
+    super::last_refresh::save(&profile.name, &manager).await;
+    let token = token?;
     let mut out = std::io::stdout().lock();
     let written = if json {
         let mut value = super::status::describe_manager(&profile, &manager).await;

@@ -46,12 +46,18 @@
 //!   be had gives 503, each with a one-line text body and a `tracing` warning.
 //!   Neither ever shows a token.
 //!
+//! - **For operators** (see [`observe`]): `/.tokenwarden/metrics` (Prometheus
+//!   text) and `/.tokenwarden/healthz` on the same listener (paths under
+//!   `/.tokenwarden/` are not forwarded), and with `--metrics-listen ADDR` as
+//!   `/metrics` and `/healthz` on a listener of their own.
+//!
 //! Connections are kept alive on both sides: one `reqwest` client pools the
 //! upstream connections, and the server keeps HTTP/1.1 client connections open.
 
 mod body;
 mod forward;
 mod guard;
+mod observe;
 #[cfg(unix)]
 mod unix;
 
@@ -79,6 +85,10 @@ pub struct Access {
     pub allow_hosts: Vec<String>,
     /// Web origins whose pages may use the proxy.
     pub allow_origins: Vec<String>,
+    /// Where to serve `/metrics` and `/healthz` too, on a listener of their own.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The profile's name (for the record `status` reads).
+    pub profile: String,
 }
 
 /// Serves the proxy on `access.listen` (or its Unix socket) until Ctrl-C or
@@ -101,7 +111,25 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         .tcp_nodelay(true)
         .build()
         .map_err(|e| CliError::new(UNAVAILABLE, format!("cannot build the HTTP client: {e}")))?;
-    let proxy = |callers| {
+    // Ended with the proxy: the record `status` reads, and the metrics listener.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::commands::last_refresh::keep(
+        access.profile.clone(),
+        manager.clone(),
+    ));
+    if let Some(address) = access.metrics_listen {
+        let observer = Arc::new(observe::Observer::new(manager.clone(), None)?);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| bind_error(address, &e))?;
+        let local = listener.local_addr().map_err(|e| bind_error(address, &e))?;
+        eprintln!("tokenwarden proxy: metrics on http://{local}/metrics, health on http://{local}/healthz");
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, observe::routes(observer)).await;
+        });
+    }
+    let proxy = |callers: guard::Callers| {
+        let observer = observe::Observer::new(manager.clone(), Some(callers.clone()))?;
         let proxy = Arc::new(forward::Proxy {
             manager,
             client,
@@ -109,9 +137,12 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
             allowed,
             callers,
         });
-        axum::Router::new()
-            .fallback(forward::forward)
-            .with_state(proxy)
+        Ok::<_, CliError>(
+            axum::Router::new()
+                .nest(observe::PREFIX, observe::routes(Arc::new(observer)))
+                .fallback(forward::forward)
+                .with_state(proxy),
+        )
     };
     #[cfg(unix)]
     if let Some(path) = &access.unix_socket {
@@ -121,7 +152,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
             path.display(),
             shown(&base_url)
         );
-        let app = proxy(guard::Callers::unix(&access.allow_origins));
+        let app = proxy(guard::Callers::unix(&access.allow_origins))?;
         let served = serve(listener, app).await;
         let _ = std::fs::remove_file(path);
         return served;
@@ -145,7 +176,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         local,
         &access.allow_hosts,
         &access.allow_origins,
-    ));
+    ))?;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -17,6 +17,7 @@ mod cluster;
 mod commands;
 mod config;
 mod demo;
+mod prometheus;
 mod proxy;
 mod proxy_access;
 mod redis_deployments;

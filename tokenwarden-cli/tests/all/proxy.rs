@@ -162,6 +162,8 @@ pub(crate) async fn api_home(oidc: &oidc::Oidc, store: &str) -> (Arc<Api>, Socke
 pub(crate) struct Proxy {
     child: Child,
     pub(crate) url: String,
+    /// Where `--metrics-listen` serves `/metrics` and `/healthz`, if given.
+    pub(crate) metrics: Option<String>,
     stderr: Arc<Mutex<String>>,
     drain: Option<std::thread::JoinHandle<()>>,
 }
@@ -184,10 +186,14 @@ impl Proxy {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut before = String::new();
+        let mut metrics = None;
         let url = loop {
             let Some(Ok(line)) = lines.next() else {
                 panic!("no listening line: {before}")
             };
+            if let Some(rest) = line.strip_prefix("tokenwarden proxy: metrics on ") {
+                metrics = rest.split_once("/metrics").map(|(url, _)| url.to_owned());
+            }
             if let Some(rest) = line.strip_prefix("tokenwarden proxy: listening on ") {
                 break rest
                     .split_once(", forwarding to ")
@@ -207,6 +213,7 @@ impl Proxy {
         Self {
             child,
             url,
+            metrics,
             stderr,
             drain: Some(drain),
         }

@@ -368,6 +368,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         key = %shared.settings.key,
         ?mode,
         reason = super::reasons::current(shared).as_str(),
+        error.type = tracing::field::Empty,
     );
     let record = super::reasons::Attempt::begin(shared);
     let s = &shared.settings;
@@ -412,6 +413,9 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         // Nothing new in the store: the backoff goes on as it was.
         Err(_) if mode == Mode::StoreOnly => {}
         Err(error) => {
+            if !span.is_disabled() {
+                span.record("error.type", format!("{:?}", error.kind()).as_str());
+            }
             Counters::add(&shared.counters.failures);
             super::observe::failure(shared, error);
             let now = s.clock.now_millis();

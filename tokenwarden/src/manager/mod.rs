@@ -329,18 +329,41 @@ impl TokenManager {
     /// What may be shown about the current token (from the store if nothing is
     /// cached yet); never a secret. Does not fetch.
     pub async fn info(&self) -> TokenInfo {
+        let s = &self.shared.settings;
+        let now = s.clock.now();
+        let retry_at = (self.shared.backoff.retry_at())
+            .filter(|_| {
+                self.shared
+                    .backoff
+                    .is_waiting(crate::clock::unix_millis(now))
+            })
+            .map(crate::clock::from_unix_millis);
         let cached = self.shared.current.load_full();
         if let Some(token) = cached.token() {
             let mut info = self.shared.info(Some(token));
             info.authenticated &= cached.is_held(); // not once the server rejected it
             info.unsaved = unsaved::is_unsaved(&self.shared);
+            info.refresh_at = (token.expires_at.is_some())
+                .then(|| crate::clock::from_unix_millis(cached.stale_at()));
+            info.retry_at = retry_at;
             return info;
         }
-        let stored = match &self.shared.settings.store {
-            Some(store) => store.load(&self.shared.settings.key).await.ok().flatten(),
+        let stored = match &s.store {
+            Some(store) => store.load(&s.key).await.ok().flatten(),
             None => None,
         };
-        self.shared.info(stored.as_ref())
+        let mut info = self.shared.info(stored.as_ref());
+        // Where its stale window would start here, without the jitter.
+        let windows = Windows {
+            jitter: 0.0,
+            ..s.windows.clone()
+        };
+        info.refresh_at = stored
+            .filter(|t| t.expires_at.is_some())
+            .and_then(|t| Cached::new(t, now, &windows, 1, &s.source_name).ok())
+            .map(|c| crate::clock::from_unix_millis(c.stale_at()));
+        info.retry_at = retry_at;
+        info
     }
 
     /// Logs out: removes the token from the cache and, under the store's lease, from

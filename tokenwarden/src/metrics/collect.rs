@@ -32,9 +32,9 @@ struct Collector {
     live: usize,
     /// The hits of dropped managers, by their labels.
     carried: HashMap<Labels, u64>,
-    /// The last value published for each set of labels: what is published never
-    /// goes below it (a manager dropped while a collection runs is neither live
-    /// nor carried yet for a moment).
+    /// The hits published so far for each set of labels: only more is added (a
+    /// manager dropped while a collection runs is neither live nor carried yet
+    /// for a moment: its hits are added at the next).
     published: HashMap<Labels, u64>,
 }
 
@@ -99,9 +99,14 @@ pub(super) fn publish() {
         for (labels, group) in groups {
             let hits = group.hits + c.carried.get(&labels).copied().unwrap_or(0);
             let last = c.published.entry(labels.clone()).or_default();
-            *last = (*last).max(hits);
+            // Added as what is new since the last collection, not set: every
+            // exporter takes increments (OpenTelemetry's counters take nothing else).
+            let new = hits.saturating_sub(*last);
+            *last += new;
             let series = labels.to_vec();
-            ::metrics::counter!(super::HITS, series.clone()).absolute(*last);
+            if new > 0 {
+                ::metrics::counter!(super::HITS, series.clone()).increment(new);
+            }
             ::metrics::gauge!(super::BACKING_OFF, series.clone()).set(group.backing_off as f64);
             ::metrics::gauge!(super::UNSAVED, series.clone()).set(group.unsaved as f64);
             if let Some(left) = group.expires_in {

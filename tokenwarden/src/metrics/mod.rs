@@ -97,7 +97,7 @@ pub const STORE_OPERATION_DURATION: &str = "tokenwarden.store.operation.duration
 pub const UNSAVED: &str = "tokenwarden.unsaved";
 /// Seconds until the current token expires (gauge).
 pub const TOKEN_EXPIRES_IN: &str = "tokenwarden.token.expires_in";
-/// Calls answered from the cache (counter, set by [`publish`]).
+/// Calls answered from the cache (counter, added to by [`publish`]).
 pub const HITS: &str = "tokenwarden.hits";
 /// Managers held by registries (gauge).
 pub const REGISTRY_MANAGERS: &str = "tokenwarden.registry.managers";

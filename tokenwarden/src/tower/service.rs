@@ -132,13 +132,20 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        let span = tracing::debug_span!(
-            "tokenwarden.request",
-            method = %request.method(),
-            path = request.uri().path(),
-            fingerprint = tracing::field::Empty,
-            replays = 0u32,
-        );
+        let span = match url::Url::parse(&request.uri().to_string()) {
+            Ok(url) => crate::http::request_span(request.method(), &url),
+            // A relative URI (no scheme or host): only what is known.
+            Err(_) => tracing::debug_span!(
+                "tokenwarden.request",
+                otel.kind = "client",
+                http.request.method = %request.method(),
+                url.path = request.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                fingerprint = tracing::field::Empty,
+                replays = 0u32,
+            ),
+        };
         Box::pin(send(inner, config, self.replay.clone(), request).instrument(span))
     }
 }
@@ -171,7 +178,10 @@ where
         } else {
             None
         };
-        let response = inner.call(request).await.map_err(Into::into)?;
+        let sent = inner.call(request).await.map_err(Into::into);
+        let outcome = sent.as_ref().map(Response::status);
+        crate::http::record_outcome(&span, outcome.map_err(|_| "transport"));
+        let response = sent?;
         if !rejects_token(response.status(), response.headers()) {
             return Ok(response);
         }

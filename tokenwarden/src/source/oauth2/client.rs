@@ -17,6 +17,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+use tracing::Instrument as _;
 use url::Url;
 
 /// The default timeout of one request to the authorization server: 10 s, a third of
@@ -398,10 +399,12 @@ impl OAuth2Client {
         let timeout = self.request_timeout();
         let request = request.map_err(|e| transport_error(name, e, timeout))?;
         let asked = request.url().clone();
-        let mut response = client
-            .execute(request)
-            .await
-            .map_err(|e| transport_error(name, e, timeout))?;
+        // The request to the authorization server, with OpenTelemetry's fields.
+        let span = crate::http::request_span(request.method(), &asked);
+        let sent = client.execute(request).instrument(span.clone()).await;
+        let outcome = sent.as_ref().map(reqwest::Response::status);
+        crate::http::record_outcome(&span, outcome.map_err(|_| "transport"));
+        let mut response = sent.map_err(|e| transport_error(name, e, timeout))?;
         if response.url() != &asked {
             // Only a user-supplied client follows redirects, and credentials went along.
             return Err(Error::transport(
@@ -511,17 +514,8 @@ fn error_chain(error: &reqwest::Error) -> String {
     text
 }
 
-/// Checks that `url` parses and is https, or http on a loopback host.
 /// `url` for messages: scheme, host, port and path; no user, password or query.
-pub(crate) fn display_url(url: &Url) -> String {
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    format!(
-        "{}://{}{port}{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        url.path()
-    )
-}
+pub(crate) use crate::http::loggable_url as display_url;
 
 /// What the `aud` of a `private_key_jwt` client assertion names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

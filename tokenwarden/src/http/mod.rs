@@ -7,6 +7,9 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, WWW_AUTHENTIC
 use http::HeaderMap;
 use url::Url;
 
+mod span;
+pub use span::{loggable_url, record_outcome, request_span};
+
 /// The origins (scheme, host, port) a token may be sent to. A request to any other
 /// origin goes out without it; so does a request over plain http to a host that is
 /// not loopback.
