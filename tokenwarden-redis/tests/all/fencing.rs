@@ -7,6 +7,7 @@ use crate::grant_server::{GrantServer, OnReuse};
 use crate::{same_prefix, store};
 use std::sync::Arc;
 use std::time::Duration;
+use tokenwarden::metrics::LEASE_OUTCOMES;
 use tokenwarden::store::TokenStore;
 use tokenwarden::{Clock, ManualClock, Token, TokenKey, TokenManager};
 
@@ -53,6 +54,7 @@ async fn a_late_write_under_a_lost_lease_is_refused_and_release_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_holder_does_not_overwrite_a_newer_token_and_adopts_it() {
     let _h = crate::leaks::harness();
+    let recorded = crate::recorder::recorded();
     let clock = ManualClock::default();
     let Some(store) = store(&clock).await else {
         return;
@@ -60,7 +62,7 @@ async fn a_stalled_holder_does_not_overwrite_a_newer_token_and_adopts_it() {
     // A grant without refresh tokens (client credentials): both instances may
     // get a token, and the store must keep the newer.
     let server = GrantServer::new(LIFETIME, OnReuse::RevokeGrant);
-    let source = tokenwarden::source::from_fn("client-credentials", {
+    let source = tokenwarden::source::from_fn("client-credentials-fenced", {
         let server = server.clone();
         move || {
             let server = server.clone();
@@ -96,6 +98,13 @@ async fn a_stalled_holder_does_not_overwrite_a_newer_token_and_adopts_it() {
     let adopted = late.await.unwrap().expect("the stored token");
     assert_eq!(adopted, newer, "the stalled holder serves the newer token");
     assert_eq!(stalled.stats().lease_losses, 1);
+    // Counted (issue 18; both instances share the key's series): each took the
+    // lease at once (the other's after the first had expired), and the stalled
+    // one's save was fenced.
+    let key = ("tokenwarden.key", stalled.key().as_str());
+    let outcomes =
+        |outcome| recorded.counter(LEASE_OUTCOMES, &[key, ("tokenwarden.outcome", outcome)]);
+    assert_eq!((outcomes("acquired"), outcomes("fenced")), (2, 1));
     let kept = store.load(stalled.key()).await.unwrap().unwrap();
     assert_eq!(kept.fingerprint(), newer, "the store did not go back");
     assert_eq!(server.issued(), 2);

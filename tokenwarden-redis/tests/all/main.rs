@@ -13,6 +13,8 @@ mod held_writes;
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;
 mod processes;
+#[path = "../../../tokenwarden/tests/support/recorder.rs"]
+mod recorder;
 mod replicas;
 #[path = "../support/replicated.rs"]
 mod replicated;
