@@ -99,11 +99,57 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Run a command with the token in its environment, passing its exit code
+    /// and signals through; with --token-file, also a 0600 file kept fresh
+    /// while it runs.
+    Exec(ExecArgs),
+    /// kubectl's exec credential plugin: prints an ExecCredential with the token
+    /// (client.authentication.k8s.io v1 or v1beta1, as kubectl asks).
+    Kubectl {
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// git's credential helper (`git config credential.helper "tokenwarden
+    /// git-credential -p P"`): get, store, erase.
+    GitCredential {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// What git asks: get, store or erase.
+        operation: String,
+    },
+    /// Docker's credential helper (also run as `docker-credential-tokenwarden`):
+    /// get, store, erase, list; the profile is the one whose `registry` is asked for.
+    DockerCredential {
+        /// What docker asks: get, store, erase or list.
+        operation: String,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `tokenwarden exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// The environment variable that holds the token.
+    #[arg(long = "env", value_name = "NAME", default_value = "ACCESS_TOKEN")]
+    pub env: String,
+    /// Keep a 0600 file holding the current token, replaced (whole) ahead of
+    /// each expiry while the command runs, and removed when it ends.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The command and its arguments, after `--`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `tokenwarden curl`.

@@ -18,7 +18,16 @@ use exit::CliError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse(); // usage errors exit with 2, as the contract says
+    // Run as `docker-credential-tokenwarden` (a link Docker finds on PATH): the
+    // `docker-credential` command.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked = (args.first())
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|name| name.to_string_lossy().starts_with("docker-credential-"));
+    if invoked {
+        args.insert(1, "docker-credential".into());
+    }
+    let cli = Cli::parse_from(args); // usage errors exit with 2, as the contract says
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -100,6 +109,16 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 profile: profile.name.clone(),
             };
             proxy::run(manager, base_url, access).await
+        }
+        Command::Exec(args) => commands::exec::run(&ctx, &args).await,
+        Command::Kubectl { profile } => {
+            commands::kubectl::run(&ctx, profile.profile.as_deref()).await
+        }
+        Command::GitCredential { profile, operation } => {
+            commands::git_credential::run(&ctx, profile.profile.as_deref(), &operation).await
+        }
+        Command::DockerCredential { operation } => {
+            commands::docker_credential::run(&ctx, &operation).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,9 +1,14 @@
 //! The commands that work on a profile.
 
 pub mod curl;
+pub mod docker_credential;
+pub mod exec;
+pub mod git_credential;
+pub mod kubectl;
 pub mod last_refresh;
 pub mod login;
 pub mod logout;
+pub mod rejected;
 pub mod status;
 pub mod token;
 

@@ -85,6 +85,11 @@ pub struct Profile {
     /// How long a token without `expires_in` is taken to live (else the
     /// library's default, an hour).
     pub token_lifetime: Option<std::time::Duration>,
+    /// The username the git and docker credential helpers answer with (the
+    /// token is the password); see [`Profile::helper_username`].
+    pub helper_username: Option<String>,
+    /// The container registry host the docker credential helper answers for.
+    pub registry: Option<String>,
 }
 
 impl Config {

@@ -59,6 +59,10 @@ pub(super) struct RawProfile {
     grant_type: Text,
     /// Seconds a token without `expires_in` is taken to live.
     token_lifetime: Option<Spanned<u64>>,
+    /// The username the git and docker helpers answer with.
+    helper_username: Text,
+    /// The container registry (host) the docker helper answers for.
+    registry: Text,
 }
 
 /// How a profile gets its tokens.
@@ -251,6 +255,8 @@ pub(super) fn resolve(
             .token_lifetime
             .as_ref()
             .map(|s| std::time::Duration::from_secs(*s.get_ref())),
+        helper_username: text("helper_username", &raw.helper_username)?,
+        registry: text("registry", &raw.registry)?,
     };
     let takes_params = !matches!(
         grant,
