@@ -93,6 +93,25 @@ pub enum ErrorKind {
     NoValidToken,
 }
 
+impl ErrorKind {
+    /// Its name in snake case (`oauth`, `transport`, `invalid_response`,
+    /// `source`, `store`, `lease_lost`, `config`, `sign_in`, `no_valid_token`),
+    /// as metrics, spans and the CLI show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::OAuth => "oauth",
+            ErrorKind::Transport => "transport",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::Source => "source",
+            ErrorKind::Store => "store",
+            ErrorKind::LeaseLost => "lease_lost",
+            ErrorKind::Config => "config",
+            ErrorKind::SignIn => "sign_in",
+            ErrorKind::NoValidToken => "no_valid_token",
+        }
+    }
+}
+
 /// Everything that can go wrong getting, storing or refreshing a token.
 ///
 /// Match on [`kind`](Self::kind); read the details with the accessors. Build one in
@@ -260,11 +279,20 @@ impl Error {
         self
     }
 
-    /// Whether no answer came in time (from the server, or the store), for this
-    /// error or its last attempt: a request's own timeout, or the manager's
-    /// refresh timeout. Metrics count these apart from other transport errors.
+    /// Whether no answer came in time, for this error or its last attempt: the
+    /// OAuth2 client's request timeout, or the manager's refresh timeout (which
+    /// also ends a store or lease that hangs). Metrics count these apart.
     pub fn is_timeout(&self) -> bool {
         self.0.timed_out || self.last_attempt().is_some_and(Error::is_timeout)
+    }
+
+    /// The `error.type` of metrics and spans: `timeout`, else the kind's name
+    /// ([`ErrorKind::as_str`]).
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self.is_timeout() {
+            true => "timeout",
+            false => self.kind().as_str(),
+        }
     }
 
     /// Marks a transport error that came before any of the request was sent.

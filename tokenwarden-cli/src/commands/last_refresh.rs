@@ -12,8 +12,10 @@ use tokenwarden::TokenManager;
 /// The record's file for `profile`, if there is a data directory.
 fn path(profile: &str) -> Option<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "tokenwarden")?;
-    // A profile name is a TOML key: kept to characters safe in a file name.
-    let name: String = (profile.chars())
+    // A profile name is a TOML key: kept to characters safe in a file name,
+    // and where any had to go, told apart by a hash of the name (FNV-1a: stable
+    // across builds).
+    let mut name: String = (profile.chars())
         .map(
             |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
                 true => c,
@@ -21,6 +23,12 @@ fn path(profile: &str) -> Option<PathBuf> {
             },
         )
         .collect();
+    if name != profile {
+        let hash = (profile.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        name += &format!("-{hash:016x}");
+    }
     Some(
         dirs.data_dir()
             .join("last-refresh")
@@ -37,7 +45,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 pub async fn describe(manager: &TokenManager) -> Option<Value> {
     let last = manager.last_refresh()?;
     let error = match last.outcome {
-        tokenwarden::RefreshOutcome::Failed(kind) => Some(format!("{kind:?}")),
+        tokenwarden::RefreshOutcome::Failed(kind) => Some(kind.as_str()),
         _ => None,
     };
     let retry_at = manager.info().await.retry_at.map(unix_ms);

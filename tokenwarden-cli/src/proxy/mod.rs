@@ -118,20 +118,29 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         manager.clone(),
     ));
     if let Some(address) = access.metrics_listen {
-        let observer = Arc::new(observe::Observer::new(manager.clone(), None)?);
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| bind_error(address, &e))?;
         let local = listener.local_addr().map_err(|e| bind_error(address, &e))?;
+        // The same rules as the proxy's: its `Host` (or an --allow-host name),
+        // and no web page (a rebound DNS name reads nothing here either).
+        let callers = guard::Callers::new(local, &access.allow_hosts, &[]);
+        let observer = Arc::new(observe::Observer::new(manager.clone(), callers)?);
         eprintln!("tokenwarden proxy: metrics on http://{local}/metrics, health on http://{local}/healthz");
+        if !local.ip().is_loopback() {
+            eprintln!(
+                "tokenwarden proxy: warning: the metrics listener {local} is not a loopback address: \
+                 give scrapers' names for it with --allow-host"
+            );
+        }
         tasks.spawn(async move {
             let _ = axum::serve(listener, observe::routes(observer)).await;
         });
     }
     let proxy = |callers: guard::Callers| {
-        let observer = observe::Observer::new(manager.clone(), Some(callers.clone()))?;
+        let observer = observe::Observer::new(manager.clone(), callers.clone())?;
         let proxy = Arc::new(forward::Proxy {
-            manager,
+            manager: manager.clone(),
             client,
             base_url: base_url.clone(),
             allowed,
@@ -155,6 +164,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         let app = proxy(guard::Callers::unix(&access.allow_origins))?;
         let served = serve(listener, app).await;
         let _ = std::fs::remove_file(path);
+        crate::commands::last_refresh::save(&access.profile, &manager).await;
         return served;
     }
     let listen = access.listen;
@@ -180,7 +190,10 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    serve(listener, app).await
+    let served = serve(listener, app).await;
+    // The last attempt, as it stood when the proxy stopped.
+    crate::commands::last_refresh::save(&access.profile, &manager).await;
+    served
 }
 
 /// Serves `app` on `listener` until the first signal (then lets the requests in

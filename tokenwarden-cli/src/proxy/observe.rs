@@ -1,9 +1,10 @@
 //! The proxy's own endpoints, for operators: `metrics` (the library's metrics,
 //! see `tokenwarden::metrics`, in the Prometheus text format) and `healthz`
 //! (200 while a valid token can be served, else 503; a JSON body either way).
-//! Served on the proxy's listener under [`PREFIX`] (checked as proxied requests
-//! are: `Host`, no browser), and with `--metrics-listen ADDR` on a listener of
-//! their own as `/metrics` and `/healthz`. Neither ever shows a secret.
+//! Served on the proxy's listener under [`PREFIX`] (nothing under it is
+//! forwarded), and with `--metrics-listen ADDR` on a listener of their own as
+//! `/metrics` and `/healthz`; both check callers as proxied requests are
+//! (`Host`, no browser). Neither ever shows a secret.
 
 use super::guard::Callers;
 use crate::exit::{CliError, UNAVAILABLE};
@@ -34,8 +35,8 @@ const BUCKETS: [f64; 12] = [
 pub(super) struct Observer {
     handle: PrometheusHandle,
     manager: TokenManager,
-    /// Who may call them (on the proxy's listener); `None` on their own.
-    callers: Option<Callers>,
+    /// Who may call them.
+    callers: Callers,
 }
 
 /// The process's Prometheus recorder, installed on first use.
@@ -54,7 +55,7 @@ fn recorder() -> Result<PrometheusHandle, CliError> {
 }
 
 impl Observer {
-    pub(super) fn new(manager: TokenManager, callers: Option<Callers>) -> Result<Self, CliError> {
+    pub(super) fn new(manager: TokenManager, callers: Callers) -> Result<Self, CliError> {
         Ok(Self {
             handle: recorder()?,
             manager,
@@ -68,11 +69,13 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(observer: Arc<Observer>) 
     axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        // Nothing else under the prefix goes upstream (with the token).
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such endpoint of tokenwarden's") })
         .with_state(observer)
 }
 
 fn refused(observer: &Observer, request: &Request) -> Option<Response> {
-    let why = observer.callers.as_ref()?.refuse(request.headers())?;
+    let why = observer.callers.refuse(request.headers())?;
     tracing::warn!(reason = %why, "refused a request");
     Some((StatusCode::FORBIDDEN, why).into_response())
 }

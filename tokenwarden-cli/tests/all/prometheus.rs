@@ -205,6 +205,22 @@ async fn prometheus_scrapes_the_proxy_through_refreshes_a_401_and_an_outage() {
         )
     };
 
+    // Nothing under /.tokenwarden/ goes upstream; no other host reads metrics.
+    let other = client
+        .get(format!("{}/.tokenwarden/other", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    assert!(api.seen("/.tokenwarden/other").is_empty());
+    let rebound = client
+        .get(format!("{metrics}/metrics"))
+        .header("host", "attacker.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+
     // The first token; healthy.
     assert_eq!(hello().await.unwrap().status(), 200);
     assert_eq!(health(&metrics).await.0, 200);

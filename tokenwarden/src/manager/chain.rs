@@ -112,7 +112,7 @@ pub(super) async fn obtain(
                 break lease;
             }
             Ok(LeaseWait::Changed(stored)) => {
-                observe::lease(shared, LeaseOutcome::Waited);
+                observe::lease(shared, LeaseOutcome::Changed);
                 stored
             }
             Err(error) => return without_lease(shared, &current, epoch, deadline, error).await,
@@ -445,6 +445,9 @@ async fn accept(
         // spent refresh token, and `set_tokens` writes over it next.
         if let (Some(store), Some(lease), TokenEventKind::Refreshed) = (&s.store, lease, kind) {
             if let Err(error) = store.save_leased(&s.key, &cached.token, lease).await {
+                if error.is_lease_lost() {
+                    observe::lease(shared, LeaseOutcome::Fenced);
+                }
                 tracing::warn!(%error, "could not store the token of a superseded refresh");
             }
         }

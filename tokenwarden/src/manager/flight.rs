@@ -414,7 +414,7 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
         Err(_) if mode == Mode::StoreOnly => {}
         Err(error) => {
             if !span.is_disabled() {
-                span.record("error.type", format!("{:?}", error.kind()).as_str());
+                span.record("error.type", error.type_name());
             }
             Counters::add(&shared.counters.failures);
             super::observe::failure(shared, error);

@@ -16,6 +16,9 @@ pub(super) struct Observed {
     labels: arc_swap::ArcSwap<crate::metrics::Labels>,
     #[cfg(feature = "metrics")]
     in_registry: std::sync::atomic::AtomicBool,
+    /// The hits counted before its labels last changed (they went with the old ones).
+    #[cfg(feature = "metrics")]
+    hits_before: std::sync::atomic::AtomicU64,
 }
 
 impl Observed {
@@ -32,6 +35,7 @@ impl Observed {
             Self {
                 labels: arc_swap::ArcSwap::from_pointee(labels),
                 in_registry: Default::default(),
+                hits_before: Default::default(),
             }
         }
         #[cfg(not(feature = "metrics"))]
@@ -47,6 +51,14 @@ fn labels(shared: &Shared) -> crate::metrics::Labels {
     crate::metrics::Labels::clone(&shared.observed.labels.load())
 }
 
+/// The hits counted under its current labels.
+#[cfg(feature = "metrics")]
+fn hits(shared: &Shared) -> u64 {
+    use std::sync::atomic::Ordering::SeqCst;
+    let before = shared.observed.hits_before.load(SeqCst);
+    shared.counters.snapshot().hits.saturating_sub(before)
+}
+
 #[cfg(feature = "metrics")]
 fn seconds(took: Duration) -> f64 {
     took.as_secs_f64()
@@ -58,7 +70,7 @@ pub(super) fn watch(shared: &std::sync::Arc<Shared>) {
     {
         let weak: std::sync::Weak<dyn crate::metrics::Watched> =
             std::sync::Arc::downgrade(shared) as _;
-        crate::metrics::register(weak);
+        crate::metrics::register(weak, &labels(shared));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = shared;
@@ -67,24 +79,31 @@ pub(super) fn watch(shared: &std::sync::Arc<Shared>) {
 /// Keeps the hits of a manager being dropped.
 pub(super) fn retire(shared: &Shared) {
     #[cfg(feature = "metrics")]
-    crate::metrics::retire(&labels(shared), shared.counters.snapshot().hits);
+    crate::metrics::retire(&labels(shared), hits(shared));
     #[cfg(not(feature = "metrics"))]
     let _ = shared;
 }
 
 /// A registry holds this manager (`true`) or let it go; held without
 /// `per_key`, its metrics are added up with the other managers' that have no
-/// labels.
+/// labels from now on (its hits so far stay with its old labels).
 pub(super) fn held_by_registry(shared: &Shared, held: bool, per_key: bool) {
     #[cfg(feature = "metrics")]
     {
-        use std::sync::atomic::Ordering::Relaxed;
+        use crate::metrics::Labels;
+        use std::sync::atomic::Ordering::{Relaxed, SeqCst};
         shared.observed.in_registry.store(held, Relaxed);
-        if held && !per_key {
+        let old = labels(shared);
+        if held && !per_key && old != Labels::none() {
+            let counted = hits(shared);
+            let all = shared.observed.hits_before.load(SeqCst) + counted;
+            crate::metrics::retire(&old, counted);
+            shared.observed.hits_before.store(all, SeqCst);
             shared
                 .observed
                 .labels
-                .store(std::sync::Arc::new(crate::metrics::Labels::none()));
+                .store(std::sync::Arc::new(Labels::none()));
+            crate::metrics::relabel(&Labels::none());
         }
     }
     #[cfg(not(feature = "metrics"))]
@@ -164,8 +183,9 @@ pub(super) enum LeaseOutcome {
     Acquired,
     /// Granted after another holder's lease ended (released, or expired).
     TakenOver,
-    /// The holder stored a token while this one waited: taken instead.
-    Waited,
+    /// The stored token had changed (another instance refreshed, before the
+    /// ask or while it waited): taken instead of the lease.
+    Changed,
     /// It ended too soon for the token request to be sent.
     Lost,
     /// A save under it was refused: another instance had taken it over.
@@ -181,7 +201,7 @@ pub(super) fn lease(shared: &Shared, outcome: LeaseOutcome) {
         let name = match outcome {
             LeaseOutcome::Acquired => "acquired",
             LeaseOutcome::TakenOver => "taken_over",
-            LeaseOutcome::Waited => "waited",
+            LeaseOutcome::Changed => "changed",
             LeaseOutcome::Lost => "lost",
             LeaseOutcome::Fenced => "fenced",
             LeaseOutcome::Unavailable => "unavailable",
@@ -212,7 +232,7 @@ impl crate::metrics::Watched for Shared {
         let cached = self.current.load();
         crate::metrics::Reading {
             labels: labels(self),
-            hits: self.counters.snapshot().hits,
+            hits: hits(self),
             expires_in: cached.token().and_then(|t| t.expires_at).map(|at| {
                 match at.duration_since(now) {
                     Ok(left) => left.as_secs_f64(),

@@ -1,7 +1,7 @@
 //! Label sets and label values, each from a fixed set: no server, error message
 //! or key count can make the number of series grow without bound.
 
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 use std::sync::Arc;
 
 /// A manager's own labels (its key and source, or none): shared by every metric
@@ -37,28 +37,9 @@ impl Labels {
     }
 }
 
-/// The `error.type` of an error kind (snake case).
-fn error_type(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::OAuth => "oauth",
-        ErrorKind::Transport => "transport",
-        ErrorKind::InvalidResponse => "invalid_response",
-        ErrorKind::Source => "source",
-        ErrorKind::Store => "store",
-        ErrorKind::LeaseLost => "lease_lost",
-        ErrorKind::Config => "config",
-        ErrorKind::SignIn => "sign_in",
-        ErrorKind::NoValidToken => "no_valid_token",
-    }
-}
-
 /// An error's `error.type`: its kind, or `timeout` for one that timed out.
 pub(crate) fn error_label(error: &Error) -> &'static str {
-    if error.is_timeout() {
-        "timeout"
-    } else {
-        error_type(error.kind())
-    }
+    error.type_name()
 }
 
 /// The OAuth2 error codes the RFCs define (6749 §5.2 and §4.1.2.1, 8628 §3.5,
@@ -100,7 +81,7 @@ pub(crate) fn request_outcome<T>(outcome: &Result<T>) -> &'static str {
             .find(|code| **code == oauth.error)
             .copied()
             .unwrap_or("other_oauth_error"),
-        None => error_type(error.kind()),
+        None => error.kind().as_str(),
     }
 }
 

@@ -5,10 +5,11 @@
 //! Nothing is recorded on the hit path: a manager counts its hits in its own
 //! striped counters, and [`publish`] reads them (and sets the gauges that change
 //! with time) when metrics are collected. Call it from your scrape handler, or
-//! let [`publish_every`] do it. Everything else is recorded where it happens (a
-//! token request, a refresh, a wait, a store operation): each is I/O, and without
-//! a recorder installed, each record is a load and a branch. Call [`describe`]
-//! once after installing your recorder for descriptions and units.
+//! let [`publish_every`] do it: nothing else publishes them. Everything else is
+//! recorded where it happens (a token request, a refresh, a wait, a store
+//! operation), each next to I/O: without a recorder, a record builds its labels
+//! (a few small allocations) and the facade drops it. Call [`describe`] once
+//! after installing your recorder for descriptions and units.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> tokenwarden::Result<()> {
@@ -38,14 +39,14 @@
 //! | `tokenwarden.token.request.duration` | histogram | s | as above | how long each token request took |
 //! | `tokenwarden.refreshes` | counter | attempts | `tokenwarden.reason`, `tokenwarden.outcome` | attempts to get a token, by [`RefreshReason`](crate::RefreshReason) (`first_use`, `ahead_of_expiry`, `expired`, `invalidated`, `forced`, `store_check`) and [`RefreshOutcome`](crate::RefreshOutcome) (`fetched`, `refreshed`, `adopted_from_store`, `unchanged`, `failed`) |
 //! | `tokenwarden.refresh.duration` | histogram | s | as above | how long each attempt took (store, lease, request, save) |
-//! | `tokenwarden.wait.duration` | histogram | s | — | callers that waited for a refresh (the token was expiring or gone), and how long |
+//! | `tokenwarden.wait.duration` | histogram | s | — | each wait of a caller for a refresh (the token was expiring or gone), and how long |
 //! | `tokenwarden.failures` | counter | failures | `error.type` | failed attempts by [`ErrorKind`](crate::ErrorKind) (`oauth`, `transport`, `timeout`, `store`, `lease_lost`...) |
 //! | `tokenwarden.backing_off` | gauge | managers | — | managers backing off after a failure (0 or 1 per manager) |
-//! | `tokenwarden.lease.outcomes` | counter | leases | `tokenwarden.outcome` | the store's lease: `acquired` at once, `taken_over` after waiting out another holder, `waited` (the holder's token came instead), `lost` (it ended before the request was sent), `fenced` (a late save refused), `unavailable` (it could not be had) |
-//! | `tokenwarden.store.operations` | counter | operations | `tokenwarden.store`, `tokenwarden.operation`, `tokenwarden.outcome` | store operations (`load`, `save`, `delete`, `lease`, `contains`) and how they ended (`ok`, or the error's kind) |
+//! | `tokenwarden.lease.outcomes` | counter | leases | `tokenwarden.outcome` | each ask for the store's lease, and what became of it: `acquired` at once, `taken_over` after waiting out another holder (stores that say so: Redis, memory), `changed` (another instance's newer token was there, or came while waiting: taken instead), `lost` (it ended before the request was sent), `fenced` (a late save refused), `unavailable` (it could not be had) |
+//! | `tokenwarden.store.operations` | counter | operations | `tokenwarden.store`, `tokenwarden.operation`, `tokenwarden.outcome` | store operations (`load`, `save`, `delete`, `lease`, `contains`) and how they ended (`ok`, the error's kind, or `cancelled` by the refresh timeout) |
 //! | `tokenwarden.store.operation.duration` | histogram | s | as above | how long each took (a lease: including its wait) |
 //! | `tokenwarden.unsaved` | gauge | managers | — | managers serving a token the store failed to save (retried until saved) |
-//! | `tokenwarden.token.expires_in` | gauge | s | — | seconds until the current token expires (with several managers under one set of labels: the soonest) |
+//! | `tokenwarden.token.expires_in` | gauge | s | — | seconds until the current token expires, 0 once it has (with several managers under one set of labels: the soonest of the valid ones) |
 //! | `tokenwarden.hits` | counter | calls | — | calls answered from the cache without waiting |
 //! | `tokenwarden.registry.managers` | gauge | managers | — | managers held by [`TokenRegistry`](crate::TokenRegistry)s |
 //!
@@ -66,7 +67,7 @@ mod collect;
 mod labels;
 mod store;
 
-pub(crate) use collect::{register, retire, Reading, Watched};
+pub(crate) use collect::{register, relabel, retire, Reading, Watched};
 pub(crate) use labels::{error_label, request_outcome, Labels};
 pub(crate) use store::Metered;
 

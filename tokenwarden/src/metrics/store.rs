@@ -24,21 +24,40 @@ impl Metered {
         Self { store, clock }
     }
 
-    /// Runs `operation`, then counts it by outcome and records how long it took.
+    /// Runs `operation`, then counts it by outcome and records how long it took;
+    /// one cut off (by the refresh timeout) is counted as `cancelled`.
     async fn timed<T>(&self, operation: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let started = self.clock.monotonic();
+        let mut timing = Timing {
+            store: self,
+            operation,
+            started: self.clock.monotonic(),
+            outcome: "cancelled",
+        };
         let outcome = work.await;
-        let took = self.clock.monotonic().saturating_sub(started);
-        record(self.store.name(), operation, &outcome, took);
+        timing.outcome = match &outcome {
+            Ok(_) => "ok",
+            Err(error) => error_label(error),
+        };
         outcome
     }
 }
 
-fn record<T>(store: &str, operation: &str, outcome: &Result<T>, took: Duration) {
-    let outcome = match outcome {
-        Ok(_) => "ok",
-        Err(error) => error_label(error),
-    };
+/// Records an operation when it ends, however it ends.
+struct Timing<'a> {
+    store: &'a Metered,
+    operation: &'a str,
+    started: Duration,
+    outcome: &'static str,
+}
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        let took = self.store.clock.monotonic().saturating_sub(self.started);
+        record(self.store.store.name(), self.operation, self.outcome, took);
+    }
+}
+
+fn record(store: &str, operation: &str, outcome: &str, took: Duration) {
     let labels = [
         ("tokenwarden.store", store.to_owned()),
         ("tokenwarden.operation", operation.to_owned()),

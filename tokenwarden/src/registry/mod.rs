@@ -247,10 +247,12 @@ impl<K> TokenRegistryBuilder<K> {
     }
 
     /// Whether the managers' metrics (feature `metrics`, see [`crate::metrics`])
-    /// carry each key (`tokenwarden.key`, `tokenwarden.source`). Defaults to
+    /// keep their key (`tokenwarden.key`, `tokenwarden.source`). Defaults to
     /// `false`: a registry may hold a million keys, and its managers' metrics are
     /// added up instead, one series per metric. Turn it on for a registry of a
-    /// few keys you want to tell apart.
+    /// few keys you want to tell apart; the managers then keep the labels their
+    /// builder gave them (per key unless it said
+    /// [`per_key_metrics(false)`](crate::TokenManagerBuilder::per_key_metrics)).
     pub fn per_key_metrics(mut self, enabled: bool) -> Self {
         self.per_key_metrics = enabled;
         self

@@ -132,10 +132,16 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        let span = match url::Url::parse(&request.uri().to_string()) {
-            Ok(url) => crate::http::request_span(request.method(), &url),
+        // The URI parsed only where the span is wanted: not on every request.
+        let parsed = match tracing::enabled!(tracing::Level::DEBUG) {
+            true => Some(url::Url::parse(&request.uri().to_string())),
+            false => None,
+        };
+        let span = match parsed {
+            None => tracing::Span::none(),
+            Some(Ok(url)) => crate::http::request_span(request.method(), &url),
             // A relative URI (no scheme or host): only what is known.
-            Err(_) => tracing::debug_span!(
+            Some(Err(_)) => tracing::debug_span!(
                 "tokenwarden.request",
                 otel.kind = "client",
                 http.request.method = %request.method(),

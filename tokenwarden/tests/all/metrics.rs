@@ -244,7 +244,7 @@ async fn lease_outcomes_and_unsaved_tokens_are_counted() {
     assert_eq!(asking.await.unwrap().unwrap(), theirs.fingerprint());
     held.release().await.unwrap();
     assert_eq!(
-        m.counter(LEASE_OUTCOMES, &[w, ("tokenwarden.outcome", "waited")]),
+        m.counter(LEASE_OUTCOMES, &[w, ("tokenwarden.outcome", "changed")]),
         1
     );
     assert_eq!(source.calls(), 0);
@@ -385,4 +385,37 @@ async fn a_registry_of_100_000_keys_keeps_its_series_few() {
     ];
     assert_eq!(m.counter(TOKEN_REQUESTS, &labels), 1);
     no_secret_in_labels();
+}
+
+/// Hits survive their manager: a key's counter goes on where the dropped
+/// manager left it, never back, never twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_of_a_dropped_manager_are_kept_once() {
+    let _h = harness();
+    let m = recorded();
+    let build = || {
+        let (_, _, builder) = counting(HOUR);
+        builder.key(key("dropped")).build().unwrap()
+    };
+    let first = build();
+    let labels = [("tokenwarden.key", first.key().as_str().to_owned())];
+    let hits = || {
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        m.counter(HITS, &labels)
+    };
+    for _ in 0..6 {
+        first.token().await.unwrap(); // a fetch, then 5 hits
+    }
+    publish();
+    assert_eq!(hits(), 5);
+    drop(first);
+    publish();
+    publish();
+    assert_eq!(hits(), 5, "kept, not counted again");
+    let second = build();
+    for _ in 0..4 {
+        second.token().await.unwrap(); // 3 hits
+    }
+    publish();
+    assert_eq!(hits(), 8);
 }
