@@ -38,7 +38,13 @@ impl Home {
     /// inside it, `TOKENWARDEN_CONFIG` at its file, nothing inherited that could
     /// change the outcome; [`STORE_KEY`] is the key Redis stores seal tokens with.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tokenwarden"));
+        self.tool(env!("CARGO_BIN_EXE_tokenwarden"), args)
+    }
+
+    /// Another program (git, kubectl) in this home, with the same environment:
+    /// the helpers it runs are `tokenwarden` in this home too.
+    pub fn tool(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command
             .args(args)
             .env_clear()
@@ -123,4 +129,16 @@ impl Run {
 /// Whether servers this machine lacks must be there (under `CI`).
 pub fn required() -> bool {
     std::env::var_os("CI").is_some()
+}
+
+/// Polls `done` (10 s of real time at most: a hang, not a timing check).
+pub async fn wait_for(done: impl Fn() -> bool) {
+    let polled = async {
+        while !done() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), polled)
+        .await
+        .expect("the condition came true");
 }

@@ -17,6 +17,7 @@ mod cluster;
 mod commands;
 mod config;
 mod demo;
+mod helpers;
 mod prometheus;
 mod proxy;
 mod proxy_access;
@@ -25,6 +26,7 @@ mod redis_tls;
 #[allow(dead_code)]
 #[path = "../../../tokenwarden-redis/tests/support/replicated.rs"]
 mod replicated;
+mod resource;
 #[allow(dead_code)]
 #[path = "../../../tokenwarden-redis/tests/support/sentinels.rs"]
 mod sentinels;
