@@ -99,6 +99,19 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Hold the profiles' tokens for every other command: one process per user,
+    /// on a Unix socket only the user can use (commands use it when it runs).
+    #[cfg(unix)]
+    Agent {
+        /// The socket [default: $TOKENWARDEN_AGENT_SOCK, else
+        /// $XDG_RUNTIME_DIR/tokenwarden/agent.sock].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Print the shell line that points commands at this agent
+        /// (`eval "$(tokenwarden agent --print-env &)"`-style use).
+        #[arg(long)]
+        print_env: bool,
+    },
     /// Run a command with the token in its environment, passing its exit code
     /// and signals through; with --token-file, also a 0600 file kept fresh
     /// while it runs.

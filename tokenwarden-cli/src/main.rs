@@ -3,13 +3,19 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(unix)]
+mod agent;
 mod cli;
 mod commands;
 mod config;
 mod demo;
+mod describe;
 mod exit;
+mod last_refresh;
 mod profile;
 mod proxy;
+#[cfg(unix)]
+mod unix_socket;
 
 use clap::{CommandFactory as _, Parser as _};
 use cli::{Cli, Command};
@@ -28,6 +34,17 @@ fn main() -> ExitCode {
         args.insert(1, "docker-credential".into());
     }
     let cli = Cli::parse_from(args); // usage errors exit with 2, as the contract says
+                                     // `token` through the agent: one round trip, before anything else is set up.
+    #[cfg(unix)]
+    if let Command::Token {
+        profile,
+        json: false,
+    } = &cli.command
+    {
+        if agent::fast::token(cli.config.as_deref(), profile.profile.as_deref()) {
+            return ExitCode::SUCCESS;
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -110,6 +127,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             };
             proxy::run(manager, base_url, access).await
         }
+        #[cfg(unix)]
+        Command::Agent { socket, print_env } => agent::run(ctx, socket, print_env).await,
         Command::Exec(args) => commands::exec::run(&ctx, &args).await,
         Command::Kubectl { profile } => {
             commands::kubectl::run(&ctx, profile.profile.as_deref()).await

@@ -404,7 +404,18 @@ impl Profile {
     /// right after, and a refresh cut off then could spend a rotating refresh token
     /// without saving the new one; callers wait for the refresh when the token is
     /// expiring instead.
+    ///
+    /// Where an agent of the user's serves this configuration, and no person is
+    /// there to sign in, the tokens come from the agent instead.
     pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
+        #[cfg(unix)]
+        if interaction == Interaction::Refused && crate::agent::client::enabled() {
+            if let Some(manager) =
+                crate::agent::source::manager(self, self.config_path.clone()).await
+            {
+                return Ok(manager);
+            }
+        }
         let (builder, store, key) = self.manager_builder(interaction).await?;
         self.check_store(&*store, &key).await?;
         builder.refresh_ahead(Duration::ZERO).build()
@@ -417,6 +428,14 @@ impl Profile {
         let (builder, store, key) = self.manager_builder(Interaction::Refused).await?;
         let unreadable = store.load(&key).await.err();
         Ok((builder.refresh_ahead(Duration::ZERO).build()?, unreadable))
+    }
+
+    /// The profile's manager in the agent: tokens are refreshed ahead of their
+    /// expiry in the background, for every command that asks the agent.
+    pub async fn agent_manager(&self) -> Result<TokenManager> {
+        let (builder, store, key) = self.manager_builder(Interaction::Refused).await?;
+        self.check_store(&*store, &key).await?;
+        builder.background_refresh(true).build()
     }
 
     /// The profile's manager for a long-running command (the proxy): tokens are

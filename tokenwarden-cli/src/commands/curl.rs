@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
         request = request.body(body);
     }
     let response = request.send().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let response = response.map_err(|e| match e {
         reqwest_middleware::Error::Middleware(e) => match e.downcast::<tokenwarden::Error>() {
             Ok(e) => CliError::from(e),

@@ -79,7 +79,7 @@ async fn get(ctx: &Context, server: &str) -> Result<u8, CliError> {
     };
     let manager = profile.manager(Interaction::Refused).await?;
     let token = manager.token().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let token = token?;
     let username =
         (profile.helper_username.as_deref()).unwrap_or(super::git_credential::DEFAULT_USERNAME);

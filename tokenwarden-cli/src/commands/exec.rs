@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
         None => profile.manager(Interaction::Refused).await?,
     };
     let token = manager.token().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let token = token?;
     let file = match &args.token_file {
         Some(path) => Some(TokenFile::create(path, token.access_token.secret())?),
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
         let _ = keeping.await;
     }
     drop(file);
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let status = status
         .map_err(|e| CliError::new(UNAVAILABLE, format!("waiting for the command failed: {e}")))?;
     Ok(exit_code(status))

@@ -77,7 +77,7 @@ async fn get(
     }
     let manager = profile.manager(Interaction::Refused).await?;
     let token = manager.token().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let token = token?;
     let username = (profile.helper_username.as_deref())
         .or(asked.get("username").map(String::as_str))

@@ -50,7 +50,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
     };
     let manager = profile.manager(interaction).await?;
     let token = manager.token().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let token = token?;
     let mut status = json!({ "token": token.access_token.secret() });
     if let Some(at) = token.expires_at {

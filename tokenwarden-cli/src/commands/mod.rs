@@ -5,7 +5,6 @@ pub mod docker_credential;
 pub mod exec;
 pub mod git_credential;
 pub mod kubectl;
-pub mod last_refresh;
 pub mod login;
 pub mod logout;
 pub mod rejected;

@@ -31,5 +31,5 @@ pub async fn replace(profile: &str, manager: &TokenManager, rejected: &str) {
             tracing::warn!(error = %e, rejected = %fingerprint, "could not replace a rejected token")
         }
     }
-    super::last_refresh::save(profile, manager).await;
+    crate::last_refresh::save(profile, manager).await;
 }

@@ -9,11 +9,11 @@ pub async fn run(ctx: &Context, profile: Option<&str>, json: bool) -> Result<u8,
     let profile = ctx.profile(profile)?;
     let manager = profile.manager(Interaction::Refused).await?;
     let token = manager.token().await;
-    super::last_refresh::save(&profile.name, &manager).await;
+    crate::last_refresh::save(&profile.name, &manager).await;
     let token = token?;
     let mut out = std::io::stdout().lock();
     let written = if json {
-        let mut value = super::status::describe_manager(&profile, &manager).await;
+        let mut value = crate::describe::describe_manager(&profile, &manager).await;
         // The one place a secret is printed: asked for, on stdout.
         value["access_token"] = token.access_token.secret().into();
         writeln!(out, "{value:#}")

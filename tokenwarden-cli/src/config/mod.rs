@@ -33,6 +33,8 @@ pub enum StoreKind {
 #[derive(Clone)]
 pub struct Profile {
     pub name: String,
+    /// The configuration file it was read from.
+    pub config_path: PathBuf,
     pub grant: Grant,
     pub issuer: Option<String>,
     pub token_url: Option<String>,

@@ -213,6 +213,7 @@ pub(super) fn resolve(
     };
     let profile = Profile {
         name: name.to_owned(),
+        config_path: config.path.clone(),
         grant,
         issuer: text("issuer", &raw.issuer)?,
         token_url: text("token_url", &raw.token_url)?,

@@ -58,8 +58,6 @@ mod body;
 mod forward;
 mod guard;
 mod observe;
-#[cfg(unix)]
-mod unix;
 
 use crate::exit::{CliError, OK, UNAVAILABLE};
 use axum::serve::ListenerExt as _;
@@ -113,7 +111,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         .map_err(|e| CliError::new(UNAVAILABLE, format!("cannot build the HTTP client: {e}")))?;
     // Ended with the proxy: the record `status` reads, and the metrics listener.
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::commands::last_refresh::keep(
+    tasks.spawn(crate::last_refresh::keep(
         access.profile.clone(),
         manager.clone(),
     ));
@@ -155,7 +153,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
     };
     #[cfg(unix)]
     if let Some(path) = &access.unix_socket {
-        let listener = unix::bind(path)?;
+        let listener = crate::unix_socket::bind(path)?;
         eprintln!(
             "tokenwarden proxy: listening on unix:{}, forwarding to {}",
             path.display(),
@@ -164,7 +162,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
         let app = proxy(guard::Callers::unix(&access.allow_origins))?;
         let served = serve(listener, app).await;
         let _ = std::fs::remove_file(path);
-        crate::commands::last_refresh::save(&access.profile, &manager).await;
+        crate::last_refresh::save(&access.profile, &manager).await;
         return served;
     }
     let listen = access.listen;
@@ -192,7 +190,7 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
     });
     let served = serve(listener, app).await;
     // The last attempt, as it stood when the proxy stopped.
-    crate::commands::last_refresh::save(&access.profile, &manager).await;
+    crate::last_refresh::save(&access.profile, &manager).await;
     served
 }
 

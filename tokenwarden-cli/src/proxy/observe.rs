@@ -121,7 +121,7 @@ async fn healthz(State(observer): State<Arc<Observer>>, request: Request) -> Res
         "next_refresh_in": secs(info.refresh_at),
         "retry_in": secs(info.retry_at),
         "unsaved": info.unsaved,
-        "last_refresh": crate::commands::last_refresh::describe(manager).await,
+        "last_refresh": crate::last_refresh::describe(manager).await,
         "fingerprint": info.fingerprint,
     });
     (status, axum::Json(body)).into_response()

@@ -2,6 +2,7 @@
 //! temporary home and runs the real binary against the real authorization server
 //! (oidc-provider, from `tokenwarden/tests/oidc`) and local resource servers.
 
+mod agent;
 mod common;
 
 #[allow(dead_code)] // the core's OAuth2 tests use the rest

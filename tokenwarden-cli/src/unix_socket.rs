@@ -1,16 +1,17 @@
-//! The proxy's Unix-socket listener: a socket file only its user can connect
-//! to (0600), which no web page can reach.
+//! Unix-socket listeners (the proxy's, the agent's): a socket file only its
+//! user can connect to (0600), which no web page can reach.
 
 use crate::exit::CliError;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::Path;
 
-/// Binds `path`, made 0600. A socket left there by a proxy that died (nothing
+/// Binds `path`, made 0600. A socket left there by a process that died (nothing
 /// accepts on it) is replaced; any other file there is an error, never removed.
-pub(super) fn bind(path: &Path) -> Result<tokio::net::UnixListener, CliError> {
+pub(crate) fn bind(path: &Path) -> Result<tokio::net::UnixListener, CliError> {
     let unusable = |why: String| {
-        CliError::usage(format!("cannot listen on {}: {why}", path.display()))
-            .hint("give --unix-socket a path in a directory of yours, e.g. $XDG_RUNTIME_DIR/tokenwarden.sock")
+        CliError::usage(format!("cannot listen on {}: {why}", path.display())).hint(
+            "give a socket path in a directory of yours, e.g. $XDG_RUNTIME_DIR/tokenwarden.sock",
+        )
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         let stale =

@@ -62,6 +62,10 @@ pub async fn describe(manager: &TokenManager) -> Option<Value> {
 /// Writes the manager's last attempt for `profile`, if it made one. Best effort:
 /// a record that cannot be written costs `status` a line, not the command.
 pub async fn save(profile: &str, manager: &TokenManager) {
+    // A command's copy of the agent's token: the agent keeps the record.
+    if manager.source_name().starts_with("agent:") {
+        return;
+    }
     let (Some(record), Some(path)) = (describe(manager).await, path(profile)) else {
         return;
     };

@@ -1,0 +1,272 @@
+//! The agent itself: listens on its socket, answers the user's own processes
+//! only, holds one manager per profile (made on first use, refreshing ahead of
+//! expiry in the background), forgets them on SIGHUP (the configuration is
+//! read again), and stops on SIGTERM or Ctrl-C, removing its socket.
+
+use super::{client, socket, Answer, AnswerError, Request};
+use crate::commands::Context;
+use crate::config::Config;
+use crate::exit::{CliError, OK};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokenwarden::{AccessToken, TokenManager};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+/// The longest request read.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// A profile's manager, made once by the first request that needs it.
+type Slot = Arc<tokio::sync::OnceCell<TokenManager>>;
+
+struct Agent {
+    ctx: Context,
+    /// The configuration file it serves (requests for another are refused).
+    config: PathBuf,
+    managers: Mutex<HashMap<String, Slot>>,
+    /// The tasks that keep each manager's last-refresh record, ended on reload.
+    records: Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// Serves until SIGTERM or Ctrl-C. With `print_env`, first prints the shell
+/// line that points the commands at it.
+pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Result<u8, CliError> {
+    client::IN_AGENT.store(true, std::sync::atomic::Ordering::SeqCst);
+    let path = socket.unwrap_or_else(socket::path);
+    socket::prepare(&path)?;
+    let config = canonical(&Config::path(ctx.config_flag.as_deref())?);
+    let listener = crate::unix_socket::bind(&path)?;
+    if print_env {
+        let shown = path.display().to_string().replace('\'', r"'\''");
+        println!(
+            "{}='{shown}'; export {};",
+            socket::SOCKET_VAR,
+            socket::SOCKET_VAR
+        );
+    }
+    eprintln!(
+        "tokenwarden agent: listening on {} for {}",
+        path.display(),
+        config.display()
+    );
+    let agent = Arc::new(Agent {
+        ctx,
+        config,
+        managers: Mutex::default(),
+        records: Mutex::default(),
+    });
+    let served = serve(&agent, listener).await;
+    let _ = std::fs::remove_file(&path);
+    agent
+        .records
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .abort_all();
+    eprintln!("tokenwarden agent: stopped");
+    served
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result<u8, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = |kind| {
+        signal(kind).map_err(|e| {
+            CliError::new(
+                crate::exit::UNAVAILABLE,
+                format!("cannot handle signals: {e}"),
+            )
+        })
+    };
+    let (mut hangup, mut terminate) = (
+        signals(SignalKind::hangup())?,
+        signals(SignalKind::terminate())?,
+    );
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let agent = agent.clone();
+                tokio::spawn(async move { agent.answer(stream).await });
+            }
+            _ = hangup.recv() => {
+                // The managers go (their tokens stay in the stores); the next
+                // requests read the configuration again.
+                agent.managers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                agent.records.lock().unwrap_or_else(PoisonError::into_inner).abort_all();
+                eprintln!("tokenwarden agent: the configuration will be read again");
+            }
+            _ = terminate.recv() => return Ok(OK),
+            _ = tokio::signal::ctrl_c() => return Ok(OK),
+        }
+    }
+}
+
+impl Agent {
+    /// One connection: a request line, an answer line.
+    async fn answer(self: Arc<Self>, stream: tokio::net::UnixStream) {
+        // The kernel says who connected: this user's processes only.
+        match stream.peer_cred() {
+            Ok(peer) if peer.uid() == socket::uid() => {}
+            Ok(peer) => {
+                tracing::warn!(uid = peer.uid(), "refused a connection of another user");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a connection whose peer is not known");
+                return;
+            }
+        }
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut read = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+        if read.read_line(&mut line).await.is_err() {
+            return;
+        }
+        let answer = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => self.handle(request).await,
+            Err(e) => refusal(format!("not a request: {e}")),
+        };
+        let mut out = serde_json::to_vec(&answer).unwrap_or_default();
+        out.push(b'\n');
+        let _ = write.write_all(&out).await;
+    }
+
+    async fn handle(&self, request: Request) -> Answer {
+        // Another configuration file's profiles are not this agent's.
+        if let Some(theirs) = &request.config {
+            if canonical(theirs) != self.config {
+                return refusal(format!(
+                    "this agent serves {}, not {}",
+                    self.config.display(),
+                    theirs.display()
+                ));
+            }
+        }
+        let profile = request.profile.as_deref();
+        tracing::debug!(op = %request.op, profile, "request");
+        match (request.op.as_str(), profile) {
+            ("ping", _) => Answer {
+                ok: true,
+                ..Answer::default()
+            },
+            ("token", Some(profile)) => self.token(profile, request.rejected.as_deref()).await,
+            ("status", Some(profile)) => self.status(profile).await,
+            (op, _) => refusal(format!("unknown request `{op}`, or no profile")),
+        }
+    }
+
+    /// The profile's manager, made on first use.
+    async fn manager(&self, name: &str) -> Result<(crate::config::Profile, TokenManager), Answer> {
+        let profile = self
+            .ctx
+            .profile(Some(name))
+            .map_err(|e| refusal(e.message))?;
+        let slot = self
+            .managers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        let manager = slot
+            .get_or_try_init(|| async {
+                let manager = profile.agent_manager().await?;
+                let keeping = crate::last_refresh::keep(name.to_owned(), manager.clone());
+                self.records
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .spawn(keeping);
+                Ok::<_, tokenwarden::Error>(manager)
+            })
+            .await
+            .map_err(|e| failure(&e))?
+            .clone();
+        Ok((profile, manager))
+    }
+
+    async fn token(&self, name: &str, rejected: Option<&str>) -> Answer {
+        let (_, manager) = match self.manager(name).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        // A token a command's server rejected: dropped if it is still the
+        // current one, so that this call gets a new one.
+        if let Some(rejected) = rejected {
+            if let Ok(current) = manager.token().await {
+                if current.access_token.ct_eq(&AccessToken::new(rejected)) {
+                    let current = current.to_token();
+                    manager.invalidate(&current);
+                    tracing::info!(fingerprint = %current.fingerprint(), "a command reported its token rejected");
+                }
+            }
+        }
+        match manager.token().await {
+            Ok(token) => Answer {
+                ok: true,
+                access_token: Some(token.access_token.secret().to_owned()),
+                token_type: Some(token.token_type.clone()),
+                expires_at: token.expires_at.and_then(|at| {
+                    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+                    u64::try_from(ms).ok()
+                }),
+                scope: token.scope.clone(),
+                ..Answer::default()
+            },
+            Err(e) => failure(&e),
+        }
+    }
+
+    async fn status(&self, name: &str) -> Answer {
+        let (profile, manager) = match self.manager(name).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        let mut status = crate::describe::describe_manager(&profile, &manager).await;
+        status["agent"] = true.into();
+        Answer {
+            ok: true,
+            status: Some(status),
+            ..Answer::default()
+        }
+    }
+}
+
+/// The agent's own refusal (a usage error at the command).
+fn refusal(message: String) -> Answer {
+    Answer {
+        ok: false,
+        error: Some(AnswerError {
+            kind: "usage".into(),
+            message,
+            status: None,
+            oauth_error: None,
+            transient: false,
+        }),
+        ..Answer::default()
+    }
+}
+
+/// A failure to get a token, as the command reports it. Its last attempt says
+/// why (the manager wraps it as "no valid token").
+fn failure(error: &tokenwarden::Error) -> Answer {
+    let mut cause = error;
+    while let Some(last) = cause.last_attempt() {
+        cause = last;
+    }
+    Answer {
+        ok: false,
+        error: Some(AnswerError {
+            kind: cause.kind().as_str().into(),
+            message: error.to_string(),
+            status: cause.status(),
+            oauth_error: cause
+                .oauth_error()
+                .map(|e| (e.error.clone(), e.error_description.clone())),
+            transient: error.is_transient(),
+        }),
+        ..Answer::default()
+    }
+}

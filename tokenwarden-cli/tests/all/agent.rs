@@ -1,0 +1,248 @@
+//! `tokenwarden agent` (issue 19): the commands' tokens through one process of
+//! the user's: 20 `token` invocations make one token request; `status` shows
+//! the agent's manager; SIGHUP reads the configuration again; SIGTERM stops it
+//! and removes its socket; killed, the commands do without it; its socket is
+//! 0600 in a 0700 directory, and a directory others may enter is refused; no
+//! secret in its logs at TRACE.
+
+use crate::common::*;
+use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+/// A client-credentials token endpoint on loopback that counts its requests
+/// and issues `TOPSECRET-agent-<n>` tokens living an hour.
+fn token_endpoint() -> (String, Arc<AtomicUsize>, tokio::runtime::Runtime) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let counted = count.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            let n = counted.fetch_add(1, SeqCst) + 1;
+            async move {
+                axum::Json(serde_json::json!({
+                    "access_token": format!("{MARKER}-agent-{n}"),
+                    "token_type": "Bearer",
+                    "expires_in": 3600
+                }))
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, count, runtime)
+}
+
+fn profile(name: &str, token_url: &str) -> String {
+    format!(
+        "[profiles.{name}]\ntoken_url = \"{token_url}\"\ngrant = \"client_credentials\"\n\
+         client_id = \"svc\"\nclient_secret = \"svc-{MARKER}\"\nstore = \"file\"\n"
+    )
+}
+
+/// A running agent, killed when dropped; its stderr collected.
+struct Agent {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(home: &Home, socket: &Path) -> Self {
+        let mut child = home
+            .command(&["agent"])
+            .env("TOKENWARDEN_AGENT_SOCK", socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut before = String::new();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("the agent did not start: {before}")
+            };
+            before += &format!("{line}\n");
+            if line.starts_with("tokenwarden agent: listening on ") {
+                break;
+            }
+        }
+        let stderr = Arc::new(Mutex::new(before));
+        let collected = stderr.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                *collected.lock().unwrap() += &format!("{line}\n");
+            }
+        });
+        Self {
+            child,
+            stderr,
+            drain: Some(drain),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for it to end: its exit code and everything it logged.
+    fn end(mut self) -> (Option<i32>, String) {
+        let code = self.child.wait().unwrap().code();
+        self.drain.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (code, stderr)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tokenwarden <args>` pointed at the agent's socket.
+fn via(home: &Home, socket: &Path, args: &[&str]) -> Run {
+    let output = home
+        .command(args)
+        .env("TOKENWARDEN_AGENT_SOCK", socket)
+        .output()
+        .unwrap();
+    Run::checked(output, args)
+}
+
+fn socket_in(home: &Home) -> PathBuf {
+    home.path()
+        .join("run")
+        .join("tokenwarden")
+        .join("agent.sock")
+}
+
+#[test]
+fn twenty_commands_share_the_agents_one_token_request() {
+    let (url, count, _server) = token_endpoint();
+    let home = Home::with_config(&profile("api", &url));
+    let socket = socket_in(&home);
+    let agent = Agent::start(&home, &socket);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            home.command(&["token", "-p", "api"])
+                .env("TOKENWARDEN_AGENT_SOCK", &socket)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for child in children {
+        let run = Run::checked(child.wait_with_output().unwrap(), &[]);
+        tokens.insert(run.expect_code(0).stdout());
+    }
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(count.load(SeqCst), 1, "one token request for 20 commands");
+
+    // `status` shows the agent's manager.
+    let status = via(&home, &socket, &["status", "-p", "api", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.expect_code(0).stdout()).unwrap();
+    assert_eq!(status["agent"], true, "{status:#}");
+    assert_eq!(status["last_refresh"]["reason"], "first_use", "{status:#}");
+
+    // SIGHUP: a profile added to the file is served.
+    let both = profile("api", &url) + &profile("other", &url);
+    std::fs::write(home.config_path(), both).unwrap();
+    agent.signal("HUP");
+    let other = via(&home, &socket, &["status", "-p", "other", "--json"]);
+    let other: serde_json::Value = serde_json::from_str(&other.expect_code(0).stdout()).unwrap();
+    assert_eq!(other["agent"], true);
+    via(&home, &socket, &["token", "-p", "other"]).expect_code(0);
+    assert_eq!(count.load(SeqCst), 2);
+
+    // SIGTERM: it stops, and its socket goes.
+    agent.signal("TERM");
+    let (code, stderr) = agent.end();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!socket.exists());
+    assert!(
+        !stderr.contains(MARKER),
+        "no secret in its logs at TRACE: {stderr}"
+    );
+    let asked = stderr.matches("op=token").count();
+    assert!(asked >= 20, "the 20 commands asked the agent: {asked}");
+
+    // Without it, the commands do as before (the stored token).
+    let direct = via(&home, &socket, &["token", "-p", "api"]);
+    assert_eq!(
+        direct.expect_code(0).stdout(),
+        tokens.into_iter().next().unwrap()
+    );
+    assert_eq!(count.load(SeqCst), 2);
+}
+
+#[test]
+fn a_killed_agent_or_a_socket_others_can_reach_is_done_without() {
+    let (url, count, _server) = token_endpoint();
+    let home = Home::with_config(&profile("api", &url));
+    let socket = socket_in(&home);
+    let agent = Agent::start(&home, &socket);
+    let first = via(&home, &socket, &["token", "-p", "api"])
+        .expect_code(0)
+        .stdout();
+
+    // Its directory opened to others: the commands no longer trust the socket.
+    let dir = socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let direct = via(&home, &socket, &["token", "-p", "api"]);
+    assert!(
+        direct.stderr().contains("not yours alone"),
+        "{}",
+        direct.stderr()
+    );
+    assert_eq!(direct.expect_code(0).stdout(), first);
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Killed (its socket left behind): the commands do without it.
+    drop(agent);
+    assert!(socket.exists());
+    assert_eq!(
+        via(&home, &socket, &["token", "-p", "api"])
+            .expect_code(0)
+            .stdout(),
+        first
+    );
+    assert_eq!(count.load(SeqCst), 1);
+
+    // An agent refuses a directory others may enter.
+    let open = home.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = home
+        .command(&["agent"])
+        .env("TOKENWARDEN_AGENT_SOCK", open.join("agent.sock"))
+        .output()
+        .unwrap();
+    let refused = Run::checked(refused, &["agent"]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr().contains("not yours alone"),
+        "{}",
+        refused.stderr()
+    );
+}
