@@ -14,6 +14,7 @@ mod exit;
 mod last_refresh;
 mod profile;
 mod proxy;
+mod token_file;
 #[cfg(unix)]
 mod unix_socket;
 

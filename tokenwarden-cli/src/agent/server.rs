@@ -24,8 +24,11 @@ struct Agent {
     /// The configuration file it serves (requests for another are refused).
     config: PathBuf,
     managers: Mutex<HashMap<String, Slot>>,
-    /// The tasks that keep each manager's last-refresh record, ended on reload.
+    /// The tasks that keep each manager's last-refresh record and the profiles'
+    /// token files, ended on reload.
     records: Mutex<tokio::task::JoinSet<()>>,
+    /// The token files kept (removed when the agent stops).
+    files: Mutex<Vec<PathBuf>>,
 }
 
 /// Serves until SIGTERM or Ctrl-C. With `print_env`, first prints the shell
@@ -54,7 +57,9 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
         config,
         managers: Mutex::default(),
         records: Mutex::default(),
+        files: Mutex::default(),
     });
+    agent.keep_files().await;
     let served = serve(&agent, listener).await;
     let _ = std::fs::remove_file(&path);
     agent
@@ -62,6 +67,14 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .abort_all();
+    for file in agent
+        .files
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+    {
+        let _ = std::fs::remove_file(file);
+    }
     eprintln!("tokenwarden agent: stopped");
     served
 }
@@ -97,6 +110,9 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
                 agent.managers.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 agent.records.lock().unwrap_or_else(PoisonError::into_inner).abort_all();
                 eprintln!("tokenwarden agent: the configuration will be read again");
+                // The token files of the profiles as they are now (a file kept
+                // before stays in place, replaced whole, until the agent stops).
+                agent.keep_files().await;
             }
             _ = terminate.recv() => return Ok(OK),
             _ = tokio::signal::ctrl_c() => return Ok(OK),
@@ -105,6 +121,56 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
 }
 
 impl Agent {
+    /// Keeps the token file of every profile that names one (`token_file`).
+    async fn keep_files(&self) {
+        let config = match self.ctx.config() {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("tokenwarden agent: {}", e.message);
+                return;
+            }
+        };
+        let names: Vec<String> = config.names().map(str::to_owned).collect();
+        for name in names {
+            let Ok(profile) = config.profile(&name) else {
+                continue;
+            };
+            let Some(path) = profile.token_file.clone() else {
+                continue;
+            };
+            let manager = match self.manager(&name).await {
+                Ok((_, manager)) => manager,
+                Err(answer) => {
+                    let why = answer.error.map(|e| e.message).unwrap_or_default();
+                    eprintln!("tokenwarden agent: no token file for `{name}`: {why}");
+                    continue;
+                }
+            };
+            let first = match manager.token().await {
+                Ok(token) => {
+                    let written =
+                        crate::token_file::write_whole(&path, token.access_token.secret());
+                    written.map(|()| token.fingerprint().to_owned())
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            match first {
+                Ok(fingerprint) => {
+                    self.files
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(path.clone());
+                    let keeping = crate::token_file::keep_fresh(manager, path, fingerprint);
+                    self.records
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .spawn(keeping);
+                }
+                Err(e) => eprintln!("tokenwarden agent: no token file for `{name}`: {e}"),
+            }
+        }
+    }
+
     /// One connection: a request line, an answer line.
     async fn answer(self: Arc<Self>, stream: tokio::net::UnixStream) {
         // The kernel says who connected: this user's processes only.

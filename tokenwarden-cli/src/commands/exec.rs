@@ -12,12 +12,7 @@ use super::Context;
 use crate::cli::ExecArgs;
 use crate::exit::{CliError, UNAVAILABLE};
 use crate::profile::Interaction;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tokenwarden::TokenManager;
-
-/// The shortest wait between two looks at the token while keeping the file.
-const MIN_WAIT: Duration = Duration::from_millis(200);
+use crate::token_file::{keep_fresh, TokenFile};
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
     let profile = ctx.profile(args.profile.profile.as_deref())?;
@@ -127,69 +122,4 @@ async fn wait_passing_signals(
     child: &mut tokio::process::Child,
 ) -> std::io::Result<std::process::ExitStatus> {
     child.wait().await
-}
-
-/// Replaces the file's token after each refresh, until aborted.
-async fn keep_fresh(manager: TokenManager, path: PathBuf, mut written: String) {
-    loop {
-        // Until the next refresh is due, then as often as it takes to see it.
-        let info = manager.info().await;
-        let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
-        let until_due = (info.refresh_at)
-            .and_then(|at| at.duration_since(now).ok())
-            .unwrap_or_default();
-        tokio::time::sleep(until_due.max(MIN_WAIT)).await;
-        match manager.token().await {
-            Ok(token) if token.fingerprint() != written => {
-                match write_whole(&path, token.access_token.secret()) {
-                    Ok(()) => written = token.fingerprint().to_owned(),
-                    Err(e) => tracing::warn!(error = %e, "could not replace the token file"),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "no new token for the token file yet"),
-        }
-    }
-}
-
-/// The token file, removed when dropped.
-struct TokenFile {
-    path: PathBuf,
-}
-
-impl TokenFile {
-    fn create(path: &Path, token: &str) -> Result<Self, CliError> {
-        write_whole(path, token).map_err(|e| {
-            CliError::usage(format!(
-                "cannot write the token file {}: {e}",
-                path.display()
-            ))
-            .hint("give --token-file a path in a directory you can write to")
-        })?;
-        Ok(Self {
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Writes `token` to `path` whole: into a new 0600 file beside it, then renamed
-/// over it, so that a reader sees the old token or the new one, never a part.
-fn write_whole(path: &Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    // tempfile makes it 0600 on Unix.
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(token.as_bytes())?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

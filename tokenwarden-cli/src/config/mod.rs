@@ -92,6 +92,9 @@ pub struct Profile {
     pub helper_username: Option<String>,
     /// The container registry host the docker credential helper answers for.
     pub registry: Option<String>,
+    /// A file the agent keeps holding the profile's current token (0600,
+    /// replaced whole ahead of each expiry), for programs that read one.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Config {

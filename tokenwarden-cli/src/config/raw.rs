@@ -63,6 +63,8 @@ pub(super) struct RawProfile {
     helper_username: Text,
     /// The container registry (host) the docker helper answers for.
     registry: Text,
+    /// A file the agent keeps holding the current token.
+    token_file: Text,
 }
 
 /// How a profile gets its tokens.
@@ -258,6 +260,7 @@ pub(super) fn resolve(
             .map(|s| std::time::Duration::from_secs(*s.get_ref())),
         helper_username: text("helper_username", &raw.helper_username)?,
         registry: text("registry", &raw.registry)?,
+        token_file: path("token_file", &raw.token_file)?,
     };
     let takes_params = !matches!(
         grant,

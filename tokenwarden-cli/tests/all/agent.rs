@@ -246,3 +246,28 @@ fn a_killed_agent_or_a_socket_others_can_reach_is_done_without() {
         refused.stderr()
     );
 }
+
+#[test]
+fn the_agent_keeps_the_token_files_the_profiles_name() {
+    let (url, _count, _server) = token_endpoint();
+    let home = Home::with_config("");
+    let file = home.path().join("tokens").join("api");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let config = profile("api", &url) + &format!("token_file = \"{}\"\n", file.display());
+    std::fs::write(home.config_path(), config).unwrap();
+    let socket = socket_in(&home);
+    let agent = Agent::start(&home, &socket);
+    let token = via(&home, &socket, &["token", "-p", "api"])
+        .expect_code(0)
+        .stdout();
+    // Written before the agent answers anything: there, whole, 0600.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), token.trim_end());
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    agent.signal("TERM");
+    let (code, _) = agent.end();
+    assert_eq!(code, Some(0));
+    assert!(!file.exists(), "removed when the agent stops");
+}

@@ -494,3 +494,129 @@ async fn docker_credential_helper_speaks_dockers_protocol() {
     assert_eq!(ask("store", login).0, Some(0));
     assert_eq!(ask("erase", "registry.example.com").0, Some(0));
 }
+
+/// A registry's `/v2/`: a Basic password that is a live token, or 401.
+async fn registry(State(oidc): State<&'static oidc::Oidc>, request: Request) -> Response {
+    let authorization = (request.headers().get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let live = match authorization {
+        Some(value) => live(oidc, value).await,
+        None => None,
+    };
+    match live {
+        Some(_) => axum::Json(serde_json::json!({})).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, r#"Basic realm="test""#)],
+            "Unauthorized",
+        )
+            .into_response(),
+    }
+}
+
+/// The real `docker` client, which logs in to a registry without a daemon when
+/// given the password: the helper's secret as it (a registry that checks it is
+/// live), then `store` and `erase` as `docker login` and `logout` call them.
+/// (A login with stored credentials, the one that calls `get`, needs a daemon.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_logs_in_with_the_helpers_token() {
+    let Some(oidc) = oidc::server() else { return };
+    if std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(!required(), "the docker client is required under CI");
+        eprintln!("skipped: the docker client is not installed");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/v2/", axum::routing::get(registry))
+        .with_state(oidc);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let home = home(
+        oidc,
+        &format!("http://{address}"),
+        &format!("registry = \"{address}\"\n"),
+    );
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_tokenwarden"),
+        bin.join("docker-credential-tokenwarden"),
+    )
+    .unwrap();
+    let docker_config = home.path().join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{address}": "tokenwarden"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker = |args: &[&str], stdin: &str| {
+        let mut child = home
+            .tool("docker", args)
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker_config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(!text.contains(MARKER), "{text}");
+        (output.status.success(), text)
+    };
+    // The secret as Docker would get it from the helper.
+    let mut get = home
+        .tool(bin.join("docker-credential-tokenwarden"), &["get"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    get.stdin
+        .take()
+        .unwrap()
+        .write_all(address.to_string().as_bytes())
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&get.wait_with_output().unwrap().stdout).unwrap();
+    let (user, secret) = (
+        answer["Username"].as_str().unwrap(),
+        answer["Secret"].as_str().unwrap(),
+    );
+    let address = address.to_string();
+    let (ok, text) = docker(&["login", "-u", user, "--password-stdin", &address], secret);
+    assert!(ok && text.contains("Login Succeeded"), "{text}");
+    assert!(
+        !text.contains("Error saving credentials"),
+        "the helper took `store`: {text}"
+    );
+    let refused = docker(
+        &["login", "-u", user, "--password-stdin", &address],
+        "not-a-live-token",
+    );
+    assert!(
+        !refused.0,
+        "the registry refuses another password: {}",
+        refused.1
+    );
+    let (ok, text) = docker(&["logout", &address], "");
+    assert!(ok, "the helper took `erase`: {text}");
+}
