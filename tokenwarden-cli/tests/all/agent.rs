@@ -6,13 +6,10 @@
 //! secret in its logs at TRACE.
 
 use crate::common::*;
-use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A client-credentials token endpoint on loopback that counts its requests
 /// and issues `TOPSECRET-agent-<n>` tokens living an hour.
@@ -49,68 +46,22 @@ fn profile(name: &str, token_url: &str) -> String {
 }
 
 /// A running agent, killed when dropped; its stderr collected.
-struct Agent {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    drain: Option<std::thread::JoinHandle<()>>,
-}
+struct Agent(Daemon);
 
 impl Agent {
     fn start(home: &Home, socket: &Path) -> Self {
-        let mut child = home
-            .command(&["agent"])
-            .env("TOKENWARDEN_AGENT_SOCK", socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut before = String::new();
-        loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("the agent did not start: {before}")
-            };
-            before += &format!("{line}\n");
-            if line.starts_with("tokenwarden agent: listening on ") {
-                break;
-            }
-        }
-        let stderr = Arc::new(Mutex::new(before));
-        let collected = stderr.clone();
-        let drain = std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                *collected.lock().unwrap() += &format!("{line}\n");
-            }
-        });
-        Self {
-            child,
-            stderr,
-            drain: Some(drain),
-        }
+        let mut command = home.command(&["agent"]);
+        command.env("TOKENWARDEN_AGENT_SOCK", socket);
+        Self(Daemon::start(command, "tokenwarden agent: listening on ").0)
     }
 
     fn signal(&self, name: &str) {
-        let sent = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        self.0.signal(name);
     }
 
     /// Waits for it to end: its exit code and everything it logged.
-    fn end(mut self) -> (Option<i32>, String) {
-        let code = self.child.wait().unwrap().code();
-        self.drain.take().unwrap().join().unwrap();
-        let stderr = self.stderr.lock().unwrap().clone();
-        (code, stderr)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn end(self) -> (Option<i32>, String) {
+        self.0.end()
     }
 }
 
@@ -141,21 +92,11 @@ fn twenty_commands_share_the_agents_one_token_request() {
     assert_eq!(mode(&socket), 0o600);
     assert_eq!(mode(socket.parent().unwrap()), 0o700);
 
-    let children: Vec<_> = (0..20)
-        .map(|_| {
-            home.command(&["token", "-p", "api"])
-                .env("TOKENWARDEN_AGENT_SOCK", &socket)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut tokens = HashSet::new();
-    for child in children {
-        let run = Run::checked(child.wait_with_output().unwrap(), &[]);
-        tokens.insert(run.expect_code(0).stdout());
-    }
+    let tokens = at_once(20, || {
+        let mut command = home.command(&["token", "-p", "api"]);
+        command.env("TOKENWARDEN_AGENT_SOCK", &socket);
+        command
+    });
     assert_eq!(tokens.len(), 1);
     assert_eq!(count.load(SeqCst), 1, "one token request for 20 commands");
 

@@ -3,7 +3,6 @@
 
 use crate::common::*;
 use crate::{browser, oidc};
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -181,21 +180,11 @@ fn an_unreadable_token_file_is_moved_aside_with_a_warning() {
 fn twenty_concurrent_invocations_share_one_token() {
     let Some(oidc) = oidc::server() else { return };
     let home = Home::with_config(&config(oidc, ""));
-    let children: Vec<_> = (0..20)
-        .map(|_| {
-            home.command(&["token", "-p", "api"])
-                .env("TW_CC_SECRET", "cc-basic-TOPSECRET")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut tokens = HashSet::new();
-    for child in children {
-        let run = Run::checked(child.wait_with_output().unwrap(), &[]);
-        tokens.insert(run.expect_code(0).stdout());
-    }
+    let tokens = at_once(20, || {
+        let mut command = home.command(&["token", "-p", "api"]);
+        command.env("TW_CC_SECRET", "cc-basic-TOPSECRET");
+        command
+    });
     // Had two processes asked the server, two tokens would be out there.
     assert_eq!(
         tokens.len(),

@@ -142,3 +142,106 @@ pub async fn wait_for(done: impl Fn() -> bool) {
         .await
         .expect("the condition came true");
 }
+
+/// Runs `command` to its end with `input` on its stdin, its stdout and
+/// stderr captured.
+pub fn with_input(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A long-running `tokenwarden` (the proxy, the agent), killed when dropped;
+/// everything it writes to stderr is collected.
+pub struct Daemon {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `command` and waits for its stderr line that starts with
+    /// `ready`: the daemon, that line, and the lines before it.
+    pub fn start(mut command: Command, ready: &str) -> (Self, String, String) {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::Stdio;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut before = String::new();
+        let line = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("it did not start: {before}")
+            };
+            if line.starts_with(ready) {
+                break line;
+            }
+            before += &format!("{line}\n");
+        };
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(before.clone() + &line + "\n"));
+        let collected = stderr.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                *collected.lock().unwrap() += &format!("{line}\n");
+            }
+        });
+        let daemon = Self {
+            child,
+            stderr,
+            drain: Some(drain),
+        };
+        (daemon, line, before)
+    }
+
+    /// Sends it a signal (`TERM`, `HUP`...).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for it to end: its exit code and all its stderr.
+    pub fn end(mut self) -> (Option<i32>, String) {
+        let code = self.child.wait().unwrap().code();
+        self.drain.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (code, stderr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `n` of `command()` at once and waits for all: what each printed,
+/// every one checked to succeed and to show no secret but on stdout.
+pub fn at_once(n: usize, command: impl Fn() -> Command) -> std::collections::HashSet<String> {
+    use std::process::Stdio;
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            let mut command = command();
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    let outputs = children.into_iter().map(|c| c.wait_with_output().unwrap());
+    outputs
+        .map(|output| Run::checked(output, &[]).expect_code(0).stdout())
+        .collect()
+}

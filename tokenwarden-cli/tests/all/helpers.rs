@@ -425,18 +425,8 @@ async fn git_clones_and_pushes_with_the_credential_helper_and_recovers_from_a_re
     assert_ne!(last, first);
 
     // The helper answers for the profile's origin only.
-    let mut get = home
-        .command(&["git-credential", "-p", "api", "get"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    get.stdin
-        .take()
-        .unwrap()
-        .write_all(b"protocol=https\nhost=elsewhere.example\n\n")
-        .unwrap();
-    let answer = get.wait_with_output().unwrap();
+    let get = home.command(&["git-credential", "-p", "api", "get"]);
+    let answer = with_input(get, b"protocol=https\nhost=elsewhere.example\n\n");
     assert!(answer.status.success());
     assert!(answer.stdout.is_empty(), "nothing for another host");
 }
@@ -455,20 +445,7 @@ async fn docker_credential_helper_speaks_dockers_protocol() {
     let helper = bin.join("docker-credential-tokenwarden");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tokenwarden"), &helper).unwrap();
     let ask = |operation: &str, input: &str| {
-        let mut child = home
-            .tool(&helper, &[operation])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = with_input(home.tool(&helper, &[operation]), input.as_bytes());
         assert!(!String::from_utf8_lossy(&output.stderr).contains(MARKER));
         (
             output.status.code(),
@@ -562,41 +539,20 @@ async fn docker_logs_in_with_the_helpers_token() {
         std::env::var("PATH").unwrap_or_default()
     );
     let docker = |args: &[&str], stdin: &str| {
-        let mut child = home
-            .tool("docker", args)
+        let mut docker = home.tool("docker", args);
+        docker
             .env("PATH", &path)
-            .env("DOCKER_CONFIG", &docker_config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+            .env("DOCKER_CONFIG", &docker_config);
+        let output = with_input(docker, stdin.as_bytes());
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(!text.contains(MARKER), "{text}");
         (output.status.success(), text)
     };
     // The secret as Docker would get it from the helper.
-    let mut get = home
-        .tool(bin.join("docker-credential-tokenwarden"), &["get"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    get.stdin
-        .take()
-        .unwrap()
-        .write_all(address.to_string().as_bytes())
-        .unwrap();
-    let answer: serde_json::Value =
-        serde_json::from_slice(&get.wait_with_output().unwrap().stdout).unwrap();
+    let get = home.tool(bin.join("docker-credential-tokenwarden"), &["get"]);
+    let answer = with_input(get, address.to_string().as_bytes());
+    let answer: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
     let (user, secret) = (
         answer["Username"].as_str().unwrap(),
         answer["Secret"].as_str().unwrap(),

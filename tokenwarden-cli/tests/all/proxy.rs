@@ -10,9 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{stream, StreamExt as _};
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -160,12 +158,10 @@ pub(crate) async fn api_home(oidc: &oidc::Oidc, store: &str) -> (Arc<Api>, Socke
 
 /// A running `tokenwarden proxy` (with debug logs), killed when dropped.
 pub(crate) struct Proxy {
-    child: Child,
+    daemon: Daemon,
     pub(crate) url: String,
     /// Where `--metrics-listen` serves `/metrics` and `/healthz`, if given.
     pub(crate) metrics: Option<String>,
-    stderr: Arc<Mutex<String>>,
-    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -176,67 +172,29 @@ impl Proxy {
     /// Started with more arguments.
     pub(crate) fn start_with(home: &Home, profile: &str, more: &[&str]) -> Self {
         let args = [&["proxy", "-p", profile, "--listen", "127.0.0.1:0"], more].concat();
-        let mut child = home
-            .command(&args)
-            .env("TOKENWARDEN_LOG", "tokenwarden=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut before = String::new();
-        let mut metrics = None;
-        let url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("no listening line: {before}")
-            };
-            if let Some(rest) = line.strip_prefix("tokenwarden proxy: metrics on ") {
-                metrics = rest.split_once("/metrics").map(|(url, _)| url.to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("tokenwarden proxy: listening on ") {
-                break rest
-                    .split_once(", forwarding to ")
-                    .expect(&line)
-                    .0
-                    .to_owned();
-            }
-            before += &format!("{line}\n");
-        };
-        let stderr = Arc::new(Mutex::new(before));
-        let collected = stderr.clone();
-        let drain = std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                *collected.lock().unwrap() += &format!("{line}\n");
-            }
-        });
+        let mut command = home.command(&args);
+        command.env("TOKENWARDEN_LOG", "tokenwarden=debug");
+        let (daemon, line, before) = Daemon::start(command, "tokenwarden proxy: listening on ");
+        let url = (line.strip_prefix("tokenwarden proxy: listening on "))
+            .and_then(|rest| rest.split_once(", forwarding to "))
+            .expect(&line)
+            .0
+            .to_owned();
+        let metrics = (before.lines())
+            .find_map(|l| l.strip_prefix("tokenwarden proxy: metrics on "))
+            .and_then(|rest| rest.split_once("/metrics"))
+            .map(|(url, _)| url.to_owned());
         Self {
-            child,
+            daemon,
             url,
             metrics,
-            stderr,
-            drain: Some(drain),
         }
     }
 
     /// Stops it with SIGTERM: its exit code and all its stderr.
-    pub(crate) fn stop(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        assert!(kill.unwrap().success());
-        let code = self.child.wait().unwrap().code();
-        self.drain.take().unwrap().join().unwrap();
-        let stderr = self.stderr.lock().unwrap().clone();
-        (code, stderr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub(crate) fn stop(self) -> (Option<i32>, String) {
+        self.daemon.signal("TERM");
+        self.daemon.end()
     }
 }
 
