@@ -107,8 +107,9 @@ pub enum Command {
         /// $XDG_RUNTIME_DIR/tokenwarden/agent.sock].
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
-        /// Print the shell line that points commands at this agent
-        /// (`eval "$(tokenwarden agent --print-env &)"`-style use).
+        /// Print the shell line that points commands at this agent's socket
+        /// (`tokenwarden agent --print-env > ~/.tokenwarden-agent.sh &`, then
+        /// `. ~/.tokenwarden-agent.sh` in each shell).
         #[arg(long)]
         print_env: bool,
     },

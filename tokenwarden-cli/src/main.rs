@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(args); // usage errors exit with 2, as the contract says
                                      // `token` through the agent: one round trip, before anything else is set up.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Command::Token {
         profile,
         json: false,

@@ -410,9 +410,7 @@ impl Profile {
     pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
         #[cfg(unix)]
         if interaction == Interaction::Refused && crate::agent::client::enabled() {
-            if let Some(manager) =
-                crate::agent::source::manager(self, self.config_path.clone()).await
-            {
+            if let Some(manager) = crate::agent::source::manager(self).await {
                 return Ok(manager);
             }
         }

@@ -15,15 +15,14 @@ pub fn token(config_flag: Option<&Path>, profile: Option<&str>) -> bool {
     if !client::enabled() {
         return false;
     }
-    let Ok(config) = crate::config::Config::path(config_flag) else {
-        return false;
+    // The profile as this command resolves it: the agent answers only for the same.
+    let config = crate::config::Config::path(config_flag)
+        .and_then(|path| crate::config::Config::load(&path))
+        .and_then(|config| config.profile(&crate::config::Config::chosen_name(profile)));
+    let Ok(profile) = config else {
+        return false; // the usual path says what is wrong
     };
-    let request = Request {
-        op: "token".into(),
-        profile: Some(crate::config::Config::chosen_name(profile)),
-        config: Some(config),
-        rejected: None,
-    };
+    let request = Request::about("token", &profile);
     let Some(answer) = ask(&request) else {
         return false;
     };
@@ -48,11 +47,15 @@ fn ask(request: &Request) -> Option<Answer> {
     stream
         .set_read_timeout(Some(Duration::from_secs(40)))
         .ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .ok()?;
     let mut line = serde_json::to_vec(request).ok()?;
     line.push(b'\n');
     (&stream).write_all(&line).ok()?;
     let mut answer = String::new();
-    std::io::BufReader::new(&stream)
+    let limited = std::io::Read::take(&stream, 1 << 20);
+    std::io::BufReader::new(limited)
         .read_line(&mut answer)
         .ok()?;
     serde_json::from_str(&answer).ok()

@@ -14,6 +14,8 @@
 //! The protocol: one JSON request per line, one JSON answer per line.
 
 pub mod client;
+// The peer's credentials of a blocking socket: SO_PEERCRED, Linux's.
+#[cfg(target_os = "linux")]
 pub mod fast;
 mod server;
 mod socket;
@@ -23,26 +25,33 @@ pub use server::run;
 
 use serde::{Deserialize, Serialize};
 
-/// What a command asks the agent.
-#[derive(Debug, Serialize, Deserialize)]
+/// What a command asks the agent. No `Debug`: it may hold a token.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Request {
     /// `token`, `status` or `ping`.
     pub op: String,
-    /// The profile, for `token` and `status`.
+    /// The profile.
     #[serde(default)]
     pub profile: Option<String>,
-    /// The configuration file the command reads: the agent answers only for
-    /// its own (another file's profiles are not its profiles).
+    /// The configuration file the command reads (its canonical path): the
+    /// agent answers only for its own (another file's profiles are not its
+    /// profiles).
     #[serde(default)]
     pub config: Option<std::path::PathBuf>,
+    /// [`Profile::digest`](crate::config::Profile::digest) of the profile as
+    /// the command resolved it: the agent answers only where its own resolves
+    /// to the same (another environment, or an edit since, make another profile).
+    #[serde(default)]
+    pub digest: Option<String>,
     /// A token the command's server rejected: if it is the profile's current
     /// one, a new one is got first (after a 401, or git's `erase`).
     #[serde(default)]
     pub rejected: Option<String>,
 }
 
-/// The agent's answer: a token, a status, or an error.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The agent's answer: a token, a status, or an error. No `Debug`: it may
+/// hold a token.
+#[derive(Default, Serialize, Deserialize)]
 pub struct Answer {
     pub ok: bool,
     /// The access token (`token`). Never a refresh token: they stay with the agent.
@@ -61,6 +70,29 @@ pub struct Answer {
     /// The error, if not `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<AnswerError>,
+}
+
+/// The [`AnswerError::kind`] of a request for another profile than the
+/// agent's of that name: the command does without the agent.
+pub const OTHER_PROFILE: &str = "other_profile";
+
+impl Request {
+    /// A request about `profile` as this command resolved it.
+    pub fn about(op: &str, profile: &crate::config::Profile) -> Self {
+        Self {
+            op: op.into(),
+            profile: Some(profile.name.clone()),
+            config: Some(canonical(&profile.config_path)),
+            digest: Some(profile.digest()),
+            rejected: None,
+        }
+    }
+}
+
+/// `path` made absolute and resolved, as the agent compares it (a relative
+/// path means another file in another directory).
+pub fn canonical(path: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// An error the agent met, as the command reports it (its kind sets the exit code).

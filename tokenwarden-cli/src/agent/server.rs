@@ -3,12 +3,12 @@
 //! expiry in the background), forgets them on SIGHUP (the configuration is
 //! read again), and stops on SIGTERM or Ctrl-C, removing its socket.
 
-use super::{client, socket, Answer, AnswerError, Request};
+use super::{canonical, client, socket, Answer, AnswerError, Request, OTHER_PROFILE};
 use crate::commands::Context;
 use crate::config::Config;
 use crate::exit::{CliError, OK};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokenwarden::{AccessToken, TokenManager};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
@@ -16,8 +16,16 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 /// The longest request read.
 const MAX_REQUEST: u64 = 64 * 1024;
 
-/// A profile's manager, made once by the first request that needs it.
-type Slot = Arc<tokio::sync::OnceCell<TokenManager>>;
+/// A profile's manager, made once by the first request that needs it, and the
+/// digest of the profile it was made for (an edit since makes another).
+type Slot = (String, Arc<tokio::sync::OnceCell<TokenManager>>);
+
+/// How long a connection may take to send its request.
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The least time between two tokens of a profile replaced because a command
+/// reported them rejected: a loop of reports (a client retrying a 401 that a
+/// new token does not cure) makes one token request per interval, not one each.
+const REJECTIONS_APART: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Agent {
     ctx: Context,
@@ -29,6 +37,9 @@ struct Agent {
     records: Mutex<tokio::task::JoinSet<()>>,
     /// The token files kept (removed when the agent stops).
     files: Mutex<Vec<PathBuf>>,
+    /// When a profile's token was last replaced on a command's report
+    /// (monotonic time).
+    rejections: Mutex<HashMap<String, std::time::Duration>>,
 }
 
 /// Serves until SIGTERM or Ctrl-C. With `print_env`, first prints the shell
@@ -58,8 +69,10 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
         managers: Mutex::default(),
         records: Mutex::default(),
         files: Mutex::default(),
+        rejections: Mutex::default(),
     });
-    agent.keep_files().await;
+    // Spawned: the requests are answered while the first tokens are got.
+    tokio::spawn(agent.clone().keep_files());
     let served = serve(&agent, listener).await;
     let _ = std::fs::remove_file(&path);
     agent
@@ -79,10 +92,6 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
     served
 }
 
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
-}
-
 async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
     let signals = |kind| {
@@ -100,7 +109,11 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of descriptors, say: a moment for connections to end.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                };
                 let agent = agent.clone();
                 tokio::spawn(async move { agent.answer(stream).await });
             }
@@ -112,7 +125,7 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
                 eprintln!("tokenwarden agent: the configuration will be read again");
                 // The token files of the profiles as they are now (a file kept
                 // before stays in place, replaced whole, until the agent stops).
-                agent.keep_files().await;
+                tokio::spawn(agent.clone().keep_files());
             }
             _ = terminate.recv() => return Ok(OK),
             _ = tokio::signal::ctrl_c() => return Ok(OK),
@@ -122,7 +135,7 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
 
 impl Agent {
     /// Keeps the token file of every profile that names one (`token_file`).
-    async fn keep_files(&self) {
+    async fn keep_files(self: Arc<Self>) {
         let config = match self.ctx.config() {
             Ok(config) => config,
             Err(e) => {
@@ -138,7 +151,7 @@ impl Agent {
             let Some(path) = profile.token_file.clone() else {
                 continue;
             };
-            let manager = match self.manager(&name).await {
+            let manager = match self.manager(&name, None).await {
                 Ok((_, manager)) => manager,
                 Err(answer) => {
                     let why = answer.error.map(|e| e.message).unwrap_or_default();
@@ -188,8 +201,9 @@ impl Agent {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
         let mut read = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-        if read.read_line(&mut line).await.is_err() {
-            return;
+        let read_line = tokio::time::timeout(REQUEST_WAIT, read.read_line(&mut line));
+        if !matches!(read_line.await, Ok(Ok(_))) {
+            return; // nothing sent in time, or the connection failed
         }
         let answer = match serde_json::from_str::<Request>(&line) {
             Ok(request) => self.handle(request).await,
@@ -202,42 +216,63 @@ impl Agent {
 
     async fn handle(&self, request: Request) -> Answer {
         // Another configuration file's profiles are not this agent's.
-        if let Some(theirs) = &request.config {
-            if canonical(theirs) != self.config {
-                return refusal(format!(
-                    "this agent serves {}, not {}",
-                    self.config.display(),
-                    theirs.display()
-                ));
-            }
+        let theirs = request.config.as_deref().map(canonical);
+        if theirs.as_ref() != Some(&self.config) {
+            return other_profile(format!(
+                "this agent serves {}, not {}",
+                self.config.display(),
+                theirs.unwrap_or_default().display()
+            ));
         }
-        let profile = request.profile.as_deref();
+        let (Some(profile), Some(digest)) = (request.profile.as_deref(), &request.digest) else {
+            return refusal("a request names a profile and its digest".into());
+        };
         tracing::debug!(op = %request.op, profile, "request");
-        match (request.op.as_str(), profile) {
-            ("ping", _) => Answer {
+        let found = match self.manager(profile, Some(digest)).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
+        match request.op.as_str() {
+            "ping" => Answer {
                 ok: true,
                 ..Answer::default()
             },
-            ("token", Some(profile)) => self.token(profile, request.rejected.as_deref()).await,
-            ("status", Some(profile)) => self.status(profile).await,
-            (op, _) => refusal(format!("unknown request `{op}`, or no profile")),
+            "token" => {
+                self.token(profile, &found.1, request.rejected.as_deref())
+                    .await
+            }
+            "status" => self.status(&found.0, &found.1).await,
+            op => refusal(format!("unknown request `{op}`")),
         }
     }
 
-    /// The profile's manager, made on first use.
-    async fn manager(&self, name: &str) -> Result<(crate::config::Profile, TokenManager), Answer> {
+    /// The profile's manager, made on first use (again after an edit of the
+    /// profile). With `digest`, only for the profile the command resolved: the
+    /// same name read in another environment is another profile.
+    async fn manager(
+        &self,
+        name: &str,
+        digest: Option<&str>,
+    ) -> Result<(crate::config::Profile, TokenManager), Answer> {
         let profile = self
             .ctx
             .profile(Some(name))
-            .map_err(|e| refusal(e.message))?;
-        let slot = self
-            .managers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name.to_owned())
-            .or_default()
-            .clone();
-        let manager = slot
+            .map_err(|e| other_profile(e.message))?;
+        let current = profile.digest();
+        if digest.is_some_and(|theirs| theirs != current) {
+            return Err(other_profile(format!(
+                "profile `{name}` resolves otherwise here (another environment, or an edit)"
+            )));
+        }
+        let cell = {
+            let mut managers = self.managers.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = managers.entry(name.to_owned()).or_default();
+            if slot.0 != current {
+                *slot = (current, Arc::default());
+            }
+            slot.1.clone()
+        };
+        let manager = cell
             .get_or_try_init(|| async {
                 let manager = profile.agent_manager().await?;
                 let keeping = crate::last_refresh::keep(name.to_owned(), manager.clone());
@@ -253,16 +288,14 @@ impl Agent {
         Ok((profile, manager))
     }
 
-    async fn token(&self, name: &str, rejected: Option<&str>) -> Answer {
-        let (_, manager) = match self.manager(name).await {
-            Ok(found) => found,
-            Err(answer) => return answer,
-        };
+    async fn token(&self, name: &str, manager: &TokenManager, rejected: Option<&str>) -> Answer {
         // A token a command's server rejected: dropped if it is still the
-        // current one, so that this call gets a new one.
+        // current one (and none was replaced so in the last interval), so that
+        // this call gets a new one.
         if let Some(rejected) = rejected {
             if let Ok(current) = manager.token().await {
-                if current.access_token.ct_eq(&AccessToken::new(rejected)) {
+                if current.access_token.ct_eq(&AccessToken::new(rejected)) && self.may_replace(name)
+                {
                     let current = current.to_token();
                     manager.invalidate(&current);
                     tracing::info!(fingerprint = %current.fingerprint(), "a command reported its token rejected");
@@ -285,12 +318,25 @@ impl Agent {
         }
     }
 
-    async fn status(&self, name: &str) -> Answer {
-        let (profile, manager) = match self.manager(name).await {
-            Ok(found) => found,
-            Err(answer) => return answer,
-        };
-        let mut status = crate::describe::describe_manager(&profile, &manager).await;
+    /// Whether a reported rejection may replace `name`'s token now (at most
+    /// one per [`REJECTIONS_APART`]).
+    fn may_replace(&self, name: &str) -> bool {
+        let now = tokenwarden::Clock::monotonic(&tokenwarden::SystemClock);
+        let mut last = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match last.get(name) {
+            Some(at) if now.saturating_sub(*at) < REJECTIONS_APART => false,
+            _ => {
+                last.insert(name.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    async fn status(&self, profile: &crate::config::Profile, manager: &TokenManager) -> Answer {
+        let mut status = crate::describe::describe_manager(profile, manager).await;
         status["agent"] = true.into();
         Answer {
             ok: true,
@@ -298,6 +344,16 @@ impl Agent {
             ..Answer::default()
         }
     }
+}
+
+/// A request for a profile this agent does not serve as the command read it:
+/// the command does without the agent.
+fn other_profile(message: String) -> Answer {
+    let mut answer = refusal(message);
+    if let Some(error) = answer.error.as_mut() {
+        error.kind = OTHER_PROFILE.into();
+    }
+    answer
 }
 
 /// The agent's own refusal (a usage error at the command).

@@ -6,31 +6,44 @@
 use super::{client, AnswerError, Request};
 use crate::config::Profile;
 use async_trait::async_trait;
-use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokenwarden::{Error, OAuthError, Result, Token, TokenKey, TokenManager, TokenSource};
 
 /// The tokens of one profile, from the agent.
-#[derive(Debug)]
 pub struct AgentSource {
-    profile: String,
-    config: PathBuf,
+    /// What every request says of the profile (`token`, no rejected token).
+    about: Request,
     name: String,
-    /// The last token the agent handed this process. Asked for another, the
-    /// manager has dropped it: rejected by a server (a token without a refresh
-    /// token is fetched again, not refreshed), or expired (then the agent holds
-    /// a newer one already, and the mention changes nothing).
-    last: std::sync::Mutex<Option<String>>,
+    /// The last token the agent handed this process, and when it expires.
+    /// Asked for another while it is still valid, the manager has dropped it:
+    /// a server rejected it (a token without a refresh token is fetched again,
+    /// not refreshed); the agent is told, so that it replaces it.
+    last: Mutex<Option<(String, Option<SystemTime>)>>,
+}
+
+/// Names only: the last token stays out.
+impl std::fmt::Debug for AgentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentSource {
     async fn ask(&self) -> Result<Token> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
+        let rejected = (self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+        .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > now))
+        .map(|(token, _)| token);
         let request = Request {
-            op: "token".into(),
-            profile: Some(self.profile.clone()),
-            config: Some(self.config.clone()),
-            rejected: last,
+            rejected,
+            ..self.about.clone()
         };
         let answer = client::ask(&request).await.ok_or_else(|| {
             Error::transport(&self.name, "the agent stopped answering").with_transient(true)
@@ -51,8 +64,8 @@ impl AgentSource {
         if let Some(scope) = answer.scope {
             token = token.with_scope(scope);
         }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(token.access_token.secret().to_owned());
+        let kept = (token.access_token.secret().to_owned(), token.expires_at);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(kept);
         Ok(token)
     }
 }
@@ -95,24 +108,18 @@ impl TokenSource for AgentSource {
 }
 
 /// A manager of `profile`'s tokens through the agent, if one of this user's
-/// serves `config` (the file this command reads).
-pub async fn manager(profile: &Profile, config: PathBuf) -> Option<TokenManager> {
-    let ping = Request {
-        op: "ping".into(),
-        profile: None,
-        config: Some(config.clone()),
-        rejected: None,
-    };
-    let answer = client::ask(&ping).await?;
+/// serves it: the same configuration file, resolved to the same profile.
+pub async fn manager(profile: &Profile) -> Option<TokenManager> {
+    let answer = client::ask(&Request::about("ping", profile)).await?;
     if !answer.ok {
-        tracing::debug!(error = ?answer.error.map(|e| e.message), "the agent serves another configuration");
+        let why = answer.error.map(|e| e.message).unwrap_or_default();
+        tracing::debug!(%why, "the agent serves another profile: doing without it");
         return None;
     }
     let source = AgentSource {
-        profile: profile.name.clone(),
-        config,
+        about: Request::about("token", profile),
         name: format!("agent:{}", profile.name),
-        last: std::sync::Mutex::default(),
+        last: Mutex::default(),
     };
     // No store, no refresh ahead: the agent keeps the tokens; this process
     // asks it again once its copy expires (or is rejected).

@@ -1,8 +1,9 @@
 //! `tokenwarden exec -p P [--env NAME] [--token-file PATH] -- CMD ARGS`: runs
-//! CMD with the token in its environment. Its stdin, stdout and stderr are this
-//! process's; the signals this process gets (INT, TERM, HUP, QUIT, USR1, USR2)
-//! go on to it; its exit code is this one's (128 + N when a signal N ended it,
-//! as shells say). With `--token-file`, a 0600 file holds the current token for
+//! CMD with the token in its environment (and not the store's key). Its stdin,
+//! stdout and stderr are this process's; TERM, HUP, USR1 and USR2 sent to this
+//! process go on to it, while INT and QUIT are left to reach it from the
+//! terminal (as `system(3)` does: forwarded, a Ctrl-C would arrive twice); its
+//! exit code is this one's (128 + N when a signal N ended it, as shells say). With `--token-file`, a 0600 file holds the current token for
 //! as long as CMD runs, replaced whole (written beside, then renamed over) after
 //! each refresh ahead of expiry, for programs that read a token file again (as
 //! Kubernetes' projected service-account tokens are read); it is removed when
@@ -31,10 +32,19 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
     let (program, rest) = args.command.split_first().ok_or_else(|| {
         CliError::usage("no command to run").hint("give it after --: tokenwarden exec -- CMD")
     })?;
+    if args.env.is_empty() || args.env.contains(['=', '\0']) {
+        return Err(CliError::usage(format!(
+            "`{}` is not an environment variable's name",
+            args.env
+        )));
+    }
     let mut command = tokio::process::Command::new(program);
     command
         .args(rest)
-        .env(&args.env, token.access_token.secret());
+        .env(&args.env, token.access_token.secret())
+        .env_remove("TOKENWARDEN_STORE_KEY");
+    // Listening before the command starts: a signal in between reaches it too.
+    let signals = Signals::listen();
     let fingerprint = token.fingerprint().to_owned();
     drop(token);
     let mut child = command.spawn().map_err(|e| {
@@ -50,7 +60,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
     let keeping = file
         .as_ref()
         .map(|file| tokio::spawn(keep_fresh(manager.clone(), file.path.clone(), fingerprint)));
-    let status = wait_passing_signals(&mut child).await;
+    let status = signals.wait_passing(&mut child).await;
     if let Some(keeping) = keeping {
         keeping.abort();
         let _ = keeping.await;
@@ -71,55 +81,74 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     status.code().map_or(1, |code| (code & 0xff) as u8)
 }
 
-/// Waits for `child`, passing on the signals this process gets.
-#[cfg(unix)]
-async fn wait_passing_signals(
-    child: &mut tokio::process::Child,
-) -> std::io::Result<std::process::ExitStatus> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        (SignalKind::interrupt(), rustix::process::Signal::INT),
-        (SignalKind::terminate(), rustix::process::Signal::TERM),
-        (SignalKind::hangup(), rustix::process::Signal::HUP),
-        (SignalKind::quit(), rustix::process::Signal::QUIT),
-        (SignalKind::user_defined1(), rustix::process::Signal::USR1),
-        (SignalKind::user_defined2(), rustix::process::Signal::USR2),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut listeners = Vec::new();
-    for (kind, passed) in kinds {
-        let Ok(mut stream) = signal(kind) else {
-            continue;
-        };
-        let tx = tx.clone();
-        listeners.push(tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if tx.send(passed).is_err() {
-                    return;
-                }
-            }
-        }));
+/// The signals passed on to the command (TERM, HUP, USR1, USR2), and INT and
+/// QUIT taken (so that they do not end this process: the terminal sends them
+/// to the command too).
+struct Signals {
+    #[cfg(unix)]
+    streams: Vec<(tokio::signal::unix::Signal, Option<rustix::process::Signal>)>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn listen() -> Self {
+        use rustix::process::Signal;
+        use tokio::signal::unix::{signal, SignalKind};
+        let kinds = [
+            (SignalKind::terminate(), Some(Signal::TERM)),
+            (SignalKind::hangup(), Some(Signal::HUP)),
+            (SignalKind::user_defined1(), Some(Signal::USR1)),
+            (SignalKind::user_defined2(), Some(Signal::USR2)),
+            (SignalKind::interrupt(), None),
+            (SignalKind::quit(), None),
+        ];
+        let streams = kinds
+            .into_iter()
+            .filter_map(|(kind, passed)| Some((signal(kind).ok()?, passed)))
+            .collect();
+        Self { streams }
     }
-    let pid = child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            Some(passed) = rx.recv() => {
-                if let Some(pid) = pid {
-                    let _ = rustix::process::kill_process(pid, passed);
+
+    #[cfg(not(unix))]
+    fn listen() -> Self {
+        Self {}
+    }
+
+    /// Waits for `child`, passing the signals on.
+    #[cfg(unix)]
+    async fn wait_passing(
+        mut self,
+        child: &mut tokio::process::Child,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let pid = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        if self.streams.is_empty() {
+            return child.wait().await;
+        }
+        loop {
+            let received =
+                futures_util::future::select_all(self.streams.iter_mut().map(
+                    |(stream, passed)| Box::pin(async move { stream.recv().await.and(*passed) }),
+                ));
+            tokio::select! {
+                status = child.wait() => return status,
+                (passed, _, _) = received => {
+                    // Passed on while the command runs (`wait` has not reaped it:
+                    // its pid is still its own).
+                    if let (Some(pid), Some(passed)) = (pid, passed) {
+                        let _ = rustix::process::kill_process(pid, passed);
+                    }
                 }
             }
         }
-    };
-    listeners.iter().for_each(tokio::task::JoinHandle::abort);
-    status
-}
+    }
 
-#[cfg(not(unix))]
-async fn wait_passing_signals(
-    child: &mut tokio::process::Child,
-) -> std::io::Result<std::process::ExitStatus> {
-    child.wait().await
+    #[cfg(not(unix))]
+    async fn wait_passing(
+        self,
+        child: &mut tokio::process::Child,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        child.wait().await
+    }
 }

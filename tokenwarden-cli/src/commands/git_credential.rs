@@ -5,8 +5,8 @@
 //! - `get` answers with the username (`helper_username`, else the one git gave,
 //!   else `oauth2`), the token as the password, and `password_expiry_utc`, so
 //!   that git never keeps it past its expiry. Only for the profile's `base_url`
-//!   origin, if it has one, and only over https (or http on loopback): for any
-//!   other host it answers nothing, and git asks elsewhere.
+//!   origin, over https (or http on loopback): for any other host, or a profile
+//!   without `base_url`, it answers nothing, and git asks elsewhere.
 //! - `erase` (git got the credential rejected): if the password is the current
 //!   token, a new one is got now, so the next `get` answers with it.
 //! - `store`, and anything else, is read and ignored: the tokens are kept by
@@ -52,14 +52,20 @@ fn allowed(profile: &crate::config::Profile, asked: &HashMap<String, String>) ->
     let (Some(protocol), Some(host)) = (asked.get("protocol"), asked.get("host")) else {
         return false;
     };
+    // A host git sends is a name and a port: nothing that a URL parser would
+    // read otherwise (user info, a path) than git does.
+    if host.contains(['@', '/', '?', '#', '\\']) || host.chars().any(char::is_whitespace) {
+        return false;
+    }
     let Ok(url) = url::Url::parse(&format!("{protocol}://{host}/")) else {
         return false;
     };
-    let origins = match &profile.base_url {
-        Some(base) => AllowedOrigins::of(base),
-        None => AllowedOrigins::of(url.as_str()),
+    // The token goes to the profile's origin only: no `base_url`, no answer.
+    let Some(base) = &profile.base_url else {
+        tracing::warn!("the profile has no base_url: git is given no credential");
+        return false;
     };
-    origins.is_ok_and(|origins| origins.allows(&url))
+    AllowedOrigins::of(base).is_ok_and(|origins| origins.allows(&url))
 }
 
 async fn get(

@@ -84,12 +84,7 @@ async fn describe(profile: &Profile) -> Value {
     // refresh, backoff and plan are the ones that count.
     #[cfg(unix)]
     {
-        let request = crate::agent::Request {
-            op: "status".into(),
-            profile: Some(profile.name.clone()),
-            config: Some(profile.config_path.clone()),
-            rejected: None,
-        };
+        let request = crate::agent::Request::about("status", profile);
         if crate::agent::client::enabled() {
             if let Some(status) = crate::agent::client::ask(&request)
                 .await

@@ -188,6 +188,71 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+impl Profile {
+    /// A digest of everything the profile resolved to (environment variables
+    /// filled in, secrets included), by which a command and the agent tell they
+    /// mean the same profile: the same name in the same file can differ by the
+    /// environment each read it in, or by an edit since. SHA-256: no value can
+    /// be read back from it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        // The key a Redis store seals with, where the profile names none.
+        let store_key = std::env::var("TOKENWARDEN_STORE_KEY").ok();
+        let fields = format!(
+            "{:?}",
+            (
+                (&self.name, self.grant, &self.issuer, &self.token_url),
+                (&self.device_authorization_url, &self.authorization_url),
+                (&self.revocation_url, &self.client_id, &self.client_secret),
+                (&self.client_auth, &self.private_key, &self.private_key_alg),
+                (
+                    &self.scope,
+                    &self.audience,
+                    &self.resource,
+                    &self.refresh_token
+                ),
+                (
+                    &self.username,
+                    &self.password,
+                    &self.subject,
+                    &self.subject_token
+                ),
+                (
+                    &self.login_url,
+                    &self.refresh_url,
+                    &self.store,
+                    &self.store_dir
+                ),
+                (
+                    &self.store_key,
+                    &self.redis_ca_file,
+                    &self.redis_client_cert
+                ),
+                (&self.redis_client_key, &self.redis_sentinel_password),
+                (
+                    &self.base_url,
+                    self.redirect_port,
+                    self.accept_narrower_scope
+                ),
+                (
+                    &self.params,
+                    &self.auth_params,
+                    &self.grant_type,
+                    self.token_lifetime
+                ),
+                (
+                    &self.helper_username,
+                    &self.registry,
+                    &self.token_file,
+                    store_key
+                ),
+            )
+        );
+        let digest = Sha256::digest(fields.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets (client_secret, password, refresh_token, store_key, the

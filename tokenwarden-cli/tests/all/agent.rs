@@ -39,9 +39,14 @@ fn token_endpoint() -> (String, Arc<AtomicUsize>, tokio::runtime::Runtime) {
 }
 
 fn profile(name: &str, token_url: &str) -> String {
+    profile_in(name, token_url, "file")
+}
+
+/// A profile of tokens kept in `store`; its secret is `$TW_SECRET`.
+fn profile_in(name: &str, token_url: &str, store: &str) -> String {
     format!(
         "[profiles.{name}]\ntoken_url = \"{token_url}\"\ngrant = \"client_credentials\"\n\
-         client_id = \"svc\"\nclient_secret = \"svc-{MARKER}\"\nstore = \"file\"\n"
+         client_id = \"svc\"\nclient_secret = \"svc-{MARKER}-${{TW_SECRET}}\"\nstore = \"{store}\"\n"
     )
 }
 
@@ -51,7 +56,9 @@ struct Agent(Daemon);
 impl Agent {
     fn start(home: &Home, socket: &Path) -> Self {
         let mut command = home.command(&["agent"]);
-        command.env("TOKENWARDEN_AGENT_SOCK", socket);
+        command
+            .env("TOKENWARDEN_AGENT_SOCK", socket)
+            .env("TW_SECRET", "same");
         Self(Daemon::start(command, "tokenwarden agent: listening on ").0)
     }
 
@@ -70,6 +77,7 @@ fn via(home: &Home, socket: &Path, args: &[&str]) -> Run {
     let output = home
         .command(args)
         .env("TOKENWARDEN_AGENT_SOCK", socket)
+        .env("TW_SECRET", "same")
         .output()
         .unwrap();
     Run::checked(output, args)
@@ -85,7 +93,8 @@ fn socket_in(home: &Home) -> PathBuf {
 #[test]
 fn twenty_commands_share_the_agents_one_token_request() {
     let (url, count, _server) = token_endpoint();
-    let home = Home::with_config(&profile("api", &url));
+    // Tokens in memory: 20 commands without the agent would make 20 requests.
+    let home = Home::with_config(&profile_in("api", &url, "memory"));
     let socket = socket_in(&home);
     let agent = Agent::start(&home, &socket);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -94,7 +103,9 @@ fn twenty_commands_share_the_agents_one_token_request() {
 
     let tokens = at_once(20, || {
         let mut command = home.command(&["token", "-p", "api"]);
-        command.env("TOKENWARDEN_AGENT_SOCK", &socket);
+        command
+            .env("TOKENWARDEN_AGENT_SOCK", &socket)
+            .env("TW_SECRET", "same");
         command
     });
     assert_eq!(tokens.len(), 1);
@@ -106,8 +117,8 @@ fn twenty_commands_share_the_agents_one_token_request() {
     assert_eq!(status["agent"], true, "{status:#}");
     assert_eq!(status["last_refresh"]["reason"], "first_use", "{status:#}");
 
-    // SIGHUP: a profile added to the file is served.
-    let both = profile("api", &url) + &profile("other", &url);
+    // A profile added to the file is served; SIGHUP is taken.
+    let both = profile_in("api", &url, "memory") + &profile_in("other", &url, "memory");
     std::fs::write(home.config_path(), both).unwrap();
     agent.signal("HUP");
     let other = via(&home, &socket, &["status", "-p", "other", "--json"]);
@@ -115,6 +126,27 @@ fn twenty_commands_share_the_agents_one_token_request() {
     assert_eq!(other["agent"], true);
     via(&home, &socket, &["token", "-p", "other"]).expect_code(0);
     assert_eq!(count.load(SeqCst), 2);
+
+    // A profile edited (another endpoint): the agent makes its manager anew.
+    let (url2, count2, _server2) = token_endpoint();
+    std::fs::write(home.config_path(), profile_in("api", &url2, "memory")).unwrap();
+    via(&home, &socket, &["token", "-p", "api"]).expect_code(0);
+    assert_eq!(count2.load(SeqCst), 1, "the edited profile's endpoint");
+
+    // The same profile read in another environment (another secret) is another
+    // profile: that command does without the agent.
+    let other_env = home
+        .command(&["token", "-p", "api"])
+        .env("TOKENWARDEN_AGENT_SOCK", &socket)
+        .env("TW_SECRET", "another")
+        .output()
+        .unwrap();
+    Run::checked(other_env, &[]).expect_code(0);
+    assert_eq!(
+        count2.load(SeqCst),
+        2,
+        "its own request, not the agent's token"
+    );
 
     // SIGTERM: it stops, and its socket goes.
     agent.signal("TERM");
@@ -128,13 +160,10 @@ fn twenty_commands_share_the_agents_one_token_request() {
     let asked = stderr.matches("op=token").count();
     assert!(asked >= 20, "the 20 commands asked the agent: {asked}");
 
-    // Without it, the commands do as before (the stored token).
-    let direct = via(&home, &socket, &["token", "-p", "api"]);
-    assert_eq!(
-        direct.expect_code(0).stdout(),
-        tokens.into_iter().next().unwrap()
-    );
-    assert_eq!(count.load(SeqCst), 2);
+    // Without it, the commands do as before: their own request.
+    via(&home, &socket, &["token", "-p", "api"]).expect_code(0);
+    assert_eq!(count2.load(SeqCst), 3);
+    drop(tokens);
 }
 
 #[test]

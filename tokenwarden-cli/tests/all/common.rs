@@ -54,6 +54,9 @@ impl Home {
             .env("XDG_DATA_HOME", self.path().join("xdg-data"))
             .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
             .env("TOKENWARDEN_CONFIG", self.config_path())
+            // An agent of this home's own, if a test starts one: never the
+            // developer's.
+            .env("TOKENWARDEN_AGENT_SOCK", self.path().join("agent.sock"))
             // Every run logs everything; `run` fails it if a secret shows there.
             .env("TOKENWARDEN_LOG", "trace")
             .env("TOKENWARDEN_STORE_KEY", STORE_KEY);

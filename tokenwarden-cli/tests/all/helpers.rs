@@ -576,3 +576,26 @@ async fn docker_logs_in_with_the_helpers_token() {
     let (ok, text) = docker(&["logout", &address], "");
     assert!(ok, "the helper took `erase`: {text}");
 }
+
+/// A profile without `base_url` gives git nothing: its token would go to any
+/// host git asks about.
+#[test]
+fn the_git_helper_answers_nothing_without_an_origin() {
+    let home = Home::with_config(
+        "[profiles.api]\ntoken_url = \"https://auth.example.com/token\"\n\
+         client_id = \"c\"\nclient_secret = \"c-TOPSECRET\"\nstore = \"memory\"\n",
+    );
+    for host in [
+        "github.com",
+        "evil.example@good.example",
+        "good.example/path",
+    ] {
+        let request = format!("protocol=https\nhost={host}\n\n");
+        let answer = with_input(
+            home.command(&["git-credential", "-p", "api", "get"]),
+            request.as_bytes(),
+        );
+        assert!(answer.status.success());
+        assert!(answer.stdout.is_empty(), "nothing for {host}");
+    }
+}
