@@ -144,13 +144,21 @@ impl Agent {
             }
         };
         let names: Vec<String> = config.names().map(str::to_owned).collect();
-        for name in names {
-            let Ok(profile) = config.profile(&name) else {
-                continue;
-            };
-            let Some(path) = profile.token_file.clone() else {
-                continue;
-            };
+        let wanted: Vec<(String, PathBuf)> = (names.iter())
+            .filter_map(|name| Some((name.clone(), config.profile(name).ok()?.token_file?)))
+            .collect();
+        // Files of profiles that name none any more (an edit before a SIGHUP) go.
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|kept| {
+                let still = wanted.iter().any(|(_, path)| path == kept);
+                if !still {
+                    let _ = std::fs::remove_file(kept);
+                }
+                still
+            });
+        for (name, path) in wanted {
             let manager = match self.manager(&name, None).await {
                 Ok((_, manager)) => manager,
                 Err(answer) => {
@@ -169,10 +177,11 @@ impl Agent {
             };
             match first {
                 Ok(fingerprint) => {
-                    self.files
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(path.clone());
+                    let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !files.contains(&path) {
+                        files.push(path.clone());
+                    }
+                    drop(files);
                     let keeping = crate::token_file::keep_fresh(manager, path, fingerprint);
                     self.records
                         .lock()

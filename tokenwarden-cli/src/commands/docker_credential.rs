@@ -73,10 +73,19 @@ fn print(text: &str) -> Result<(), CliError> {
 
 async fn get(ctx: &Context, server: &str) -> Result<u8, CliError> {
     let wanted = host(server);
-    let Some((_, profile)) = registries(ctx)?.into_iter().find(|(h, _)| *h == wanted) else {
+    let mut found = registries(ctx)?.into_iter().filter(|(h, _)| *h == wanted);
+    let Some((_, profile)) = found.next() else {
         print(NOT_FOUND)?;
         return Ok(1);
     };
+    // Two profiles for one registry: which token is meant is not ours to guess.
+    if let Some((_, other)) = found.next() {
+        return Err(CliError::usage(format!(
+            "profiles `{}` and `{}` both name registry `{wanted}`",
+            profile.name, other.name
+        ))
+        .hint("keep `registry` in one profile"));
+    }
     let manager = profile.manager(Interaction::Refused).await?;
     let token = manager.token().await;
     crate::last_refresh::save(&profile.name, &manager).await;

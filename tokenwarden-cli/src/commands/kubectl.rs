@@ -44,13 +44,28 @@ pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
     // person is there (its stdin is the terminal's then).
     let interactive = asked["spec"]["interactive"].as_bool().unwrap_or(false);
     let profile = ctx.profile(profile)?;
-    let interaction = match interactive {
-        true => Interaction::Allowed,
-        false => Interaction::Refused,
-    };
-    let manager = profile.manager(interaction).await?;
-    let token = manager.token().await;
+    // The token held (by the agent, or in the store) first; a person is asked
+    // to sign in only where none can be had without them.
+    let manager = profile.manager(Interaction::Refused).await?;
+    let mut token = manager.token().await;
     crate::last_refresh::save(&profile.name, &manager).await;
+    let needs_person = |e: &tokenwarden::Error| {
+        let mut cause = e;
+        while let Some(last) = cause.last_attempt() {
+            cause = last;
+        }
+        // The refusal of a profile that signs a person in, made here (no
+        // server said it).
+        cause.status().is_none()
+            && cause
+                .oauth_error()
+                .is_some_and(|o| o.error == "login_required")
+    };
+    if interactive && token.as_ref().is_err_and(needs_person) {
+        let signing_in = profile.manager(Interaction::Allowed).await?;
+        token = signing_in.token().await;
+        crate::last_refresh::save(&profile.name, &signing_in).await;
+    }
     let token = token?;
     let mut status = json!({ "token": token.access_token.secret() });
     if let Some(at) = token.expires_at {

@@ -236,8 +236,28 @@ fn the_agent_keeps_the_token_files_the_profiles_name() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // Named no more (an edit, then SIGHUP): removed.
+    std::fs::write(home.config_path(), profile("api", &url)).unwrap();
+    agent.signal("HUP");
+    wait_until(|| !file.exists());
+    // Named again: kept again, and removed when the agent stops.
+    let config = profile("api", &url) + &format!("token_file = \"{}\"\n", file.display());
+    std::fs::write(home.config_path(), config).unwrap();
+    agent.signal("HUP");
+    wait_until(|| file.exists());
     agent.signal("TERM");
     let (code, _) = agent.end();
     assert_eq!(code, Some(0));
     assert!(!file.exists(), "removed when the agent stops");
+}
+
+/// Polls `done` (10 s of real time at most: a hang, not a timing check).
+fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the condition never came true");
 }

@@ -599,3 +599,27 @@ fn the_git_helper_answers_nothing_without_an_origin() {
         assert!(answer.stdout.is_empty(), "nothing for {host}");
     }
 }
+
+/// Two profiles naming one registry: Docker is told, not given a guess.
+#[test]
+fn two_profiles_for_one_registry_are_an_error() {
+    let profile = |name: &str| {
+        format!(
+            "[profiles.{name}]\ntoken_url = \"https://auth.example.com/token\"\n\
+             client_id = \"c\"\nclient_secret = \"c-TOPSECRET\"\nstore = \"memory\"\n\
+             registry = \"registry.example.com\"\n"
+        )
+    };
+    let home = Home::with_config(&(profile("a") + &profile("b")));
+    let get = with_input(
+        home.command(&["docker-credential", "get"]),
+        b"https://registry.example.com",
+    );
+    let run = Run::checked(get, &["docker-credential", "get"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("both name registry"),
+        "{}",
+        run.stderr()
+    );
+}
