@@ -48,6 +48,8 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
     client::IN_AGENT.store(true, std::sync::atomic::Ordering::SeqCst);
     let path = socket.unwrap_or_else(socket::path);
     socket::prepare(&path)?;
+    // Held while the agent runs: one agent per socket.
+    let _lock = socket::lock(&path)?;
     let config = canonical(&Config::path(ctx.config_flag.as_deref())?);
     let listener = crate::unix_socket::bind(&path)?;
     if print_env {

@@ -34,6 +34,27 @@ pub(super) fn private(dir: &Path) -> bool {
         .is_ok_and(|m| m.is_dir() && m.uid() == uid() && m.mode() & 0o077 == 0)
 }
 
+/// Takes `<socket>.lock` beside the socket for as long as the returned file is
+/// held: of two agents started on one socket at once, the second refuses
+/// (else each could bind, and the first serve a socket nobody can reach).
+pub(super) fn lock(path: &Path) -> Result<std::fs::File, CliError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| CliError::usage(format!("cannot make {}: {e}", Path::new(&name).display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            CliError::usage(format!("an agent runs on {} already", path.display()))
+                .hint("stop it first (kill -TERM), or give this one another --socket")
+        },
+    )?;
+    Ok(file)
+}
+
 /// Makes the socket's directory (0700) where it is missing; refuses one that is
 /// not the user's own or that others may enter (another user could have made
 /// it, to listen in the user's place).

@@ -176,6 +176,23 @@ fn a_killed_agent_or_a_socket_others_can_reach_is_done_without() {
         .expect_code(0)
         .stdout();
 
+    // A second agent on the same socket refuses, and leaves the first serving.
+    let second = home
+        .command(&["agent"])
+        .env("TOKENWARDEN_AGENT_SOCK", &socket)
+        .env("TW_SECRET", "same")
+        .output()
+        .unwrap();
+    let second = Run::checked(second, &["agent"]);
+    second.expect_code(2);
+    assert!(second.stderr().contains("runs on"), "{}", second.stderr());
+    assert_eq!(
+        via(&home, &socket, &["token", "-p", "api"])
+            .expect_code(0)
+            .stdout(),
+        first
+    );
+
     // Its directory opened to others: the commands no longer trust the socket.
     let dir = socket.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
