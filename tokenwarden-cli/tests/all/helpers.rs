@@ -38,9 +38,17 @@ impl Seen {
     }
 }
 
+/// A request's `Authorization` value (taken before any wait: a request's
+/// body is not `Sync`).
+fn authorization(request: &Request) -> Option<String> {
+    let value = request.headers().get(header::AUTHORIZATION)?;
+    value.to_str().ok().map(str::to_owned)
+}
+
 /// The bearer token or Basic password of an `Authorization` value, if the
 /// server says it is live.
-async fn live(oidc: &oidc::Oidc, value: String) -> Option<String> {
+async fn live(oidc: &oidc::Oidc, value: Option<String>) -> Option<String> {
+    let value = value?;
     let token = match value.split_once(' ')? {
         ("Bearer", token) => token.to_owned(),
         ("Basic", pair) => {
@@ -172,15 +180,7 @@ async fn api_server(
     State((oidc, seen)): State<(&'static oidc::Oidc, Arc<Seen>)>,
     request: Request,
 ) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(token) = (match authorization {
-        Some(value) => live(oidc, value).await,
-        None => None,
-    }) else {
+    let Some(token) = live(oidc, authorization(&request)).await else {
         return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     };
     seen.0.lock().unwrap().push(token);
@@ -266,15 +266,7 @@ async fn git_server(
     State((oidc, root, seen)): State<(&'static oidc::Oidc, std::path::PathBuf, Arc<Seen>)>,
     request: Request,
 ) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(token) = (match authorization {
-        Some(value) => live(oidc, value).await,
-        None => None,
-    }) else {
+    let Some(token) = live(oidc, authorization(&request)).await else {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, r#"Basic realm="git""#)],
@@ -474,14 +466,7 @@ async fn docker_credential_helper_speaks_dockers_protocol() {
 
 /// A registry's `/v2/`: a Basic password that is a live token, or 401.
 async fn registry(State(oidc): State<&'static oidc::Oidc>, request: Request) -> Response {
-    let authorization = (request.headers().get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let live = match authorization {
-        Some(value) => live(oidc, value).await,
-        None => None,
-    };
-    match live {
+    match live(oidc, authorization(&request)).await {
         Some(_) => axum::Json(serde_json::json!({})).into_response(),
         None => (
             StatusCode::UNAUTHORIZED,
