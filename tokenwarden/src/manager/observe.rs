@@ -169,7 +169,7 @@ pub(super) fn waited(shared: &Shared, took: Duration) {
 pub(super) fn failure(shared: &Shared, error: &Error) {
     #[cfg(feature = "metrics")]
     {
-        let series = labels(shared).with(&[("error.type", crate::metrics::error_label(error))]);
+        let series = labels(shared).with(&[("error.type", error.type_name())]);
         ::metrics::counter!(crate::metrics::FAILURES, series).increment(1);
     }
     #[cfg(not(feature = "metrics"))]

@@ -1,7 +1,7 @@
 //! Label sets and label values, each from a fixed set: no server, error message
 //! or key count can make the number of series grow without bound.
 
-use crate::{Error, Result};
+use crate::Result;
 use std::sync::Arc;
 
 /// A manager's own labels (its key and source, or none): shared by every metric
@@ -35,11 +35,6 @@ impl Labels {
     pub(crate) fn to_vec(&self) -> Vec<::metrics::Label> {
         self.0.to_vec()
     }
-}
-
-/// An error's `error.type`: its kind, or `timeout` for one that timed out.
-pub(crate) fn error_label(error: &Error) -> &'static str {
-    error.type_name()
 }
 
 /// The OAuth2 error codes the RFCs define (6749 §5.2 and §4.1.2.1, 8628 §3.5,
@@ -88,7 +83,7 @@ pub(crate) fn request_outcome<T>(outcome: &Result<T>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::OAuthError;
+    use crate::{Error, OAuthError};
 
     #[test]
     fn outcomes_come_from_a_fixed_set() {
@@ -104,7 +99,7 @@ mod tests {
         );
         let timeout = Error::transport("s", "slow").with_timeout();
         assert_eq!(request_outcome::<()>(&Err(timeout.clone())), "timeout");
-        assert_eq!(error_label(&timeout), "timeout");
+        assert_eq!(timeout.type_name(), "timeout");
         assert_eq!(
             request_outcome::<()>(&Err(Error::transport("s", "x"))),
             "transport"

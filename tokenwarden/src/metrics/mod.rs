@@ -68,7 +68,7 @@ mod labels;
 mod store;
 
 pub(crate) use collect::{register, relabel, retire, Reading, Watched};
-pub(crate) use labels::{error_label, request_outcome, Labels};
+pub(crate) use labels::{request_outcome, Labels};
 pub(crate) use store::Metered;
 
 use metrics::Unit;

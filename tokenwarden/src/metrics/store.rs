@@ -2,7 +2,6 @@
 //! (`tokenwarden.store.operations`, `tokenwarden.store.operation.duration`).
 //! Managers wrap their store in it when the feature `metrics` is on.
 
-use super::labels::error_label;
 use crate::store::{Lease, LeaseWait};
 use crate::{Clock, Result, Token, TokenKey, TokenStore};
 use async_trait::async_trait;
@@ -36,7 +35,7 @@ impl Metered {
         let outcome = work.await;
         timing.outcome = match &outcome {
             Ok(_) => "ok",
-            Err(error) => error_label(error),
+            Err(error) => error.type_name(),
         };
         outcome
     }
