@@ -117,12 +117,16 @@ fn token_command(c: &mut Criterion) {
         command.arg("--version");
         command
     };
-    let (mut direct, mut through, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    // The machine's: a process of the system's (`true`, C, dynamically linked)
+    // started and ended, the least any command takes here.
+    let (mut direct, mut through, mut floor, mut machine) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         for (command, times) in [
             (token(false), &mut direct),
             (token(true), &mut through),
             (floor_command(), &mut floor),
+            (Command::new("true"), &mut machine),
         ] {
             let mut command = command;
             let started = std::time::Instant::now();
@@ -133,7 +137,12 @@ fn token_command(c: &mut Criterion) {
     }
     let _ = agent.kill();
     let _ = agent.wait();
-    let (direct, through, floor) = (median(direct), median(through), median(floor));
+    let (direct, through, floor, machine) = (
+        median(direct),
+        median(through),
+        median(floor),
+        median(machine),
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("figures:");
     println!(
@@ -146,6 +155,10 @@ fn token_command(c: &mut Criterion) {
         "token_command the floor (the same binary, `--version`, started and ended): {:.2} ms; through the agent above it: {:.2} ms",
         ms(floor),
         ms(through) - ms(floor)
+    );
+    println!(
+        "token_command the machine's floor (`true`, started and ended): {:.2} ms",
+        ms(machine)
     );
     println!(
         "token_command target <= 1 ms through the agent: {}",

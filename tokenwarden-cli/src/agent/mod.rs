@@ -17,6 +17,7 @@ pub mod client;
 // The peer's credentials of a blocking socket: SO_PEERCRED, Linux's.
 #[cfg(target_os = "linux")]
 pub mod fast;
+mod managers;
 mod server;
 mod socket;
 pub mod source;

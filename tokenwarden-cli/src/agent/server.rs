@@ -3,6 +3,7 @@
 //! expiry in the background), forgets them on SIGHUP (the configuration is
 //! read again), and stops on SIGTERM or Ctrl-C, removing its socket.
 
+use super::managers::Managers;
 use super::{canonical, client, socket, Answer, AnswerError, Request, OTHER_PROFILE};
 use crate::commands::Context;
 use crate::config::Config;
@@ -16,10 +17,6 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 /// The longest request read.
 const MAX_REQUEST: u64 = 64 * 1024;
 
-/// A profile's manager, made once by the first request that needs it, and the
-/// digest of the profile it was made for (an edit since makes another).
-type Slot = (String, Arc<tokio::sync::OnceCell<TokenManager>>);
-
 /// How long a connection may take to send its request.
 const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The least time between two tokens of a profile replaced because a command
@@ -31,12 +28,7 @@ struct Agent {
     ctx: Context,
     /// The configuration file it serves (requests for another are refused).
     config: PathBuf,
-    managers: Mutex<HashMap<String, Slot>>,
-    /// The tasks that keep each manager's last-refresh record and the profiles'
-    /// token files, ended on reload.
-    records: Mutex<tokio::task::JoinSet<()>>,
-    /// The token files kept (removed when the agent stops).
-    files: Mutex<Vec<PathBuf>>,
+    managers: Managers,
     /// When a profile's token was last replaced on a command's report
     /// (monotonic time).
     rejections: Mutex<HashMap<String, std::time::Duration>>,
@@ -68,28 +60,14 @@ pub async fn run(ctx: Context, socket: Option<PathBuf>, print_env: bool) -> Resu
     let agent = Arc::new(Agent {
         ctx,
         config,
-        managers: Mutex::default(),
-        records: Mutex::default(),
-        files: Mutex::default(),
+        managers: Managers::default(),
         rejections: Mutex::default(),
     });
     // Spawned: the requests are answered while the first tokens are got.
     tokio::spawn(agent.clone().keep_files());
     let served = serve(&agent, listener).await;
     let _ = std::fs::remove_file(&path);
-    agent
-        .records
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .abort_all();
-    for file in agent
-        .files
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
-    {
-        let _ = std::fs::remove_file(file);
-    }
+    agent.managers.stop();
     eprintln!("tokenwarden agent: stopped");
     served
 }
@@ -122,8 +100,7 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
             _ = hangup.recv() => {
                 // The managers go (their tokens stay in the stores); the next
                 // requests read the configuration again.
-                agent.managers.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                agent.records.lock().unwrap_or_else(PoisonError::into_inner).abort_all();
+                agent.managers.clear();
                 eprintln!("tokenwarden agent: the configuration will be read again");
                 // The token files of the profiles as they are now (a file kept
                 // before stays in place, replaced whole, until the agent stops).
@@ -136,7 +113,8 @@ async fn serve(agent: &Arc<Agent>, listener: tokio::net::UnixListener) -> Result
 }
 
 impl Agent {
-    /// Keeps the token file of every profile that names one (`token_file`).
+    /// Keeps the token file of every profile that names one (`token_file`):
+    /// their managers, made now, keep them; files no profile names go.
     async fn keep_files(self: Arc<Self>) {
         let config = match self.ctx.config() {
             Ok(config) => config,
@@ -146,51 +124,18 @@ impl Agent {
             }
         };
         let names: Vec<String> = config.names().map(str::to_owned).collect();
-        let wanted: Vec<(String, PathBuf)> = (names.iter())
-            .filter_map(|name| Some((name.clone(), config.profile(name).ok()?.token_file?)))
+        let wanted: Vec<_> = (names.iter())
+            .filter_map(|name| config.profile(name).ok())
+            .filter(|profile| profile.token_file.is_some())
             .collect();
-        // Files of profiles that name none any more (an edit before a SIGHUP) go.
-        self.files
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|kept| {
-                let still = wanted.iter().any(|(_, path)| path == kept);
-                if !still {
-                    let _ = std::fs::remove_file(kept);
-                }
-                still
-            });
-        for (name, path) in wanted {
-            let manager = match self.manager(&name, None).await {
-                Ok((_, manager)) => manager,
-                Err(answer) => {
-                    let why = answer.error.map(|e| e.message).unwrap_or_default();
-                    eprintln!("tokenwarden agent: no token file for `{name}`: {why}");
-                    continue;
-                }
-            };
-            let first = match manager.token().await {
-                Ok(token) => {
-                    let written =
-                        crate::token_file::write_whole(&path, token.access_token.secret());
-                    written.map(|()| token.fingerprint().to_owned())
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            match first {
-                Ok(fingerprint) => {
-                    let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-                    if !files.contains(&path) {
-                        files.push(path.clone());
-                    }
-                    drop(files);
-                    let keeping = crate::token_file::keep_fresh(manager, path, fingerprint);
-                    self.records
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .spawn(keeping);
-                }
-                Err(e) => eprintln!("tokenwarden agent: no token file for `{name}`: {e}"),
+        let paths: Vec<PathBuf> = wanted.iter().filter_map(|p| p.token_file.clone()).collect();
+        self.managers.keep_only_files(&paths);
+        for profile in wanted {
+            if let Err(e) = self.managers.get(&profile).await {
+                eprintln!(
+                    "tokenwarden agent: no token file for `{}`: {e}",
+                    profile.name
+                );
             }
         }
     }
@@ -239,7 +184,7 @@ impl Agent {
             return refusal("a request names a profile and its digest".into());
         };
         tracing::debug!(op = %request.op, profile, "request");
-        let found = match self.manager(profile, Some(digest)).await {
+        let found = match self.manager(profile, digest).await {
             Ok(found) => found,
             Err(answer) => return answer,
         };
@@ -258,44 +203,24 @@ impl Agent {
     }
 
     /// The profile's manager, made on first use (again after an edit of the
-    /// profile). With `digest`, only for the profile the command resolved: the
+    /// profile); only for the profile the command resolved (`digest`): the
     /// same name read in another environment is another profile.
     async fn manager(
         &self,
         name: &str,
-        digest: Option<&str>,
+        digest: &str,
     ) -> Result<(crate::config::Profile, TokenManager), Answer> {
         let profile = self
             .ctx
             .profile(Some(name))
             .map_err(|e| other_profile(e.message))?;
         let current = profile.digest();
-        if digest.is_some_and(|theirs| theirs != current) {
+        if digest != current {
             return Err(other_profile(format!(
                 "profile `{name}` resolves otherwise here (another environment, or an edit)"
             )));
         }
-        let cell = {
-            let mut managers = self.managers.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = managers.entry(name.to_owned()).or_default();
-            if slot.0 != current {
-                *slot = (current, Arc::default());
-            }
-            slot.1.clone()
-        };
-        let manager = cell
-            .get_or_try_init(|| async {
-                let manager = profile.agent_manager().await?;
-                let keeping = crate::last_refresh::keep(name.to_owned(), manager.clone());
-                self.records
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .spawn(keeping);
-                Ok::<_, tokenwarden::Error>(manager)
-            })
-            .await
-            .map_err(|e| failure(&e))?
-            .clone();
+        let manager = self.managers.get(&profile).await.map_err(|e| failure(&e))?;
         Ok((profile, manager))
     }
 

@@ -3,7 +3,8 @@
 //! stdout and stderr are this process's; TERM, HUP, USR1 and USR2 sent to this
 //! process go on to it, while INT and QUIT are left to reach it from the
 //! terminal (as `system(3)` does: forwarded, a Ctrl-C would arrive twice); its
-//! exit code is this one's (128 + N when a signal N ended it, as shells say). With `--token-file`, a 0600 file holds the current token for
+//! exit code is this one's; a command ended by a signal ends this process by the same signal
+//! (128 + N, as shells say, for signals that dump core). With `--token-file`, a 0600 file holds the current token for
 //! as long as CMD runs, replaced whole (written beside, then renamed over) after
 //! each refresh ahead of expiry, for programs that read a token file again (as
 //! Kubernetes' projected service-account tokens are read); it is removed when
@@ -69,7 +70,32 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
     crate::last_refresh::save(&profile.name, &manager).await;
     let status = status
         .map_err(|e| CliError::new(UNAVAILABLE, format!("waiting for the command failed: {e}")))?;
+    #[cfg(unix)]
+    end_as(&status);
     Ok(exit_code(status))
+}
+
+/// With everything cleaned up, ends this process by the signal that ended the
+/// command, as GNU `timeout` and sudo do: the shell sees a command killed, not
+/// an exit code (bash, for one, stops a loop whose command died of SIGINT).
+/// Only signals that end a process without a core dump; for the others (SEGV,
+/// ABRT...) the exit code says 128 + N and this process dumps no core of its own.
+#[cfg(unix)]
+fn end_as(status: &std::process::ExitStatus) {
+    use signal_hook::consts::signal::{
+        SIGALRM, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2,
+    };
+    let Some(signal) = std::os::unix::process::ExitStatusExt::signal(status) else {
+        return;
+    };
+    let ending = [
+        SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2,
+    ];
+    if ending.contains(&signal) {
+        // Resets the handler to the default, unblocks the signal and raises it;
+        // it returns only where that failed, and the exit code says it instead.
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
+    }
 }
 
 /// The command's exit code, or 128 + the signal that ended it.

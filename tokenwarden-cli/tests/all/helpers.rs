@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,7 +100,7 @@ async fn exec_passes_the_token_the_exit_code_and_signals() {
     crate::common::wait_for(|| started.exists()).await;
     signal(trapped.id(), "TERM");
     assert_eq!(trapped.wait().unwrap().code(), Some(42));
-    // ...or is ended by it: 128 + 15.
+    // ...or is ended by it, and tokenwarden ends by the same signal, after its cleanup.
     std::fs::remove_file(&started).unwrap();
     let mut ended = home
         .command(&[
@@ -117,7 +118,19 @@ async fn exec_passes_the_token_the_exit_code_and_signals() {
         .unwrap();
     crate::common::wait_for(|| started.exists()).await;
     signal(ended.id(), "TERM");
-    assert_eq!(ended.wait().unwrap().code(), Some(143));
+    let status = ended.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    // A shell says 143 for it, as for the command itself.
+    let line = format!(
+        "'{}' exec -p api -- sh -c 'kill -TERM $$'; echo $?",
+        env!("CARGO_BIN_EXE_tokenwarden")
+    );
+    let said = home.tool("sh", &["-c", &line]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "143");
+    // A signal that dumps core ends the command; tokenwarden dumps none of its
+    // own and says 128 + N.
+    let segv = home.run(&["exec", "-p", "api", "--", "sh", "-c", "kill -SEGV $$"]);
+    segv.expect_code(139);
 }
 
 fn signal(pid: u32, name: &str) {
