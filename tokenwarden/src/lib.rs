@@ -113,6 +113,7 @@
 #[cfg(feature = "blocking")]
 pub mod blocking;
 pub mod clock;
+pub mod dpop;
 mod error;
 mod events;
 #[cfg(fuzzing)]

@@ -52,6 +52,12 @@ pub struct Token {
     /// The other fields of the token response.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The DPoP key the token is bound to (RFC 9449), if it is a DPoP-bound
+    /// token (`token_type` `DPoP`) or its grant made one: kept with the token in
+    /// every store, and used to sign a proof for every request that carries it
+    /// (see [`dpop`](crate::dpop)). A refresh keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<crate::dpop::DpopKey>,
     /// A lifetime relative to when the manager receives the token, set by
     /// [`Token::with_expires_in`] and turned into `expires_at` by the manager's clock.
     #[serde(skip)]
@@ -73,6 +79,7 @@ impl Token {
             scope: None,
             id_token: None,
             extra: serde_json::Map::new(),
+            dpop_key: None,
             lifetime: None,
             issued_at: None,
         }
@@ -160,6 +167,19 @@ impl Token {
         self
     }
 
+    /// Sets the DPoP key the token is bound to.
+    pub fn with_dpop_key(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.dpop_key = Some(key);
+        self
+    }
+
+    /// Whether the token is DPoP-bound: its type is `DPoP` (any case). Every
+    /// request that carries it needs a proof signed with its
+    /// [`dpop_key`](Self::dpop_key).
+    pub fn is_dpop(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case(crate::dpop::TOKEN_TYPE)
+    }
+
     /// Adds a field of the token response that has no field of its own.
     pub fn with_extra(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
         self.extra.insert(name.into(), value);
@@ -226,6 +246,7 @@ impl std::fmt::Debug for Token {
             .field("refresh_token", &self.refresh_token)
             .field("scope", &self.scope)
             .field("id_token", &self.id_token)
+            .field("dpop_key", &self.dpop_key)
             // Values of unknown fields may be secrets too: only their names are shown.
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()

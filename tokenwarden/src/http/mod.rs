@@ -1,13 +1,18 @@
 //! What every HTTP integration shares (the reqwest middleware, the tower layer):
-//! which origins may receive the token, how it is attached, and which responses
-//! mean "this token was rejected".
+//! which origins may receive the token, how it is attached (with a DPoP proof for
+//! a DPoP-bound token), and which responses mean "this token was rejected".
 
 use crate::{Error, HeaderRef, Result};
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, WWW_AUTHENTICATE};
 use http::HeaderMap;
 use url::Url;
 
+#[cfg(feature = "dpop")]
+mod dpop;
 mod span;
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub use dpop::{authorize, wants_nonce};
 pub use span::{loggable_url, record_outcome, request_span};
 
 /// The origins (scheme, host, port) a token may be sent to. A request to any other
@@ -180,12 +185,19 @@ pub fn rejects_token(status: http::StatusCode, headers: &HeaderMap) -> bool {
 /// `invalid_token`. A value that does not parse (RFC 9110 §11.6.1) stops the
 /// search at that point: a malformed header never counts as a rejection.
 pub(crate) fn bearer_invalid_token(value: &str) -> bool {
+    challenge_error(value, "bearer", "invalid_token")
+}
+
+/// Whether a `WWW-Authenticate` value holds a challenge of `scheme` (any case)
+/// whose `error` is `error`. A value that does not parse stops the search at
+/// that point.
+pub(crate) fn challenge_error(value: &str, scheme: &str, error: &str) -> bool {
     http_auth::parser::ChallengeParser::new(value)
         .map_while(std::result::Result::ok)
         .any(|challenge| {
-            challenge.scheme.eq_ignore_ascii_case("bearer")
+            challenge.scheme.eq_ignore_ascii_case(scheme)
                 && challenge.params.iter().any(|(name, value)| {
-                    name.eq_ignore_ascii_case("error") && value.to_unescaped() == "invalid_token"
+                    name.eq_ignore_ascii_case("error") && value.to_unescaped() == error
                 })
         })
 }

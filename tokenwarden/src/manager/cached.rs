@@ -33,6 +33,9 @@ pub(crate) struct Cached {
     pub(crate) header: HeaderValue,
     /// The token's fingerprint, computed once (logs and spans use it per request).
     pub(crate) fingerprint: String,
+    /// A DPoP-bound token's hash for its proofs (`ath`), computed once.
+    #[cfg(feature = "dpop")]
+    pub(crate) ath: Option<String>,
     /// Unix ms. Atomic so that `invalidate` can end the fresh state in place.
     stale_at: AtomicU64,
     expiring_at: u64,
@@ -60,6 +63,8 @@ impl Cached {
                     token: Token::new(""),
                     header: HeaderValue::from_static(""),
                     fingerprint: String::new(),
+                    #[cfg(feature = "dpop")]
+                    ath: None,
                     stale_at: AtomicU64::new(0),
                     expiring_at: 0,
                     usable_until: 0,
@@ -109,6 +114,10 @@ impl Cached {
             .min(usable_until.saturating_sub(COARSE_MARGIN_MS));
         Ok(Self {
             fingerprint: token.fingerprint(),
+            #[cfg(feature = "dpop")]
+            ath: token
+                .is_dpop()
+                .then(|| crate::dpop::ath(&token.access_token)),
             token,
             header,
             stale_at: AtomicU64::new(stale_at),
@@ -190,6 +199,8 @@ fn ms(d: std::time::Duration) -> u64 {
 fn authorization_value(token: &Token) -> Option<HeaderValue> {
     let scheme = if token.token_type.eq_ignore_ascii_case("bearer") || token.token_type.is_empty() {
         "Bearer"
+    } else if token.is_dpop() {
+        crate::dpop::TOKEN_TYPE
     } else {
         token.token_type.as_str()
     };

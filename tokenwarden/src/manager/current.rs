@@ -157,6 +157,37 @@ impl HeaderRef {
     pub fn fingerprint(&self) -> &str {
         &self.0.fingerprint
     }
+
+    /// For a DPoP-bound token ([`Token::is_dpop`]), a fresh proof for one
+    /// request (the `DPoP` header's value, marked sensitive), with the
+    /// token's hash computed once per token: `htm` the method, `htu` the
+    /// target URI ([`dpop::htu`](crate::dpop::htu)), `nonce` the server's if
+    /// it asked for one, `now` the time it is signed. `None` for any other
+    /// token. A DPoP-bound token without its key is an error: its source
+    /// must set [`Token::dpop_key`].
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_proof(
+        &self,
+        htm: &str,
+        htu: &str,
+        nonce: Option<&str>,
+        now: std::time::SystemTime,
+    ) -> Result<Option<HeaderValue>> {
+        let Some(ath) = &self.0.ath else {
+            return Ok(None);
+        };
+        let key = self.0.token.dpop_key.as_ref().ok_or_else(|| {
+            crate::Error::config(
+                "a DPoP-bound token without its key: its source must set `Token::dpop_key`",
+            )
+        })?;
+        let proof = key.proof(htm, htu, Some(ath), nonce, now)?;
+        let mut value = HeaderValue::try_from(proof)
+            .map_err(|_| crate::Error::config("a DPoP proof that is not a header value"))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
 }
 
 impl Deref for HeaderRef {

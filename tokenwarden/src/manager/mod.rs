@@ -187,6 +187,9 @@ struct Shared {
     /// Its metric labels (feature `metrics`).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     observed: observe::Observed,
+    /// The nonces resource servers gave for DPoP proofs.
+    #[cfg(feature = "dpop")]
+    dpop_nonces: crate::dpop::DpopNonces,
 }
 
 impl Shared {
@@ -198,6 +201,8 @@ impl Shared {
         );
         Self {
             observed,
+            #[cfg(feature = "dpop")]
+            dpop_nonces: crate::dpop::DpopNonces::default(),
             settings,
             current: ArcSwap::new(Cached::empty()),
             flight: Mutex::new(None),
@@ -427,6 +432,20 @@ impl TokenManager {
     /// The source's name.
     pub fn source_name(&self) -> &str {
         &self.shared.settings.source_name
+    }
+
+    /// The clock the manager reads (the system's unless its builder was given
+    /// another): adapters date their DPoP proofs with it.
+    pub fn clock(&self) -> &dyn crate::Clock {
+        &*self.shared.settings.clock
+    }
+
+    /// The nonces the resource servers of this manager's tokens asked DPoP
+    /// proofs to carry, shared by every adapter that uses the manager.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_nonces(&self) -> &crate::dpop::DpopNonces {
+        &self.shared.dpop_nonces
     }
 
     /// A registry holds this manager, or let it go (for its metrics).
