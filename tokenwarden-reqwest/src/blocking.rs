@@ -193,24 +193,44 @@ impl AuthRequestBuilder {
         if !inner.origins.allows(request.url()) {
             return Ok(inner.http.execute(request)?);
         }
-        let mut replays = 0;
+        let (mut replays, mut nonce_replays) = (0, 0);
+        let manager = inner.manager.as_async();
         loop {
-            let replay = (replays < inner.max_replays)
+            let replay = (replays < inner.max_replays || nonce_replays == 0)
                 .then(|| request.try_clone())
                 .flatten();
             let sent = inner.manager.header().map_err(SendError::middleware)?;
-            (inner.placement)
-                .apply(request.headers_mut(), &sent)
-                .map_err(SendError::middleware)?;
-            let sent_url = request.url().clone();
+            let (method, sent_url) = (request.method().clone(), request.url().clone());
+            let headers = request.headers_mut();
+            tokenwarden::http::authorize(
+                &inner.placement,
+                headers,
+                &sent,
+                &method,
+                &sent_url,
+                manager,
+            )
+            .map_err(SendError::middleware)?;
             let response = inner.http.execute(request)?;
+            // A resource server that wants its DPoP nonce: one replay with it.
+            let (status, headers) = (response.status(), response.headers());
+            if response.url().origin() == sent_url.origin()
+                && tokenwarden::http::wants_nonce(&sent, &sent_url, status, headers, manager)
+            {
+                let Some(again) = replay.filter(|_| nonce_replays == 0) else {
+                    return Ok(response);
+                };
+                request = again;
+                nonce_replays += 1;
+                continue;
+            }
             if !rejects_token(response.status(), response.headers())
                 || !carried(inner.own_client, response.url(), &sent_url)
             {
                 return Ok(response);
             }
             inner.manager.invalidate(sent.token());
-            let Some(again) = replay else {
+            let Some(again) = replay.filter(|_| replays < inner.max_replays) else {
                 tracing::debug!(
                     status = response.status().as_u16(),
                     "token rejected; not replayed (a body from a reader, or replays used up)"

@@ -93,8 +93,8 @@ impl TokenMiddleware {
         self
     }
 
-    /// Attaches a valid token of `manager`; returns it, to invalidate it if it is
-    /// rejected.
+    /// Attaches a valid token of `manager` (and a DPoP proof for a DPoP-bound
+    /// one); returns it, to invalidate it if it is rejected.
     async fn authorize(
         &self,
         manager: &TokenManager,
@@ -104,9 +104,16 @@ impl TokenMiddleware {
             .header()
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
-        self.placement
-            .apply(request.headers_mut(), &header)
-            .map_err(reqwest_middleware::Error::middleware)?;
+        let (method, url) = (request.method().clone(), request.url().clone());
+        tokenwarden::http::authorize(
+            &self.placement,
+            request.headers_mut(),
+            &header,
+            &method,
+            &url,
+            manager,
+        )
+        .map_err(reqwest_middleware::Error::middleware)?;
         Ok(header)
     }
 }
@@ -189,11 +196,11 @@ impl TokenMiddleware {
         let span = tokenwarden::http::request_span(request.method(), request.url());
         async move {
             let span = tracing::Span::current();
-            let mut replays = 0;
+            let (mut replays, mut nonce_replays) = (0, 0);
             loop {
                 // Copied before the token goes in: the copy is cheaper (the headers
                 // hold only the caller's), and a replay gets a fresh token anyway.
-                let replay = if replays < self.max_replays {
+                let replay = if replays < self.max_replays || nonce_replays == 0 {
                     request.try_clone()
                 } else {
                     None
@@ -210,6 +217,21 @@ impl TokenMiddleware {
                 let outcome = answer.as_ref().map(Response::status);
                 tokenwarden::http::record_outcome(&span, outcome.map_err(|_| "transport"));
                 let response = answer?;
+                // A resource server that wants its DPoP nonce in the proof: the
+                // token is fine; one replay with the nonce.
+                // (Its own answer only: not one after a redirect elsewhere.)
+                let (status, headers) = (response.status(), response.headers());
+                if response.url().origin() == sent_url.origin()
+                    && tokenwarden::http::wants_nonce(&sent, &sent_url, status, headers, manager)
+                {
+                    let Some(again) = replay.filter(|_| nonce_replays == 0) else {
+                        return Ok(response);
+                    };
+                    tracing::debug!("the server wants its DPoP nonce; replaying with it");
+                    request = again;
+                    nonce_replays += 1;
+                    continue;
+                }
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
@@ -222,7 +244,7 @@ impl TokenMiddleware {
                     return Ok(response);
                 }
                 manager.invalidate(sent.token());
-                let Some(again) = replay else {
+                let Some(again) = replay.filter(|_| replays < self.max_replays) else {
                     tracing::debug!(
                         status = response.status().as_u16(),
                         "token rejected; not replayed (streaming body or replays used up)"

@@ -177,7 +177,8 @@ impl Token {
     /// request that carries it needs a proof signed with its
     /// [`dpop_key`](Self::dpop_key).
     pub fn is_dpop(&self) -> bool {
-        self.token_type.eq_ignore_ascii_case(crate::dpop::TOKEN_TYPE)
+        self.token_type
+            .eq_ignore_ascii_case(crate::dpop::TOKEN_TYPE)
     }
 
     /// Adds a field of the token response that has no field of its own.

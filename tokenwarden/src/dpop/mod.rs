@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn a_nonce_challenge_is_read_and_nothing_else_counts() {
         let asked = headers(&[
-            ("www-authenticate", r#"DPoP error="use_dpop_nonce", algs="ES256""#),
+            (
+                "www-authenticate",
+                r#"DPoP error="use_dpop_nonce", algs="ES256""#,
+            ),
             ("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v"),
         ]);
         assert!(asks_for_nonce(StatusCode::UNAUTHORIZED, &asked));
@@ -157,7 +160,10 @@ mod tests {
                 ("dpop-nonce", "a\"b"),
             ]),
         ] {
-            assert!(!asks_for_nonce(StatusCode::UNAUTHORIZED, &wrong), "{wrong:?}");
+            assert!(
+                !asks_for_nonce(StatusCode::UNAUTHORIZED, &wrong),
+                "{wrong:?}"
+            );
         }
         assert_eq!(nonce_in(&headers(&[("dpop-nonce", "")])), None);
         assert_eq!(nonce_in(&headers(&[("dpop-nonce", "a b")])), None);
@@ -176,6 +182,9 @@ mod tests {
             assert_eq!(name.parse::<DpopAlgorithm>().unwrap(), alg);
         }
         let error = "HS256".parse::<DpopAlgorithm>().unwrap_err();
-        assert!(error.to_string().contains("ES256, EdDSA or RS256"), "{error}");
+        assert!(
+            error.to_string().contains("ES256, EdDSA or RS256"),
+            "{error}"
+        );
     }
 }

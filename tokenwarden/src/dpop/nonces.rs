@@ -24,7 +24,10 @@ pub struct DpopNonces {
 impl DpopNonces {
     /// The nonce `origin` asked for last, if any.
     pub fn get(&self, origin: &str) -> Option<String> {
-        let map = self.by_origin.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .by_origin
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         map.get(origin).cloned()
     }
 
@@ -37,7 +40,10 @@ impl DpopNonces {
         if self.get(origin).as_deref() == Some(nonce) {
             return true;
         }
-        let mut map = self.by_origin.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .by_origin
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MOST_ORIGINS && !map.contains_key(origin) {
             map.clear();
         }
@@ -48,7 +54,10 @@ impl DpopNonces {
 
 impl std::fmt::Debug for DpopNonces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let map = self.by_origin.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .by_origin
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("DpopNonces")
             .field("origins", &map.len())
             .finish()

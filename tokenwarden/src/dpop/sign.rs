@@ -134,8 +134,13 @@ impl Signer {
             Pair::Ed(pair) => Ok(pair.sign(input).as_ref().to_vec()),
             Pair::Rsa(pair) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input, &mut signature)
-                    .map_err(failed)?;
+                pair.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input,
+                    &mut signature,
+                )
+                .map_err(failed)?;
                 Ok(signature)
             }
         }

@@ -22,6 +22,7 @@ impl TokenLayer {
                 origins: None,
                 placement: TokenPlacement::default(),
                 max_replays: 1,
+                relative_origin: None,
             },
             replay: ReplayBodies,
         }
@@ -48,6 +49,14 @@ impl<P> TokenLayer<P> {
     /// Where the token goes. Defaults to `Authorization: <type> <token>`.
     pub fn placement(mut self, placement: TokenPlacement) -> Self {
         self.config.placement = placement;
+        self
+    }
+
+    /// The origin requests with a relative URI go to (a tonic channel's
+    /// endpoint, `http://127.0.0.1:50051`): a DPoP proof names the request's
+    /// full URI, so a DPoP-bound token needs it for such requests.
+    pub fn relative_origin(mut self, origin: url::Url) -> Self {
+        self.config.relative_origin = Some(origin);
         self
     }
 

@@ -68,6 +68,9 @@ pub(super) struct Config {
     pub(super) origins: Option<AllowedOrigins>,
     pub(super) placement: TokenPlacement,
     pub(super) max_replays: u32,
+    /// The origin relative URIs go to (a tonic channel's endpoint), which a
+    /// DPoP proof names.
+    pub(super) relative_origin: Option<url::Url>,
 }
 
 impl Config {
@@ -171,15 +174,21 @@ where
         return inner.call(request).await.map_err(Into::into);
     }
     let mut replays = 0;
+    // Replays with a resource server's DPoP nonce (one at most).
+    #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+    let mut nonce_replays = 0;
     loop {
         let header = config.manager.header().await?;
+        #[cfg(feature = "dpop")]
+        let target = dpop::authorize(&config, &mut request, &header)?;
+        #[cfg(not(feature = "dpop"))]
         config.placement.apply(request.headers_mut(), &header)?;
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("fingerprint", header.fingerprint());
             span.record("replays", replays);
         }
-        let again = if replays < config.max_replays {
+        let again = if replays < config.max_replays || nonce_replays == 0 {
             clone_request(&replay, &request)
         } else {
             None
@@ -188,11 +197,29 @@ where
         let outcome = sent.as_ref().map(Response::status);
         crate::http::record_outcome(&span, outcome.map_err(|_| "transport"));
         let response = sent?;
+        // A resource server that wants its DPoP nonce in the proof: the token is
+        // fine; one replay with the nonce.
+        #[cfg(feature = "dpop")]
+        if let Some(url) = &target {
+            let (status, headers) = (response.status(), response.headers());
+            if crate::http::wants_nonce(&header, url, status, headers, &config.manager) {
+                let Some(again) = again.filter(|_| nonce_replays == 0) else {
+                    return Ok(response);
+                };
+                tracing::debug!("the server wants its DPoP nonce; replaying with it");
+                request = again;
+                nonce_replays += 1;
+                std::future::poll_fn(|cx| inner.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                continue;
+            }
+        }
         if !rejects_token(response.status(), response.headers()) {
             return Ok(response);
         }
         config.manager.invalidate(header.token());
-        let Some(again) = again else {
+        let Some(again) = again.filter(|_| replays < config.max_replays) else {
             tracing::debug!(
                 fingerprint = header.fingerprint(),
                 "token rejected; not replayed"
@@ -208,6 +235,53 @@ where
         std::future::poll_fn(|cx| inner.poll_ready(cx))
             .await
             .map_err(Into::into)?;
+    }
+}
+
+#[cfg(feature = "dpop")]
+mod dpop {
+    use super::{BoxError, Config};
+    use crate::HeaderRef;
+    use http::Request;
+
+    /// Puts the token on `request` and, for a DPoP-bound token, its proof;
+    /// the request's full URL then, for the answer's nonce.
+    pub(super) fn authorize<B>(
+        config: &Config,
+        request: &mut Request<B>,
+        header: &HeaderRef,
+    ) -> Result<Option<url::Url>, BoxError> {
+        if !header.token().is_dpop() {
+            config.placement.apply(request.headers_mut(), header)?;
+            return Ok(None);
+        }
+        let url = target(config, request.uri())?;
+        let method = request.method().clone();
+        crate::http::authorize(
+            &config.placement,
+            request.headers_mut(),
+            header,
+            &method,
+            &url,
+            &config.manager,
+        )?;
+        Ok(Some(url))
+    }
+
+    /// The full URL of a request to `uri`: as it is, or relative to the
+    /// layer's [`relative_origin`](crate::tower::TokenLayer::relative_origin).
+    fn target(config: &Config, uri: &http::Uri) -> Result<url::Url, BoxError> {
+        if uri.scheme().is_some() {
+            return Ok(url::Url::parse(&uri.to_string())?);
+        }
+        let origin = config.relative_origin.as_ref().ok_or_else(|| {
+            crate::Error::config(
+                "a DPoP proof names the request's full URI, and this request's is relative: \
+                 give the layer its channel's origin with `TokenLayer::relative_origin`",
+            )
+        })?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(origin.join(path)?)
     }
 }
 

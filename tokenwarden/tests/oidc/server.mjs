@@ -6,6 +6,7 @@
 import { generateKeyPair, exportJWK, exportPKCS8 } from 'jose';
 import Provider from 'oidc-provider';
 import http from 'node:http';
+import crypto from 'node:crypto';
 
 const ACCESS_TOKEN_TTL = Number(process.env.TW_ACCESS_TOKEN_TTL ?? 5);
 
@@ -53,6 +54,21 @@ const clients = [
     response_types: ['code'],
     scope: 'openid offline_access read write',
   },
+  // DPoP (RFC 9449): clients whose tokens must be DPoP-bound; the second is
+  // asked for the server's nonce (features.dPoP.requireNonce below).
+  secretClient('cc-dpop', 'client_secret_basic', { dpop_bound_access_tokens: true }),
+  secretClient('cc-dpop-nonce', 'client_secret_basic', { dpop_bound_access_tokens: true }),
+  {
+    // A public app with DPoP: its refresh tokens are bound to its key.
+    client_id: 'cli-dpop',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    dpop_bound_access_tokens: true,
+    grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+    response_types: ['code'],
+    scope: 'openid offline_access read write',
+  },
   {
     // A native app (RFC 8252): public, PKCE, any port on the loopback redirect.
     client_id: 'cli',
@@ -78,6 +94,12 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    dPoP: {
+      enabled: true,
+      // Nonces are made from this secret; made fresh at every start.
+      nonceSecret: crypto.randomBytes(32),
+      requireNonce: (ctx) => ctx.oidc?.client?.clientId === 'cc-dpop-nonce',
+    },
   },
   pkce: { required: () => true },
   rotateRefreshToken: true,
@@ -98,6 +120,7 @@ const provider = new Provider(issuer, {
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
   enabledJWA: {
     clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'],
+    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'Ed25519', 'RS256'],
   },
 });
 provider.proxy = false;

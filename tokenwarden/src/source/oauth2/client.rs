@@ -11,6 +11,7 @@ use super::response::{self, Answer};
 pub(crate) use super::retry::Replay;
 pub use super::retry::RetryPolicy;
 use super::retry::{self, parse_retry_after};
+use crate::dpop::{DpopAlgorithm, DpopKey, DpopNonces};
 use crate::source::time_left;
 use crate::{ClientSecret, Clock, Error, Result, SystemClock, Token, TokenKey};
 use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
@@ -71,6 +72,10 @@ struct Inner {
     metadata: OnceCell<ProviderMetadata>,
     /// The issuer's published keys, for ID tokens.
     jwks: tokio::sync::Mutex<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
+    /// DPoP: the algorithm of the keys its grants make, if it uses DPoP.
+    dpop: Option<DpopAlgorithm>,
+    /// The nonces the authorization server gave for DPoP proofs.
+    dpop_nonces: DpopNonces,
 }
 
 /// Builds an [`OAuth2Client`]. Made by [`OAuth2Client::builder`].
@@ -90,6 +95,7 @@ pub struct OAuth2ClientBuilder {
     assertion_audience: AssertionAudience,
     accept_narrower_scope: bool,
     clock: Option<Arc<dyn Clock>>,
+    dpop: Option<DpopAlgorithm>,
 }
 
 impl OAuth2Client {
@@ -214,30 +220,79 @@ impl OAuth2Client {
     }
 
     /// A token request with the client's authentication and `params`, retried as
-    /// its grant allows ([`Replay::of_grant`]).
+    /// its grant allows ([`Replay::of_grant`]). With DPoP, a new grant: a new key.
     pub(crate) async fn token_request(&self, params: &[(String, String)]) -> Result<Token> {
+        self.token_request_with(params, None).await
+    }
+
+    /// A token request as [`token_request`](Self::token_request) that, with
+    /// DPoP, proves possession of `key` (the grant's) or of a new key. A
+    /// `use_dpop_nonce` answer is sent once more at once, with the server's
+    /// nonce (the server processed nothing); the key goes with the token.
+    pub(crate) async fn token_request_with(
+        &self,
+        params: &[(String, String)],
+        key: Option<&DpopKey>,
+    ) -> Result<Token> {
         let url = self.token_url().await?;
+        let key = self.dpop_key(key)?;
         self.with_retries(Replay::of_grant(params), || async {
-            let answer = self.post_form(&url, params).await?;
-            response::token_from(&self.inner.name, &answer)
+            let mut answer = self.post_token(&url, params, key.as_ref()).await?;
+            if key.is_some() && self.dpop_wants_nonce(&url, &answer) {
+                answer = self.post_token(&url, params, key.as_ref()).await?;
+                self.dpop_wants_nonce(&url, &answer);
+            }
+            let mut token = response::token_from(&self.inner.name, &answer)?;
+            if let Some(key) = &key {
+                super::dpop::bind(&self.inner.name, &mut token, key.clone());
+            }
+            Ok(token)
         })
         .await
+    }
+
+    /// One POST of a token request, with a fresh DPoP proof of `key`.
+    async fn post_token(
+        &self,
+        url: &Url,
+        params: &[(String, String)],
+        key: Option<&DpopKey>,
+    ) -> Result<Answer> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            let (name, proof) = self.dpop_header(url, key)?;
+            headers.insert(name, proof);
+        }
+        self.post_form_with(url, params, headers).await
+    }
+
+    /// The algorithm of the DPoP keys its grants make, if it uses DPoP.
+    pub(crate) fn dpop_algorithm(&self) -> Option<DpopAlgorithm> {
+        self.inner.dpop
+    }
+
+    /// The nonces the authorization server gave for DPoP proofs.
+    pub(crate) fn dpop_nonces(&self) -> &DpopNonces {
+        &self.inner.dpop_nonces
     }
 
     /// The refresh grant (RFC 6749 §6) with `refresh_token`, repeating the grant's
     /// own parameters (scope, audience, resources...) so that the new token is for
     /// the same thing as the old one.
+    /// With DPoP, proves possession of the grant's key (`key`): a refresh
+    /// token bound to it is usable with no other.
     pub(crate) async fn refresh(
         &self,
         refresh_token: &str,
         same_as: &[(String, String)],
+        key: Option<&DpopKey>,
     ) -> Result<Token> {
         let mut params = form([
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ]);
         params.extend_from_slice(same_as);
-        self.token_request(&params).await
+        self.token_request_with(&params, key).await
     }
 
     /// Revokes the token's refresh token and access token (RFC 7009), if the
@@ -286,6 +341,17 @@ impl OAuth2Client {
 
     /// POSTs a form with the client's authentication.
     pub(crate) async fn post_form(&self, url: &Url, params: &[(String, String)]) -> Result<Answer> {
+        self.post_form_with(url, params, reqwest::header::HeaderMap::new())
+            .await
+    }
+
+    /// POSTs a form with the client's authentication and `headers`.
+    async fn post_form_with(
+        &self,
+        url: &Url,
+        params: &[(String, String)],
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<Answer> {
         let inner = &self.inner;
         // A client assertion is addressed to the authorization server's issuer
         // identifier (RFC 7523bis), whichever endpoint it is sent to: an endpoint of
@@ -326,6 +392,7 @@ impl OAuth2Client {
             .post(url.clone())
             .timeout(self.request_timeout())
             .header(ACCEPT, "application/json")
+            .headers(headers)
             .form(&form);
         let sent = never_quoted(&form, authorization.as_deref(), &inner.auth);
         if let Some(authorization) = authorization {
@@ -689,6 +756,31 @@ impl OAuth2ClientBuilder {
         self
     }
 
+    /// Sender-constrained tokens with DPoP (RFC 9449), with keys of `alg`
+    /// ([`DpopAlgorithm::Es256`] unless the server takes only another): each
+    /// new grant makes a key, every token request proves possession of it
+    /// (with the server's nonce where it asks for one), and the key is kept
+    /// with the token (see [`dpop`](crate::dpop)). Every adapter then sends
+    /// the token with a fresh proof.
+    ///
+    /// ```no_run
+    /// use tokenwarden::dpop::DpopAlgorithm;
+    /// use tokenwarden::source::oauth2::OAuth2Client;
+    ///
+    /// # fn run() -> tokenwarden::Result<()> {
+    /// let client = OAuth2Client::builder()
+    ///     .issuer("https://auth.example.com")
+    ///     .client_id("svc")
+    ///     .client_secret("s3cret")
+    ///     .dpop(DpopAlgorithm::Es256)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dpop(mut self, alg: DpopAlgorithm) -> Self {
+        self.dpop = Some(alg);
+        self
+    }
+
     /// The clock for assertions and retry waits. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -749,6 +841,8 @@ impl OAuth2ClientBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 metadata: OnceCell::new(),
                 jwks: tokio::sync::Mutex::default(),
+                dpop: self.dpop,
+                dpop_nonces: DpopNonces::default(),
             }),
         })
     }
@@ -763,6 +857,7 @@ impl std::fmt::Debug for OAuth2Client {
             .field("auth", &inner.auth)
             .field("issuer", &inner.issuer.as_ref().map(Url::as_str))
             .field("token_url", &inner.token_url.as_ref().map(Url::as_str))
+            .field("dpop", &inner.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -887,7 +982,7 @@ mod tests {
                 &format!("http://{}/token", listener.local_addr().unwrap()),
             );
             let soon = Deadline::after(Arc::new(clock.clone()), MIN_REQUEST_TIME / 2);
-            let error = scope(soon, client.refresh("TOPSECRET-rt", &[]))
+            let error = scope(soon, client.refresh("TOPSECRET-rt", &[], None))
                 .await
                 .unwrap_err();
             assert!(error.is_transient());
@@ -901,10 +996,9 @@ mod tests {
             // With time enough, the same refresh is sent.
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let later = Deadline::after(Arc::new(clock.clone()), TIMEOUT * 2);
-            let refresh =
-                tokio::spawn(
-                    async move { scope(later, client.refresh("TOPSECRET-rt", &[])).await },
-                );
+            let refresh = tokio::spawn(async move {
+                scope(later, client.refresh("TOPSECRET-rt", &[], None)).await
+            });
             let (socket, _) = listener.accept().await.unwrap();
             drop(socket);
             assert!(refresh.await.unwrap().is_err());

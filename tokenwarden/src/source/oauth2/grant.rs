@@ -67,7 +67,11 @@ impl<G: Grant> TokenSource for G {
             Some(refresh) => {
                 let token = self
                     .client()
-                    .refresh(refresh.secret(), &self.refresh_params())
+                    .refresh(
+                        refresh.secret(),
+                        &self.refresh_params(),
+                        current.dpop_key.as_ref(),
+                    )
                     .await?;
                 let mut token =
                     super::id_token::check_refreshed(self.client(), Some(current), token).await;

@@ -166,6 +166,7 @@ mod authorization_code;
 mod client;
 mod device;
 mod discovery;
+mod dpop;
 mod exchange;
 mod grant;
 mod grants;
