@@ -6,6 +6,8 @@
 mod browser;
 mod common;
 mod dot;
+#[path = "../support/dpop_resource.rs"]
+mod dpop_resource;
 #[path = "../support/gated_store.rs"]
 mod gated_store;
 #[path = "../support/grant_server.rs"]
@@ -19,6 +21,7 @@ mod background;
 mod blocking;
 mod contention;
 mod coordination;
+mod dpop;
 mod file_processes;
 mod file_store;
 mod hostile_server;

@@ -2,7 +2,7 @@
 //! UNAUTHENTICATED to any token but the current one.
 
 #[path = "../support/pinger.rs"]
-mod pinger;
+pub mod pinger;
 
 use crate::common::*;
 use http::uri::PathAndQuery;

@@ -37,6 +37,8 @@ pub struct Checks {
     nonces_made: Mutex<u32>,
     /// Requests served, nonce challenges sent, refusals with their reason.
     pub served: Mutex<u32>,
+    /// Every proof received (the tests watch them: none may be logged).
+    pub proofs: Mutex<Vec<String>>,
     pub challenges: Mutex<u32>,
     pub refusals: Mutex<Vec<String>>,
 }
@@ -73,6 +75,10 @@ impl Checks {
     pub fn refusals(&self) -> Vec<String> {
         self.refusals.lock().unwrap().clone()
     }
+
+    pub fn proofs(&self) -> Vec<String> {
+        self.proofs.lock().unwrap().clone()
+    }
 }
 
 /// Why a request is refused.
@@ -86,7 +92,9 @@ enum Refusal {
 /// The middleware: passes a request on only with a valid proof and a live token
 /// bound to its key.
 pub async fn guard(State(checks): State<Arc<Checks>>, request: Request, next: Next) -> Response {
-    match check(&checks, &request).await {
+    // Owned: a request's body is not `Sync`, and the checks wait.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    match check(&checks, &method, &uri, request.headers().clone()).await {
         Ok(()) => {
             *checks.served.lock().unwrap() += 1;
             next.run(request).await
@@ -117,15 +125,22 @@ pub async fn guard(State(checks): State<Arc<Checks>>, request: Request, next: Ne
     }
 }
 
-async fn check(checks: &Checks, request: &Request) -> Result<(), Refusal> {
+async fn check(
+    checks: &Checks,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<(), Refusal> {
     let invalid = |why: &str| Refusal::Invalid(why.to_owned());
-    let headers = request.headers();
+    let headers = &headers;
     let token = one(headers, "authorization")?
         .strip_prefix("DPoP ")
         .ok_or_else(|| invalid("not a DPoP authorization"))?
         .to_owned();
     let proof = one(headers, "dpop")?;
-    let header = jsonwebtoken::decode_header(&proof).map_err(|e| invalid(&format!("header: {e}")))?;
+    checks.proofs.lock().unwrap().push(proof.clone());
+    let header =
+        jsonwebtoken::decode_header(&proof).map_err(|e| invalid(&format!("header: {e}")))?;
     if header.typ.as_deref() != Some("dpop+jwt") {
         return Err(invalid("typ is not dpop+jwt"));
     }
@@ -144,17 +159,20 @@ async fn check(checks: &Checks, request: &Request) -> Result<(), Refusal> {
     let claims = jsonwebtoken::decode::<serde_json::Value>(&proof, &key, &validation)
         .map_err(|e| invalid(&format!("signature: {e}")))?
         .claims;
-    if claims["htm"] != request.method().as_str() {
+    if claims["htm"] != method.as_str() {
         return Err(invalid("htm"));
     }
-    let authority = (request.uri().authority().map(|a| a.to_string()))
+    let authority = (uri.authority().map(|a| a.to_string()))
         .or_else(|| headers.get("host")?.to_str().ok().map(str::to_owned))
         .unwrap_or_default();
-    let htu = format!("http://{authority}{}", request.uri().path());
+    let htu = format!("http://{authority}{}", uri.path());
     if claims["htu"] != htu.as_str() {
         return Err(invalid(&format!("htu {} is not {htu}", claims["htu"])));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let iat = claims["iat"].as_u64().ok_or_else(|| invalid("no iat"))?;
     if now.abs_diff(iat) > Duration::from_secs(60).as_secs() {
         return Err(invalid("iat too far from now"));

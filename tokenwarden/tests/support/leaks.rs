@@ -103,6 +103,11 @@ pub fn watching() -> impl Fn(&tokenwarden::TokenEvent) + Send + Sync + 'static {
             if let Some(id) = &token.id_token {
                 watch(id.secret());
             }
+            // The private key of a DPoP-bound token, as stores write it.
+            if let Some(key) = &token.dpop_key {
+                let stored = serde_json::to_value(key).unwrap();
+                watch(stored["pkcs8"].as_str().unwrap());
+            }
         }
     }
 }

@@ -44,7 +44,10 @@ impl UnaryService<Ping> for PingHandler {
                 .get("authorization")
                 .and_then(|v| v.to_str().ok());
             let token = token
-                .and_then(|t| t.strip_prefix("Bearer "))
+                .and_then(|t| {
+                    t.strip_prefix("Bearer ")
+                        .or_else(|| t.strip_prefix("DPoP "))
+                })
                 .unwrap_or_default()
                 .to_owned();
             if !state.valid.lock().unwrap().contains(&token) {
