@@ -91,10 +91,13 @@ impl Profile {
                 builder = set(builder, url);
             }
         }
-        builder
+        builder = builder
             .auth(self.client_auth()?)
-            .accept_narrower_scope(self.accept_narrower_scope)
-            .build()
+            .accept_narrower_scope(self.accept_narrower_scope);
+        if let Some(alg) = self.dpop {
+            builder = builder.dpop(alg);
+        }
+        builder.build()
     }
 
     fn client_auth(&self) -> Result<ClientAuth> {

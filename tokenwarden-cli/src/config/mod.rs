@@ -95,6 +95,9 @@ pub struct Profile {
     /// A file the agent keeps holding the profile's current token (0600,
     /// replaced whole ahead of each expiry), for programs that read one.
     pub token_file: Option<PathBuf>,
+    /// DPoP-bound tokens (RFC 9449) with keys of this algorithm: `dpop = true`
+    /// (ES256) or `dpop = "EdDSA"`.
+    pub dpop: Option<tokenwarden::dpop::DpopAlgorithm>,
 }
 
 impl Config {
@@ -244,7 +247,8 @@ impl Profile {
                     &self.helper_username,
                     &self.registry,
                     &self.token_file,
-                    store_key
+                    store_key,
+                    self.dpop
                 ),
             )
         );

@@ -65,6 +65,16 @@ pub(super) struct RawProfile {
     registry: Text,
     /// A file the agent keeps holding the current token.
     token_file: Text,
+    /// DPoP-bound tokens: `true` (ES256), or the algorithm's name.
+    dpop: Option<Spanned<Dpop>>,
+}
+
+/// `dpop = true`, or `dpop = "EdDSA"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Dpop {
+    On(bool),
+    Algorithm(String),
 }
 
 /// How a profile gets its tokens.
@@ -261,6 +271,16 @@ pub(super) fn resolve(
         helper_username: text("helper_username", &raw.helper_username)?,
         registry: text("registry", &raw.registry)?,
         token_file: path("token_file", &raw.token_file)?,
+        dpop: match &raw.dpop {
+            None => None,
+            Some(value) => match value.get_ref() {
+                Dpop::On(on) => on.then_some(tokenwarden::dpop::DpopAlgorithm::Es256),
+                Dpop::Algorithm(name) => Some(name.parse().map_err(|e: tokenwarden::Error| {
+                    let shown = Spanned::new(value.span(), name.clone());
+                    field_error(config, "dpop", &shown, &e.to_string())
+                })?),
+            },
+        },
     };
     let takes_params = !matches!(
         grant,

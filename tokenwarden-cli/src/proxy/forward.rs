@@ -67,8 +67,9 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
     {
         headers.insert(header::HOST, host);
     }
-    // The body to send, and the bytes to send again after a rejected token.
-    let (mut body, mut replay) = match Outgoing::read(body).await {
+    // The body to send, and the bytes to send again after a rejected token
+    // (or a resource server's DPoP nonce challenge).
+    let (mut body, kept) = match Outgoing::read(body).await {
         Ok(Outgoing::Buffered(bytes)) => (buffered(&bytes), Some(bytes)),
         Ok(Outgoing::Streaming(body)) => (Some(body), None),
         Err(e) => {
@@ -76,6 +77,7 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
             return text(StatusCode::BAD_REQUEST, "could not read the request body");
         }
     };
+    let (mut replays, mut nonce_replays) = (0, 0);
     loop {
         let token = match proxy.manager.header().await {
             Ok(token) => token,
@@ -87,7 +89,20 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
                 );
             }
         };
-        headers.insert(header::AUTHORIZATION, (*token).clone());
+        // The token, and a fresh DPoP proof for a DPoP-bound one (a caller's
+        // own `DPoP` header never goes upstream).
+        let placement = tokenwarden::http::TokenPlacement::Authorization;
+        let method = &parts.method;
+        let manager = &proxy.manager;
+        if let Err(e) =
+            tokenwarden::http::authorize(&placement, &mut headers, &token, method, &url, manager)
+        {
+            tracing::warn!(error = %e, "could not attach the token");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("no access token: {e}"),
+            );
+        }
         let mut upstream = reqwest::Request::new(parts.method.clone(), url.clone());
         *upstream.headers_mut() = headers.clone();
         *upstream.body_mut() = body.take();
@@ -102,11 +117,21 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
                 );
             }
         };
+        let (status, answer) = (response.status(), response.headers());
+        if tokenwarden::http::wants_nonce(&token, &url, status, answer, manager) {
+            // The token is fine: once more, with the server's nonce.
+            let Some(again) = kept.as_ref().filter(|_| nonce_replays == 0) else {
+                return respond(response);
+            };
+            nonce_replays += 1;
+            body = buffered(again);
+            continue;
+        }
         if !rejects_token(response.status(), response.headers()) {
             return respond(response);
         }
         proxy.manager.invalidate(token.token());
-        let Some(again) = replay.take() else {
+        let Some(again) = kept.as_ref().filter(|_| replays == 0) else {
             tracing::debug!(
                 fingerprint = token.fingerprint(),
                 status = response.status().as_u16(),
@@ -119,7 +144,8 @@ pub(super) async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -
             status = response.status().as_u16(),
             "token rejected; replaying with a fresh one"
         );
-        body = buffered(&again);
+        replays += 1;
+        body = buffered(again);
     }
 }
 

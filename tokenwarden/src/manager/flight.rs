@@ -416,8 +416,6 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
             if !span.is_disabled() {
                 span.record("error.type", error.type_name());
             }
-            Counters::add(&shared.counters.failures);
-            super::observe::failure(shared, error);
             let now = s.clock.now_millis();
             // The attempt looked in the store as it began; the next look waits.
             shared.store_checked_at.store(now, SeqCst);
@@ -425,6 +423,11 @@ async fn run(shared: &Arc<Shared>, mode: Mode, started: u64) -> Result<Arc<Cache
                 shared
                     .backoff
                     .record_failure(now, error.clone(), s.backoff_initial, s.backoff_max);
+            // Counted once the backoff is in place: whoever sees the failure in
+            // the stats sees its backoff too (it starts at the failure's time,
+            // not at a later reading of the clock).
+            Counters::add(&shared.counters.failures);
+            super::observe::failure(shared, error);
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "getting a token failed; backing off");
         }
     }
