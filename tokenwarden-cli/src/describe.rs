@@ -45,6 +45,7 @@ pub async fn describe_manager(profile: &Profile, manager: &tokenwarden::TokenMan
             at.duration_since(now).unwrap_or_default().as_secs()
         }),
         "scope": info.scope,
+        "token_type": info.token_type,
         "fingerprint": info.fingerprint,
         "next_refresh_in": info.refresh_at.map(secs_until),
         "last_refresh": last_refresh,

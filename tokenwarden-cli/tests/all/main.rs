@@ -18,6 +18,9 @@ mod cluster;
 mod commands;
 mod config;
 mod demo;
+mod dpop;
+#[path = "../../../tokenwarden/tests/support/dpop_resource.rs"]
+mod dpop_resource;
 mod helpers;
 mod prometheus;
 mod proxy;

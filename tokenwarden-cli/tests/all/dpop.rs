@@ -1,0 +1,82 @@
+//! DPoP-bound tokens (`dpop = true`) through the CLI: `curl` and `proxy` send a
+//! fresh proof with each request to a resource server that verifies proofs with
+//! a JOSE library of its own and asks for its nonce; `token` prints the token.
+
+use crate::common::*;
+use crate::dpop_resource::{self as resource, Checks};
+use crate::oidc;
+use crate::proxy::Proxy;
+
+fn home(oidc: &oidc::Oidc, base_url: &str, dpop: &str) -> Home {
+    Home::with_config(&format!(
+        "[profiles.api]\nissuer = \"{}\"\ngrant = \"client_credentials\"\nclient_id = \"cc-dpop\"\n\
+         client_secret = \"cc-dpop-TOPSECRET\"\nscope = \"read\"\nstore = \"file\"\n\
+         base_url = \"{base_url}\"\ndpop = {dpop}\n",
+        oidc.issuer
+    ))
+}
+
+fn api() -> axum::Router {
+    axum::Router::new().route("/v1/items", axum::routing::get(|| async { "items" }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_the_proxy_send_dpop_proofs() {
+    let Some(oidc) = oidc::server() else { return };
+    let checks = Checks::new(&oidc.issuer, true);
+    let base = resource::serve(checks.clone(), api()).await;
+    let home = home(oidc, &base, "true");
+
+    // curl: the nonce challenge is answered with one replay.
+    let curl = home.run(&["curl", "-p", "api", &format!("{base}/v1/items?page=1")]);
+    curl.expect_code(0);
+    assert_eq!(curl.stdout(), "items");
+    assert_eq!(
+        (checks.challenges(), checks.served()),
+        (1, 1),
+        "{:?}",
+        checks.refusals()
+    );
+    // Another process, the same stored token (and key): a nonce it has not seen.
+    let again = home.run(&["curl", "-p", "api", &format!("{base}/v1/items")]);
+    assert_eq!(again.stdout(), "items");
+    assert_eq!(checks.served(), 2);
+
+    // The proxy: many requests, each with its own proof.
+    let proxy = Proxy::start(&home, "api");
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let answer = client
+            .get(format!("{}/v1/items", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    assert_eq!(checks.served(), 7, "{:?}", checks.refusals());
+    let (_, log) = proxy.stop();
+    for proof in checks.proofs() {
+        assert!(!log.contains(&proof), "a proof in the proxy's log");
+    }
+
+    // `token` prints a DPoP-bound token; `status` says so.
+    let status = home.run(&["status", "-p", "api", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(status["token_type"], "DPoP", "{status}");
+}
+
+#[test]
+fn a_dpop_algorithm_that_does_not_exist_is_a_usage_error() {
+    let home = Home::with_config(
+        "[profiles.api]\ntoken_url = \"https://auth.example.com/token\"\nclient_id = \"c\"\n\
+         client_secret = \"s\"\ndpop = \"HS256\"\n",
+    );
+    let run = home.run(&["token", "-p", "api"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("`dpop`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("ES256, EdDSA or RS256"),
+        "{}",
+        run.stderr()
+    );
+}
