@@ -31,6 +31,16 @@ impl DpopNonces {
         map.get(origin).cloned()
     }
 
+    /// The nonce the origin of `url` asked for last, if any (without
+    /// spelling the origin out while no server asked for one).
+    pub fn get_for(&self, url: &url::Url) -> Option<String> {
+        let map = (self.by_origin.read()).unwrap_or_else(PoisonError::into_inner);
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&url.origin().ascii_serialization()).cloned()
+    }
+
     /// Remembers the nonce of an answer from `origin`, if its headers give a
     /// valid one ([`nonce_in`](super::nonce_in)); returns whether they did.
     pub fn remember(&self, origin: &str, headers: &http::HeaderMap) -> bool {

@@ -27,7 +27,7 @@ pub fn authorize(
         headers.remove(DPOP);
         return Ok(());
     }
-    let nonce = manager.dpop_nonces().get(&origin(url));
+    let nonce = manager.dpop_nonces().get_for(url);
     let now = manager.clock().now();
     let htu = crate::dpop::htu(url);
     if let Some(proof) = header.dpop_proof(method.as_str(), &htu, nonce.as_deref(), now)? {
@@ -47,13 +47,9 @@ pub fn wants_nonce(
     headers: &HeaderMap,
     manager: &TokenManager,
 ) -> bool {
-    if !header.token().is_dpop() {
+    if !header.token().is_dpop() || crate::dpop::nonce_in(headers).is_none() {
         return false;
     }
-    manager.dpop_nonces().remember(&origin(url), headers)
-        && crate::dpop::asks_for_nonce(status, headers)
-}
-
-fn origin(url: &Url) -> String {
-    url.origin().ascii_serialization()
+    let origin = url.origin().ascii_serialization();
+    manager.dpop_nonces().remember(&origin, headers) && crate::dpop::asks_for_nonce(status, headers)
 }

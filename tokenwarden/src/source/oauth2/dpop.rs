@@ -26,7 +26,7 @@ impl OAuth2Client {
         url: &Url,
         key: &DpopKey,
     ) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
-        let nonce = self.dpop_nonces().get(&url.origin().ascii_serialization());
+        let nonce = self.dpop_nonces().get_for(url);
         let proof = key.proof(
             "POST",
             &crate::dpop::htu(url),
