@@ -107,6 +107,13 @@ impl Middleware for TokenMiddleware {
         }
         let failed = |error: tokenwarden::Error| ureq::Error::Other(Box::new(error));
         let sent = self.manager.header().map_err(failed)?;
+        if sent.token().is_dpop() {
+            // Sent without a proof it would only be refused.
+            return Err(failed(tokenwarden::Error::config(
+                "a DPoP-bound token needs a proof with each request, which this ureq \
+                 middleware does not sign: use tokenwarden-reqwest or the tower layer",
+            )));
+        }
         (self.placement)
             .apply(request.headers_mut(), &sent)
             .map_err(failed)?;

@@ -137,3 +137,28 @@ async fn inside_a_runtime_the_request_fails_with_a_typed_error() {
     assert_eq!(error.kind(), tokenwarden::ErrorKind::Config, "{error}");
     assert_eq!(servers.api.logins.load(SeqCst), 0, "nothing was sent");
 }
+
+/// A DPoP-bound token needs a proof this middleware does not sign: a typed
+/// error that says what to use, and nothing sent.
+#[test]
+fn a_dpop_bound_token_is_refused_before_anything_is_sent() {
+    let _h = leaks::harness();
+    let (_runtime, servers) = servers();
+    let manager =
+        tokenwarden::TokenManager::builder(tokenwarden::source::from_fn("dpop", || async {
+            Ok(tokenwarden::Token::new("dpop-bound-TOPSECRET").with_token_type("DPoP"))
+        }))
+        .build_blocking()
+        .unwrap();
+    let agent = agent(&servers, &manager, false);
+    let error = agent
+        .get(format!("{}data", servers.base))
+        .call()
+        .unwrap_err();
+    let ureq::Error::Other(inner) = error else {
+        panic!("{error}")
+    };
+    let error = inner.downcast::<tokenwarden::Error>().unwrap();
+    assert!(error.to_string().contains("tokenwarden-reqwest"), "{error}");
+    assert_eq!(*servers.api.requests.lock().unwrap(), Default::default());
+}

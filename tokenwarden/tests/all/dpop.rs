@@ -152,7 +152,7 @@ async fn client_credentials_tokens_are_bound_to_their_key_and_useless_without_it
                 &url,
                 Some(&tokenwarden::dpop::ath(&token.access_token)),
                 None,
-                std::time::SystemTime::now(),
+                tokenwarden::Clock::now(&tokenwarden::SystemClock),
             )
             .unwrap();
         let with_another_key = thief

@@ -21,7 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The client the server introspects with (a confidential client of the
 /// authorization server).
@@ -169,7 +169,7 @@ async fn check(
     if claims["htu"] != htu.as_str() {
         return Err(invalid(&format!("htu {} is not {htu}", claims["htu"])));
     }
-    let now = SystemTime::now()
+    let now = tokenwarden::Clock::now(&tokenwarden::SystemClock)
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
