@@ -318,6 +318,9 @@ fn device_login(
     if let Some(url) = sign_in["device_url"].as_str() {
         builder = builder.device_authorization_url(url);
     }
+    if sign_in["dpop"] == true {
+        builder = builder.dpop(tokenwarden::dpop::DpopAlgorithm::Es256);
+    }
     builder
         .build()
         .unwrap()
@@ -393,19 +396,44 @@ async fn eight_processes_share_rotating_refresh_tokens_without_a_rejection() {
         return;
     }
     for server in servers::supporting(|s| s.device && s.rotation) {
-        eight_processes_rotate_at(server, cipher()).await;
+        eight_processes_rotate_at(server, cipher(), false).await;
     }
+}
+
+/// Issue 20: the same fleet with a DPoP-bound grant (oidc-provider's public
+/// client `cli-dpop`, whose refresh tokens are bound to the key of the sign-in):
+/// each process refreshes with the key that came with the token through Redis,
+/// or the server would refuse the refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_share_a_dpop_bound_token_and_its_key() {
+    let _h = crate::leaks::harness();
+    let Some(server) = servers::all()
+        .into_iter()
+        .find(|s| s.name == "oidc-provider")
+    else {
+        return;
+    };
+    eight_processes_rotate_at(server, Some(TokenCipher::new([5; 32])), true).await;
 }
 
 /// The rotation test's parent on `server`: one sign-in, then eight processes
 /// through 20 expiries.
-async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<TokenCipher>) {
+async fn eight_processes_rotate_at(
+    server: &'static Server,
+    cipher: Option<TokenCipher>,
+    dpop: bool,
+) {
     let name = server.name;
     let Some((prefix, _redis)) = parent().await else {
         return;
     };
     // The user logs in once (device flow, approved in the headless browser).
-    let sign_in = sign_in(server);
+    let mut sign_in = sign_in(server);
+    if dpop {
+        sign_in["client"] = "cli-dpop".into();
+        sign_in["confidential"] = false.into();
+        sign_in["dpop"] = true.into();
+    }
     let login = device_login(&sign_in, move |page| {
         let (user, password) = &server.user;
         tokio::spawn(async move {
@@ -417,8 +445,13 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
         .token()
         .await
         .unwrap_or_else(|e| panic!("{name}: approved: {e}"))
-        .fingerprint()
-        .to_owned();
+        .to_token();
+    let key = signed_in
+        .dpop_key
+        .as_ref()
+        .map(|k| k.thumbprint().to_owned());
+    assert_eq!(key.is_some(), dpop, "{name}");
+    let signed_in = signed_in.fingerprint();
 
     let sign_in = sign_in.to_string();
     let env = [(SERVER, sign_in.as_str())];
@@ -441,6 +474,14 @@ async fn eight_processes_rotate_at(server: &'static Server, cipher: Option<Token
         fleet_totals(&mut instances),
         (0, 20, 0),
         "{name}: 20 refreshes in all, no login, no refresh token refused"
+    );
+    // The last token, read from the store: bound to the sign-in's key still.
+    drop(instances);
+    let last = first.force_refresh().await.unwrap().to_token();
+    assert_eq!(last.is_dpop(), dpop, "{name}");
+    assert_eq!(
+        last.dpop_key.as_ref().map(|k| k.thumbprint().to_owned()),
+        key
     );
 }
 
