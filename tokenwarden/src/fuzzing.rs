@@ -380,3 +380,53 @@ pub fn cookie_placement(data: &[u8]) {
 pub fn private_key_pem(pem: &[u8]) {
     crate::source::oauth2::fuzz::private_key_pem(pem);
 }
+
+/// A server's answer as DPoP reads it: a status line (`401`), then header
+/// lines (`Name: value`). A nonce challenge is one only with a 401, a valid
+/// nonce and a DPoP challenge naming `use_dpop_nonce`; a nonce is remembered
+/// exactly when it is valid, and given back unchanged. The whole input, read
+/// as a stored DPoP key, is an error or a key, never a panic.
+pub fn dpop_answer(data: &[u8]) {
+    use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+    let _ = serde_json::from_slice::<crate::dpop::DpopKey>(data);
+    let mut lines = data.split(|&b| b == b'\n');
+    let status = lines
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .and_then(|l| l.trim().parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(line[..colon].trim_ascii()),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let nonce = crate::dpop::nonce_in(&headers);
+    if let Some(nonce) = nonce {
+        assert!(!nonce.is_empty() && nonce.len() <= 1024);
+        assert!(nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
+    }
+    if crate::dpop::asks_for_nonce(status, &headers) {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(nonce.is_some());
+        let challenges = headers.get_all(http::header::WWW_AUTHENTICATE).iter();
+        assert!(challenges.filter_map(|v| v.to_str().ok()).any(|v| {
+            let plain = v.to_ascii_lowercase().replace('\\', "");
+            plain.contains("dpop") && plain.contains("use_dpop_nonce")
+        }));
+    }
+    #[cfg(feature = "dpop")]
+    {
+        let nonces = crate::dpop::DpopNonces::default();
+        assert_eq!(nonces.remember("https://rs.example", &headers), nonce.is_some());
+        assert_eq!(nonces.get("https://rs.example").as_deref(), nonce);
+    }
+}
