@@ -225,6 +225,7 @@ impl AuthRequestBuilder {
                 continue;
             }
             if !rejects_token(response.status(), response.headers())
+                || crate::redirect::stale_proof(&sent, response.url(), &sent_url)
                 || !carried(inner.own_client, response.url(), &sent_url)
             {
                 return Ok(response);

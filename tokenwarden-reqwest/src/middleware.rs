@@ -235,6 +235,9 @@ impl TokenMiddleware {
                 if !rejects_token(response.status(), response.headers()) {
                     return Ok(response);
                 }
+                if crate::redirect::stale_proof(&sent, response.url(), &sent_url) {
+                    return Ok(response);
+                }
                 if !carried(self.no_round_trips, response.url(), &sent_url) {
                     tracing::debug!(
                         status = response.status().as_u16(),

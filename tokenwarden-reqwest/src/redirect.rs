@@ -77,3 +77,25 @@ pub(crate) fn carried(no_round_trips: bool, answered: &url::Url, sent: &url::Url
         answered == sent
     }
 }
+
+/// Whether a rejection came after a redirect to a request that carried a DPoP
+/// proof: the proof names the first URI (`htu`), and reqwest sent it on to
+/// the next, which refused it for that. The token is fine: it stays, and the
+/// answer goes back to the caller (logged), who can ask the final URL
+/// directly. A refresh would change nothing.
+pub(crate) fn stale_proof(
+    sent: &tokenwarden::HeaderRef,
+    answered: &url::Url,
+    asked: &url::Url,
+) -> bool {
+    let stale = sent.token().is_dpop() && answered != asked;
+    if stale {
+        tracing::warn!(
+            asked = %tokenwarden::http::loggable_url(asked),
+            answered = %tokenwarden::http::loggable_url(answered),
+            "a redirect carried the DPoP proof of the first URI, and the server refused it; \
+             request the final URI directly (the token stays)"
+        );
+    }
+    stale
+}

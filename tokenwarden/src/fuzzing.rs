@@ -412,7 +412,9 @@ pub fn dpop_answer(data: &[u8]) {
     let nonce = crate::dpop::nonce_in(&headers);
     if let Some(nonce) = nonce {
         assert!(!nonce.is_empty() && nonce.len() <= 1024);
-        assert!(nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
+        assert!(nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
     }
     if crate::dpop::asks_for_nonce(status, &headers) {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -426,7 +428,10 @@ pub fn dpop_answer(data: &[u8]) {
     #[cfg(feature = "dpop")]
     {
         let nonces = crate::dpop::DpopNonces::default();
-        assert_eq!(nonces.remember("https://rs.example", &headers), nonce.is_some());
+        assert_eq!(
+            nonces.remember("https://rs.example", &headers),
+            nonce.is_some()
+        );
         assert_eq!(nonces.get("https://rs.example").as_deref(), nonce);
     }
 }

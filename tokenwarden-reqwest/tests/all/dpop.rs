@@ -6,6 +6,7 @@
 use crate::dpop_resource::{self as resource, Checks};
 use crate::leaks::{harness, watch, watching};
 use crate::oidc;
+use std::sync::Arc;
 use tokenwarden::dpop::DpopAlgorithm;
 use tokenwarden::http::AllowedOrigins;
 use tokenwarden::source::oauth2::OAuth2Client;
@@ -121,4 +122,116 @@ fn the_blocking_client_sends_proofs_too() {
     assert_eq!(checks.served(), 20, "{:?}", checks.refusals());
     assert!(checks.challenges() >= 1);
     no_proof_logged(&checks);
+}
+
+/// A manager whose token is DPoP-bound (a key of its own), with no server to
+/// get it from: for the resource servers below, which check nothing but play
+/// their part.
+fn dpop_manager() -> TokenManager {
+    let key = tokenwarden::dpop::DpopKey::generate(DpopAlgorithm::Es256).unwrap();
+    TokenManager::builder(tokenwarden::source::from_fn("dpop", move || {
+        let key = key.clone();
+        async move {
+            Ok(tokenwarden::Token::new("dpop-bound-TOPSECRET")
+                .with_token_type("DPoP")
+                .with_dpop_key(key)
+                .with_expires_in(std::time::Duration::from_secs(600)))
+        }
+    }))
+    .build()
+    .unwrap()
+}
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// The `htu` of a request's DPoP proof.
+fn htu(headers: &axum::http::HeaderMap) -> String {
+    use base64::Engine as _;
+    let proof = headers["dpop"].to_str().unwrap();
+    let claims = proof.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    claims["htu"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_wants_a_new_nonce_every_time_gets_one_replay_and_the_token_stays() {
+    let _h = harness();
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/v1/items",
+        axum::routing::get(move || {
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                axum::http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                    .header("dpop-nonce", format!("n-{n}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }
+        }),
+    );
+    let base = serve(app).await;
+    let manager = dpop_manager();
+    let client = AuthClient::builder()
+        .base_url(format!("{base}/v1/"))
+        .token_manager(manager.clone())
+        .build()
+        .unwrap();
+    let answer = client.get("items").send().await.unwrap();
+    assert_eq!(answer.status(), 401, "the server's last answer, as it is");
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one replay, no loop"
+    );
+    let stats = manager.stats();
+    assert_eq!((stats.fetches, stats.refreshes), (1, 0), "the token stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_refused_after_a_redirect_costs_no_refresh() {
+    let _h = harness();
+    let app = axum::Router::new()
+        .route(
+            "/v1/old",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/v1/items") }),
+        )
+        .route(
+            "/v1/items",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                // The proof names the URI it was made for.
+                let status = if htu(&headers).ends_with("/v1/items") {
+                    200
+                } else {
+                    401
+                };
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }),
+        );
+    let base = serve(app).await;
+    let manager = dpop_manager();
+    let client = AuthClient::builder()
+        .base_url(format!("{base}/v1/"))
+        .token_manager(manager.clone())
+        .build()
+        .unwrap();
+    assert_eq!(client.get("items").send().await.unwrap().status(), 200);
+    let redirected = client.get("old").send().await.unwrap();
+    assert_eq!(redirected.status(), 401);
+    assert_eq!(
+        manager.stats().refreshes + manager.stats().fetches,
+        1,
+        "no refresh for it"
+    );
+    assert!(crate::leaks::captured().contains("request the final URI directly"));
 }

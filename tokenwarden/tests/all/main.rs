@@ -22,6 +22,7 @@ mod blocking;
 mod contention;
 mod coordination;
 mod dpop;
+mod dpop_hostile;
 mod file_processes;
 mod file_store;
 mod hostile_server;
