@@ -42,7 +42,10 @@
 //!   credentials (with a secret or `private_key_jwt`), refresh token, the device
 //!   authorization grant, authorization code with PKCE (a browser sign-in on a
 //!   loopback redirect), resource owner password, JWT bearer assertions and token
-//!   exchange; discovery (RFC 8414, OpenID), ID tokens, and revocation.
+//!   exchange; discovery (RFC 8414, OpenID), ID tokens, and revocation. Includes
+//!   `dpop`.
+//! - `dpop`: DPoP-bound tokens ([`dpop`], RFC 9449): keys kept with their tokens,
+//!   a proof with every request of every adapter, servers' nonces answered.
 //! - `tower`: [`tower::TokenLayer`], tokens for hyper clients and tonic channels.
 //! - `encryption`: [`store::TokenCipher`], tokens sealed with XChaCha20-Poly1305 for
 //!   any store (the Redis store uses it).
