@@ -9,6 +9,11 @@
 // Timing code reads the system clock; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
+use rounds::{median, pair, round, CONCURRENCY, REQUESTS_PER_ROUND};
+
 use axum::routing::get;
 use axum::Router;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,11 +22,10 @@ use tokenwarden::{source::from_fn, Token, TokenManager};
 use tokenwarden_reqwest::AuthClient;
 
 const ROUNDS: usize = 41;
-const REQUESTS_PER_ROUND: usize = 2_000;
-const CONCURRENCY: usize = 4;
 
-fn client(base: &str, dpop: Option<DpopKey>) -> AuthClient {
-    let manager = TokenManager::builder(from_fn("bench", move || {
+/// A manager of a token that lasts the run: DPoP-bound to `dpop`, or bearer.
+fn manager(dpop: Option<DpopKey>) -> TokenManager {
+    TokenManager::builder(from_fn("bench", move || {
         let dpop = dpop.clone();
         async move {
             let token =
@@ -33,10 +37,13 @@ fn client(base: &str, dpop: Option<DpopKey>) -> AuthClient {
         }
     }))
     .build()
-    .unwrap();
+    .unwrap()
+}
+
+fn client(base: &str, dpop: Option<DpopKey>) -> AuthClient {
     AuthClient::builder()
         .base_url(base)
-        .token_manager(manager)
+        .token_manager(manager(dpop))
         .build()
         .unwrap()
 }
@@ -73,13 +80,7 @@ async fn main() {
     round(&run_dpop).await;
     let (mut bearer_rps, mut dpop_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROUNDS {
-        let (b, d) = if i % 2 == 0 {
-            let b = round(&run_bearer).await;
-            (b, round(&run_dpop).await)
-        } else {
-            let d = round(&run_dpop).await;
-            (round(&run_bearer).await, d)
-        };
+        let (b, d) = pair(i, &run_bearer, &run_dpop).await;
         bearer_rps.push(b);
         dpop_rps.push(d);
         ratios.push(d / b);
@@ -126,19 +127,7 @@ async fn main() {
     let url = url::Url::parse(&format!("{base}ping")).unwrap();
     let mut attach_us = Vec::new();
     for key in [None, Some(DpopKey::generate(DpopAlgorithm::Es256).unwrap())] {
-        let manager = TokenManager::builder(from_fn("bench", move || {
-            let key = key.clone();
-            async move {
-                let token =
-                    Token::new("bench-token-0123456789").with_expires_in(Duration::from_secs(3600));
-                Ok(match key {
-                    Some(key) => token.with_token_type("DPoP").with_dpop_key(key),
-                    None => token,
-                })
-            }
-        }))
-        .build()
-        .unwrap();
+        let manager = manager(key);
         let runs = 20_000;
         let placement = tokenwarden::http::TokenPlacement::Authorization;
         let mut headers = http::HeaderMap::new();
@@ -174,25 +163,4 @@ async fn main() {
         "dpop ratio DPoP / bearer (median of paired rounds): {ratio:.3} (target >= 0.95: {})",
         if ratio >= 0.95 { "met" } else { "MISSED" }
     );
-}
-
-/// Requests per second for one round of `REQUESTS_PER_ROUND` requests.
-async fn round<F, Fut>(request: &F) -> f64
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let start = Instant::now();
-    for _ in 0..REQUESTS_PER_ROUND / CONCURRENCY {
-        let batch: Vec<_> = (0..CONCURRENCY).map(|_| tokio::spawn(request())).collect();
-        for task in batch {
-            task.await.unwrap();
-        }
-    }
-    REQUESTS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }

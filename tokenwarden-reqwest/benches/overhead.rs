@@ -10,6 +10,11 @@
 // Timing code reads the system clock; the library itself never does.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
+use rounds::{median, pair, round, CONCURRENCY, REQUESTS_PER_ROUND};
+
 use axum::routing::get;
 use axum::Router;
 use std::time::{Duration, Instant};
@@ -17,8 +22,6 @@ use tokenwarden::{source::from_fn, Token, TokenManager};
 use tokenwarden_reqwest::AuthClient;
 
 const ROUNDS: usize = 41;
-const REQUESTS_PER_ROUND: usize = 2_000;
-const CONCURRENCY: usize = 4;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -77,25 +80,19 @@ async fn main() {
     };
 
     // Warm up all (connections, the first token).
-    round(run_ours).await;
-    round(run_plain).await;
-    round(run_bare).await;
+    round(&run_ours).await;
+    round(&run_plain).await;
+    round(&run_bare).await;
     // Paired rounds, in alternating order: each pair's ratio cancels the drift of
     // a shared 2-core machine; the figure is the median pair.
     let (mut ours_rps, mut plain_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut bare_ratios = Vec::new();
     for i in 0..ROUNDS {
-        let (ours, plain) = if i % 2 == 0 {
-            let ours = round(run_ours).await;
-            (ours, round(run_plain).await)
-        } else {
-            let plain = round(run_plain).await;
-            (round(run_ours).await, plain)
-        };
+        let (ours, plain) = pair(i, &run_ours, &run_plain).await;
         ours_rps.push(ours);
         plain_rps.push(plain);
         ratios.push(ours / plain);
-        bare_ratios.push(round(run_bare).await / plain);
+        bare_ratios.push(round(&run_bare).await / plain);
     }
     let ratio = median(&mut ratios);
 
@@ -169,25 +166,4 @@ async fn ns_per_request(client: &reqwest_middleware::ClientWithMiddleware, url: 
         std::hint::black_box(client.get(url).send().await.unwrap());
     }
     start.elapsed().as_nanos() as f64 / runs as f64
-}
-
-/// Requests per second for one round of `REQUESTS_PER_ROUND` requests.
-async fn round<F, Fut>(request: F) -> f64
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let start = Instant::now();
-    for _ in 0..REQUESTS_PER_ROUND / CONCURRENCY {
-        let batch: Vec<_> = (0..CONCURRENCY).map(|_| tokio::spawn(request())).collect();
-        for task in batch {
-            task.await.unwrap();
-        }
-    }
-    REQUESTS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
