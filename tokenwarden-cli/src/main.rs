@@ -14,6 +14,7 @@ mod exit;
 mod last_refresh;
 mod profile;
 mod proxy;
+mod tls;
 mod token_file;
 #[cfg(unix)]
 mod unix_socket;
@@ -125,6 +126,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 allow_origins,
                 metrics_listen,
                 profile: profile.name.clone(),
+                identity: tls::certificate(&profile)?.map(|c| c.identity()),
+                ca: tls::ca(&profile)?,
             };
             proxy::run(manager, base_url, access).await
         }

@@ -97,6 +97,20 @@ impl Profile {
         if let Some(alg) = self.dpop {
             builder = builder.dpop(alg);
         }
+        // Mutual TLS, or a private CA: a client of the profile's own that
+        // presents the certificate and trusts the CA.
+        if let Some(certificate) = crate::tls::certificate(self)? {
+            builder = builder.client_certificate(certificate);
+        }
+        if self.client_cert.is_some() || self.ca_file.is_some() {
+            let http = reqwest::Client::builder()
+                .connect_timeout(tokenwarden::source::oauth2::DEFAULT_CONNECT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none());
+            let http = crate::tls::apply(self, http)?.build().map_err(|e| {
+                Error::config(format!("profile `{}`: its TLS settings: {e}", self.name))
+            })?;
+            builder = builder.http_client(http);
+        }
         builder.build()
     }
 
@@ -107,6 +121,8 @@ impl Profile {
             (Some("client_secret_post"), Some(secret)) => ClientAuth::SecretPost(secret),
             (Some("client_secret_basic") | None, Some(secret)) => ClientAuth::SecretBasic(secret),
             (Some("none") | None, None) => ClientAuth::None,
+            (Some("tls_client_auth"), _) => ClientAuth::TlsClientAuth,
+            (Some("self_signed_tls_client_auth"), _) => ClientAuth::SelfSignedTlsClientAuth,
             (Some(method @ ("client_secret_post" | "client_secret_basic")), None) => {
                 return Err(Error::config(format!(
                     "profile `{}`: client_auth = {method} needs client_secret",
@@ -115,7 +131,7 @@ impl Profile {
             }
             (Some(other), _) => {
                 return Err(Error::config(format!(
-                    "profile `{}`: unknown client_auth `{other}`; use client_secret_basic, client_secret_post, private_key_jwt or none",
+                    "profile `{}`: unknown client_auth `{other}`; use client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth or none",
                     self.name
                 )))
             }

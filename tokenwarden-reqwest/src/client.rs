@@ -53,6 +53,8 @@ pub struct AuthClientBuilder {
     placement: TokenPlacement,
     max_replays: Option<u32>,
     http: Option<reqwest::Client>,
+    identity: Option<reqwest::Identity>,
+    roots: Vec<reqwest::Certificate>,
 }
 
 /// A request being built by an [`AuthClient`]; [`send`](Self::send) sends it with
@@ -255,6 +257,24 @@ impl AuthClientBuilder {
         self
     }
 
+    /// The TLS client certificate its own HTTP client presents (mutual TLS):
+    /// for tokens the server bound to a certificate (RFC 8705), the one the
+    /// token endpoint saw
+    /// (`tokenwarden::source::oauth2::ClientCertificate::identity`). A client
+    /// given with [`http_client`](Self::http_client) presents its own.
+    pub fn identity(mut self, identity: reqwest::Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// A CA its own HTTP client trusts beside the platform's roots (an API of a
+    /// private PKI). A client given with [`http_client`](Self::http_client)
+    /// trusts what it trusts.
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> Self {
+        self.roots.push(certificate);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<AuthClient> {
         let (base_url, origins) = base_and_origins(self.base_url, self.origins)?;
@@ -270,10 +290,19 @@ impl AuthClientBuilder {
         let own_client = self.http.is_none();
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .redirect(crate::redirect::policy_for(&self.placement))
-                .build()
-                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
+            None => {
+                let mut builder = reqwest::Client::builder()
+                    .redirect(crate::redirect::policy_for(&self.placement));
+                for root in self.roots {
+                    builder = builder.add_root_certificate(root);
+                }
+                match self.identity {
+                    Some(identity) => builder.identity(identity),
+                    None => builder,
+                }
+            }
+            .build()
+            .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
         };
         let mut middleware = middleware.placement(self.placement);
         if own_client {

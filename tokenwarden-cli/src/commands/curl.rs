@@ -23,11 +23,18 @@ pub async fn run(ctx: &Context, args: &CurlArgs) -> Result<u8, CliError> {
     let manager = profile.manager(Interaction::Refused).await?;
     // The token goes to the URL's origin only: the base URL's, or the one asked for.
     let origin = base.as_ref().unwrap_or(&url);
-    let client = AuthClient::builder()
+    let mut client = AuthClient::builder()
         .base_url(origin.as_str())
         .allowed_origins(AllowedOrigins::of(origin.as_str())?)
-        .token_manager(manager.clone())
-        .build()?;
+        .token_manager(manager.clone());
+    // Mutual TLS (a certificate-bound token goes with its certificate), a private CA.
+    if let Some(certificate) = crate::tls::certificate(&profile)? {
+        client = client.identity(certificate.identity());
+    }
+    if let Some(ca) = crate::tls::ca(&profile)? {
+        client = client.add_root_certificate(ca);
+    }
+    let client = client.build()?;
     let body = body(args)?;
     let method = match (&args.method, &body) {
         (Some(method), _) => method.to_uppercase(),

@@ -98,6 +98,13 @@ pub struct Profile {
     /// DPoP-bound tokens (RFC 9449) with keys of this algorithm: `dpop = true`
     /// (ES256) or `dpop = "EdDSA"`.
     pub dpop: Option<tokenwarden::dpop::DpopAlgorithm>,
+    /// Mutual TLS (RFC 8705): the client certificate (PEM) presented to the
+    /// token endpoint and to the API, and its key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// A CA certificate (PEM) trusted beside the platform's roots, at the token
+    /// endpoint and at the API (a private PKI).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -231,7 +238,11 @@ impl Profile {
                     &self.redis_ca_file,
                     &self.redis_client_cert
                 ),
-                (&self.redis_client_key, &self.redis_sentinel_password),
+                (
+                    &self.redis_client_key,
+                    &self.redis_sentinel_password,
+                    (&self.client_cert, &self.client_key, &self.ca_file)
+                ),
                 (
                     &self.base_url,
                     self.redirect_port,

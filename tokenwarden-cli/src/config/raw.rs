@@ -67,6 +67,11 @@ pub(super) struct RawProfile {
     token_file: Text,
     /// DPoP-bound tokens: `true` (ES256), or the algorithm's name.
     dpop: Option<Spanned<Dpop>>,
+    /// Mutual TLS (RFC 8705): the client certificate and its key (PEM files).
+    client_cert: Text,
+    client_key: Text,
+    /// A CA (PEM) trusted beside the platform's, at the token endpoint and the API.
+    ca_file: Text,
 }
 
 /// `dpop = true`, or `dpop = "EdDSA"`.
@@ -271,6 +276,9 @@ pub(super) fn resolve(
         helper_username: text("helper_username", &raw.helper_username)?,
         registry: text("registry", &raw.registry)?,
         token_file: path("token_file", &raw.token_file)?,
+        client_cert: path("client_cert", &raw.client_cert)?,
+        client_key: path("client_key", &raw.client_key)?,
+        ca_file: path("ca_file", &raw.ca_file)?,
         dpop: match &raw.dpop {
             None => None,
             Some(value) => match value.get_ref() {

@@ -87,6 +87,10 @@ pub struct Access {
     pub metrics_listen: Option<SocketAddr>,
     /// The profile's name (for the record `status` reads).
     pub profile: String,
+    /// The client certificate the upstream client presents (mutual TLS), and a
+    /// CA it trusts beside the platform's, as the profile names them.
+    pub identity: Option<reqwest::Identity>,
+    pub ca: Option<reqwest::Certificate>,
 }
 
 /// Serves the proxy on `access.listen` (or its Unix socket) until Ctrl-C or
@@ -103,10 +107,17 @@ pub async fn run(manager: TokenManager, base_url: Url, access: Access) -> Result
     }
     // The same rule as `tokenwarden curl` and the library's adapters.
     let allowed = AllowedOrigins::of(shown(&base_url).as_str())?;
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(identity) = access.identity.clone() {
+        client = client.identity(identity);
+    }
+    if let Some(ca) = access.ca.clone() {
+        client = client.add_root_certificate(ca);
+    }
+    let client = client
         .build()
         .map_err(|e| CliError::new(UNAVAILABLE, format!("cannot build the HTTP client: {e}")))?;
     // Ended with the proxy: the record `status` reads, and the metrics listener.

@@ -22,6 +22,12 @@ mod dpop;
 #[path = "../../../tokenwarden/tests/support/dpop_resource.rs"]
 mod dpop_resource;
 mod helpers;
+mod mtls;
+#[path = "../../../tokenwarden/tests/support/mtls_resource.rs"]
+mod mtls_resource;
+#[allow(dead_code)]
+#[path = "../../../tokenwarden/tests/support/pki.rs"]
+mod pki;
 mod prometheus;
 mod proxy;
 mod proxy_access;

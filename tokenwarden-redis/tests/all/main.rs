@@ -12,6 +12,9 @@ mod held_writes;
 #[allow(dead_code)] // not every binary uses every helper
 #[path = "../../../tokenwarden/tests/support/leaks.rs"]
 mod leaks;
+#[allow(dead_code)] // the OpenID provider's tests use the rest
+#[path = "../../../tokenwarden/tests/support/pki.rs"]
+mod pki;
 mod processes;
 #[path = "../../../tokenwarden/tests/support/recorder.rs"]
 mod recorder;

@@ -1,44 +1,13 @@
-//! Redis over TLS for tests: a CA and certificates made here (rcgen), and a real
+//! Redis over TLS for tests: a CA and certificates (`support/pki.rs`), and a real
 //! `redis-server` with TLS only on a free loopback port, with an ACL user `tw`
 //! whose password is `pw-TOPSECRET`. Used by the Redis crate's tests and the CLI's.
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A CA, and the certificates (PEM, with their keys) it issues.
-pub struct Pki {
-    pub ca: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    pub fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap().pem();
-        Self {
-            ca,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate and its key (PEM) for `names`.
-    pub fn issue(&self, names: &[&str]) -> (String, String) {
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+pub use crate::pki::Pki;
 
 /// A `redis-server` with TLS only, on a free loopback port; killed when dropped.
 pub struct TlsRedis {

@@ -11,6 +11,9 @@ mod leaks;
 #[allow(dead_code)] // its keys and token URL are for other tests
 #[path = "../../../tokenwarden/tests/all/oidc.rs"]
 mod oidc;
+#[allow(dead_code)] // the Redis and CLI tests use the rest
+#[path = "../../../tokenwarden/tests/support/pki.rs"]
+mod pki;
 mod resource_server;
 
 mod blocking;

@@ -12,7 +12,11 @@ mod dpop_resource;
 mod gated_store;
 #[path = "../support/grant_server.rs"]
 mod grant_server;
+#[path = "../support/mtls_resource.rs"]
+mod mtls_resource;
 mod oidc;
+#[path = "../support/pki.rs"]
+mod pki;
 #[path = "../support/recorder.rs"]
 mod recorder;
 mod servers;
@@ -32,6 +36,7 @@ mod listener;
 mod login_source;
 mod metadata_and_retries;
 mod metrics;
+mod mtls;
 mod oauth2_edges;
 mod oauth2_requests;
 mod oauth2_server;

@@ -15,7 +15,22 @@ pub struct Oidc {
     pub issuer: String,
     /// PKCS#8 PEM private keys registered for the `cc-jwt` client, by algorithm.
     pub keys: HashMap<String, String>,
+    /// Its mutual-TLS listener (RFC 8705) and the PKI of the tests.
+    pub mtls: Mtls,
     _process: Mutex<Child>,
+}
+
+/// The provider's mutual-TLS side: the HTTPS listener its discovery names in
+/// `mtls_endpoint_aliases`, the CA its certificate comes from, and the client
+/// certificates (PEM, with their keys) of its clients `mtls-pki` (issued by
+/// the CA for `mtls-client.example`: `tls_client_auth`) and `mtls-self`
+/// (self-signed: `self_signed_tls_client_auth`).
+pub struct Mtls {
+    pub base: String,
+    pub pki: crate::pki::Pki,
+    pub pki_client: (String, String),
+    pub self_client: (String, String),
+    _files: tempfile::TempDir,
 }
 
 /// The server, started on first use; `None` (after printing why) when it cannot
@@ -43,8 +58,24 @@ fn start() -> Result<Oidc, String> {
             dir.display()
         ));
     }
+    // The PKI of the mutual-TLS listener, in files the server reads.
+    let pki = crate::pki::Pki::new("tokenwarden test CA");
+    let files = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (server, server_key) = pki.issue(&["127.0.0.1", "localhost"]);
+    let pki_client = pki.issue(&["mtls-client.example"]);
+    let self_client = crate::pki::self_signed(&["mtls-self.example"]);
+    for (name, pem) in [
+        ("ca.pem", &pki.ca),
+        ("server.pem", &server),
+        ("server.key", &server_key),
+        ("self-client.pem", &self_client.0),
+    ] {
+        std::fs::write(files.path().join(name), pem).map_err(|e| e.to_string())?;
+    }
     let mut node = Command::new("node");
-    node.arg("server.mjs").current_dir(&dir);
+    node.arg("server.mjs")
+        .current_dir(&dir)
+        .env("TW_MTLS_DIR", files.path());
     let (child, ready) = spawn_ready(node, "install Node.js 20 or later")?;
     let issuer = ready["issuer"]
         .as_str()
@@ -56,9 +87,20 @@ fn start() -> Result<Oidc, String> {
         .iter()
         .map(|(alg, pem)| (alg.clone(), pem.as_str().unwrap_or_default().to_owned()))
         .collect();
+    let mtls = Mtls {
+        base: ready["mtls"]
+            .as_str()
+            .ok_or("no mutual-TLS listener in the server's output")?
+            .to_owned(),
+        pki,
+        pki_client,
+        self_client,
+        _files: files,
+    };
     Ok(Oidc {
         issuer,
         keys,
+        mtls,
         _process: Mutex::new(child),
     })
 }

@@ -7,6 +7,9 @@ import { generateKeyPair, exportJWK, exportPKCS8 } from 'jose';
 import Provider from 'oidc-provider';
 import http from 'node:http';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
 
 const ACCESS_TOKEN_TTL = Number(process.env.TW_ACCESS_TOKEN_TTL ?? 5);
 
@@ -85,6 +88,60 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// Mutual TLS (RFC 8705), where the tests give a PKI (TW_MTLS_DIR: ca.pem, a
+// server certificate, a client certificate the CA issued for
+// mtls-client.example, and a self-signed one): the same provider on an HTTPS
+// listener that asks for client certificates, named by the discovery
+// document's mtls_endpoint_aliases.
+const mtlsDir = process.env.TW_MTLS_DIR;
+const pem = (name) => fs.readFileSync(path.join(mtlsDir, name));
+let mtls;
+if (mtlsDir) {
+  const tls = https.createServer({
+    key: pem('server.key'),
+    cert: pem('server.pem'),
+    ca: [pem('ca.pem')],
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+  await new Promise((resolve) => tls.listen(0, '127.0.0.1', resolve));
+  mtls = { server: tls, base: `https://127.0.0.1:${tls.address().port}` };
+  const selfSigned = new crypto.X509Certificate(pem('self-client.pem'));
+  clients.push(
+    {
+      client_id: 'mtls-pki',
+      token_endpoint_auth_method: 'tls_client_auth',
+      tls_client_auth_san_dns: 'mtls-client.example',
+      tls_client_certificate_bound_access_tokens: true,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      scope: 'read write',
+    },
+    {
+      client_id: 'mtls-self',
+      token_endpoint_auth_method: 'self_signed_tls_client_auth',
+      jwks: {
+        keys: [{
+          ...selfSigned.publicKey.export({ format: 'jwk' }),
+          x5c: [selfSigned.raw.toString('base64')],
+        }],
+      },
+      tls_client_certificate_bound_access_tokens: true,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      scope: 'read write',
+    },
+  );
+}
+
+/** The client certificate of a request over the mutual-TLS listener. */
+function peerCertificate(ctx) {
+  const peer = ctx.socket.getPeerCertificate?.(true);
+  return peer && peer.raw ? new crypto.X509Certificate(peer.raw) : undefined;
+}
+
 const provider = new Provider(issuer, {
   clients,
   scopes: ['openid', 'offline_access', 'read', 'write'],
@@ -100,7 +157,26 @@ const provider = new Provider(issuer, {
       nonceSecret: crypto.randomBytes(32),
       requireNonce: (ctx) => ctx.oidc?.client?.clientId === 'cc-dpop-nonce',
     },
+    mTLS: {
+      enabled: Boolean(mtls),
+      certificateBoundAccessTokens: true,
+      selfSignedTlsClientAuth: true,
+      tlsClientAuth: true,
+      getCertificate: peerCertificate,
+      // Issued by the tests' CA (node checked it against `ca`).
+      certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_san_dns'
+        && (peerCertificate(ctx)?.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`),
+    },
   },
+  discovery: mtls ? {
+    mtls_endpoint_aliases: {
+      token_endpoint: `${mtls.base}/token`,
+      revocation_endpoint: `${mtls.base}/token/revocation`,
+      introspection_endpoint: `${mtls.base}/token/introspection`,
+      device_authorization_endpoint: `${mtls.base}/device/auth`,
+    },
+  } : {},
   pkce: { required: () => true },
   rotateRefreshToken: true,
   // Refresh tokens for every code grant that asked for offline_access.
@@ -117,7 +193,8 @@ const provider = new Provider(issuer, {
     Grant: 3600,
     RefreshToken: 3600,
   },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none',
+    'tls_client_auth', 'self_signed_tls_client_auth'],
   enabledJWA: {
     clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'],
     dPoPSigningAlgValues: ['ES256', 'EdDSA', 'Ed25519', 'RS256'],
@@ -125,9 +202,10 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = false;
 server.on('request', provider.callback());
+mtls?.server.on('request', provider.callback());
 
 const keys = { RS256: rs256.pem, ES256: es256.pem, ES384: es384.pem, EdDSA: eddsa.pem };
-process.stdout.write(`${JSON.stringify({ issuer, keys })}\n`);
+process.stdout.write(`${JSON.stringify({ issuer, keys, mtls: mtls?.base })}\n`);
 // Ends with the test process: it closes our stdin.
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

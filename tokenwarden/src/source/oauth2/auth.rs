@@ -1,6 +1,6 @@
 //! Client authentication at the token endpoint: `client_secret_basic`,
 //! `client_secret_post` (RFC 6749 §2.3.1), `private_key_jwt` (RFC 7523 §2.2, OpenID
-//! Connect Core §9), or none for public clients.
+//! Connect Core §9), mutual TLS (RFC 8705 §2), or none for public clients.
 
 use crate::{ClientSecret, Clock, Error, Result};
 use base64::Engine as _;
@@ -22,6 +22,14 @@ pub enum ClientAuth {
     SecretPost(ClientSecret),
     /// A JWT signed with the client's private key (RFC 7523 §2.2).
     PrivateKeyJwt(JwtSigner),
+    /// Mutual TLS with a certificate of a CA the server trusts (RFC 8705 §2.1):
+    /// the client certificate
+    /// ([`client_certificate`](super::OAuth2ClientBuilder::client_certificate))
+    /// proves who the client is; only `client_id` goes in the body.
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate registered with the server
+    /// (RFC 8705 §2.2), as [`TlsClientAuth`](Self::TlsClientAuth) sends it.
+    SelfSignedTlsClientAuth,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -38,7 +46,17 @@ impl ClientAuth {
             ClientAuth::SecretBasic(_) => "client_secret_basic",
             ClientAuth::SecretPost(_) => "client_secret_post",
             ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            ClientAuth::TlsClientAuth => "tls_client_auth",
+            ClientAuth::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
+    }
+
+    /// Whether the client proves who it is with its TLS certificate.
+    pub(crate) fn is_mutual_tls(&self) -> bool {
+        matches!(
+            self,
+            ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth
+        )
     }
 
     /// The `Authorization` header and form fields that authenticate `client_id` at
@@ -50,7 +68,9 @@ impl ClientAuth {
         clock: &dyn Clock,
     ) -> Result<Credentials> {
         Ok(match self {
-            ClientAuth::None => (None, vec![("client_id", client_id.to_owned())]),
+            ClientAuth::None | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+                (None, vec![("client_id", client_id.to_owned())])
+            }
             ClientAuth::SecretBasic(secret) => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
                 let encode = |s: &str| {

@@ -6,6 +6,7 @@
 //! request's timeout is cut to the refresh's time left ([`time_left`]).
 
 use super::auth::{ClientAuth, JwtSigner};
+use super::certificate::ClientCertificate;
 use super::discovery::{self, ProviderMetadata};
 use super::response::{self, Answer};
 pub(crate) use super::retry::Replay;
@@ -74,6 +75,9 @@ struct Inner {
     jwks: tokio::sync::Mutex<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
     /// DPoP: the algorithm of the keys its grants make, if it uses DPoP.
     dpop: Option<DpopAlgorithm>,
+    /// Its TLS client certificate, if it has one (RFC 8705): then the
+    /// server's mutual-TLS endpoint aliases are used.
+    certificate: Option<ClientCertificate>,
     /// The nonces the authorization server gave for DPoP proofs.
     dpop_nonces: DpopNonces,
 }
@@ -96,6 +100,7 @@ pub struct OAuth2ClientBuilder {
     accept_narrower_scope: bool,
     clock: Option<Arc<dyn Clock>>,
     dpop: Option<DpopAlgorithm>,
+    certificate: Option<ClientCertificate>,
 }
 
 impl OAuth2Client {
@@ -161,7 +166,9 @@ impl OAuth2Client {
             return Ok(url.clone());
         }
         match self.metadata().await? {
-            Some(metadata) => Ok(metadata.token_endpoint.clone()),
+            Some(metadata) => Ok((self.mtls_alias(|a| &a.token_endpoint))
+                .unwrap_or(&metadata.token_endpoint)
+                .clone()),
             None => Err(Error::config(
                 "the client has neither a token_url nor an issuer",
             )),
@@ -173,10 +180,9 @@ impl OAuth2Client {
         if let Some(url) = &self.inner.revocation_url {
             return Ok(Some(url.clone()));
         }
-        Ok(self
-            .metadata()
-            .await?
-            .and_then(|m| m.revocation_endpoint.clone()))
+        let metadata = self.metadata().await?;
+        let alias = self.mtls_alias(|a| &a.revocation_endpoint);
+        Ok(metadata.and_then(|m| alias.or(m.revocation_endpoint.as_ref()).cloned()))
     }
 
     /// The authorization endpoint (authorization code grant), if given or advertised.
@@ -195,10 +201,19 @@ impl OAuth2Client {
         if let Some(url) = &self.inner.device_authorization_url {
             return Ok(Some(url.clone()));
         }
-        Ok(self
-            .metadata()
-            .await?
-            .and_then(|m| m.device_authorization_endpoint.clone()))
+        let metadata = self.metadata().await?;
+        let alias = self.mtls_alias(|a| &a.device_authorization_endpoint);
+        Ok(metadata.and_then(|m| alias.or(m.device_authorization_endpoint.as_ref()).cloned()))
+    }
+
+    /// For a client with a TLS certificate, the discovered mutual-TLS alias
+    /// `pick` names (RFC 8705 §5), if the server gave one.
+    fn mtls_alias(
+        &self,
+        pick: impl Fn(&super::MtlsEndpointAliases) -> &Option<Url>,
+    ) -> Option<&Url> {
+        self.inner.certificate.as_ref()?;
+        pick(&self.cached_metadata()?.mtls_endpoint_aliases).as_ref()
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {
@@ -781,6 +796,17 @@ impl OAuth2ClientBuilder {
         self
     }
 
+    /// The client's TLS certificate (RFC 8705), for
+    /// [`ClientAuth::TlsClientAuth`] or [`ClientAuth::SelfSignedTlsClientAuth`],
+    /// or for access tokens the server binds to it. Its default HTTP client
+    /// presents it, and the server's `mtls_endpoint_aliases` are used; a client
+    /// given with [`http_client`](Self::http_client) must present it itself
+    /// (`reqwest::ClientBuilder::identity(certificate.identity())`).
+    pub fn client_certificate(mut self, certificate: ClientCertificate) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+
     /// The clock for assertions and retry waits. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -804,26 +830,36 @@ impl OAuth2ClientBuilder {
                 "an OAuth2 client needs an issuer (for discovery) or a token_url",
             ));
         }
+        let auth = self.auth.unwrap_or(ClientAuth::None);
+        if auth.is_mutual_tls() && self.certificate.is_none() {
+            return Err(Error::config(format!(
+                "{} needs the client certificate: give it with `client_certificate`",
+                auth.method()
+            )));
+        }
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| {
-                    // reqwest says "builder error"; its causes say what (a
-                    // certificate file that cannot be read, say).
-                    Error::config(format!(
-                        "could not build the HTTP client: {}",
-                        error_chain(&e)
-                    ))
-                })?,
+            None => super::certificate::presenting(
+                reqwest::Client::builder()
+                    .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none()),
+                self.certificate.as_ref(),
+            )
+            .build()
+            .map_err(|e| {
+                // reqwest says "builder error"; its causes say what (a
+                // certificate file that cannot be read, say).
+                Error::config(format!(
+                    "could not build the HTTP client: {}",
+                    error_chain(&e)
+                ))
+            })?,
         };
         Ok(OAuth2Client {
             inner: Arc::new(Inner {
                 name: self.name.unwrap_or_else(|| client_id.clone()),
                 client_id,
-                auth: self.auth.unwrap_or(ClientAuth::None),
+                auth,
                 issuer,
                 issuer_id,
                 token_url,
@@ -843,6 +879,7 @@ impl OAuth2ClientBuilder {
                 jwks: tokio::sync::Mutex::default(),
                 dpop: self.dpop,
                 dpop_nonces: DpopNonces::default(),
+                certificate: self.certificate,
             }),
         })
     }

@@ -36,6 +36,27 @@ pub struct ProviderMetadata {
     /// (RFC 9207); then a response without `iss` is refused.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// The endpoints a client that presents a TLS certificate uses instead
+    /// (RFC 8705 §5), where they differ.
+    #[serde(default)]
+    pub mtls_endpoint_aliases: MtlsEndpointAliases,
+}
+
+/// The mutual-TLS aliases of the endpoints tokenwarden uses (RFC 8705 §5): a
+/// client with a [`ClientCertificate`](super::ClientCertificate) sends its
+/// requests to these, where named.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[non_exhaustive]
+pub struct MtlsEndpointAliases {
+    /// The token endpoint.
+    #[serde(default)]
+    pub token_endpoint: Option<Url>,
+    /// The revocation endpoint.
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
+    /// The device authorization endpoint.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<Url>,
 }
 
 impl ProviderMetadata {
@@ -86,6 +107,11 @@ impl ProviderMetadata {
             self.device_authorization_endpoint.as_ref(),
             self.revocation_endpoint.as_ref(),
             self.jwks_uri.as_ref(),
+            self.mtls_endpoint_aliases.token_endpoint.as_ref(),
+            self.mtls_endpoint_aliases.revocation_endpoint.as_ref(),
+            self.mtls_endpoint_aliases
+                .device_authorization_endpoint
+                .as_ref(),
         ]
         .into_iter()
         .flatten()

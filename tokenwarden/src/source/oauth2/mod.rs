@@ -163,6 +163,7 @@
 
 mod auth;
 mod authorization_code;
+mod certificate;
 mod client;
 mod device;
 mod discovery;
@@ -179,13 +180,14 @@ mod scope;
 
 pub use auth::{ClientAuth, JwtSigner, SigningAlgorithm};
 pub use authorization_code::{AuthorizationCode, DEFAULT_LOGIN_TIMEOUT};
+pub use certificate::ClientCertificate;
 pub(crate) use client::{secure_url, Replay};
 pub use client::{
     AssertionAudience, OAuth2Client, OAuth2ClientBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 };
 pub use device::{DeviceCode, DevicePrompt};
-pub use discovery::ProviderMetadata;
+pub use discovery::{MtlsEndpointAliases, ProviderMetadata};
 pub use exchange::{JwtBearer, TokenExchange, ACCESS_TOKEN_TYPE};
 pub use grants::{ClientCredentials, PasswordGrant, RefreshTokenGrant};
 pub(crate) use response::{as_echoed, status_error};
