@@ -427,8 +427,13 @@ impl Profile {
     /// Where an agent of the user's serves this configuration, and no person is
     /// there to sign in, the tokens come from the agent instead.
     pub async fn manager(&self, interaction: Interaction) -> Result<TokenManager> {
+        // A DPoP-bound token is of no use without its key, which the agent
+        // keeps to itself: such a profile does without it.
         #[cfg(unix)]
-        if interaction == Interaction::Refused && crate::agent::client::enabled() {
+        if interaction == Interaction::Refused
+            && crate::agent::client::enabled()
+            && self.dpop.is_none()
+        {
             if let Some(manager) = crate::agent::source::manager(self).await {
                 return Ok(manager);
             }

@@ -196,10 +196,12 @@ impl AuthRequestBuilder {
         let (mut replays, mut nonce_replays) = (0, 0);
         let manager = inner.manager.as_async();
         loop {
-            let replay = (replays < inner.max_replays || nonce_replays == 0)
+            let sent = inner.manager.header().map_err(SendError::middleware)?;
+            // A DPoP-bound token may need one more copy, for the server's nonce.
+            let nonce_may_be_asked = nonce_replays == 0 && sent.token().is_dpop();
+            let replay = (replays < inner.max_replays || nonce_may_be_asked)
                 .then(|| request.try_clone())
                 .flatten();
-            let sent = inner.manager.header().map_err(SendError::middleware)?;
             let (method, sent_url) = (request.method().clone(), request.url().clone());
             let headers = request.headers_mut();
             tokenwarden::http::authorize(
@@ -214,7 +216,7 @@ impl AuthRequestBuilder {
             let response = inner.http.execute(request)?;
             // A resource server that wants its DPoP nonce: one replay with it.
             let (status, headers) = (response.status(), response.headers());
-            if response.url().origin() == sent_url.origin()
+            if response.url() == &sent_url
                 && tokenwarden::http::wants_nonce(&sent, &sent_url, status, headers, manager)
             {
                 let Some(again) = replay.filter(|_| nonce_replays == 0) else {

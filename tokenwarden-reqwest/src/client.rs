@@ -288,6 +288,12 @@ impl AuthClientBuilder {
             }
         };
         let own_client = self.http.is_none();
+        if !own_client && (self.identity.is_some() || !self.roots.is_empty()) {
+            return Err(Error::config(
+                "identity and add_root_certificate set up the AuthClient's own HTTP client: \
+                 give the one passed to http_client its certificate and roots instead",
+            ));
+        }
         let http = match self.http {
             Some(http) => http,
             None => {

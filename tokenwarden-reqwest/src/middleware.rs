@@ -93,28 +93,23 @@ impl TokenMiddleware {
         self
     }
 
-    /// Attaches a valid token of `manager` (and a DPoP proof for a DPoP-bound
-    /// one); returns it, to invalidate it if it is rejected.
-    async fn authorize(
+    /// Attaches the token of `header` (and a DPoP proof for a DPoP-bound one).
+    fn authorize(
         &self,
         manager: &TokenManager,
+        header: &HeaderRef,
         request: &mut Request,
-    ) -> reqwest_middleware::Result<HeaderRef> {
-        let header = manager
-            .header()
-            .await
-            .map_err(reqwest_middleware::Error::middleware)?;
+    ) -> reqwest_middleware::Result<()> {
         let (method, url) = (request.method().clone(), request.url().clone());
         tokenwarden::http::authorize(
             &self.placement,
             request.headers_mut(),
-            &header,
+            header,
             &method,
             &url,
             manager,
         )
-        .map_err(reqwest_middleware::Error::middleware)?;
-        Ok(header)
+        .map_err(reqwest_middleware::Error::middleware)
     }
 }
 
@@ -198,16 +193,22 @@ impl TokenMiddleware {
             let span = tracing::Span::current();
             let (mut replays, mut nonce_replays) = (0, 0);
             loop {
+                // The handle of the token sent: kept (no copy) to invalidate that very
+                // token if the server rejects it.
+                let sent = manager
+                    .header()
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
                 // Copied before the token goes in: the copy is cheaper (the headers
                 // hold only the caller's), and a replay gets a fresh token anyway.
-                let replay = if replays < self.max_replays || nonce_replays == 0 {
+                // A DPoP-bound token may need one more, for the server's nonce.
+                let nonce_may_be_asked = nonce_replays == 0 && sent.token().is_dpop();
+                let replay = if replays < self.max_replays || nonce_may_be_asked {
                     request.try_clone()
                 } else {
                     None
                 };
-                // The handle of the token sent: kept (no copy) to invalidate that very
-                // token if the server rejects it.
-                let sent = self.authorize(manager, &mut request).await?;
+                self.authorize(manager, &sent, &mut request)?;
                 if !span.is_disabled() {
                     span.record("fingerprint", sent.fingerprint());
                     span.record("replays", replays);
@@ -219,9 +220,10 @@ impl TokenMiddleware {
                 let response = answer?;
                 // A resource server that wants its DPoP nonce in the proof: the
                 // token is fine; one replay with the nonce.
-                // (Its own answer only: not one after a redirect elsewhere.)
+                // (Its own answer only: not one after a redirect, whose request
+                // may not have been this one.)
                 let (status, headers) = (response.status(), response.headers());
-                if response.url().origin() == sent_url.origin()
+                if response.url() == &sent_url
                     && tokenwarden::http::wants_nonce(&sent, &sent_url, status, headers, manager)
                 {
                     let Some(again) = replay.filter(|_| nonce_replays == 0) else {

@@ -1,6 +1,7 @@
 //! DPoP-bound tokens (`dpop = true`) through the CLI: `curl` and `proxy` send a
 //! fresh proof with each request to a resource server that verifies proofs with
-//! a JOSE library of its own and asks for its nonce; `token` prints the token.
+//! a JOSE library of its own and asks for its nonce, with or without an agent
+//! running; `token` prints the token.
 
 use crate::common::*;
 use crate::dpop_resource::{self as resource, Checks};
@@ -37,10 +38,32 @@ async fn curl_and_the_proxy_send_dpop_proofs() {
         "{:?}",
         checks.refusals()
     );
-    // Another process, the same stored token (and key): a nonce it has not seen.
-    let again = home.run(&["curl", "-p", "api", &format!("{base}/v1/items")]);
-    assert_eq!(again.stdout(), "items");
+    // Another process, the same stored token (and key): a nonce it has not
+    // seen. With an agent running too: it keeps the key to itself, and the
+    // command does without it.
+    let run_dir = home.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700);
+    std::fs::set_permissions(&run_dir, private).unwrap();
+    let socket = run_dir.join("agent.sock");
+    let with_agent = |args: &[&str]| {
+        let mut command = home.command(args);
+        command.env("TOKENWARDEN_AGENT_SOCK", &socket);
+        command
+    };
+    let agent = Daemon::start(with_agent(&["agent"]), "tokenwarden agent: listening on").0;
+    let url = format!("{base}/v1/items");
+    let args = ["curl", "-p", "api", url.as_str()];
+    let again = Run::checked(with_agent(&args).output().unwrap(), &args);
+    assert_eq!(again.stdout(), "items", "{}", again.stderr());
     assert_eq!(checks.served(), 2);
+    // `token` prints the token (whose key stays in the store).
+    let args = ["token", "-p", "api"];
+    let token = Run::checked(with_agent(&args).output().unwrap(), &args);
+    token.expect_code(0);
+    assert!(!token.stdout().trim().is_empty());
+    agent.signal("TERM");
+    agent.end();
 
     // The proxy: many requests, each with its own proof.
     let proxy = Proxy::start(&home, "api");

@@ -73,14 +73,25 @@ async fn auth_client_and_middleware_send_proofs_and_answer_the_nonce_challenge()
     assert_eq!(echoed.text().await.unwrap(), "hello");
     assert_eq!((checks.challenges(), checks.served()), (2, 11));
 
-    // The middleware in a client of one's own.
-    let middleware = TokenMiddleware::new(manager.clone(), AllowedOrigins::of(&base).unwrap());
+    // The middleware in a client of one's own, with a manager of its own (no
+    // nonce known yet: it meets the challenge too).
+    let own = TokenManager::builder(source(oidc))
+        .listener(watching())
+        .build()
+        .unwrap();
+    let middleware = TokenMiddleware::new(own.clone(), AllowedOrigins::of(&base).unwrap());
     let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build();
     let answer = http.get(format!("{base}/v1/items")).send().await.unwrap();
     assert_eq!(answer.status(), 200);
-    assert_eq!(checks.served(), 12, "{:?}", checks.refusals());
+    assert_eq!(
+        (checks.challenges(), checks.served()),
+        (3, 12),
+        "{:?}",
+        checks.refusals()
+    );
+    assert_eq!((own.stats().fetches, own.stats().refreshes), (1, 0));
     let stats = manager.stats();
     assert_eq!(
         (stats.fetches, stats.refreshes),
@@ -234,4 +245,48 @@ async fn a_proof_refused_after_a_redirect_costs_no_refresh() {
         "no refresh for it"
     );
     assert!(crate::leaks::captured().contains("request the final URI directly"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proof_is_not_a_refused_token() {
+    let _h = harness();
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/v1/items",
+        axum::routing::get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                axum::http::Response::builder()
+                    .status(401)
+                    .header(
+                        "www-authenticate",
+                        r#"DPoP error="invalid_dpop_proof", error_description="iat too far""#,
+                    )
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }
+        }),
+    );
+    let base = serve(app).await;
+    let manager = dpop_manager();
+    let client = AuthClient::builder()
+        .base_url(format!("{base}/v1/"))
+        .token_manager(manager.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.get("items").send().await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "no replay"
+    );
+    let stats = manager.stats();
+    assert_eq!(
+        (stats.fetches, stats.refreshes),
+        (1, 0),
+        "no new token for it"
+    );
 }

@@ -77,12 +77,15 @@ impl DpopKey {
 }
 
 /// A proof's `htu` for a request to `url`: the URL without its query and
-/// fragment (RFC 9449 §4.2), as the `url` crate normalises it (lower-case
-/// scheme and host, no default port).
+/// fragment (RFC 9449 §4.2), nor any user information (which goes on no
+/// request line, and would be signed into a JWT servers log), as the `url`
+/// crate normalises it (lower-case scheme and host, no default port).
 pub fn htu(url: &url::Url) -> String {
     let mut htu = url.clone();
     htu.set_query(None);
     htu.set_fragment(None);
+    let _ = htu.set_username("");
+    let _ = htu.set_password(None);
     htu.into()
 }
 
@@ -104,7 +107,7 @@ mod tests {
     #[test]
     fn a_proof_carries_what_rfc_9449_asks_and_is_never_the_same() {
         let key = DpopKey::generate(DpopAlgorithm::Es256).unwrap();
-        let url = url::Url::parse("HTTPS://API.Example.com:443/v1/items?page=2#top").unwrap();
+        let url = url::Url::parse("HTTPS://u:p@API.Example.com:443/v1/items?page=2#top").unwrap();
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let token = crate::AccessToken::new("the-access-token");
         let proof = key

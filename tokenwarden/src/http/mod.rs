@@ -166,19 +166,26 @@ pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// Whether a response says the token was rejected: 401, or 403 with a
 /// `WWW-Authenticate: Bearer error="invalid_token"` challenge (RFC 6750 §3.1), or a
-/// gRPC `grpc-status: 16` (UNAUTHENTICATED).
+/// gRPC `grpc-status: 16` (UNAUTHENTICATED). A DPoP challenge that refuses the
+/// proof, not the token (`invalid_dpop_proof`, `use_dpop_nonce`: RFC 9449 §7.1,
+/// §9), is not a rejection: a new token would be refused alike, and a refresh per
+/// request is what a hostile server or a skewed clock would make of it.
 pub fn rejects_token(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    let challenges =
+        || (headers.get_all(WWW_AUTHENTICATE).iter()).filter_map(|value| value.to_str().ok());
+    let proof_refused = challenges().any(|value| {
+        challenge_error(value, "dpop", "invalid_dpop_proof")
+            || challenge_error(value, "dpop", "use_dpop_nonce")
+    });
+    if proof_refused {
+        return false;
+    }
     if status == http::StatusCode::UNAUTHORIZED
         || headers.get("grpc-status").is_some_and(|s| s == "16")
     {
         return true;
     }
-    status == http::StatusCode::FORBIDDEN
-        && headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .any(bearer_invalid_token)
+    status == http::StatusCode::FORBIDDEN && challenges().any(bearer_invalid_token)
 }
 
 /// Whether a `WWW-Authenticate` value holds a Bearer challenge whose `error` is
@@ -303,5 +310,24 @@ mod tests {
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", HeaderValue::from_static("16"));
         assert!(rejects_token(http::StatusCode::OK, &grpc));
+        // A refused DPoP proof (or a nonce asked for, valid or not) is not
+        // the token's rejection.
+        for challenge in [
+            r#"DPoP error="invalid_dpop_proof", algs="ES256""#,
+            r#"DPoP error="use_dpop_nonce""#,
+        ] {
+            let mut proof = HeaderMap::new();
+            proof.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            assert!(
+                !rejects_token(http::StatusCode::UNAUTHORIZED, &proof),
+                "{challenge}"
+            );
+        }
+        let mut token = HeaderMap::new();
+        token.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP error="invalid_token""#),
+        );
+        assert!(rejects_token(http::StatusCode::UNAUTHORIZED, &token));
     }
 }

@@ -182,13 +182,25 @@ where
         #[cfg(feature = "dpop")]
         let target = dpop::authorize(&config, &mut request, &header)?;
         #[cfg(not(feature = "dpop"))]
-        config.placement.apply(request.headers_mut(), &header)?;
+        {
+            if header.token().is_dpop() {
+                // Sent without a proof it would only be refused.
+                return Err(crate::Error::config(
+                    "a DPoP-bound token needs a proof with each request: build tokenwarden \
+                     with the `dpop` feature",
+                )
+                .into());
+            }
+            config.placement.apply(request.headers_mut(), &header)?;
+        }
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("fingerprint", header.fingerprint());
             span.record("replays", replays);
         }
-        let again = if replays < config.max_replays || nonce_replays == 0 {
+        // A DPoP-bound token may need one more copy, for the server's nonce.
+        let nonce_may_be_asked = nonce_replays == 0 && header.token().is_dpop();
+        let again = if replays < config.max_replays || nonce_may_be_asked {
             clone_request(&replay, &request)
         } else {
             None
@@ -253,6 +265,8 @@ mod dpop {
     ) -> Result<Option<url::Url>, BoxError> {
         if !header.token().is_dpop() {
             config.placement.apply(request.headers_mut(), header)?;
+            // A caller's, or an earlier token's: never beside a bearer token.
+            request.headers_mut().remove(crate::dpop::DPOP);
             return Ok(None);
         }
         let url = target(config, request.uri())?;
@@ -280,8 +294,11 @@ mod dpop {
                  give the layer its channel's origin with `TokenLayer::relative_origin`",
             )
         })?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        Ok(origin.join(path)?)
+        // Set, not joined: a path of `//host/x` would name another host.
+        let mut url = origin.clone();
+        url.set_path(uri.path());
+        url.set_query(uri.query());
+        Ok(url)
     }
 }
 

@@ -1,7 +1,7 @@
 //! DPoP against authorization servers that misbehave (a wiremock server of the
 //! test's own, for answers a real server does not give): a nonce demanded
 //! forever gets one retry, an invalid nonce none, and a bearer token given to
-//! a DPoP request is kept as what it is (no proof is sent with it).
+//! a new DPoP grant is refused (a bearer token is sent without a proof).
 
 use crate::common::*;
 use base64::Engine as _;
@@ -101,7 +101,7 @@ async fn an_invalid_nonce_is_not_sent_back() {
 }
 
 #[tokio::test]
-async fn a_bearer_token_for_a_dpop_request_is_kept_as_a_bearer_token() {
+async fn a_bearer_token_for_a_new_dpop_grant_is_refused() {
     let _h = harness();
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -113,20 +113,26 @@ async fn a_bearer_token_for_a_dpop_request_is_kept_as_a_bearer_token() {
         })))
         .mount(&server)
         .await;
+    // A downgrade (or a server that does not do DPoP for this client): the
+    // client asked for tokens a thief cannot use, and gets none.
     let manager = TokenManager::builder(client(&server).client_credentials())
         .build()
         .unwrap();
-    let header = manager.header().await.unwrap();
-    assert!(!header.token().is_dpop());
-    assert!(header.token().dpop_key.is_some(), "kept for its refreshes");
+    let error = manager.header().await.unwrap_err();
+    assert!(
+        error.to_string().contains("not bound to the key"),
+        "{error}"
+    );
+    assert!(!manager.info().await.authenticated);
+    assert_clean("error", &format!("{error} {error:?}"));
+    // A bearer token (with a key) is sent as one, without a proof.
+    let key = tokenwarden::dpop::DpopKey::generate(DpopAlgorithm::Es256).unwrap();
+    let token = tokenwarden::Token::new("plain-bearer-TOPSECRET").with_dpop_key(key);
+    let source = tokenwarden::source::StaticSource::new("given", token);
+    let bearer = TokenManager::builder(source).build().unwrap();
+    let header = bearer.header().await.unwrap();
     assert!(header.to_str().unwrap().starts_with("Bearer "));
     let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
-    assert!(header
-        .dpop_proof("GET", "https://api.example/x", None, now)
-        .unwrap()
-        .is_none());
-    assert!(
-        captured().contains("not DPoP-bound"),
-        "the downgrade is logged"
-    );
+    let proof = header.dpop_proof("GET", "https://api.example/x", None, now);
+    assert!(proof.unwrap().is_none());
 }

@@ -250,6 +250,7 @@ impl OAuth2Client {
         key: Option<&DpopKey>,
     ) -> Result<Token> {
         let url = self.token_url().await?;
+        let new_grant = key.is_none();
         let key = self.dpop_key(key)?;
         self.with_retries(Replay::of_grant(params), || async {
             let mut answer = self.post_token(&url, params, key.as_ref()).await?;
@@ -259,7 +260,7 @@ impl OAuth2Client {
             }
             let mut token = response::token_from(&self.inner.name, &answer)?;
             if let Some(key) = &key {
-                super::dpop::bind(&self.inner.name, &mut token, key.clone());
+                super::dpop::bind(&self.inner.name, &mut token, key.clone(), new_grant)?;
             }
             Ok(token)
         })

@@ -50,6 +50,7 @@ impl OAuth2Client {
     pub(crate) fn dpop_wants_nonce(&self, url: &Url, answer: &Answer) -> bool {
         let origin = url.origin().ascii_serialization();
         self.dpop_nonces().remember(&origin, &answer.headers)
+            && answer.status == 400
             && answer
                 .json()
                 .as_ref()
@@ -58,16 +59,30 @@ impl OAuth2Client {
     }
 }
 
-/// Keeps `key` with the token the request that proved it got. A server that
-/// answered a DPoP request with a bearer token (it ignores DPoP) is logged: that
-/// token is not bound to the key, though a refresh still proves it.
-pub(crate) fn bind(source: &str, token: &mut Token, key: DpopKey) {
+/// Keeps `key` with the token the request that proved it got. A new grant
+/// answered with a token that is not DPoP-bound (the server ignores DPoP, or a
+/// downgrade) is refused: the client asked for tokens a thief cannot use. A
+/// refresh answered so keeps its token (its refresh token may have rotated, the
+/// old one spent), logged, and the key for the next refresh.
+pub(crate) fn bind(source: &str, token: &mut Token, key: DpopKey, new_grant: bool) -> Result<()> {
     if !token.is_dpop() {
+        if new_grant {
+            return Err(crate::Error::invalid_response(
+                source,
+                format!(
+                    "the server answered a DPoP token request with a `{}` token, not bound to \
+                     the key: it does not do DPoP for this client (configure it to, or drop \
+                     `dpop` here)",
+                    super::response::printable(&token.token_type)
+                ),
+            ));
+        }
         tracing::warn!(
             source,
-            token_type = %token.token_type,
-            "the server answered a DPoP token request with a token that is not DPoP-bound"
+            token_type = %super::response::printable(&token.token_type),
+            "the server answered a DPoP refresh with a token that is not DPoP-bound"
         );
     }
     token.dpop_key = Some(key);
+    Ok(())
 }
