@@ -69,6 +69,8 @@ pub struct AuthClientBuilder {
     placement: TokenPlacement,
     max_replays: Option<u32>,
     http: Option<reqwest::blocking::Client>,
+    identity: Option<reqwest::Identity>,
+    roots: Vec<reqwest::Certificate>,
 }
 
 /// A request being built by a blocking [`AuthClient`]; [`send`](Self::send)
@@ -289,6 +291,20 @@ impl AuthClientBuilder {
         self
     }
 
+    /// The TLS client certificate its own HTTP client presents, as
+    /// [`crate::AuthClientBuilder::identity`].
+    pub fn identity(mut self, identity: reqwest::Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// A CA its own HTTP client trusts, as
+    /// [`crate::AuthClientBuilder::add_root_certificate`].
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> Self {
+        self.roots.push(certificate);
+        self
+    }
+
     /// Builds the client. Outside a Tokio runtime, as `reqwest::blocking` needs:
     /// inside one it is an [`ErrorKind::Config`](tokenwarden::ErrorKind::Config)
     /// error (reqwest would panic); use [`crate::AuthClient`] there.
@@ -299,12 +315,27 @@ impl AuthClientBuilder {
             .manager
             .ok_or_else(|| Error::config("an AuthClient needs a token_manager"))?;
         let own_client = self.http.is_none();
+        if !own_client && (self.identity.is_some() || !self.roots.is_empty()) {
+            return Err(Error::config(
+                "identity and add_root_certificate set up the AuthClient's own HTTP client: \
+                 give the one passed to http_client its certificate and roots instead",
+            ));
+        }
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::blocking::Client::builder()
-                .redirect(policy_for(&self.placement))
-                .build()
-                .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
+            None => {
+                let mut builder =
+                    reqwest::blocking::Client::builder().redirect(policy_for(&self.placement));
+                for root in self.roots {
+                    builder = builder.add_root_certificate(root);
+                }
+                if let Some(identity) = self.identity {
+                    builder = builder.identity(identity);
+                }
+                builder
+            }
+            .build()
+            .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?,
         };
         Ok(AuthClient {
             inner: Arc::new(Inner {

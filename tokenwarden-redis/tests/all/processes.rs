@@ -440,6 +440,8 @@ async fn eight_processes_rotate_at(
             browser::approve_as(&page, (user.as_str(), password.as_str())).await
         });
     });
+    let cipher_again = cipher.clone();
+    let sign_in_json = sign_in.clone();
     let (first, _clock) = instance(&prefix, login, cipher).await;
     let signed_in = first
         .token()
@@ -475,14 +477,20 @@ async fn eight_processes_rotate_at(
         (0, 20, 0),
         "{name}: 20 refreshes in all, no login, no refresh token refused"
     );
-    // The last token, read from the store: bound to the sign-in's key still.
+    // The last token, read from the store by an instance that never held it:
+    // bound to the sign-in's key still, which came with it.
     drop(instances);
-    let last = first.force_refresh().await.unwrap().to_token();
+    let nobody = device_login(&sign_in_json, |_| {
+        panic!("no sign-in: the store has the token")
+    });
+    let (reader, _clock) = instance(&prefix, nobody, cipher_again).await;
+    let last = reader.token().await.unwrap().to_token();
     assert_eq!(last.is_dpop(), dpop, "{name}");
     assert_eq!(
         last.dpop_key.as_ref().map(|k| k.thumbprint().to_owned()),
         key
     );
+    drop(first);
 }
 
 /// Issue 16: the same fleet on Redis Sentinel (a primary, a replica, three

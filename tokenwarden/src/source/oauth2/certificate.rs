@@ -42,14 +42,19 @@ impl ClientCertificate {
         // The error says which, never the key.
         let keys = pem::parse_many(key)
             .map_err(|_| Error::config("the client certificate's key is not PEM"))?;
-        if !keys.iter().any(|k| k.tag().ends_with("PRIVATE KEY")) {
-            return Err(Error::config(
-                "the client certificate's key file holds no PRIVATE KEY",
-            ));
-        }
-        let mut both = zeroize::Zeroizing::new(key.to_vec());
+        // Its key only (a combined file's certificate would come before the
+        // client's, and be presented instead), then the certificates in order.
+        let key = (keys.into_iter())
+            .find(|k| k.tag().ends_with("PRIVATE KEY"))
+            .ok_or_else(|| {
+                Error::config("the client certificate's key file holds no PRIVATE KEY")
+            })?;
+        let mut both = zeroize::Zeroizing::new(pem::encode(&key).into_bytes());
+        drop(key);
         both.push(b'\n');
-        both.extend_from_slice(certificates);
+        for block in blocks.iter().filter(|block| block.tag() == "CERTIFICATE") {
+            both.extend_from_slice(pem::encode(block).as_bytes());
+        }
         let identity = reqwest::Identity::from_pem(&both)
             .map_err(|e| Error::config(format!("the client certificate cannot be used: {e}")))?;
         Ok(Self {
