@@ -86,6 +86,7 @@ async fn get(ctx: &Context, server: &str) -> Result<u8, CliError> {
         ))
         .hint("keep `registry` in one profile"));
     }
+    super::bearer_only(&profile, "Docker")?;
     let manager = profile.manager(Interaction::Refused).await?;
     let token = manager.token().await;
     crate::last_refresh::save(&profile.name, &manager).await;

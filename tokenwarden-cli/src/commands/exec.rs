@@ -18,6 +18,7 @@ use crate::token_file::{keep_fresh, TokenFile};
 
 pub async fn run(ctx: &Context, args: &ExecArgs) -> Result<u8, CliError> {
     let profile = ctx.profile(args.profile.profile.as_deref())?;
+    super::bearer_only(&profile, "the command")?;
     // A file kept fresh needs refreshes ahead of expiry; one token does not.
     let manager = match &args.token_file {
         Some(_) => profile.service_manager().await?,

@@ -74,6 +74,7 @@ async fn get(
     asked: &HashMap<String, String>,
 ) -> Result<u8, CliError> {
     let profile = ctx.profile(profile)?;
+    super::bearer_only(&profile, "git")?;
     if !allowed(&profile, asked) {
         tracing::warn!(
             host = asked.get("host").map(String::as_str),

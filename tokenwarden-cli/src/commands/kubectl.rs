@@ -44,6 +44,7 @@ pub async fn run(ctx: &Context, profile: Option<&str>) -> Result<u8, CliError> {
     // person is there (its stdin is the terminal's then).
     let interactive = asked["spec"]["interactive"].as_bool().unwrap_or(false);
     let profile = ctx.profile(profile)?;
+    super::bearer_only(&profile, "kubectl")?;
     // The token held (by the agent, or in the store) first; a person is asked
     // to sign in only where none can be had without them.
     let manager = profile.manager(Interaction::Refused).await?;

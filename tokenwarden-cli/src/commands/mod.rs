@@ -31,3 +31,18 @@ impl Context {
         self.config()?.profile(&Config::chosen_name(flag))
     }
 }
+
+/// Refuses a profile whose tokens are DPoP-bound for a command that hands the
+/// token to another program (`tool`), which would send it without a proof of
+/// possession and be refused.
+pub fn bearer_only(profile: &Profile, tool: &str) -> Result<(), CliError> {
+    if profile.dpop.is_none() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "profile `{}` gets DPoP-bound tokens (dpop), which {tool} would send without the \
+         proof each request needs",
+        profile.name
+    ))
+    .hint("use `tokenwarden curl` or `tokenwarden proxy`, which sign the proofs"))
+}

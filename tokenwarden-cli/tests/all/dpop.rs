@@ -103,3 +103,31 @@ fn a_dpop_algorithm_that_does_not_exist_is_a_usage_error() {
         run.stderr()
     );
 }
+
+/// The helpers hand the token to programs that would send it without a proof:
+/// refused before any token is got, with what to use instead.
+#[test]
+fn helpers_refuse_dpop_profiles() {
+    let home = Home::with_config(
+        "[profiles.api]\ntoken_url = \"http://127.0.0.1:9/token\"\nclient_id = \"c\"\n\
+         client_secret = \"s\"\ndpop = true\nbase_url = \"https://git.example.com\"\n",
+    );
+    for args in [
+        &["exec", "-p", "api", "--", "true"][..],
+        &["kubectl", "-p", "api"],
+        &["git-credential", "-p", "api", "get"],
+    ] {
+        let run = home.run(args);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("DPoP-bound"),
+            "{args:?}: {}",
+            run.stderr()
+        );
+        assert!(
+            run.stderr().contains("tokenwarden curl"),
+            "{}",
+            run.stderr()
+        );
+    }
+}

@@ -343,3 +343,40 @@ async fn a_tonic_channel_sends_proofs_and_learns_the_servers_nonce() {
     assert_eq!(manager.stats().fetches, 1);
     no_proof_logged(&checks);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_grant_keeps_its_key_across_refreshes() {
+    let _h = harness();
+    let Some(oidc) = oidc::server() else { return };
+    // A confidential client's grant (its refresh token is not bound to a key,
+    // its access tokens are).
+    let client = OAuth2Client::builder()
+        .issuer(&oidc.issuer)
+        .client_id("app")
+        .client_secret(format!("app-{MARKER}"))
+        .dpop(DpopAlgorithm::Es256)
+        .build()
+        .unwrap();
+    let device = client
+        .device_code()
+        .scope("openid offline_access read")
+        .on_prompt(|prompt| {
+            let page = prompt.verification_uri_complete.clone().unwrap();
+            tokio::spawn(
+                async move { browser::approve_as(&page, ("alice", "any password")).await },
+            );
+        });
+    let signed_in = manager(device).token().await.unwrap().to_token();
+    let refresh_token = signed_in.refresh_token.clone().unwrap();
+    // Carried on as a refresh-token grant: each refresh proves the key of the
+    // one before (a new key with each would orphan a bound refresh token).
+    let grant = manager(client.refresh_token(refresh_token.secret().to_owned()));
+    let first = grant.token().await.unwrap().to_token();
+    let second = grant.force_refresh().await.unwrap().to_token();
+    assert_ne!(first.fingerprint(), second.fingerprint());
+    let thumbprint =
+        |token: &tokenwarden::Token| token.dpop_key.as_ref().unwrap().thumbprint().to_owned();
+    assert_eq!(thumbprint(&first), thumbprint(&second));
+    let said = introspect(oidc, second.access_token.secret()).await;
+    assert_eq!(said["cnf"]["jkt"], thumbprint(&second));
+}

@@ -250,7 +250,9 @@ impl OAuth2Client {
         key: Option<&DpopKey>,
     ) -> Result<Token> {
         let url = self.token_url().await?;
-        let new_grant = key.is_none();
+        // A refresh (whatever key it proves) keeps what it gets: its refresh
+        // token may have rotated, the old one spent.
+        let new_grant = !(params.iter()).any(|(k, v)| k == "grant_type" && v == "refresh_token");
         let key = self.dpop_key(key)?;
         self.with_retries(Replay::of_grant(params), || async {
             let mut answer = self.post_token(&url, params, key.as_ref()).await?;

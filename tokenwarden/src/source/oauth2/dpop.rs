@@ -65,7 +65,8 @@ impl OAuth2Client {
 /// refresh answered so keeps its token (its refresh token may have rotated, the
 /// old one spent), logged, and the key for the next refresh.
 pub(crate) fn bind(source: &str, token: &mut Token, key: DpopKey, new_grant: bool) -> Result<()> {
-    if !token.is_dpop() {
+    // A token exchange may issue what is no access token (RFC 8693 §2.2.1).
+    if !token.is_dpop() && !token.token_type.eq_ignore_ascii_case("N_A") {
         if new_grant {
             return Err(crate::Error::invalid_response(
                 source,

@@ -149,6 +149,7 @@ impl OAuth2Client {
             request: Request::default(),
             subject: crate::token::fingerprint(refresh_token.secret()),
             latest: Mutex::new(refresh_token),
+            latest_key: Mutex::new(None),
         }
     }
 }
@@ -247,6 +248,9 @@ pub struct RefreshTokenGrant {
     client: OAuth2Client,
     request: Request,
     latest: Mutex<RefreshToken>,
+    /// With DPoP, the key the latest refresh proved (a public client's refresh
+    /// token is bound to it), for a `fetch` that has no current token.
+    latest_key: Mutex<Option<crate::dpop::DpopKey>>,
     /// Whose grant it is, for the key: the fingerprint of the refresh token it
     /// was made with (two users' tokens never share a key; rotations keep it).
     subject: String,
@@ -277,7 +281,20 @@ impl RefreshTokenGrant {
             "refresh_token",
             &[("refresh_token", refresh_token.secret())],
         );
-        let token = self.client.token_request(&form).await?;
+        // With DPoP, the key its refresh token is bound to.
+        let latest_key = || {
+            (self.latest_key.lock())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        let key = current.and_then(|t| t.dpop_key.clone()).or_else(latest_key);
+        let token = self.client.token_request_with(&form, key.as_ref()).await?;
+        if token.dpop_key.is_some() {
+            *self
+                .latest_key
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = token.dpop_key.clone();
+        }
         let mut token = super::id_token::check_refreshed(&self.client, current, token).await;
         if token.refresh_token.is_none() {
             token.refresh_token = Some(refresh_token.clone());
