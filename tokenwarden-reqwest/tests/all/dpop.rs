@@ -172,32 +172,52 @@ fn htu(headers: &axum::http::HeaderMap) -> String {
     claims["htu"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_wants_a_new_nonce_every_time_gets_one_replay_and_the_token_stays() {
-    let _h = harness();
-    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counted = requests.clone();
-    let app = axum::Router::new().route(
-        "/v1/items",
-        axum::routing::get(move || {
-            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move {
-                axum::http::Response::builder()
-                    .status(401)
-                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
-                    .header("dpop-nonce", format!("n-{n}"))
-                    .body(axum::body::Body::empty())
-                    .unwrap()
-            }
-        }),
-    );
-    let base = serve(app).await;
+/// An `AuthClient` for `base`/v1/ with a DPoP-bound token of its own manager.
+fn dpop_client(base: &str) -> (AuthClient, TokenManager) {
     let manager = dpop_manager();
     let client = AuthClient::builder()
         .base_url(format!("{base}/v1/"))
         .token_manager(manager.clone())
         .build()
         .unwrap();
+    (client, manager)
+}
+
+/// A resource server whose `/v1/items` answers every request 401 with the
+/// headers `challenge` gives for its number (0, 1...); its base and the count.
+async fn refusing(
+    challenge: fn(u32) -> Vec<(&'static str, String)>,
+) -> (String, Arc<std::sync::atomic::AtomicU32>) {
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/v1/items",
+        axum::routing::get(move || {
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut answer = axum::http::Response::builder().status(401);
+            for (name, value) in challenge(n) {
+                answer = answer.header(name, value);
+            }
+            async move { answer.body(axum::body::Body::empty()).unwrap() }
+        }),
+    );
+    (serve(app).await, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_wants_a_new_nonce_every_time_gets_one_replay_and_the_token_stays() {
+    let _h = harness();
+    let (base, requests) = refusing(|n| {
+        vec![
+            (
+                "www-authenticate",
+                r#"DPoP error="use_dpop_nonce""#.to_owned(),
+            ),
+            ("dpop-nonce", format!("n-{n}")),
+        ]
+    })
+    .await;
+    let (client, manager) = dpop_client(&base);
     let answer = client.get("items").send().await.unwrap();
     assert_eq!(answer.status(), 401, "the server's last answer, as it is");
     assert_eq!(
@@ -230,12 +250,7 @@ async fn a_proof_refused_after_a_redirect_costs_no_refresh() {
             }),
         );
     let base = serve(app).await;
-    let manager = dpop_manager();
-    let client = AuthClient::builder()
-        .base_url(format!("{base}/v1/"))
-        .token_manager(manager.clone())
-        .build()
-        .unwrap();
+    let (client, manager) = dpop_client(&base);
     assert_eq!(client.get("items").send().await.unwrap().status(), 200);
     let redirected = client.get("old").send().await.unwrap();
     assert_eq!(redirected.status(), 401);
@@ -250,31 +265,12 @@ async fn a_proof_refused_after_a_redirect_costs_no_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_proof_is_not_a_refused_token() {
     let _h = harness();
-    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counted = requests.clone();
-    let app = axum::Router::new().route(
-        "/v1/items",
-        axum::routing::get(move || {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async {
-                axum::http::Response::builder()
-                    .status(401)
-                    .header(
-                        "www-authenticate",
-                        r#"DPoP error="invalid_dpop_proof", error_description="iat too far""#,
-                    )
-                    .body(axum::body::Body::empty())
-                    .unwrap()
-            }
-        }),
-    );
-    let base = serve(app).await;
-    let manager = dpop_manager();
-    let client = AuthClient::builder()
-        .base_url(format!("{base}/v1/"))
-        .token_manager(manager.clone())
-        .build()
-        .unwrap();
+    let (base, requests) = refusing(|_| {
+        let challenge = r#"DPoP error="invalid_dpop_proof", error_description="iat too far""#;
+        vec![("www-authenticate", challenge.to_owned())]
+    })
+    .await;
+    let (client, manager) = dpop_client(&base);
     for _ in 0..3 {
         assert_eq!(client.get("items").send().await.unwrap().status(), 401);
     }

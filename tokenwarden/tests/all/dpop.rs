@@ -43,18 +43,23 @@ fn manager(source: impl tokenwarden::TokenSource + 'static) -> TokenManager {
         .unwrap()
 }
 
+/// A device sign-in of `client` (openid offline_access read), which Alice
+/// approves in the headless browser.
+fn signed_in_by_alice(client: &OAuth2Client) -> tokenwarden::source::oauth2::DeviceCode {
+    client
+        .device_code()
+        .scope("openid offline_access read")
+        .on_prompt(|prompt| {
+            let page = prompt.verification_uri_complete.clone().unwrap();
+            tokio::spawn(
+                async move { browser::approve_as(&page, ("alice", "any password")).await },
+            );
+        })
+}
+
 /// What the authorization server says of `token` (RFC 7662).
 async fn introspect(oidc: &Oidc, token: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!("{}/token/introspection", oidc.issuer))
-        .basic_auth("cc-basic", Some("cc-basic-TOPSECRET"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    oidc::introspect(&oidc.issuer, token).await.unwrap()
 }
 
 type Hyper = TokenService<Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>>;
@@ -227,15 +232,7 @@ async fn a_public_clients_refresh_token_is_bound_to_the_key_kept_in_the_store() 
     let dir = tempfile::tempdir().unwrap();
     let store_key = random_seed();
     let client = client(oidc, "cli-dpop", DpopAlgorithm::Es256);
-    let device = client
-        .device_code()
-        .scope("openid offline_access read")
-        .on_prompt(|prompt| {
-            let page = prompt.verification_uri_complete.clone().unwrap();
-            tokio::spawn(
-                async move { browser::approve_as(&page, ("alice", "any password")).await },
-            );
-        });
+    let device = signed_in_by_alice(&client);
     let first = TokenManager::builder(device)
         .store(file_store(dir.path(), store_key))
         .listener(watching())
@@ -357,15 +354,7 @@ async fn a_refresh_token_grant_keeps_its_key_across_refreshes() {
         .dpop(DpopAlgorithm::Es256)
         .build()
         .unwrap();
-    let device = client
-        .device_code()
-        .scope("openid offline_access read")
-        .on_prompt(|prompt| {
-            let page = prompt.verification_uri_complete.clone().unwrap();
-            tokio::spawn(
-                async move { browser::approve_as(&page, ("alice", "any password")).await },
-            );
-        });
+    let device = signed_in_by_alice(&client);
     let signed_in = manager(device).token().await.unwrap().to_token();
     let refresh_token = signed_in.refresh_token.clone().unwrap();
     // Carried on as a refresh-token grant: each refresh proves the key of the

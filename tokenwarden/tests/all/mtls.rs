@@ -38,20 +38,6 @@ fn client(
         .unwrap()
 }
 
-/// What the authorization server says of `token`.
-async fn introspect(oidc: &Oidc, token: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!("{}/token/introspection", oidc.issuer))
-        .basic_auth("cc-basic", Some("cc-basic-TOPSECRET"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_clients_get_tokens_bound_to_their_certificate() {
     let _h = harness();
@@ -84,7 +70,7 @@ async fn mutual_tls_clients_get_tokens_bound_to_their_certificate() {
             .unwrap();
         let header = manager.header().await.unwrap();
         let token = header.token().access_token.secret().to_owned();
-        let said = introspect(oidc, &token).await;
+        let said = oidc::introspect(&oidc.issuer, &token).await.unwrap();
         assert_eq!(
             said["cnf"]["x5t#S256"],
             certificate.thumbprint(),

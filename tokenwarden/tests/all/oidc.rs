@@ -132,6 +132,19 @@ pub fn spawn_ready(
     Ok((child, ready))
 }
 
+/// What the authorization server at `issuer` says of `token` (RFC 7662), asked
+/// as the confidential client `cc-basic`: any client's token, with its `cnf`.
+pub async fn introspect(issuer: &str, token: &str) -> Result<serde_json::Value, String> {
+    let answer = reqwest::Client::new()
+        .post(format!("{issuer}/token/introspection"))
+        .basic_auth("cc-basic", Some("cc-basic-TOPSECRET"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    answer.json().await.map_err(|e| e.to_string())
+}
+
 impl Oidc {
     /// The token endpoint (oidc-provider's default path).
     pub fn token_url(&self) -> String {

@@ -23,10 +23,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// The client the server introspects with (a confidential client of the
-/// authorization server).
-const INTROSPECTING: (&str, &str) = ("cc-basic", "cc-basic-TOPSECRET");
-
 /// The server's state, shared with its tests.
 #[derive(Default)]
 pub struct Checks {
@@ -190,14 +186,7 @@ async fn check(
         return Err(Refusal::Nonce);
     }
     // The token: live, DPoP-bound, bound to this key.
-    let introspected: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/token/introspection", checks.issuer))
-        .basic_auth(INTROSPECTING.0, Some(INTROSPECTING.1))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .map_err(|e| invalid(&format!("introspection: {e}")))?
-        .json()
+    let introspected = crate::oidc::introspect(&checks.issuer, &token)
         .await
         .map_err(|e| invalid(&format!("introspection: {e}")))?;
     if introspected["active"] != true {

@@ -68,16 +68,7 @@ async fn check(
 ) -> Result<(), String> {
     let token = token.ok_or("no bearer token")?;
     let presented = presented.ok_or("no client certificate")?;
-    let said: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/token/introspection", checks.issuer))
-        .basic_auth("cc-basic", Some("cc-basic-TOPSECRET"))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let said = crate::oidc::introspect(&checks.issuer, &token).await?;
     if said["active"] != true {
         return Err("the token is not active".into());
     }
