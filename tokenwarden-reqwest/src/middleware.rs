@@ -100,6 +100,12 @@ impl TokenMiddleware {
         header: &HeaderRef,
         request: &mut Request,
     ) -> reqwest_middleware::Result<()> {
+        if !header.token().is_dpop() {
+            // A bearer token: no proof, so no copy of the request's URL.
+            return (self.placement)
+                .apply(request.headers_mut(), header)
+                .map_err(reqwest_middleware::Error::middleware);
+        }
         let (method, url) = (request.method().clone(), request.url().clone());
         tokenwarden::http::authorize(
             &self.placement,

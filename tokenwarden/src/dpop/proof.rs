@@ -34,7 +34,8 @@ impl DpopKey {
     ///
     /// let key = DpopKey::generate(DpopAlgorithm::Es256)?;
     /// let url = url::Url::parse("https://auth.example.com/token?x=1").unwrap();
-    /// let proof = key.proof("POST", &htu(&url), None, None, std::time::SystemTime::now())?;
+    /// let now = tokenwarden::Clock::now(&tokenwarden::SystemClock);
+    /// let proof = key.proof("POST", &htu(&url), None, None, now)?;
     /// assert_eq!(proof.split('.').count(), 3);
     /// # Ok::<(), tokenwarden::Error>(())
     /// ```

@@ -24,7 +24,6 @@ pub fn authorize(
 ) -> Result<()> {
     placement.apply(headers, header)?;
     if !header.token().is_dpop() {
-        headers.remove(DPOP);
         return Ok(());
     }
     let nonce = manager.dpop_nonces().get_for(url);

@@ -97,8 +97,10 @@ pub enum TokenPlacement {
 
 impl TokenPlacement {
     /// Puts the token of `header` into `headers`, marked sensitive, replacing what
-    /// was there.
+    /// was there, and removes a `DPoP` header (a caller's, or an earlier
+    /// attempt's): a DPoP-bound token's proof is [`authorize`]'s to add.
     pub fn apply(&self, headers: &mut HeaderMap, header: &HeaderRef) -> Result<()> {
+        headers.remove(crate::dpop::DPOP);
         let bare = || {
             let mut value =
                 HeaderValue::try_from(header.token().access_token.secret()).map_err(|_| {

@@ -265,8 +265,6 @@ mod dpop {
     ) -> Result<Option<url::Url>, BoxError> {
         if !header.token().is_dpop() {
             config.placement.apply(request.headers_mut(), header)?;
-            // A caller's, or an earlier token's: never beside a bearer token.
-            request.headers_mut().remove(crate::dpop::DPOP);
             return Ok(None);
         }
         let url = target(config, request.uri())?;
