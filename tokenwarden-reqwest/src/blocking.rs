@@ -315,12 +315,7 @@ impl AuthClientBuilder {
             .manager
             .ok_or_else(|| Error::config("an AuthClient needs a token_manager"))?;
         let own_client = self.http.is_none();
-        if !own_client && (self.identity.is_some() || !self.roots.is_empty()) {
-            return Err(Error::config(
-                "identity and add_root_certificate set up the AuthClient's own HTTP client: \
-                 give the one passed to http_client its certificate and roots instead",
-            ));
-        }
+        crate::client::tls_for_own_client_only(own_client, &self.identity, &self.roots)?;
         let http = match self.http {
             Some(http) => http,
             None => {

@@ -288,12 +288,7 @@ impl AuthClientBuilder {
             }
         };
         let own_client = self.http.is_none();
-        if !own_client && (self.identity.is_some() || !self.roots.is_empty()) {
-            return Err(Error::config(
-                "identity and add_root_certificate set up the AuthClient's own HTTP client: \
-                 give the one passed to http_client its certificate and roots instead",
-            ));
-        }
+        tls_for_own_client_only(own_client, &self.identity, &self.roots)?;
         let http = match self.http {
             Some(http) => http,
             None => {
@@ -360,4 +355,21 @@ pub(crate) fn base_and_origins(
         None => AllowedOrigins::of(base_url.as_str())?,
     };
     Ok((base_url, origins))
+}
+
+/// `identity` and `add_root_certificate` set up an `AuthClient`'s own HTTP
+/// client (async or blocking): with a client of the caller's they would be
+/// dropped, so they are a configuration error instead.
+pub(crate) fn tls_for_own_client_only(
+    own_client: bool,
+    identity: &Option<reqwest::Identity>,
+    roots: &[reqwest::Certificate],
+) -> Result<()> {
+    if own_client || (identity.is_none() && roots.is_empty()) {
+        return Ok(());
+    }
+    Err(Error::config(
+        "identity and add_root_certificate set up the AuthClient's own HTTP client: \
+         give the one passed to http_client its certificate and roots instead",
+    ))
 }
